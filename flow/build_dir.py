@@ -1,0 +1,128 @@
+"""The build folder and its manifest: what each step produced, with checksums.
+
+Rules that keep a build trustworthy and resumable:
+- a step writes into ``.staging/<step>/`` and its outputs are moved into place only on success;
+- the manifest (``manifest.json``, replaced atomically) marks a step done only after that;
+- running a step forgets every later step, so stale results are never trusted;
+- before a step runs, the outputs of the steps it depends on are checked against their
+  checksums; a changed or missing file is a corrupt build folder, reported with the step to rerun.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+MANIFEST = 'manifest.json'
+
+
+class CorruptBuild(RuntimeError):
+    pass
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_json(path: Path, data) -> None:
+    """Atomic JSON write: a reader sees the old file or the new one, never half of one."""
+    path = Path(path)
+    tmp = path.with_name(path.name + '.tmp')
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+class BuildDir:
+    def __init__(self, root: Path):
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / MANIFEST
+        if path.exists():
+            try:
+                self.manifest = json.loads(path.read_text())
+            except json.JSONDecodeError as e:
+                raise CorruptBuild(f'{path} is not valid JSON ({e}); delete the build folder or restore the manifest') from e
+        else:
+            self.manifest = {'steps': {}}
+
+    def save(self) -> None:
+        write_json(self.root / MANIFEST, self.manifest)
+
+    # --- step records ----------------------------------------------------------------------------
+
+    def record(self, step: str) -> dict | None:
+        return self.manifest['steps'].get(step)
+
+    def done(self, step: str, fingerprint: str | None = None) -> bool:
+        rec = self.record(step)
+        return bool(rec) and rec.get('status') == 'done' and (fingerprint is None or rec.get('config') == fingerprint)
+
+    def forget_from(self, steps_in_order: list[str], step: str) -> None:
+        """Drop the records of ``step`` and every later step: they are about to be stale."""
+        for s in steps_in_order[steps_in_order.index(step) :]:
+            self.manifest['steps'].pop(s, None)
+        self.save()
+
+    def staging(self, step: str, outputs: list[str]) -> Path:
+        """A fresh staging folder with the folders the step's outputs go into."""
+        path = self.root / '.staging' / step
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+        for rel in outputs:
+            (path / rel).parent.mkdir(parents=True, exist_ok=True) if Path(rel).suffix else (path / rel).mkdir(parents=True)
+        return path
+
+    def commit(self, step: str, fingerprint: str, outputs: list[str], summary: dict | None = None, status: str = 'done') -> None:
+        """Move staged outputs into place (replacing older ones) and record the step."""
+        staged = self.root / '.staging' / step
+        for rel in outputs:
+            src, dst = staged / rel, self.root / rel
+            if src.exists():
+                if dst.is_dir():
+                    shutil.rmtree(dst)
+                elif dst.exists():
+                    dst.unlink()
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src, dst)
+        shutil.rmtree(staged, ignore_errors=True)
+        files = {}
+        for rel in outputs:
+            p = self.root / rel
+            if not p.exists():
+                raise CorruptBuild(f'step {step} did not produce {rel}')
+            for f in sorted(p.rglob('*')) if p.is_dir() else [p]:
+                if f.is_file():
+                    files[str(f.relative_to(self.root))] = sha256(f)
+        self.manifest['steps'][step] = {
+            'status': status,
+            'config': fingerprint,
+            'finished': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+            'outputs': outputs,
+            'files': files,
+            'summary': summary or {},
+        }
+        self.save()
+
+    def add_files(self, step: str, paths: list[Path]) -> None:
+        """Record files a step created in place (e.g. the C-sim library inside hls/)."""
+        rec = self.manifest['steps'][step]
+        for p in paths:
+            rec['files'][str(Path(p).resolve().relative_to(self.root))] = sha256(p)
+        self.save()
+
+    def check_files(self, step: str, rerun_hint: str) -> None:
+        rec = self.record(step)
+        for rel, digest in rec.get('files', {}).items():
+            p = self.root / rel
+            if not p.is_file():
+                raise CorruptBuild(f'{p} (made by step {step}) is missing; rerun with --from-step {rerun_hint}')
+            if sha256(p) != digest:
+                raise CorruptBuild(f'{p} changed since step {step} wrote it; rerun with --from-step {rerun_hint}')

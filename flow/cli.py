@@ -1,0 +1,76 @@
+"""``build-bitstream``: run the flow's named steps on a model.
+
+Exit codes: 0 all requested steps done; 1 a step failed; 2 bad input (usage, config, model);
+3 stopped before a step whose vendor tool (Vitis HLS, Vivado) is not installed: not a failure,
+the build folder holds everything up to that step.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from pydantic import ValidationError
+
+from flow.progress import console
+from flow.steps import STEPS, StepFailed, ToolMissing, run_flow, step_names
+
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_TOOL_MISSING = 1, 2, 3
+
+
+def _steps_help() -> str:
+    return '\n'.join(f'  {s.name:17s} {s.doc}' for s in STEPS)
+
+
+@click.command(epilog='Steps, in order:\n\n' + _steps_help(), context_settings={'max_content_width': 110})
+@click.option('--model', help='Built-in model name (see --list-models) or a saved .h5/.keras model with our layers.')
+@click.option('--config', 'config_path', type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help='YAML/JSON flow config (per-layer precision, ReuseFactor, strategy).')
+@click.option('--build-dir', type=click.Path(file_okay=False, path_type=Path), help='Build folder [default: build/<model>].')
+@click.option('--board', help='Target board (pynq-z1, pynq-z2, zcu104, ultra96v2, kv260; PYNQ $BOARD names accepted).')
+@click.option('--from-step', type=click.Choice(step_names()), help='Rerun from this step (earlier steps must be done).')
+@click.option('--to-step', type=click.Choice(step_names()), help='Stop after this step.')
+@click.option('--seed', type=int)
+@click.option('--epochs', type=int)
+@click.option('--reuse-factor', type=int, help='Default ReuseFactor for every dense layer.')
+@click.option('--n-golden', type=int, help='Number of golden test vectors.')
+@click.option('--list-boards', is_flag=True, help='List the known boards and exit.')
+@click.option('--list-models', is_flag=True, help='List the built-in models and exit.')
+def main(model, config_path, build_dir, board, from_step, to_step, seed, epochs, reuse_factor, n_golden, list_boards, list_models):
+    """Train (or load), convert, verify bit-exactly and build a block-sparse network for a PYNQ board."""
+    from flow.boards import all_boards, get_board
+    from flow.config import FlowConfig
+
+    if list_boards:
+        for b in all_boards().values():
+            click.echo(f'{b.name:10s} {b.part:22s} {b.ps:18s} aliases: {", ".join(b.aliases)}')
+        return
+    if list_models:
+        from keras_models import BUILTIN
+
+        click.echo('\n'.join(BUILTIN))
+        return
+    try:
+        cfg = FlowConfig.load(config_path, model=model, board=board, seed=seed, epochs=epochs,
+                              reuse_factor=reuse_factor, n_golden=n_golden)
+        get_board(cfg.board)
+    except (ValidationError, KeyError, ValueError) as e:
+        console.print(f'[red]bad input:[/] {e}')
+        sys.exit(EXIT_BAD_INPUT)
+    if build_dir is None:
+        build_dir = Path('build') / Path(cfg.model).stem
+    try:
+        run_flow(cfg, build_dir, from_step=from_step, to_step=to_step)
+    except ToolMissing as e:
+        console.print(f'[yellow bold]stopped:[/] {e}')
+        sys.exit(EXIT_TOOL_MISSING)
+    except (StepFailed, RuntimeError, ValueError, FileNotFoundError) as e:
+        console.print(f'[red bold]failed:[/] {type(e).__name__}: {e}')
+        console.print(f'build folder: {Path(build_dir).resolve()} (completed steps are kept; see manifest.json)')
+        sys.exit(EXIT_FAILED)
+    console.print(f'[bold green]finished[/]: {Path(build_dir).resolve()}')
+
+
+if __name__ == '__main__':
+    main()

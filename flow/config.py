@@ -1,0 +1,92 @@
+"""Flow configuration: one pydantic model, loadable from YAML or JSON, overridable from the CLI.
+
+Example (YAML)::
+
+    model: digits_mlp            # built-in name, or a saved .h5/.keras file with our layers
+    dataset: digits
+    board: pynq-z2
+    input_precision: ap_fixed<6,2>
+    reuse_factor: 1              # default for every dense layer
+    layers:
+      fc1: {reuse_factor: 8}
+      logits: {reuse_factor: 10, strategy: resource, accum: ap_fixed<24,8>}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from flow.runtime.fixed import FixedType
+
+
+class LayerConfig(BaseModel):
+    model_config = ConfigDict(extra='forbid')
+
+    reuse_factor: int | None = Field(None, ge=1)
+    strategy: Literal['latency', 'resource'] | None = None  # hls4ml's own Dense only
+    accum: str | None = None  # default: the exact accumulator computed from the weights
+    result: str | None = None  # default: the accumulator type (no rounding)
+
+    @field_validator('accum', 'result')
+    @classmethod
+    def _fixed(cls, v):
+        if v is not None:
+            FixedType.parse(v)
+        return v
+
+
+class FlowConfig(BaseModel):
+    model_config = ConfigDict(extra='forbid')
+
+    model: str = 'digits_mlp'
+    dataset: str = 'digits'
+    board: str = 'pynq-z2'
+    project_name: str = Field('sparsenet', pattern=r'^[A-Za-z][A-Za-z0-9]*$')  # '_' breaks hls4ml's report paths
+    seed: int = 0
+    epochs: int = Field(40, ge=0)
+    batch_size: int = 32
+    learning_rate: float = 3e-3
+    input_precision: str | None = None  # default: the built-in model's, else ap_fixed<16,6>
+    io_type: Literal['io_parallel'] = 'io_parallel'
+    clock_period_ns: float | None = None  # default: the board's PL clock
+    reuse_factor: int = Field(1, ge=1)
+    strategy: Literal['latency', 'resource'] = 'latency'
+    layers: dict[str, LayerConfig] = {}
+    n_golden: int = Field(256, ge=1)
+
+    @field_validator('input_precision')
+    @classmethod
+    def _fixed(cls, v):
+        if v is not None:
+            FixedType.parse(v)
+        return v
+
+    @classmethod
+    def load(cls, path: Path | None, **overrides) -> FlowConfig:
+        data = {}
+        if path is not None:
+            path = Path(path)
+            text = path.read_text()
+            data = json.loads(text) if path.suffix == '.json' else yaml.safe_load(text) or {}
+            if not isinstance(data, dict):
+                raise ValueError(f'{path}: expected a mapping of settings')
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.model_validate(data)
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+
+    def layer(self, name: str) -> LayerConfig:
+        return self.layers.get(name, LayerConfig())
+
+    def reuse_for(self, name: str) -> int:
+        return self.layer(name).reuse_factor or self.reuse_factor
+
+    def strategy_for(self, name: str) -> str:
+        return self.layer(name).strategy or self.strategy

@@ -1,0 +1,91 @@
+"""hls4ml conversion with every precision set explicitly from the integer reference.
+
+We never rely on hls4ml's 'auto' precision: its inference does not know our layers
+(STACK_NOTES), so the reference decides each type and the converted graph is checked against it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flow.config import FlowConfig
+from flow.runtime.fixed import FixedType
+from flow.runtime.reference import IntegerModel
+
+DENSE_KINDS = ('dense', 'block_sparse_dense')
+
+
+class ConversionMismatch(RuntimeError):
+    pass
+
+
+def hls_config(im: IntegerModel, cfg: FlowConfig) -> dict:
+    layers = {}
+    for layer in im.layers:
+        lc = {'Trace': True, 'Precision': {'result': layer.out_type.hls()}}
+        if layer.kind in DENSE_KINDS:
+            lc['Precision'].update(
+                weight=layer.weight_type.hls(), bias=layer.bias_type.hls(), accum=layer.accum_type.hls()
+            )
+            lc['ReuseFactor'] = cfg.reuse_for(layer.name)
+            if layer.kind == 'dense':
+                lc['Strategy'] = cfg.strategy_for(layer.name).capitalize()
+            # hls4ml inserts '<name>_linear' after a QDense; same type in and out lets its
+            # EliminateLinearActivation pass remove it.
+            layers[f'{layer.name}_linear'] = {'Precision': {'result': layer.out_type.hls()}}
+        layers[layer.name] = lc
+    return {
+        'Model': {'Precision': 'ap_fixed<16,6>', 'ReuseFactor': cfg.reuse_factor, 'Strategy': 'Latency', 'TraceOutput': True},
+        'LayerName': layers,
+    }
+
+
+def _fixed_of(precision) -> FixedType:
+    text = str(precision)  # e.g. fixed<13,6,TRN,WRAP,0>, ufixed<6,2,RND_CONV,SAT,0>, uint<3>
+    if text.startswith(('int<', 'uint<')):
+        w = int(text[text.index('<') + 1 : -1])
+        return FixedType(w, w, signed=not text.startswith('u'))
+    return FixedType.parse(text)
+
+
+def check_against_reference(hls_model, im: IntegerModel) -> None:
+    """Every node of the converted graph is a reference layer with the same types."""
+    ref = {layer.name: layer for layer in im.layers}
+    nodes = dict(hls_model.graph)
+    extra = [n for n in nodes if n not in ref]
+    missing = [n for n in ref if n not in nodes]
+    if extra or missing:
+        raise ConversionMismatch(f'hls4ml graph differs from the reference: extra nodes {extra}, missing {missing}')
+    for name, node in nodes.items():
+        layer = ref[name]
+        checks = [('result', node.get_output_variable().type.precision, layer.out_type)]
+        if layer.kind in DENSE_KINDS:
+            checks += [
+                ('weight', node.get_weights('weight').type.precision, layer.weight_type),
+                ('bias', node.get_weights('bias').type.precision, layer.bias_type),
+                ('accum', node.get_attr('accum_t').precision, layer.accum_type),
+            ]
+        for what, got, want in checks:
+            if _fixed_of(got) != want:
+                raise ConversionMismatch(f"layer '{name}': hls4ml chose {what} type {got}, the reference needs {want.hls()}")
+
+
+def convert_model(keras_model, im: IntegerModel, cfg: FlowConfig, board, output_dir: Path):
+    import hls4ml
+
+    from flow.hls import register
+
+    register()
+    hls_model = hls4ml.converters.convert_from_keras_model(
+        keras_model,
+        hls_config=hls_config(im, cfg),
+        output_dir=str(output_dir),
+        project_name=cfg.project_name,
+        backend='Vitis',
+        io_type=cfg.io_type,
+        part=board.part,
+        clock_period=cfg.clock_period_ns or board.clock_period_ns,
+    )
+    check_against_reference(hls_model, im)
+    hls_model.write()
+    return hls_model

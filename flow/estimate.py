@@ -1,0 +1,100 @@
+"""Resource estimates per layer, for our block-sparse template and for hls4ml's own Dense.
+
+Model (documented so it can be checked against csynth reports when Vitis HLS runs):
+- multipliers = ceil(weights / ReuseFactor); cycles of the MAC loop = ReuseFactor (II=1);
+- ours iterates over kept weights only; hls4ml's Resource Dense over all n_in x n_out
+  (zeros included, STACK_NOTES), its Latency strategy (RF=1) drops constant-zero multiplies;
+- weight memory = stored weights x width. With RF > 1 both templates reshape the weights into
+  one ROM of width multipliers x weight bits and depth RF; BRAM18 is the cheapest tiling of
+  that ROM by the RAMB18 aspect ratios. With RF = 1 the weights are constants in logic (0 BRAM).
+"""
+
+from __future__ import annotations
+
+import math
+
+from flow.footprint import layer_footprint
+from flow.runtime.reference import IntegerModel
+
+RAMB18_SHAPES = [(16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)]  # (depth, width)
+
+
+def bram18(width_bits: int, depth: int) -> int:
+    if depth <= 1 or width_bits == 0:
+        return 0
+    return min(math.ceil(depth / d) * math.ceil(width_bits / w) for d, w in RAMB18_SHAPES)
+
+
+def engine(weights: int, rf: int, wbits: int) -> dict:
+    mult = math.ceil(weights / rf)
+    return {
+        'multipliers': mult,
+        'cycles': rf,
+        'weight_memory_bits': weights * wbits,
+        'bram18': bram18(mult * wbits, rf) if rf > 1 else 0,
+    }
+
+
+def layer_estimate(layer, rf: int, strategy: str = 'resource') -> dict | None:
+    fp = layer_footprint(layer)
+    if fp is None:
+        return None
+    n_in, n_out = fp['shape']
+    wbits = layer.weight_type.width
+    kept = fp['kept_weights'] if layer.kind == 'block_sparse_dense' else int((layer.weight != 0).sum())
+    ours = engine(kept, rf, wbits)
+    ours['index_bits'] = fp['index_bits']
+    dense = engine(n_in * n_out, rf, wbits)
+    if strategy == 'latency' and rf == 1:
+        dense['multipliers'] = int(kept)  # HLS removes multiplies by constant zero
+    limit = {k: dense[k] * kept / (n_in * n_out) for k in ('multipliers', 'weight_memory_bits', 'bram18')}
+    return {
+        'kind': layer.kind,
+        'shape': [n_in, n_out],
+        'reuse_factor': rf,
+        'kept_weights': kept,
+        'density': kept / (n_in * n_out),
+        'ours': ours,
+        'hls4ml_dense': dense,
+        'ratio_ours_vs_dense': {k: (ours[k] / dense[k] if dense[k] else None) for k in ('multipliers', 'weight_memory_bits', 'bram18')},
+        'ratio_ours_vs_limit': {k: (ours[k] / limit[k] if limit[k] else None) for k in limit},
+    }
+
+
+def estimate_model(im: IntegerModel, cfg, board) -> dict:
+    layers = {}
+    for layer in im.layers:
+        est = layer_estimate(layer, cfg.reuse_for(layer.name), cfg.strategy_for(layer.name))
+        if est:
+            layers[layer.name] = est
+    total = {}
+    for side in ('ours', 'hls4ml_dense'):
+        total[side] = {k: sum(l[side][k] for l in layers.values()) for k in ('multipliers', 'weight_memory_bits', 'bram18')}
+        # layers run one after another in io_parallel: latency adds up
+        total[side]['cycles'] = sum(l[side]['cycles'] for l in layers.values())
+    cap = board.resources
+    total['board'] = board.name
+    total['fit'] = {
+        'dsp': {'used': total['ours']['multipliers'], 'available': cap.dsp, 'margin': cap.dsp - total['ours']['multipliers']},
+        'bram18': {'used': total['ours']['bram18'], 'available': cap.bram18, 'margin': cap.bram18 - total['ours']['bram18']},
+    }
+    total['fits'] = all(v['margin'] >= 0 for v in total['fit'].values())
+    return {'layers': layers, 'total': total,
+            'note': 'multipliers are counted as DSPs: an upper bound (HLS maps narrow products to LUTs)'}
+
+
+def print_estimate(est: dict, console) -> None:
+    from rich.table import Table
+
+    t = Table(title='Estimate: ours vs hls4ml Dense (same weights, same ReuseFactor)')
+    for col in ('layer', 'RF', 'kept', 'mult', 'mult dense', 'cycles', 'mem bits', 'mem dense', 'BRAM18', 'BRAM18 dense'):
+        t.add_column(col, justify='right')
+    for name, l in est['layers'].items():
+        o, d = l['ours'], l['hls4ml_dense']
+        t.add_row(name, str(l['reuse_factor']), str(l['kept_weights']), str(o['multipliers']), str(d['multipliers']),
+                  str(o['cycles']), str(o['weight_memory_bits']), str(d['weight_memory_bits']), str(o['bram18']), str(d['bram18']))
+    console.print(t)
+    tot = est['total']
+    verdict = '[green]fits[/]' if tot['fits'] else '[red]does not fit[/]'
+    margins = ', '.join(f"{k}: {v['used']}/{v['available']} (margin {v['margin']})" for k, v in tot['fit'].items())
+    console.print(f"{tot['board']}: {verdict} — {margins}")

@@ -1,0 +1,60 @@
+"""Memory footprint: every bit the hardware stores, against the same network dense in float.
+
+Counted per layer: kept weight values at their width, index bits (one per kept block for
+block-sparse layers), biases at their width. hls4ml's own Dense stores every weight, zeros too.
+Baselines: the same layer dense (all n_in x n_out weights + biases) at float32 and float64.
+"""
+
+from __future__ import annotations
+
+from flow.runtime.reference import IntegerModel
+
+
+def layer_footprint(layer) -> dict | None:
+    if layer.kind == 'block_sparse_dense':
+        kept = int(layer.values.size)
+        index_bits = layer.n_kept_blocks * layer.index_bits
+        n_in, n_out = layer.n_in, layer.n_out
+    elif layer.kind == 'dense':
+        n_in, n_out = layer.weight.shape
+        kept, index_bits = n_in * n_out, 0
+    else:
+        return None
+    params = n_in * n_out + n_out
+    fp = {
+        'kind': layer.kind,
+        'shape': [n_in, n_out],
+        'kept_weights': kept,
+        'density': kept / (n_in * n_out),
+        'weight_bits': kept * layer.weight_type.width,
+        'index_bits': index_bits,
+        'bias_bits': n_out * layer.bias_type.width,
+        'dense_float32_bits': params * 32,
+        'dense_float64_bits': params * 64,
+    }
+    fp['total_bits'] = fp['weight_bits'] + fp['index_bits'] + fp['bias_bits']
+    return fp
+
+
+def footprint(im: IntegerModel) -> dict:
+    layers = {l.name: f for l in im.layers if (f := layer_footprint(l))}
+    keys = ['kept_weights', 'weight_bits', 'index_bits', 'bias_bits', 'total_bits', 'dense_float32_bits', 'dense_float64_bits']
+    total = {k: sum(f[k] for f in layers.values()) for k in keys}
+    total['ratio_vs_float32'] = total['dense_float32_bits'] / total['total_bits']
+    total['ratio_vs_float64'] = total['dense_float64_bits'] / total['total_bits']
+    return {'layers': layers, 'total': total}
+
+
+def print_footprint(fp: dict, console) -> None:
+    from rich.table import Table
+
+    t = Table(title='Memory footprint (bits)')
+    for col in ('layer', 'kept weights', 'density', 'weights', 'index', 'bias', 'total', 'dense f32', 'dense f64'):
+        t.add_column(col, justify='right')
+    rows = list(fp['layers'].items()) + [('TOTAL', {**fp['total'], 'density': float('nan')})]
+    for name, f in rows:
+        t.add_row(name, str(f['kept_weights']), f"{f['density']:.3f}", str(f['weight_bits']), str(f['index_bits']),
+                  str(f['bias_bits']), str(f['total_bits']), str(f['dense_float32_bits']), str(f['dense_float64_bits']))
+    console.print(t)
+    tot = fp['total']
+    console.print(f"footprint: {tot['ratio_vs_float32']:.1f}x smaller than dense float32, {tot['ratio_vs_float64']:.1f}x than float64")

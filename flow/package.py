@@ -1,0 +1,1 @@
+"""Deployment package (completed with the board flow)."""

@@ -1,0 +1,63 @@
+"""QKeras quantizers -> exact fixed-point types, refusing the settings hls4ml cannot match.
+
+The refusals follow what was measured on hls4ml 1.3.0 (shared/STACK_NOTES.md): a setting is
+refused when QKeras and the generated hardware would not agree bit for bit.
+"""
+
+from __future__ import annotations
+
+from flow.runtime.fixed import FixedType
+
+
+class UnsupportedQuantizer(ValueError):
+    pass
+
+
+def _config(q) -> tuple[str, dict]:
+    if q is None:
+        return 'none', {}
+    if isinstance(q, dict):
+        return q['class_name'], q.get('config', {})
+    return type(q).__name__, q.get_config() if hasattr(q, 'get_config') else {}
+
+
+def weight_type(q, where: str) -> FixedType:
+    """Type of a kernel/bias quantized with ``quantized_bits``."""
+    name, c = _config(q)
+    if name == 'none':
+        raise UnsupportedQuantizer(
+            f'{where}: no quantizer; float weights cannot be reproduced bit-exactly. '
+            'Use quantized_bits(bits, integer, alpha=1).'
+        )
+    if name != 'quantized_bits':
+        raise UnsupportedQuantizer(f'{where}: quantizer {name} is not supported by this flow yet; use quantized_bits(bits, integer, alpha=1)')
+    bits, integer = int(c['bits']), int(c.get('integer', 0))
+    alpha = c.get('alpha')
+    if alpha is None or isinstance(alpha, str) or float(alpha) != 1.0:
+        raise UnsupportedQuantizer(
+            f'{where}: quantized_bits alpha={alpha!r}; hls4ml 1.3.0 mis-scales learned/auto scales '
+            '(alpha=None becomes auto_po2, stored scale 2 as 1). Use alpha=1.'
+        )
+    if not c.get('keep_negative', True):
+        raise UnsupportedQuantizer(f'{where}: keep_negative=False is emitted as a signed type by hls4ml; keep_negative=True is required')
+    if c.get('use_stochastic_rounding'):
+        raise UnsupportedQuantizer(f'{where}: stochastic rounding cannot be reproduced')
+    if integer >= bits:
+        raise UnsupportedQuantizer(f'{where}: quantized_bits({bits}, {integer}) needs integer < bits')
+    return FixedType(bits, integer + 1, signed=True)
+
+
+def relu_type(q, where: str) -> FixedType:
+    """Output type of quantized_relu(bits, integer): ap_ufixed with RND_CONV and SAT."""
+    name, c = _config(q)
+    if name != 'quantized_relu':
+        raise UnsupportedQuantizer(
+            f'{where}: activation {name} is not supported; use quantized_relu(bits, integer). '
+            '(sigmoid/tanh/softmax tables are approximate by design and cannot be bit-exact.)'
+        )
+    if c.get('negative_slope', 0) not in (0, 0.0) or c.get('use_sigmoid', 0) or c.get('relu_upper_bound') is not None:
+        raise UnsupportedQuantizer(f'{where}: quantized_relu with negative_slope/use_sigmoid/relu_upper_bound is not supported')
+    if c.get('use_stochastic_rounding'):
+        raise UnsupportedQuantizer(f'{where}: stochastic rounding cannot be reproduced')
+    bits, integer = int(c['bits']), int(c.get('integer', 0))
+    return FixedType(bits, integer, signed=False, rounding='RND_CONV', overflow='SAT')

@@ -1,0 +1,95 @@
+"""Reference for the coarse-grain block-sparse dense layer (CGS), in the packed storage format
+the HLS template uses: only kept blocks, plus one output-block index per kept block.
+
+Packed format (shared with ``hls_templates/nnet_block_sparse_dense.h``):
+- the kernel (n_in x n_out, Keras orientation) is tiled into blocks of ``block_in x block_out``;
+- every input block-row keeps exactly ``kept_per_row`` blocks (equal fan-out, static schedule);
+- ``values[b]`` is kept block ``b`` (row-major ``block_in x block_out``), blocks ordered by input
+  block-row, then by output block; its input block-row is implicit (``b // kept_per_row``);
+- ``index[b]`` is its output block number: the only index stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .ref_layers import _Accumulating, register_kind
+
+
+def pack_blocks(weight: np.ndarray, block_mask: np.ndarray, block: tuple[int, int]):
+    """(n_in, n_out) weights + (n_in/bi, n_out/bo) bool block mask -> (values, index, kept_per_row)."""
+    bi, bo = block
+    n_in, n_out = weight.shape
+    rows, cols = block_mask.shape
+    if (rows * bi, cols * bo) != (n_in, n_out):
+        raise ValueError(f'block mask {block_mask.shape} x block {block} does not tile weights {weight.shape}')
+    kept = block_mask.sum(axis=1)
+    if np.any(kept != kept[0]) or kept[0] == 0:
+        raise ValueError(f'every input block-row must keep the same, non-zero number of blocks; got {sorted(set(kept.tolist()))}')
+    rr, cc = np.nonzero(block_mask)  # row-major: ordered by row, then column
+    tiles = weight.reshape(rows, bi, cols, bo).transpose(0, 2, 1, 3)  # (rows, cols, bi, bo)
+    return tiles[rr, cc].copy(), cc.astype(np.int64), int(kept[0])
+
+
+def unpack_blocks(values, index, kept_per_row, shape, block):
+    """Inverse of pack_blocks: the dense (n_in, n_out) matrix with zeros in dropped blocks."""
+    bi, bo = block
+    n_in, n_out = shape
+    tiles = np.zeros((n_in // bi, n_out // bo, bi, bo), dtype=values.dtype)
+    rows = np.arange(len(index)) // kept_per_row
+    tiles[rows, index] = values
+    return tiles.transpose(0, 2, 1, 3).reshape(n_in, n_out)
+
+
+@register_kind
+@dataclass
+class BlockSparseDense(_Accumulating):
+    kind = 'block_sparse_dense'
+    n_in: int = 0
+    n_out: int = 0
+    block: tuple = (1, 1)
+    kept_per_row: int = 1
+    values: np.ndarray = field(default=None, repr=False)  # (n_kept_blocks, bi, bo) codes
+    index: np.ndarray = field(default=None, repr=False)  # (n_kept_blocks,) output block numbers
+
+    def forward(self, x, in_type):
+        pf = self._check_accum(in_type)
+        bi, bo = self.block
+        n = x.shape[0]
+        rows = np.arange(len(self.index)) // self.kept_per_row
+        xb = x.reshape(n, self.n_in // bi, bi)[:, rows, :]  # (n, kept, bi): only kept blocks' inputs
+        prod = np.einsum('nki,kio->nko', xb, self.values.astype(np.int64))
+        acc = np.zeros((n, self.n_out // bo, bo), dtype=np.int64)
+        np.add.at(acc, (slice(None), self.index), prod)
+        return self._finish(acc.reshape(n, self.n_out), pf)
+
+    @property
+    def n_kept_blocks(self) -> int:
+        return len(self.index)
+
+    @property
+    def index_bits(self) -> int:
+        return max(1, int(np.ceil(np.log2(self.n_out // self.block[1]))))
+
+    def dense_weight(self) -> np.ndarray:
+        return unpack_blocks(self.values, self.index, self.kept_per_row, (self.n_in, self.n_out), self.block)
+
+    def scalars(self):
+        return {
+            **super().scalars(),
+            'n_in': self.n_in,
+            'n_out': self.n_out,
+            'block': list(self.block),
+            'kept_per_row': self.kept_per_row,
+        }
+
+    def arrays(self):
+        return {'values': self.values, 'index': self.index, 'bias': self.bias}
+
+    @classmethod
+    def from_json(cls, d, arrays):
+        layer = super().from_json(d, arrays)
+        layer.block = tuple(layer.block)
+        return layer

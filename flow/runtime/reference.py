@@ -1,0 +1,93 @@
+"""The integer reference model: "the software" every hardware result is checked against.
+
+A sequence of reference layers on int64 codes, saved as ``reference.json`` + ``reference.npz``.
+numpy only: the board runtime ships this package and runs the same code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import ref_block_sparse  # noqa: F401  (registers its layer kind)
+from .fixed import FixedType
+from .ref_layers import LAYER_KINDS, Input, RefLayer
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class IntegerModel:
+    layers: list[RefLayer]
+
+    @property
+    def input(self) -> Input:
+        return self.layers[0]
+
+    @property
+    def in_type(self) -> FixedType:
+        return self.layers[0].out_type
+
+    @property
+    def out_type(self) -> FixedType:
+        return self.layers[-1].out_type
+
+    def trace(self, x_codes) -> dict[str, np.ndarray]:
+        """Outputs (codes) of every layer, keyed by layer name, in order."""
+        out, t = {}, self.in_type
+        x = x_codes
+        for layer in self.layers:
+            x = layer.forward(x, t)
+            t = layer.out_type
+            out[layer.name] = x
+        return out
+
+    def predict_codes(self, x_codes) -> np.ndarray:
+        return list(self.trace(x_codes).values())[-1]
+
+    def predict(self, x_float) -> np.ndarray:
+        """Float in, float out: inputs must already lie on the input grid (exactly)."""
+        codes = self.in_type.from_float_exact(x_float, 'input')
+        return self.out_type.to_float(self.predict_codes(codes))
+
+    def save(self, folder: Path) -> None:
+        folder = Path(folder)
+        arrays = {}
+        for layer in self.layers:
+            arrays.update({f'{layer.name}/{k}': v for k, v in layer.arrays().items()})
+        np.savez(folder / 'reference.npz', **arrays)
+        doc = {'format_version': FORMAT_VERSION, 'layers': [layer.to_json() for layer in self.layers]}
+        (folder / 'reference.json').write_text(json.dumps(doc, indent=1))
+
+    @classmethod
+    def load(cls, folder: Path) -> IntegerModel:
+        folder = Path(folder)
+        doc = json.loads((folder / 'reference.json').read_text())
+        if doc.get('format_version') != FORMAT_VERSION:
+            raise ValueError(f'{folder}/reference.json has format {doc.get("format_version")}, expected {FORMAT_VERSION}')
+        with np.load(folder / 'reference.npz') as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        layers = []
+        for d in doc['layers']:
+            prefix = d['name'] + '/'
+            own = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+            layers.append(LAYER_KINDS[d['kind']].from_json(d, own))
+        return cls(layers)
+
+
+def first_mismatch(expected: dict[str, np.ndarray], actual: dict[str, np.ndarray]):
+    """First (layer, sample, element, expected, actual) where two traces differ, or None.
+
+    Compares exact integer codes; layers missing from ``actual`` are skipped."""
+    for name, exp in expected.items():
+        if name not in actual:
+            continue
+        act = np.asarray(actual[name]).reshape(exp.shape)
+        diff = np.argwhere(act != exp)
+        if len(diff):
+            s, *e = (int(i) for i in diff[0])
+            return name, s, tuple(e), int(exp[(s, *e)]), int(act[(s, *e)])
+    return None

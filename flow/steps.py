@@ -1,0 +1,264 @@
+"""The named build steps of ``build-bitstream``, in order, each resumable (see build_dir.py).
+
+Every step is a function ``step(ctx) -> summary`` that writes only into ``ctx.stage`` (moved into
+place on success) or, for tool runs inside the HLS project, records the files it produced.
+The same functions are the Python API: ``run_flow(config, build_dir, from_step=..., to_step=...)``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from flow.build_dir import BuildDir, write_json
+from flow.config import FlowConfig
+from flow.progress import console
+from flow.runtime.fixed import FixedType
+from flow.runtime.reference import IntegerModel
+
+class StepFailed(RuntimeError):
+    """A step ran and failed (exit code 1)."""
+
+
+class ToolMissing(RuntimeError):
+    """A vendor tool this step needs is not installed here (exit code 3: not a failure)."""
+
+
+@dataclass
+class Context:
+    config: FlowConfig
+    build: BuildDir
+    stage: Path = None
+    summaries: dict = field(default_factory=dict)
+
+    @property
+    def root(self) -> Path:
+        return self.build.root
+
+    def board(self):
+        from flow.boards import get_board
+
+        return get_board(self.config.board)
+
+    def reference(self) -> IntegerModel:
+        return IntegerModel.load(self.root / 'reference')
+
+
+@dataclass
+class Step:
+    name: str
+    run: Callable[[Context], dict]
+    outputs: list[str]  # paths under the build folder this step owns
+    doc: str
+
+
+STEPS: list[Step] = []
+
+
+def step(name: str, outputs: list[str]):
+    def deco(fn):
+        STEPS.append(Step(name, fn, outputs, (fn.__doc__ or '').strip().splitlines()[0]))
+        return fn
+
+    return deco
+
+
+def step_names() -> list[str]:
+    return [s.name for s in STEPS]
+
+
+# --- steps --------------------------------------------------------------------------------------
+
+
+@step('train', ['train'])
+def train(ctx: Context) -> dict:
+    """Train the built-in model (or load the user's model file), check it can be deployed."""
+    import tensorflow as tf
+
+    from flow.datasets import load
+    from flow.export import check_deployable
+    from flow.progress import KerasProgress
+    from keras_models import BUILTIN, get
+    from keras_models.layers import load_model
+
+    cfg = ctx.config
+    data = load(cfg.dataset, cfg.seed)
+    if cfg.model in BUILTIN:
+        tf.keras.utils.set_random_seed(cfg.seed)
+        model = get(cfg.model).build(cfg.seed)
+        check_deployable(model)
+        model.compile(
+            optimizer=tf.keras.optimizers.Adam(cfg.learning_rate),
+            loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=['accuracy'],
+        )
+        with KerasProgress(cfg.epochs, f'training {cfg.model}') as cb:
+            model.fit(data.x_train, data.y_train, epochs=cfg.epochs, batch_size=cfg.batch_size, verbose=0, callbacks=[cb])
+        source = f'built-in {cfg.model}, trained {cfg.epochs} epochs, seed {cfg.seed}'
+    else:
+        path = Path(cfg.model)
+        if not path.is_file():
+            raise StepFailed(f'model {cfg.model!r} is neither a built-in model ({sorted(BUILTIN)}) nor a file')
+        model = load_model(path)
+        check_deployable(model)
+        source = f'user model {path.resolve()}'
+    model.save(ctx.stage / 'train' / 'model.h5')
+    logits = model.predict(data.x_test, verbose=0)
+    acc = float(np.mean(np.argmax(logits, axis=1) == data.y_test))
+    summary = {'source': source, 'test_accuracy_qkeras': acc, 'n_test': int(len(data.y_test))}
+    write_json(ctx.stage / 'train' / 'train.json', summary)
+    return summary
+
+
+@step('export_reference', ['reference'])
+def export_reference(ctx: Context) -> dict:
+    """Build the integer reference (exact types for every tensor) and the footprint report."""
+    from flow.export import Overrides, to_integer_model
+    from flow.footprint import footprint, print_footprint
+    from keras_models import BUILTIN, get
+    from keras_models.layers import load_model
+
+    cfg = ctx.config
+    model = load_model(ctx.root / 'train' / 'model.h5')
+    precision = cfg.input_precision or (get(cfg.model).INPUT_PRECISION if cfg.model in BUILTIN else 'ap_fixed<16,6>')
+    overrides = {name: Overrides(lc.accum, lc.result) for name, lc in cfg.layers.items() if lc.accum or lc.result}
+    unknown = set(cfg.layers) - {layer.name for layer in model.layers}
+    if unknown:
+        raise StepFailed(f'config names layers the model does not have: {sorted(unknown)}; layers: {[l.name for l in model.layers]}')
+    im = to_integer_model(model, FixedType.parse(precision), overrides)
+    out = ctx.stage / 'reference'
+    im.save(out)
+    fp = footprint(im)
+    write_json(out / 'footprint.json', fp)
+    print_footprint(fp, console)
+    return {'layers': [f'{l.name}:{l.kind}:{l.out_type.hls()}' for l in im.layers], 'compression_vs_float32': fp['total']['ratio_vs_float32']}
+
+
+@step('convert', ['hls'])
+def convert(ctx: Context) -> dict:
+    """Convert with hls4ml (our templates via its extension API) and write the HLS project."""
+    from flow.convert import convert_model
+    from keras_models.layers import load_model
+
+    im = ctx.reference()
+    hls_model = convert_model(load_model(ctx.root / 'train' / 'model.h5'), im, ctx.config, ctx.board(), ctx.stage / 'hls')
+    return {'project': str(ctx.root / 'hls'), 'layers': [n for n in hls_model.graph]}
+
+
+@step('csim_compile', [])
+def csim_compile(ctx: Context) -> dict:
+    """Compile the HLS C simulation with g++ (hls4ml's build_lib.sh)."""
+    hls = ctx.root / 'hls'
+    for old in (hls / 'firmware').glob('*.so'):
+        old.unlink()
+    t0 = time.time()
+    with console.status('compiling the C simulation (g++)'):
+        res = subprocess.run(['bash', 'build_lib.sh'], cwd=hls, capture_output=True, text=True)
+    if res.returncode:
+        errors = [l for l in (res.stderr + res.stdout).splitlines() if 'error' in l.lower()][:15]
+        raise StepFailed(f'C simulation did not compile (g++ exit {res.returncode}):\n' + '\n'.join(errors or res.stderr.splitlines()[-15:]))
+    libs = list((hls / 'firmware').glob('*.so'))
+    if len(libs) != 1:
+        raise StepFailed(f'expected one C simulation library in {hls / "firmware"}, found {libs}')
+    ctx.summaries['csim_lib'] = libs
+    return {'library': str(libs[0].relative_to(ctx.root)), 'seconds': round(time.time() - t0, 1)}
+
+
+@step('verify', ['golden', 'reports/verify.json'])
+def verify(ctx: Context) -> dict:
+    """Golden vectors through QKeras, the integer reference and the C simulation; exact compare."""
+    from flow.verify import verify_build
+
+    return verify_build(ctx)
+
+
+@step('estimate', ['reports/estimate.json'])
+def estimate(ctx: Context) -> dict:
+    """Per-layer kept weights, multipliers, cycles, memory bits, BRAM18: ours vs hls4ml Dense."""
+    from flow.estimate import estimate_model, print_estimate
+
+    est = estimate_model(ctx.reference(), ctx.config, ctx.board())
+    write_json(ctx.stage / 'reports' / 'estimate.json', est)
+    print_estimate(est, console)
+    return est['total']
+
+
+def _require_tool(names: list[str], what: str, from_step: str, ctx: Context) -> str:
+    for n in names:
+        path = shutil.which(n)
+        if path:
+            return path
+    raise ToolMissing(
+        f'{what} not found on PATH (looked for {", ".join(names)}); the project is ready at {ctx.root / "hls"}, '
+        f'rerun with `--from-step {from_step}` where the tools exist'
+    )
+
+
+@step('hls_synth', ['hls_report'])
+def hls_synth(ctx: Context) -> dict:
+    """Vitis HLS: C synthesis and IP export of the HLS project."""
+    tool = _require_tool(['vitis-run', 'vitis_hls'], 'Vitis HLS', 'hls_synth', ctx)
+    from flow.vendor import run_hls_synth
+
+    return run_hls_synth(ctx, tool)
+
+
+@step('vivado_bitstream', ['bitstream'])
+def vivado_bitstream(ctx: Context) -> dict:
+    """Vivado: block design with the PS and AXI DMA, implementation, bitstream and .hwh."""
+    tool = _require_tool(['vivado'], 'Vivado', 'vivado_bitstream', ctx)
+    from flow.vendor import run_vivado_bitstream
+
+    return run_vivado_bitstream(ctx, tool)
+
+
+@step('package', ['package'])
+def package(ctx: Context) -> dict:
+    """Deployment package for the board: bitstream, driver, notebook, golden vectors, manifest."""
+    from flow.package import make_package
+
+    return make_package(ctx)
+
+
+# --- running ------------------------------------------------------------------------------------
+
+
+def run_flow(config: FlowConfig, build_dir: Path, from_step: str | None = None, to_step: str | None = None) -> Context:
+    """Run steps in order. Without ``from_step``, steps already done with this config are kept.
+
+    Raises ToolMissing at the first step whose vendor tool is absent, StepFailed on failure."""
+    names = step_names()
+    for s in (from_step, to_step):
+        if s is not None and s not in names:
+            raise ValueError(f'unknown step {s!r}; steps: {", ".join(names)}')
+    build = BuildDir(build_dir)
+    ctx = Context(config, build)
+    fp = config.fingerprint()
+    last = names.index(to_step) if to_step else len(names) - 1
+    if from_step is None:
+        start = next((i for i, n in enumerate(names) if not build.done(n, fp)), len(names))
+    else:
+        start = names.index(from_step)
+    for i in range(start):  # everything we build on must be intact
+        if not build.done(names[i], fp):
+            raise StepFailed(f'step {names[i]} has not run with this configuration; rerun from it (--from-step {names[i]})')
+        build.check_files(names[i], names[i])
+    write_json(build.root / 'config.json', config.model_dump())
+    for i in range(start, last + 1):
+        s = STEPS[i]
+        console.rule(f'[bold]{s.name}[/]: {s.doc}')
+        build.forget_from(names, s.name)
+        ctx.stage = build.staging(s.name, s.outputs)
+        t0 = time.time()
+        summary = s.run(ctx)
+        summary['seconds'] = round(time.time() - t0, 1)
+        build.commit(s.name, fp, s.outputs, summary)
+        if s.name == 'csim_compile':
+            build.add_files(s.name, ctx.summaries.pop('csim_lib'))
+        console.print(f'[green]done[/] {s.name} ({summary["seconds"]} s)')
+    return ctx

@@ -1,0 +1,134 @@
+"""The verify step: golden vectors through QKeras, the integer reference and the C simulation.
+
+Reference vs C simulation: exact equality of every output code, for every vector. On a mismatch
+the C simulation is traced layer by layer and the first differing layer and element is named.
+QKeras vs reference: exact equality of codes where QKeras' float32 arithmetic is itself exact
+(every accumulator fits float32's 24-bit significand); otherwise the comparison is allowed one
+output LSB, and the report says so and why.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from flow.build_dir import write_json
+from flow.progress import console
+from flow.runtime.csim import CSimLibrary
+from flow.runtime.reference import IntegerModel, first_mismatch
+
+FLOAT32_EXACT_BITS = 24
+
+
+class Mismatch(RuntimeError):
+    pass
+
+
+def golden_set(cfg, im: IntegerModel):
+    from flow.datasets import load
+
+    data = load(cfg.dataset, cfg.seed)
+    x, y = data.x_test[: cfg.n_golden].astype(np.float64), data.y_test[: cfg.n_golden]
+    return x, im.in_type.from_float_exact(x, 'golden input'), y
+
+
+def layer_sizes(im: IntegerModel) -> dict[str, int]:
+    """Output size of every layer, from one all-zero input through the reference."""
+    zeros = np.zeros((1, *im.input.shape), dtype=np.int64)
+    return {name: int(np.prod(v.shape[1:])) for name, v in im.trace(zeros).items()}
+
+
+def csim_library(root, im: IntegerModel, project: str) -> CSimLibrary:
+    libs = sorted((root / 'hls' / 'firmware').glob('*.so'))
+    if len(libs) != 1:
+        raise FileNotFoundError(f'no single C simulation library in {root / "hls" / "firmware"}; rerun --from-step csim_compile')
+    sizes = list(layer_sizes(im).values())
+    return CSimLibrary(libs[0], project, sizes[0], sizes[-1], root / 'hls' / 'firmware' / 'weights')
+
+
+def describe(where: str, m) -> str:
+    layer, sample, element, exp, act = m
+    return f'{where}: first difference in layer {layer!r}, sample {sample}, element {element}: expected code {exp}, got {act}'
+
+
+def qkeras_codes(model, im: IntegerModel, x) -> dict[str, np.ndarray]:
+    """QKeras per-layer outputs as codes of the reference types (None where off-grid)."""
+    import tensorflow as tf
+
+    names = [l.name for l in im.layers[1:]]
+    probe = tf.keras.Model(model.inputs, [model.get_layer(n).output for n in names])
+    outs = probe.predict(x.astype(np.float32), verbose=0)
+    outs = outs if isinstance(outs, list) else [outs]
+    codes = {}
+    for layer, out in zip(im.layers[1:], outs):
+        scaled = out.astype(np.float64) * 2.0**layer.out_type.frac
+        codes[layer.name] = np.rint(scaled).astype(np.int64)
+    return codes
+
+
+def float32_exact(im: IntegerModel) -> tuple[bool, str]:
+    for layer in im.layers:
+        acc = getattr(layer, 'accum_type', None)
+        if acc is not None and acc.width > FLOAT32_EXACT_BITS:
+            return False, (
+                f"layer '{layer.name}' accumulates {acc.width}-bit codes; QKeras computes in float32 "
+                f'({FLOAT32_EXACT_BITS}-bit significand), so its sums can round'
+            )
+    return True, 'every accumulator fits float32 exactly, so QKeras must match code for code'
+
+
+def verify_build(ctx) -> dict:
+    from keras_models.layers import load_model
+
+    cfg, root = ctx.config, ctx.root
+    im = ctx.reference()
+    x, x_codes, labels = golden_set(cfg, im)
+    ref_trace = im.trace(x_codes)
+    ref_out = list(ref_trace.values())[-1]
+
+    lib = csim_library(root, im, cfg.project_name)
+    csim_float = lib.run(x)
+    report = {'n_vectors': int(len(x)), 'input_type': im.in_type.hls(), 'output_type': im.out_type.hls()}
+
+    # 1. reference vs C simulation: exact
+    csim_codes = np.rint(csim_float * 2.0**im.out_type.frac).astype(np.int64)
+    off_grid = csim_codes != csim_float * 2.0**im.out_type.frac
+    if np.any(off_grid) or not np.array_equal(csim_codes, ref_out):
+        traced = lib.trace(x, layer_sizes(im))
+        by_layer = {
+            l.name: np.rint(traced[l.name] * 2.0**l.out_type.frac).astype(np.int64) for l in im.layers if l.name in traced
+        }
+        m = first_mismatch(ref_trace, by_layer) or first_mismatch({'output': ref_out}, {'output': csim_codes})
+        raise Mismatch(describe('reference vs C simulation', m))
+    report['reference_vs_csim'] = {'equal_vectors': int(len(x)), 'exact': True}
+
+    # 2. QKeras vs reference
+    model = load_model(root / 'train' / 'model.h5')
+    exact, why = float32_exact(im)
+    q = qkeras_codes(model, im, x)
+    ref_no_input = {k: v for k, v in ref_trace.items() if k != im.layers[0].name}
+    if exact:
+        m = first_mismatch(ref_no_input, q)
+        if m:
+            raise Mismatch(describe('QKeras vs reference', m) + f' ({why})')
+        report['qkeras_vs_reference'] = {'exact': True, 'reason': why, 'equal_vectors': int(len(x))}
+    else:
+        worst = int(np.max(np.abs(q[im.layers[-1].name] - ref_out)))
+        if worst > 1:
+            raise Mismatch(f'QKeras vs reference: output differs by {worst} LSB (> 1 allowed because: {why})')
+        report['qkeras_vs_reference'] = {'exact': False, 'reason': why, 'max_lsb_difference': worst, 'tolerance_lsb': 1}
+
+    pred = ref_out.argmax(axis=1)
+    report['accuracy'] = {'reference': float(np.mean(pred == labels)), 'csim': float(np.mean(csim_codes.argmax(1) == labels))}
+
+    golden = ctx.stage / 'golden'
+    np.save(golden / 'inputs.npy', x)
+    np.save(golden / 'input_codes.npy', x_codes)
+    np.save(golden / 'output_codes.npy', ref_out)
+    np.save(golden / 'labels.npy', labels)
+    write_json(golden / 'golden.json', {'input_type': im.in_type.to_dict(), 'output_type': im.out_type.to_dict(), 'n': len(x)})
+    write_json(ctx.stage / 'reports' / 'verify.json', report)
+    console.print(
+        f'[bold green]bit-exact[/]: reference == C simulation on {len(x)} vectors; QKeras == reference: '
+        f'{"exact" if exact else "within 1 LSB"}; accuracy {report["accuracy"]["csim"]:.3f}'
+    )
+    return report

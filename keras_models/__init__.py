@@ -1,0 +1,18 @@
+"""Built-in models: name -> module with ``build(seed)``, ``DATASET`` and ``INPUT_PRECISION``.
+
+Importing this package does not import TensorFlow; ``get`` does.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+BUILTIN = {
+    'digits_mlp': 'keras_models.digits_mlp',
+}
+
+
+def get(name: str):
+    if name not in BUILTIN:
+        raise KeyError(f'unknown built-in model {name!r}; built-in models: {sorted(BUILTIN)} (or pass a saved .h5/.keras file)')
+    return importlib.import_module(BUILTIN[name])

@@ -1,0 +1,95 @@
+"""QKeras layers with fixed block-sparse masks."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+from qkeras import QDense
+from qkeras.utils import _add_supported_quantized_objects
+
+from .masks import expand, make_block_mask
+
+
+class _ZeroDroppedBlocks(tf.keras.constraints.Constraint):
+    """Applies the layer's other kernel constraint, then zeroes the dropped blocks. Keras runs it
+    after every optimizer step, so dropped weights stay exactly 0.0 (they never train)."""
+
+    def __init__(self, inner, layer):
+        self.inner, self.layer = inner, layer
+
+    def __call__(self, w):
+        if self.inner is not None:
+            w = self.inner(w)
+        return w * self.layer.element_mask()
+
+
+class BlockSparseQDense(QDense):
+    """QDense whose kernel is restricted to a fixed random block mask.
+
+    The block mask (n_in/block_in x n_out/block_out) is drawn once from ``mask_seed`` when the
+    layer is built and stored as a non-trainable weight, so a saved model carries the exact mask.
+    The mask is applied after the kernel quantizer: a quantizer may map 0 to a non-zero code
+    (QKeras ``binary`` maps 0 to +1), and the hardware must see exact zeros in dropped blocks.
+    """
+
+    def __init__(self, units, block_shape=(8, 8), drop_rate=0.75, mask_method='cgs', mask_seed=0, **kwargs):
+        super().__init__(units, **kwargs)
+        self.block_shape = tuple(int(b) for b in block_shape)
+        self.drop_rate = float(drop_rate)
+        self.mask_method = mask_method
+        self.mask_seed = int(mask_seed)
+        self._user_kernel_constraint = self.kernel_constraint
+        self.kernel_constraint = _ZeroDroppedBlocks(self.kernel_constraint, self)
+
+    def build(self, input_shape):
+        n_in = int(input_shape[-1])
+        mask = make_block_mask(self.mask_method, self.name, (n_in, self.units), self.block_shape, self.drop_rate, self.mask_seed)
+        self.block_mask = self.add_weight(
+            name='block_mask',
+            shape=mask.shape,
+            initializer=tf.keras.initializers.Constant(mask.astype(np.float32)),
+            trainable=False,
+            dtype='float32',
+        )
+        super().build(input_shape)
+        self.kernel.assign(self.kernel * self.element_mask())
+
+    def element_mask(self):
+        bi, bo = self.block_shape
+        return tf.repeat(tf.repeat(self.block_mask, bi, axis=0), bo, axis=1)
+
+    def call(self, inputs):
+        kernel = self.kernel_quantizer_internal(self.kernel) if self.kernel_quantizer else self.kernel
+        output = tf.keras.backend.dot(inputs, kernel * self.element_mask())
+        if self.use_bias:
+            bias = self.bias_quantizer_internal(self.bias) if self.bias_quantizer else self.bias
+            output = tf.keras.backend.bias_add(output, bias, data_format='channels_last')
+        if self.activation is not None:
+            output = self.activation(output)
+        return output
+
+    def get_config(self):
+        config = super().get_config()
+        config['kernel_constraint'] = tf.keras.constraints.serialize(self._user_kernel_constraint)
+        config.update(
+            block_shape=list(self.block_shape),
+            drop_rate=self.drop_rate,
+            mask_method=self.mask_method,
+            mask_seed=self.mask_seed,
+        )
+        return config
+
+    def get_block_mask(self) -> np.ndarray:
+        return self.block_mask.numpy().astype(bool)
+
+
+def custom_objects() -> dict:
+    """Everything ``tf.keras.models.load_model`` needs for models of this project."""
+    objects = {}
+    _add_supported_quantized_objects(objects)
+    objects['BlockSparseQDense'] = BlockSparseQDense
+    return objects
+
+
+def load_model(path):
+    return tf.keras.models.load_model(path, custom_objects=custom_objects(), compile=False)

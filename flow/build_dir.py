@@ -93,6 +93,7 @@ class BuildDir:
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(src, dst)
         shutil.rmtree(staged, ignore_errors=True)
+        self.clean_staging()
         files = {}
         for rel in outputs:
             p = self.root / rel
@@ -110,6 +111,12 @@ class BuildDir:
             'summary': summary or {},
         }
         self.save()
+
+    def clean_staging(self) -> None:
+        try:
+            (self.root / '.staging').rmdir()  # only when empty
+        except OSError:
+            pass
 
     def add_files(self, step: str, paths: list[Path]) -> None:
         """Record files a step created in place (e.g. the C-sim library inside hls/)."""

@@ -52,7 +52,7 @@ class FlowConfig(BaseModel):
     epochs: int = Field(40, ge=0)
     batch_size: int = 32
     learning_rate: float = 3e-3
-    input_precision: str | None = None  # default: the built-in model's, else ap_fixed<16,6>
+    input_precision: str = 'ap_fixed<16,6>'  # a built-in model brings its own
     io_type: Literal['io_parallel'] = 'io_parallel'
     clock_period_ns: float | None = None  # default: the board's PL clock
     reuse_factor: int = Field(1, ge=1)
@@ -63,8 +63,7 @@ class FlowConfig(BaseModel):
     @field_validator('input_precision')
     @classmethod
     def _fixed(cls, v):
-        if v is not None:
-            FixedType.parse(v)
+        FixedType.parse(v)
         return v
 
     @classmethod
@@ -77,7 +76,7 @@ class FlowConfig(BaseModel):
             if not isinstance(data, dict):
                 raise ValueError(f'{path}: expected a mapping of settings')
         data.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.model_validate(data)
+        return cls.model_validate(_with_builtin_defaults(data))
 
     def fingerprint(self) -> str:
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
@@ -90,3 +89,19 @@ class FlowConfig(BaseModel):
 
     def strategy_for(self, name: str) -> str:
         return self.layer(name).strategy or self.strategy
+
+
+def _with_builtin_defaults(data: dict) -> dict:
+    """A built-in model's FLOW_DEFAULTS under the user's settings (per layer, key by key)."""
+    from keras_models import BUILTIN, get
+
+    name = data.get('model', FlowConfig.model_fields['model'].default)
+    if name not in BUILTIN:
+        return data
+    defaults = getattr(get(name), 'FLOW_DEFAULTS', {})
+    merged = {**defaults, **data}
+    layers = {k: dict(v) for k, v in defaults.get('layers', {}).items()}
+    for k, v in data.get('layers', {}).items():
+        layers[k] = {**layers.get(k, {}), **v}
+    merged['layers'] = layers
+    return merged

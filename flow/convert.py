@@ -48,7 +48,7 @@ def _fixed_of(precision) -> FixedType:
     return FixedType.parse(text)
 
 
-def check_against_reference(hls_model, im: IntegerModel) -> None:
+def check_against_reference(hls_model, im: IntegerModel, cfg: FlowConfig) -> None:
     """Every node of the converted graph is a reference layer with the same types."""
     ref = {layer.name: layer for layer in im.layers}
     nodes = dict(hls_model.graph)
@@ -58,6 +58,12 @@ def check_against_reference(hls_model, im: IntegerModel) -> None:
         raise ConversionMismatch(f'hls4ml graph differs from the reference: extra nodes {extra}, missing {missing}')
     for name, node in nodes.items():
         layer = ref[name]
+        if layer.kind in DENSE_KINDS and node.get_attr('reuse_factor') != cfg.reuse_for(name):
+            valid = node.model.config.backend.get_valid_reuse_factors(node.get_attr('n_in'), node.get_attr('n_out'))
+            raise ConversionMismatch(
+                f"layer '{name}': hls4ml changed ReuseFactor {cfg.reuse_for(name)} to {node.get_attr('reuse_factor')}; "
+                f'valid values for hls4ml Dense {node.get_attr("n_in")}x{node.get_attr("n_out")}: {valid}'
+            )
         checks = [('result', node.get_output_variable().type.precision, layer.out_type)]
         if layer.kind in DENSE_KINDS:
             checks += [
@@ -86,6 +92,6 @@ def convert_model(keras_model, im: IntegerModel, cfg: FlowConfig, board, output_
         part=board.part,
         clock_period=cfg.clock_period_ns or board.clock_period_ns,
     )
-    check_against_reference(hls_model, im)
+    check_against_reference(hls_model, im, cfg)
     hls_model.write()
     return hls_model

@@ -36,17 +36,22 @@ def engine(weights: int, rf: int, wbits: int) -> dict:
 
 
 def layer_estimate(layer, rf: int, strategy: str = 'resource') -> dict | None:
+    """Estimate for one reference layer; ``strategy`` applies to hls4ml's Dense."""
     fp = layer_footprint(layer)
     if fp is None:
         return None
     n_in, n_out = fp['shape']
     wbits = layer.weight_type.width
-    kept = fp['kept_weights'] if layer.kind == 'block_sparse_dense' else int((layer.weight != 0).sum())
-    ours = engine(kept, rf, wbits)
-    ours['index_bits'] = fp['index_bits']
     dense = engine(n_in * n_out, rf, wbits)
-    if strategy == 'latency' and rf == 1:
-        dense['multipliers'] = int(kept)  # HLS removes multiplies by constant zero
+    if layer.kind == 'block_sparse_dense':
+        kept = fp['kept_weights']
+        ours = engine(kept, rf, wbits)
+    else:  # a plain Dense layer is hls4ml's own template on both sides
+        kept = int((layer.weight != 0).sum())
+        if strategy == 'latency' and rf == 1:
+            dense['multipliers'] = kept  # HLS removes multiplies by constant zero
+        ours = dict(dense)
+    ours['index_bits'] = fp['index_bits']
     limit = {k: dense[k] * kept / (n_in * n_out) for k in ('multipliers', 'weight_memory_bits', 'bram18')}
     return {
         'kind': layer.kind,

@@ -120,17 +120,15 @@ def export_reference(ctx: Context) -> dict:
     """Build the integer reference (exact types for every tensor) and the footprint report."""
     from flow.export import Overrides, to_integer_model
     from flow.footprint import footprint, print_footprint
-    from keras_models import BUILTIN, get
     from keras_models.layers import load_model
 
     cfg = ctx.config
     model = load_model(ctx.root / 'train' / 'model.h5')
-    precision = cfg.input_precision or (get(cfg.model).INPUT_PRECISION if cfg.model in BUILTIN else 'ap_fixed<16,6>')
     overrides = {name: Overrides(lc.accum, lc.result) for name, lc in cfg.layers.items() if lc.accum or lc.result}
     unknown = set(cfg.layers) - {layer.name for layer in model.layers}
     if unknown:
         raise StepFailed(f'config names layers the model does not have: {sorted(unknown)}; layers: {[l.name for l in model.layers]}')
-    im = to_integer_model(model, FixedType.parse(precision), overrides)
+    im = to_integer_model(model, FixedType.parse(cfg.input_precision), overrides)
     out = ctx.stage / 'reference'
     im.save(out)
     fp = footprint(im)
@@ -255,7 +253,12 @@ def run_flow(config: FlowConfig, build_dir: Path, from_step: str | None = None, 
         build.forget_from(names, s.name)
         ctx.stage = build.staging(s.name, s.outputs)
         t0 = time.time()
-        summary = s.run(ctx)
+        try:
+            summary = s.run(ctx)
+        except BaseException:
+            shutil.rmtree(ctx.stage, ignore_errors=True)  # never leave half-written results behind
+            build.clean_staging()
+            raise
         summary['seconds'] = round(time.time() - t0, 1)
         build.commit(s.name, fp, s.outputs, summary)
         if s.name == 'csim_compile':

@@ -1,4 +1,5 @@
-"""Built-in models: name -> module with ``build(seed)``, ``DATASET`` and ``INPUT_PRECISION``.
+"""Built-in models: name -> module with ``build(seed)``, ``DATASET``, ``INPUT_PRECISION`` and
+``FLOW_DEFAULTS`` (flow settings a user config overrides).
 
 Importing this package does not import TensorFlow; ``get`` does.
 """

@@ -9,6 +9,11 @@ from .layers import BlockSparseQDense
 
 DATASET = 'digits'
 INPUT_PRECISION = 'ap_fixed<6,2>'  # pixels k/16, k = 0..16: exactly on this grid
+# Flow settings under a user's config: ReuseFactors that fit a PYNQ-Z2 (64 + 64 + 40 multipliers).
+FLOW_DEFAULTS = {
+    'input_precision': INPUT_PRECISION,
+    'layers': {'fc1': {'reuse_factor': 16}, 'fc2': {'reuse_factor': 16}, 'logits': {'reuse_factor': 8, 'strategy': 'resource'}},
+}
 
 
 def build(seed: int = 0, block_shape=(8, 8), drop_rate: float = 0.75, weight_bits: int = 4) -> tf.keras.Model:

@@ -94,8 +94,8 @@ class FixedType:
             if self.signed:
                 c = np.where(c > hi, c - span, c)
             return c
-        if self.overflow == 'SAT_SYM' and self.signed:
-            lo = -hi
+        if self.overflow == 'SAT_SYM' and self.signed and self.width > 1:
+            lo = -hi  # symmetric range: even the minimum code becomes -max (ap_fixed<1,..> excepted, as measured)
         over, under = c > hi, c < lo
         if self.overflow == 'SAT_ZERO':
             return np.where(over | under, 0, c)

@@ -6,6 +6,7 @@ We never rely on hls4ml's 'auto' precision: its inference does not know our laye
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from flow.config import FlowConfig
@@ -35,7 +36,7 @@ def hls_config(im: IntegerModel, cfg: FlowConfig) -> dict:
             layers[f'{layer.name}_linear'] = {'Precision': {'result': layer.out_type.hls()}}
         layers[layer.name] = lc
     return {
-        'Model': {'Precision': 'ap_fixed<16,6>', 'ReuseFactor': cfg.reuse_factor, 'Strategy': 'Latency', 'TraceOutput': True},
+        'Model': {'Precision': 'ap_fixed<16,6>', 'ReuseFactor': cfg.reuse_factor, 'Strategy': 'Latency'},
         'LayerName': layers,
     }
 
@@ -93,5 +94,27 @@ def convert_model(keras_model, im: IntegerModel, cfg: FlowConfig, board, output_
         clock_period=cfg.clock_period_ns or board.clock_period_ns,
     )
     check_against_reference(hls_model, im, cfg)
+    # Emit the per-layer trace hooks in the C simulation (inert in synthesis), so a mismatch
+    # can be traced to its first layer without recompiling.
+    hls_model.config.trace_output = True
     hls_model.write()
     return hls_model
+
+
+class CompileError(RuntimeError):
+    pass
+
+
+def compile_csim(hls_dir: Path) -> Path:
+    """Compile the C simulation library with hls4ml's own build_lib.sh; returns the .so path."""
+    hls_dir = Path(hls_dir)
+    for old in (hls_dir / 'firmware').glob('*.so'):
+        old.unlink()
+    res = subprocess.run(['bash', 'build_lib.sh'], cwd=hls_dir, capture_output=True, text=True)
+    if res.returncode:
+        errors = [l for l in (res.stderr + res.stdout).splitlines() if 'error' in l.lower()][:15]
+        raise CompileError(f'C simulation did not compile (g++ exit {res.returncode}):\n' + '\n'.join(errors or res.stderr.splitlines()[-15:]))
+    libs = list((hls_dir / 'firmware').glob('*.so'))
+    if len(libs) != 1:
+        raise CompileError(f'expected one C simulation library in {hls_dir / "firmware"}, found {libs}')
+    return libs[0]

@@ -8,7 +8,6 @@ The same functions are the Python API: ``run_flow(config, build_dir, from_step=.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,20 +150,13 @@ def convert(ctx: Context) -> dict:
 @step('csim_compile', [])
 def csim_compile(ctx: Context) -> dict:
     """Compile the HLS C simulation with g++ (hls4ml's build_lib.sh)."""
-    hls = ctx.root / 'hls'
-    for old in (hls / 'firmware').glob('*.so'):
-        old.unlink()
+    from flow.convert import compile_csim
+
     t0 = time.time()
     with console.status('compiling the C simulation (g++)'):
-        res = subprocess.run(['bash', 'build_lib.sh'], cwd=hls, capture_output=True, text=True)
-    if res.returncode:
-        errors = [l for l in (res.stderr + res.stdout).splitlines() if 'error' in l.lower()][:15]
-        raise StepFailed(f'C simulation did not compile (g++ exit {res.returncode}):\n' + '\n'.join(errors or res.stderr.splitlines()[-15:]))
-    libs = list((hls / 'firmware').glob('*.so'))
-    if len(libs) != 1:
-        raise StepFailed(f'expected one C simulation library in {hls / "firmware"}, found {libs}')
-    ctx.summaries['csim_lib'] = libs
-    return {'library': str(libs[0].relative_to(ctx.root)), 'seconds': round(time.time() - t0, 1)}
+        lib = compile_csim(ctx.root / 'hls')
+    ctx.summaries['csim_lib'] = [lib]
+    return {'library': str(lib.relative_to(ctx.root)), 'compile_seconds': round(time.time() - t0, 1)}
 
 
 @step('verify', ['golden', 'reports/verify.json'])

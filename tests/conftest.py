@@ -4,6 +4,12 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
 import numpy as np
 import pytest
+from hypothesis import settings
+
+# Property tests run a bounded number of examples in CI; HYPOTHESIS_PROFILE=thorough for more.
+settings.register_profile('ci', deadline=None)
+settings.register_profile('thorough', deadline=None, max_examples=40)
+settings.load_profile(os.environ.get('HYPOTHESIS_PROFILE', 'ci'))
 
 from flow.config import FlowConfig
 

@@ -60,10 +60,11 @@ class BlockSparseDense(Layer):
         n_kept = values.size
         rf = self.get_attr('reuse_factor')
         if n_kept % rf:
-            near = sorted(valid_reuse_factors(n_kept), key=lambda v: abs(v - rf))[:4]
+            valid = valid_reuse_factors(n_kept)
+            near = [v for v in (max((v for v in valid if v < rf), default=None), min((v for v in valid if v > rf), default=None)) if v]
             raise ValueError(
                 f"layer '{self.name}': ReuseFactor {rf} does not divide its {n_kept} kept weights; "
-                f'nearest valid values: {sorted(near)}'
+                f'nearest valid values: {near}'
             )
         self.set_attr('kept_per_row', kept_per_row)
         self.set_attr('n_kept_blocks', len(index))

@@ -49,6 +49,7 @@ class CSimLibrary:
         ``sizes`` maps layer name -> output size, for the layers to return."""
         x = np.ascontiguousarray(x, dtype=np.float64).reshape(-1, self.n_in)
         found = {name: np.zeros((len(x), n), dtype=np.float64) for name, n in sizes.items()}
+        seen = set()
         entries = (_TraceData * 256)()
         self.lib.allocate_trace_storage(ctypes.c_size_t(ctypes.sizeof(ctypes.c_double)))
         try:
@@ -60,7 +61,8 @@ class CSimLibrary:
                         break
                     name = e.name.decode()
                     if name in found:
+                        seen.add(name)
                         found[name][i] = np.ctypeslib.as_array(ctypes.cast(e.data, ctypes.POINTER(ctypes.c_double)), shape=(sizes[name],))
-            return found
+            return {name: v for name, v in found.items() if name in seen}  # the input is not traced
         finally:
             self.lib.free_trace_storage()

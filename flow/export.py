@@ -42,11 +42,15 @@ def exact_accum_type(w_codes, w_t: FixedType, b_codes, b_t: FixedType, in_t: Fix
     return FixedType(width, width - frac, signed=True)
 
 
-def _dense_types(layer, in_t: FixedType, kernel: np.ndarray, ov: Overrides):
+def _dense_types(layer, in_t: FixedType, ov: Overrides, element_mask=None):
+    """Types and codes of a dense-like layer; the mask multiplies the *quantized* kernel."""
     w_t = weight_type(layer.kernel_quantizer_internal, f"layer '{layer.name}' kernel")
     if not layer.use_bias:
         raise UnsupportedModel(f"layer '{layer.name}': use_bias=False is not supported; hls4ml adds a zero bias, keep use_bias=True")
     b_t = weight_type(layer.bias_quantizer_internal, f"layer '{layer.name}' bias")
+    kernel = np.asarray(layer.kernel_quantizer_internal(layer.kernel.numpy()))
+    if element_mask is not None:
+        kernel = kernel * element_mask
     bias = np.asarray(layer.bias_quantizer_internal(layer.bias.numpy()))
     w_codes = w_t.from_float_exact(kernel, f"layer '{layer.name}' quantized kernel")
     b_codes = b_t.from_float_exact(bias, f"layer '{layer.name}' quantized bias")
@@ -60,12 +64,8 @@ def _dense_types(layer, in_t: FixedType, kernel: np.ndarray, ov: Overrides):
     return dict(weight_type=w_t, bias_type=b_t, accum_type=acc_t, bias=b_codes, out_type=res_t), w_codes
 
 
-def _quantized_kernel(layer) -> np.ndarray:
-    return np.asarray(layer.kernel_quantizer_internal(layer.kernel.numpy()))
-
-
 def export_qdense(layer, in_t, ov):
-    kw, w_codes = _dense_types(layer, in_t, _quantized_kernel(layer), ov)
+    kw, w_codes = _dense_types(layer, in_t, ov)
     return Dense(name=layer.name, weight=w_codes, **kw)
 
 
@@ -73,8 +73,7 @@ def export_block_sparse_qdense(layer, in_t, ov):
     from keras_models.masks import expand
 
     block_mask = layer.get_block_mask()
-    kernel = _quantized_kernel(layer) * expand(block_mask, layer.block_shape)  # mask after quantization
-    kw, w_codes = _dense_types(layer, in_t, kernel, ov)
+    kw, w_codes = _dense_types(layer, in_t, ov, expand(block_mask, layer.block_shape))
     values, index, k = pack_blocks(w_codes, block_mask, layer.block_shape)
     n_in, n_out = w_codes.shape
     return BlockSparseDense(

@@ -1,0 +1,101 @@
+"""Bad input gets a clear error naming the problem and the fix."""
+
+import subprocess
+import sys
+
+import pytest
+
+from flow.config import FlowConfig
+from flow.export import UnsupportedModel, check_deployable, to_integer_model
+from flow.runtime.fixed import FixedType
+
+
+def _model(*layers, n_in=8):
+    import tensorflow as tf
+
+    inp = tf.keras.Input((n_in,), name='x')
+    x = inp
+    for layer in layers:
+        x = layer(x)
+    return tf.keras.Model(inp, x)
+
+
+def test_unsupported_layer_is_refused_with_its_name():
+    import tensorflow as tf
+
+    with pytest.raises(UnsupportedModel, match=r"layer 'norm' \(BatchNormalization\): not supported"):
+        check_deployable(_model(tf.keras.layers.BatchNormalization(name='norm')))
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(alpha=None), 'alpha=None'),
+    (dict(alpha='auto'), "alpha='auto'"),
+    (dict(alpha=1, keep_negative=False), 'keep_negative=False'),
+])
+def test_inexact_quantizer_settings_are_refused(kwargs, message):
+    from qkeras import QDense, quantized_bits
+
+    layer = QDense(4, kernel_quantizer=quantized_bits(4, 0, **kwargs), bias_quantizer=quantized_bits(8, 3, alpha=1), name='d')
+    with pytest.raises(UnsupportedModel, match=rf"layer 'd' kernel: .*{message}"):
+        to_integer_model(_model(layer), FixedType(8, 2))
+
+
+def test_missing_quantizer_and_fused_or_table_activations_are_refused():
+    import tensorflow as tf
+    from qkeras import QActivation, QDense, quantized_bits
+
+    with pytest.raises(UnsupportedModel, match="layer 'd' kernel: no quantizer"):
+        to_integer_model(_model(QDense(4, bias_quantizer=quantized_bits(8, 3, alpha=1), name='d')), FixedType(8, 2))
+    q = dict(kernel_quantizer=quantized_bits(4, 0, alpha=1), bias_quantizer=quantized_bits(8, 3, alpha=1))
+    with pytest.raises(UnsupportedModel, match="fused activation 'relu'; put the activation in its own QActivation"):
+        to_integer_model(_model(QDense(4, activation='relu', name='d', **q)), FixedType(8, 2))
+    with pytest.raises(UnsupportedModel, match='approximate by design'):
+        to_integer_model(_model(QDense(4, name='d', **q), QActivation('quantized_tanh(4)', name='t')), FixedType(8, 2))
+    with pytest.raises(UnsupportedModel, match=r"layer 'plain' \(Dense\): not supported; supported layers are"):
+        to_integer_model(_model(tf.keras.layers.Dense(4, name='plain')), FixedType(8, 2))
+
+
+def test_block_that_does_not_divide_is_refused_when_the_layer_is_built():
+    from keras_models.layers import BlockSparseQDense
+    from keras_models.masks import BlockShapeError
+
+    with pytest.raises(BlockShapeError, match=r"layer 'fc': block 3x4 \(in x out\) does not divide its kernel 8x8"):
+        _model(BlockSparseQDense(8, block_shape=(3, 4), name='fc'))
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match='extra'):
+        FlowConfig.load(None, resue_factor=4)
+    with pytest.raises(ValueError, match='cannot parse fixed-point type'):
+        FlowConfig.load(None, layers={'fc1': {'accum': 'float32'}})
+    with pytest.raises(ValueError, match='pattern'):
+        FlowConfig.load(None, project_name='my_project')  # '_' breaks hls4ml report paths
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, '-m', 'flow.cli', *args], capture_output=True, text=True)
+
+
+def test_cli_unknown_board_lists_known_ones(tmp_path):
+    res = _cli('--board', 'zedboard', '--build-dir', str(tmp_path))
+    assert res.returncode == 2
+    text = ' '.join(res.stderr.split())
+    assert "unknown board 'zedboard'" in text and 'pynq-z2 (Pynq-Z2' in text and 'kv260' in text
+
+
+def test_cli_unknown_model_fails_naming_the_built_ins(tmp_path):
+    res = _cli('--model', 'no_such_model', '--build-dir', str(tmp_path), '--to-step', 'train')
+    assert res.returncode == 1
+    assert 'neither a built-in model' in ' '.join(res.stderr.split())
+
+
+def test_cli_lists_boards_and_models():
+    res = _cli('--list-boards')
+    assert res.returncode == 0 and 'xc7z020clg400-1' in res.stdout and 'Ultra96' in res.stdout
+    assert _cli('--list-models').stdout.split() == ['digits_mlp']
+
+
+def test_corrupt_manifest_is_reported(tmp_path):
+    (tmp_path / 'manifest.json').write_text('{not json')
+    res = _cli('--build-dir', str(tmp_path))
+    assert res.returncode == 1 and 'manifest.json is not valid JSON' in ' '.join(res.stderr.split())

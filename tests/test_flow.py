@@ -1,0 +1,131 @@
+"""The build-bitstream flow end to end: steps, manifest, resume, corruption, tool stop, user models."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from flow.build_dir import CorruptBuild
+from flow.config import FlowConfig
+from flow.steps import StepFailed, ToolMissing, run_flow, step_names
+
+pytestmark = pytest.mark.slow
+FAST = dict(epochs=15, n_golden=64)
+
+
+def test_default_flow_is_verified_bit_exact(default_build):
+    root = default_build.root
+    manifest = json.loads((root / 'manifest.json').read_text())
+    assert list(manifest['steps']) == step_names()[: step_names().index('estimate') + 1]
+    report = json.loads((root / 'reports' / 'verify.json').read_text())
+    assert report['reference_vs_csim'] == {'equal_vectors': 64, 'exact': True}
+    assert report['qkeras_vs_reference']['all_layers_exact'] is True
+    assert report['qkeras_vs_reference']['exact_layers'] == ['fc1', 'relu1', 'fc2', 'relu2', 'logits']
+    assert report['accuracy']['csim'] > 0.85
+    golden = np.load(root / 'golden' / 'output_codes.npy')
+    assert golden.shape == (64, 10) and golden.dtype == np.int64
+    est = json.loads((root / 'reports' / 'estimate.json').read_text())
+    assert est['total']['fits'] is True
+    fp = json.loads((root / 'reference' / 'footprint.json').read_text())
+    assert fp['total']['ratio_vs_float32'] > 10
+    assert (root / 'hls' / 'firmware' / 'nnet_utils' / 'nnet_block_sparse_dense.h').is_file()
+
+
+def test_rerun_keeps_completed_steps(default_build):
+    before = json.loads((default_build.root / 'manifest.json').read_text())
+    run_flow(FlowConfig.load(None, **FAST), default_build.root, to_step='estimate')
+    after = json.loads((default_build.root / 'manifest.json').read_text())
+    assert after == before
+
+
+def test_missing_vendor_tool_stops_with_exit_code_3(default_build):
+    res = subprocess.run(
+        [sys.executable, '-m', 'flow.cli', '--build-dir', str(default_build.root), '--epochs', '15', '--n-golden', '64'],
+        capture_output=True, text=True,
+    )
+    assert res.returncode == 3, res.stderr
+    text = ' '.join(res.stderr.split())
+    assert 'Vitis HLS not found on PATH' in text
+    assert f'the project is ready at {default_build.root / "hls"}' in text
+    assert '--from-step hls_synth' in text
+    assert not (default_build.root / '.staging').exists()
+
+
+@pytest.fixture
+def build_copy(default_build, tmp_path):
+    dst = tmp_path / 'copy'
+    shutil.copytree(default_build.root, dst)
+    return dst
+
+
+def test_changed_file_is_a_corrupt_build(build_copy):
+    (build_copy / 'reference' / 'reference.json').write_text('{}')
+    with pytest.raises(CorruptBuild, match=r'reference\.json changed since step export_reference.*--from-step export_reference'):
+        run_flow(FlowConfig.load(None, **FAST), build_copy, from_step='verify', to_step='verify')
+
+
+def test_failed_step_leaves_previous_results_untouched(build_copy, monkeypatch):
+    import flow.verify
+
+    good = (build_copy / 'golden' / 'output_codes.npy').read_bytes()
+
+    def broken(ctx):
+        (ctx.stage / 'golden' / 'output_codes.npy').write_bytes(b'partial')
+        raise RuntimeError('simulated crash in the middle of verify')
+
+    monkeypatch.setattr(flow.verify, 'verify_build', broken)
+    with pytest.raises(RuntimeError, match='simulated crash'):
+        run_flow(FlowConfig.load(None, **FAST), build_copy, from_step='verify', to_step='verify')
+    assert (build_copy / 'golden' / 'output_codes.npy').read_bytes() == good
+    manifest = json.loads((build_copy / 'manifest.json').read_text())
+    assert 'verify' not in manifest['steps'] and 'estimate' not in manifest['steps']
+    assert not (build_copy / '.staging').exists()
+    with pytest.raises(StepFailed, match='step verify has not run'):
+        run_flow(FlowConfig.load(None, **FAST), build_copy, from_step='estimate', to_step='estimate')
+
+
+def test_from_step_requires_earlier_steps(tmp_path):
+    with pytest.raises(StepFailed, match='step train has not run'):
+        run_flow(FlowConfig.load(None, **FAST), tmp_path, from_step='convert')
+
+
+def test_tool_missing_is_raised_from_python(default_build, tmp_path):
+    with pytest.raises(ToolMissing, match='rerun with `--from-step hls_synth`'):
+        run_flow(FlowConfig.load(None, **FAST), default_build.root, from_step='hls_synth', to_step='hls_synth')
+
+
+def test_user_model_file_with_yaml_config(default_build, tmp_path):
+    """A user's saved model (with our layers) and a YAML config for precision and ReuseFactor."""
+    cfg_file = tmp_path / 'flow.yaml'
+    cfg_file.write_text(
+        f"model: {default_build.root / 'train' / 'model.h5'}\n"
+        'input_precision: ap_fixed<6,2>\n'
+        'n_golden: 32\n'
+        'layers:\n'
+        '  fc1: {reuse_factor: 32}\n'
+        '  fc2: {reuse_factor: 4, result: "ap_fixed<10,5,AP_RND_CONV,AP_SAT>"}\n'
+        '  logits: {reuse_factor: 4, strategy: resource}\n'
+    )
+    ctx = run_flow(FlowConfig.load(cfg_file), tmp_path / 'b', to_step='estimate')
+    est = json.loads((ctx.root / 'reports' / 'estimate.json').read_text())
+    assert est['layers']['fc1']['ours']['multipliers'] == 1024 // 32
+    assert est['layers']['fc1']['ours']['cycles'] == 32
+    ref = json.loads((ctx.root / 'reference' / 'reference.json').read_text())
+    fc2 = next(l for l in ref['layers'] if l['name'] == 'fc2')
+    assert fc2['out_type'] == {'width': 10, 'integer': 5, 'signed': True, 'rounding': 'RND_CONV', 'overflow': 'SAT'}
+    report = json.loads((ctx.root / 'reports' / 'verify.json').read_text())
+    assert report['reference_vs_csim']['exact'] is True
+    # fc2's narrower result type rounds in hardware; QKeras does not model it, so it is compared
+    # exactly up to fc1/relu1 and the report says why it stops there
+    assert report['qkeras_vs_reference']['exact_layers'] == ['fc1', 'relu1']
+    assert "from layer 'fc2' on" in report['qkeras_vs_reference']['reason']
+
+
+def test_hls4ml_reuse_factor_snapping_is_refused(default_build, tmp_path):
+    cfg = FlowConfig.load(None, model=str(default_build.root / 'train' / 'model.h5'), input_precision='ap_fixed<6,2>',
+                          layers={'logits': {'reuse_factor': 7, 'strategy': 'resource'}})
+    with pytest.raises(RuntimeError, match=r"layer 'logits': hls4ml changed ReuseFactor 7 to \d+; valid values"):
+        run_flow(cfg, tmp_path / 'b', to_step='convert')

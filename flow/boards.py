@@ -31,6 +31,7 @@ class Board(BaseModel):
     hp_port_width: int
     resources: Resources
     resources_source: str
+    board_connections: str | None = None  # Vivado board_connections (Kria SOM + carrier)
 
     @property
     def clock_period_ns(self) -> float:

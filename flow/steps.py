@@ -139,23 +139,33 @@ def export_reference(ctx: Context) -> dict:
 @step('convert', ['hls'])
 def convert(ctx: Context) -> dict:
     """Convert with hls4ml (our templates via its extension API) and write the HLS project."""
+    from flow.accel import stream_format, write_sources
     from flow.convert import convert_model
+    from flow.scripts import write_scripts
     from keras_models.layers import load_model
 
+    cfg, board, hls = ctx.config, ctx.board(), ctx.stage / 'hls'
     im = ctx.reference()
-    hls_model = convert_model(load_model(ctx.root / 'train' / 'model.h5'), im, ctx.config, ctx.board(), ctx.stage / 'hls')
-    return {'project': str(ctx.root / 'hls'), 'layers': [n for n in hls_model.graph]}
+    hls_model = convert_model(load_model(ctx.root / 'train' / 'model.h5'), im, cfg, board, hls)
+    fmt = stream_format(im)
+    write_json(hls / 'stream_format.json', fmt.to_dict())
+    write_sources(hls, cfg.project_name, fmt)
+    scripts = write_scripts(hls, cfg.project_name, board, fmt, cfg.clock_period_ns or board.clock_period_ns)
+    return {'project': str(ctx.root / 'hls'), 'layers': [n for n in hls_model.graph], 'board': board.name,
+            'scripts': [p.name for p in scripts], 'stream_format': fmt.to_dict()}
 
 
 @step('csim_compile', [])
 def csim_compile(ctx: Context) -> dict:
-    """Compile the HLS C simulation with g++ (hls4ml's build_lib.sh)."""
+    """Compile the C simulation with g++: the hls4ml model and the AXI-Stream accelerator top."""
+    from flow.accel import compile_host
     from flow.convert import compile_csim
 
     t0 = time.time()
     with console.status('compiling the C simulation (g++)'):
         lib = compile_csim(ctx.root / 'hls')
-    ctx.summaries['csim_lib'] = [lib]
+        accel = compile_host(ctx.root / 'hls', ctx.config.project_name)
+    ctx.summaries['csim_lib'] = [lib, *accel]
     return {'library': str(lib.relative_to(ctx.root)), 'compile_seconds': round(time.time() - t0, 1)}
 
 

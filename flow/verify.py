@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
+import json
+
+from flow.accel import golden_words, run_testbench
 from flow.build_dir import write_json
+from flow.runtime.stream import StreamFormat
 from flow.progress import console
 from flow.runtime.csim import CSimLibrary
 from flow.runtime.reference import IntegerModel, first_mismatch
@@ -137,6 +141,12 @@ def verify_build(ctx) -> dict:
     report['accuracy'] = {'reference': float(np.mean(pred == labels)), 'csim': float(np.mean(csim_codes.argmax(1) == labels))}
 
     golden = ctx.stage / 'golden'
+    # 3. the AXI-Stream accelerator top (stream packing, TLAST) in its own C testbench
+    fmt = StreamFormat.from_dict(json.loads((root / 'hls' / 'stream_format.json').read_text()))
+    golden_words(fmt, x_codes, ref_out, golden)
+    report['accelerator_testbench'] = run_testbench(root / 'hls', cfg.project_name, golden)
+    write_json(golden / 'stream_format.json', fmt.to_dict())
+
     np.save(golden / 'inputs.npy', x)
     np.save(golden / 'input_codes.npy', x_codes)
     np.save(golden / 'output_codes.npy', ref_out)
@@ -144,7 +154,8 @@ def verify_build(ctx) -> dict:
     write_json(golden / 'golden.json', {'input_type': im.in_type.to_dict(), 'output_type': im.out_type.to_dict(), 'n': len(x)})
     write_json(ctx.stage / 'reports' / 'verify.json', report)
     console.print(
-        f'[bold green]bit-exact[/]: reference == C simulation on {len(x)} vectors; QKeras == reference: '
+        f'[bold green]bit-exact[/]: reference == C simulation on {len(x)} vectors; accelerator testbench: '
+        f'{report["accelerator_testbench"]}; QKeras == reference: '
         f'{"exact on every layer" if exact else "exact on " + ", ".join(comparable) + " (" + why + ")"}; accuracy {report["accuracy"]["csim"]:.3f}'
     )
     return report

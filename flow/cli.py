@@ -64,6 +64,9 @@ def main(model, config_path, build_dir, board, from_step, to_step, seed, epochs,
         run_flow(cfg, build_dir, from_step=from_step, to_step=to_step)
     except ToolMissing as e:
         console.print(f'[yellow bold]stopped:[/] {e}')
+        packages = sorted((Path(build_dir) / 'package').glob('*.tar.gz'))
+        if packages:
+            console.print(f'deployment package without bitstream (golden vectors, driver, notebook): {packages[0].resolve()}')
         sys.exit(EXIT_TOOL_MISSING)
     except (StepFailed, RuntimeError, ValueError, FileNotFoundError) as e:
         console.print(f'[red bold]failed:[/] {type(e).__name__}: {e}')

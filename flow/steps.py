@@ -54,14 +54,15 @@ class Step:
     run: Callable[[Context], dict]
     outputs: list[str]  # paths under the build folder this step owns
     doc: str
+    needs_tool: bool  # needs Vitis HLS / Vivado: skipped once one of them is missing
 
 
 STEPS: list[Step] = []
 
 
-def step(name: str, outputs: list[str]):
+def step(name: str, outputs: list[str], needs_tool: bool = False):
     def deco(fn):
-        STEPS.append(Step(name, fn, outputs, (fn.__doc__ or '').strip().splitlines()[0]))
+        STEPS.append(Step(name, fn, outputs, (fn.__doc__ or '').strip().splitlines()[0], needs_tool))
         return fn
 
     return deco
@@ -199,7 +200,7 @@ def _require_tool(names: list[str], what: str, from_step: str, ctx: Context) -> 
     )
 
 
-@step('hls_synth', ['hls_report'])
+@step('hls_synth', ['hls_report'], needs_tool=True)
 def hls_synth(ctx: Context) -> dict:
     """Vitis HLS: C synthesis and IP export of the HLS project."""
     tool = _require_tool(['vitis-run', 'vitis_hls'], 'Vitis HLS', 'hls_synth', ctx)
@@ -208,7 +209,7 @@ def hls_synth(ctx: Context) -> dict:
     return run_hls_synth(ctx, tool)
 
 
-@step('vivado_bitstream', ['bitstream'])
+@step('vivado_bitstream', ['bitstream'], needs_tool=True)
 def vivado_bitstream(ctx: Context) -> dict:
     """Vivado: block design with the PS and AXI DMA, implementation, bitstream and .hwh."""
     tool = _require_tool(['vivado'], 'Vivado', 'vivado_bitstream', ctx)
@@ -249,14 +250,26 @@ def run_flow(config: FlowConfig, build_dir: Path, from_step: str | None = None, 
             raise StepFailed(f'step {names[i]} has not run with this configuration; rerun from it (--from-step {names[i]})')
         build.check_files(names[i], names[i])
     write_json(build.root / 'config.json', config.model_dump())
+    missing: ToolMissing | None = None
     for i in range(start, last + 1):
         s = STEPS[i]
         console.rule(f'[bold]{s.name}[/]: {s.doc}')
         build.forget_from(names, s.name)
+        if missing and s.needs_tool:
+            console.print(f'[yellow]skipped[/] {s.name}: needs the vendor tools')
+            continue
         ctx.stage = build.staging(s.name, s.outputs)
         t0 = time.time()
         try:
             summary = s.run(ctx)
+        except ToolMissing as e:
+            # Not a failure: record nothing for the step, go on with the steps that need no tool
+            # (the package is still useful without a bitstream), and report the stop at the end.
+            shutil.rmtree(ctx.stage, ignore_errors=True)
+            build.clean_staging()
+            console.print(f'[yellow]not run[/] {s.name}: {e}')
+            missing = missing or e
+            continue
         except BaseException:
             shutil.rmtree(ctx.stage, ignore_errors=True)  # never leave half-written results behind
             build.clean_staging()
@@ -266,4 +279,6 @@ def run_flow(config: FlowConfig, build_dir: Path, from_step: str | None = None, 
         if s.name == 'csim_compile':
             build.add_files(s.name, ctx.summaries.pop('csim_lib'))
         console.print(f'[green]done[/] {s.name} ({summary["seconds"]} s)')
+    if missing:
+        raise missing
     return ctx

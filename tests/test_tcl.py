@@ -1,0 +1,103 @@
+"""The generated Vitis HLS and Vivado scripts, run under tclsh with recording stubs, per board."""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from flow.accel import ACCEL_DIR
+from flow.boards import all_boards, get_board
+from flow.runtime.fixed import FixedType
+from flow.runtime.stream import StreamFormat
+from flow.scripts import ip_vlnv, write_scripts
+
+STUBS = Path(__file__).parent / 'tcl' / 'vendor_stubs.tcl'
+FMT = StreamFormat(64, 10, FixedType(6, 2), FixedType(16, 7))
+pytestmark = pytest.mark.skipif(shutil.which('tclsh') is None, reason='tclsh not installed (apt-get install tcl)')
+
+
+def record(tmp_path, board_name, clock_ns=None):
+    board = get_board(board_name)
+    hls, vivado = write_scripts(tmp_path, 'sparsenet', board, FMT, clock_ns or board.clock_period_ns)
+    out = {}
+    for script in (hls, vivado):
+        rec = tmp_path / f'{script.stem}.rec'
+        res = subprocess.run(['tclsh', str(STUBS), str(rec), str(script)], capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+        lines = rec.read_text().splitlines()
+        assert not [l for l in lines if l.startswith('UNKNOWN')], 'script uses commands the stubs do not know'
+        assert lines[-1] == 'exit 0'
+        out[script.stem] = lines
+    return board, out['build_hls'], out['build_vivado']
+
+
+def has(lines, pattern):
+    return any(re.search(pattern, l) for l in lines)
+
+
+@pytest.mark.parametrize('board_name', sorted(all_boards()))
+def test_vitis_hls_script(tmp_path, board_name):
+    board, hls, _ = record(tmp_path, board_name)
+    assert has(hls, r'^open_project -reset sparsenet_axi_prj$')
+    assert has(hls, r'^set_top sparsenet_axi$')
+    assert has(hls, rf'^set_part {re.escape(board.part)}$')
+    assert has(hls, rf'^create_clock -period {board.clock_period_ns:g} -name default$')
+    assert has(hls, r'^add_files -tb .*/sparsenet_axi_tb\.cpp -cflags .*-DTB_DATA=".*/golden"')
+    order = [l.split()[0] for l in hls if l.split()[0] in ('csim_design', 'csynth_design', 'cosim_design', 'export_design')]
+    assert order == ['csim_design', 'csynth_design', 'export_design']  # cosim only when asked for
+    vendor, library, name, version = ip_vlnv('sparsenet').split(':')
+    assert has(hls, rf'^config_export -format ip_catalog -vendor {vendor} -library {library} -version {version} -ipname {name}$')
+
+
+@pytest.mark.parametrize('board_name', sorted(all_boards()))
+def test_vivado_block_design(tmp_path, board_name):
+    board, _, viv = record(tmp_path, board_name)
+    ps = 'processing_system7_0' if board.ps == 'processing_system7' else 'zynq_ultra_ps_e_0'
+    master, hp, clk, base = {
+        'processing_system7': ('M_AXI_GP0', 'S_AXI_HP0', 'FCLK_CLK0', '0x40400000'),
+        'zynq_ultra_ps_e': ('M_AXI_HPM0_FPD', 'S_AXI_HP0_FPD', 'pl_clk0', '0xA0000000'),
+    }[board.ps]
+    assert has(viv, rf'^create_project -force sparsenet_vivado .* -part {re.escape(board.part)}$')
+    assert has(viv, rf'^set_property board_part {re.escape(board.board_part)} ')
+    assert has(viv, rf'^create_bd_cell -type ip -vlnv xilinx\.com:ip:{board.ps}:[\d.]+ {ps}$')
+    if board.ps == 'processing_system7':
+        assert has(viv, rf'CONFIG\.PCW_USE_S_AXI_HP0 1 CONFIG\.PCW_S_AXI_HP0_DATA_WIDTH {board.hp_port_width} '
+                        rf'CONFIG\.PCW_FPGA0_PERIPHERAL_FREQMHZ {board.pl_clock_mhz:g}')
+    else:
+        assert has(viv, rf'CONFIG\.PSU__USE__S_AXI_GP2 1 CONFIG\.PSU__SAXIGP2__DATA_WIDTH {board.hp_port_width} ')
+        assert has(viv, rf'CONFIG\.PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ {board.pl_clock_mhz:g} ')
+    # DMA: simple mode, 64-bit streams, memory side as wide as the HP port
+    assert has(viv, r'^create_bd_cell -type ip -vlnv xilinx\.com:ip:axi_dma:7\.1 axi_dma_0$')
+    assert has(viv, rf'CONFIG\.c_include_sg 0 .*CONFIG\.c_m_axi_mm2s_data_width {board.hp_port_width} '
+                    rf'CONFIG\.c_m_axis_mm2s_tdata_width {FMT.word_bits} .*CONFIG\.c_s_axis_s2mm_tdata_width {FMT.word_bits} ')
+    # the accelerator, by the VLNV the HLS script exports, between the two DMA streams
+    assert has(viv, rf'^create_bd_cell -type ip -vlnv {ip_vlnv("sparsenet")} sparsenet_axi_0$')
+    assert 'connect_bd_intf_net axi_dma_0/M_AXIS_MM2S sparsenet_axi_0/in_stream' in viv
+    assert 'connect_bd_intf_net sparsenet_axi_0/out_stream axi_dma_0/S_AXIS_S2MM' in viv
+    assert has(viv, rf'bd_rule:axi4 -config Master "/{ps}/{master}" Clk "/{ps}/{clk}" axi_dma_0/S_AXI_LITE$')
+    for port in ('M_AXI_MM2S', 'M_AXI_S2MM'):
+        assert has(viv, rf'bd_rule:axi4 -config Slave "/{ps}/{hp}" Clk "/{ps}/{clk}" axi_dma_0/{port}$')
+    assert has(viv, rf'bd_rule:clkrst -config Clk "/{ps}/{clk}" sparsenet_axi_0/ap_clk$')
+    # address map
+    assert f'set_property offset {base} {ps}/Data/SEG_axi_dma_0_Reg' in viv
+    assert f'set_property range 64K {ps}/Data/SEG_axi_dma_0_Reg' in viv
+    # order of the build: validate before synthesis, bitstream and .hwh copied out last
+    steps = [l for l in viv if l.split()[0] in ('validate_bd_design', 'launch_runs', 'file')]
+    assert steps[0] == 'validate_bd_design'
+    assert 'launch_runs impl_1 -to_step write_bitstream -jobs 4' in steps
+    assert has(viv, r'^file copy -force .*/sparsenet_wrapper\.bit .*/bitstream/sparsenet\.bit$')
+    assert has(viv, r'^file copy -force .*hw_handoff/sparsenet\.hwh .*/bitstream/sparsenet\.hwh$')
+    assert has(viv, r'^set_property board_connections ') == (board.name == 'kv260')
+
+
+def test_stream_port_names_match_the_cpp_top():
+    cpp = (ACCEL_DIR / 'axi_top.cpp.in').read_text()
+    assert '#pragma HLS INTERFACE axis port=in_stream' in cpp and '#pragma HLS INTERFACE axis port=out_stream' in cpp
+    assert '#pragma HLS INTERFACE ap_ctrl_none port=return' in cpp
+
+
+def test_clock_from_config(tmp_path):
+    _, hls, _ = record(tmp_path, 'Pynq-Z2', clock_ns=5)
+    assert has(hls, r'^create_clock -period 5 -name default$')

@@ -25,6 +25,8 @@ def test_default_flow_is_verified_bit_exact(default_build):
     assert report['qkeras_vs_reference']['all_layers_exact'] is True
     assert report['qkeras_vs_reference']['exact_layers'] == ['fc1', 'relu1', 'fc2', 'relu2', 'logits']
     assert report['accuracy']['csim'] > 0.85
+    assert report['accelerator_testbench'] == 'PASS: 64 samples, 192 output words bit-exact'
+    assert (root / 'golden' / 'axi_in_words.hex').read_text().count('\n') == 64 * 8  # 64 pixels / 8 lanes
     golden = np.load(root / 'golden' / 'output_codes.npy')
     assert golden.shape == (64, 10) and golden.dtype == np.int64
     est = json.loads((root / 'reports' / 'estimate.json').read_text())
@@ -51,7 +53,11 @@ def test_missing_vendor_tool_stops_with_exit_code_3(default_build):
     assert 'Vitis HLS not found on PATH' in text
     assert f'the project is ready at {default_build.root / "hls"}' in text
     assert '--from-step hls_synth' in text
+    assert 'deployment package without bitstream' in text
     assert not (default_build.root / '.staging').exists()
+    manifest = json.loads((default_build.root / 'manifest.json').read_text())['steps']
+    assert 'hls_synth' not in manifest and 'vivado_bitstream' not in manifest and manifest['package']['status'] == 'done'
+    assert manifest['package']['summary']['bitstream'] is False
 
 
 @pytest.fixture

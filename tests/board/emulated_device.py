@@ -22,6 +22,14 @@ MM2S, S2MM = 0x00, 0x30
 DMACR, DMASR, ADDR, LENGTH = 0x00, 0x04, 0x18, 0x28
 
 
+class EmulatedBuffer(PynqBuffer):
+    def freebuffer(self):
+        """Hand the memory back to the emulated device (tests check that the driver does)."""
+        device = getattr(self, 'device', None)
+        if device is not None and device.buffers.get(self.device_address) is self:
+            del device.buffers[self.device_address]
+
+
 class _Memory:
     def __init__(self, device):
         self.device = device
@@ -54,8 +62,8 @@ class EmulatedDevice(pynq.Device):
     # --- memory
     def allocate(self, shape, dtype, **kwargs):
         arr = np.zeros(shape, dtype=dtype)
-        buf = arr.view(PynqBuffer)
-        buf.device_address, buf.coherent, buf.device = self.next_addr, True, self
+        buf = arr.view(EmulatedBuffer)
+        buf.device_address, buf.coherent, buf.device, buf.offset, buf.bo = self.next_addr, True, self, 0, 0
         self.buffers[self.next_addr] = buf
         self.next_addr += (arr.nbytes + 0xFFF) & ~0xFFF
         return buf

@@ -1,0 +1,113 @@
+"""The deployment package on an emulated PYNQ device: pynq's own Overlay and AxiDMA driver, the
+DMA registers modelled, every transfer computed by the accelerator top's C simulation."""
+
+import importlib
+import json
+import shutil
+import sys
+
+import numpy as np
+import pytest
+from conftest import FIXTURES, module_dir, package_dir, stream_numbers
+
+from emulated_device import EmulatedDevice
+
+BOARDS = ['pynq-z1', 'pynq-z2', 'zcu104', 'ultra96v2', 'kv260']
+DMA_BASE = 0x40400000  # the fixture .hwh is the Zynq-7000 design; see fixtures/make_hwh.py
+
+
+def overlay_files(tmp_path):
+    """The test-only bitstream stand-in: the fixture .hwh and an empty .bit next to it."""
+    shutil.copy(FIXTURES / 'sparsenet.hwh', tmp_path / 'sparsenet.hwh')
+    (tmp_path / 'sparsenet.bit').write_bytes(b'')
+    return tmp_path / 'sparsenet.bit'
+
+
+def load_package(build, tmp_path):
+    pkg = package_dir(build)
+    sys.path.insert(0, str(pkg))
+    for name in [m for m in sys.modules if m.startswith('sparsenet_overlay')]:
+        del sys.modules[name]
+    mod = importlib.import_module('sparsenet_overlay')
+    sys.path.remove(str(pkg))
+    fmt = stream_numbers(build)
+    dev = EmulatedDevice(build / 'hls' / 'libsparsenet_axi.so', 'sparsenet_axi', DMA_BASE, fmt['in_words'], fmt['out_words'])
+    return mod, dev, overlay_files(tmp_path)
+
+
+def test_runtime_imports_no_tensorflow_or_hls4ml(built, tmp_path):
+    mod, _, _ = load_package(built('pynq-z2'), tmp_path)
+    assert 'tensorflow' not in sys.modules and 'hls4ml' not in sys.modules
+    assert mod.SparseOverlay.__mro__[1].__module__ == 'pynq.overlay'
+
+
+@pytest.mark.parametrize('board', BOARDS)
+def test_notebook_golden_check_passes_on_the_emulated_device(built, tmp_path, board):
+    build = built(board)
+    mod, dev, bit = load_package(build, tmp_path)
+    nb = json.loads((module_dir(build) / 'notebooks' / 'sparsenet.ipynb').read_text())
+    code = [''.join(c['source']) for c in nb['cells'] if c['cell_type'] == 'code']
+    assert 'parameters' in nb['cells'][1]['metadata']['tags']
+    ns = {'__name__': '__main__'}
+    exec(code[0], ns)  # the parameters cell as shipped, then ours
+    ns['overlay_args'] = {'bitfile_name': str(bit), 'download': False, 'device': dev}
+    import matplotlib
+
+    matplotlib.use('Agg')
+    for cell in code[1:]:
+        exec(cell, ns)
+    assert ns['golden'].passed and ns['golden'].n_vectors == 96
+    assert ns['fresh_check'].passed
+    assert ns['golden'].accuracy > 0.8
+    assert {r['batch'] for r in ns['rows']} == {1, 8, 64, 512, 4096}
+    assert ns['ol'].manifest['board']['name'] == board
+
+
+def test_driver_splits_batches_and_returns_copies(built, tmp_path):
+    build = built('pynq-z2')
+    mod, dev, bit = load_package(build, tmp_path)
+    ol = mod.SparseOverlay(bitfile_name=str(bit), download=False, device=dev)
+    x, expected, _ = ol.golden()
+    ol.max_transfer_bytes = 10 * ol.format.in_words * ol.format.word_bytes  # pretend a tiny DMA: 10 samples a transfer
+    dev.transfers.clear()
+    out = ol.predict_codes(x)
+    assert np.array_equal(out, expected)
+    sends = [n for ch, n in dev.transfers if ch == 'mm2s']
+    assert len(sends) == -(-len(x) // 10) and max(sends) <= ol.max_transfer_bytes
+    assert dev.buffers == {}  # every DMA buffer was freed after its transfer
+    out[0, 0] += 1
+    assert not np.array_equal(out, ol.predict_codes(x))  # a fresh array each call
+
+
+def test_a_wrong_answer_fails_with_the_first_mismatch(built, tmp_path):
+    mod, dev, bit = load_package(built('pynq-z2'), tmp_path)
+    ol = mod.SparseOverlay(bitfile_name=str(bit), download=False, device=dev)
+    x, expected, labels = ol.golden()
+    tampered = expected.copy()
+    tampered[3, 7] += 1
+    report = mod.runtime.driver.compare(ol.predict_codes(x), tampered, labels)
+    assert not report.passed
+    assert report.first_mismatch == {'sample': 3, 'element': 7, 'expected': int(tampered[3, 7]), 'actual': int(expected[3, 7])}
+    assert str(report).startswith('FAIL: sample 3, output 7')
+
+
+def test_missing_bitstream_is_explained(built, tmp_path):
+    mod, dev, _ = load_package(built('pynq-z2'), tmp_path)
+    with pytest.raises(FileNotFoundError, match='not built: Vivado was not run.*--from-step hls_synth'):
+        mod.SparseOverlay(download=False, device=dev)
+
+
+def test_package_manifest_and_entry_points(built):
+    build = built('kv260')
+    mod = module_dir(build)
+    manifest = json.loads((mod / 'manifest.json').read_text())
+    assert manifest['board']['part'] == 'xck26-sfvc784-2LV-c'
+    assert manifest['stream_format']['word_bits'] == 64
+    assert set(manifest['precisions']) == {'pixels', 'fc1', 'relu1', 'fc2', 'relu2', 'logits'}
+    import hashlib
+
+    for rel, digest in manifest['checksums'].items():
+        assert hashlib.sha256((mod / rel).read_bytes()).hexdigest() == digest
+    pyproject = (package_dir(build) / 'pyproject.toml').read_text()
+    assert '[project.entry-points."pynq.overlays"]' in pyproject and '[project.entry-points."pynq.notebooks"]' in pyproject
+    assert (build / 'package' / f'{package_dir(build).name}.tar.gz').is_file()

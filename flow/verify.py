@@ -8,16 +8,16 @@ matched, float32 sums exact); the report names the layers that cannot be compare
 
 from __future__ import annotations
 
-import numpy as np
-
 import json
+
+import numpy as np
 
 from flow.accel import golden_words, run_testbench
 from flow.build_dir import write_json
-from flow.runtime.stream import StreamFormat
 from flow.progress import console
 from flow.runtime.csim import CSimLibrary
 from flow.runtime.reference import IntegerModel, first_mismatch
+from flow.runtime.stream import StreamFormat
 
 FLOAT32_EXACT_BITS = 24
 

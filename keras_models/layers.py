@@ -7,7 +7,7 @@ import tensorflow as tf
 from qkeras import QDense
 from qkeras.utils import _add_supported_quantized_objects
 
-from .masks import expand, make_block_mask
+from .masks import make_block_mask
 
 
 class _ZeroDroppedBlocks(tf.keras.constraints.Constraint):

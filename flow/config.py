@@ -59,6 +59,7 @@ class FlowConfig(BaseModel):
     strategy: Literal['latency', 'resource'] = 'latency'
     layers: dict[str, LayerConfig] = {}
     n_golden: int = Field(256, ge=1)
+    hls_cosim: bool = False  # also run Vitis HLS C/RTL co-simulation of the accelerator (slow)
 
     @field_validator('input_precision')
     @classmethod

@@ -3,6 +3,7 @@ report parsing into JSON. Both scripts are generated at the convert step (flow/s
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -19,10 +20,11 @@ class ToolFailed(RuntimeError):
     pass
 
 
-def run_tool(cmd: list[str], cwd: Path, log: Path, what: str) -> None:
+def run_tool(cmd: list[str], cwd: Path, log: Path, what: str, env: dict | None = None) -> None:
     """Run a vendor tool with its output in ``log``; raise with the first error lines on failure."""
     with console.status(f'{what} (log: {log})'), open(log, 'w') as out:
-        res = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, text=True)
+        res = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, text=True,
+                             env={**os.environ, **(env or {})})
     text = log.read_text(errors='replace')
     errors = [l for l in text.splitlines() if ERROR_LINE.match(l)]
     if res.returncode or any(l.startswith(('ERROR', 'FATAL')) for l in errors):
@@ -88,7 +90,8 @@ def run_hls_synth(ctx, tool: str) -> dict:
     from flow.accel import top_name
 
     hls, top = ctx.root / 'hls', top_name(ctx.config.project_name)
-    run_tool(hls_command(tool, 'build_hls.tcl'), hls, hls / 'vitis_hls.log', 'Vitis HLS (csim, csynth, export)')
+    steps = 'csim synth cosim export' if ctx.config.hls_cosim else 'csim synth export'
+    run_tool(hls_command(tool, 'build_hls.tcl'), hls, hls / 'vitis_hls.log', f'Vitis HLS ({steps})', env={'HLS_STEPS': steps})
     xml = hls / f'{top}_prj' / 'solution1' / 'syn' / 'report' / f'{top}_csynth.xml'
     ip = hls / f'{top}_prj' / 'solution1' / 'impl' / 'ip'
     if not xml.is_file() or not ip.is_dir():

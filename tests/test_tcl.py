@@ -1,5 +1,6 @@
 """The generated Vitis HLS and Vivado scripts, run under tclsh with recording stubs, per board."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -18,13 +19,14 @@ FMT = StreamFormat(64, 10, FixedType(6, 2), FixedType(16, 7))
 pytestmark = pytest.mark.skipif(shutil.which('tclsh') is None, reason='tclsh not installed (apt-get install tcl)')
 
 
-def record(tmp_path, board_name, clock_ns=None):
+def record(tmp_path, board_name, clock_ns=None, env=None):
     board = get_board(board_name)
     hls, vivado = write_scripts(tmp_path, 'sparsenet', board, FMT, clock_ns or board.clock_period_ns)
     out = {}
     for script in (hls, vivado):
         rec = tmp_path / f'{script.stem}.rec'
-        res = subprocess.run(['tclsh', str(STUBS), str(rec), str(script)], capture_output=True, text=True)
+        res = subprocess.run(['tclsh', str(STUBS), str(rec), str(script)], capture_output=True, text=True,
+                             env={'PATH': os.environ['PATH'], **(env or {})})
         assert res.returncode == 0, res.stderr
         lines = rec.read_text().splitlines()
         assert not [l for l in lines if l.startswith('UNKNOWN')], 'script uses commands the stubs do not know'
@@ -101,3 +103,9 @@ def test_stream_port_names_match_the_cpp_top():
 def test_clock_from_config(tmp_path):
     _, hls, _ = record(tmp_path, 'Pynq-Z2', clock_ns=5)
     assert has(hls, r'^create_clock -period 5 -name default$')
+
+
+def test_cosim_on_request(tmp_path):
+    _, hls, _ = record(tmp_path, 'pynq-z2', env={'HLS_STEPS': 'csim synth cosim export'})
+    order = [l.split()[0] for l in hls if l.split()[0].endswith('_design')]
+    assert order == ['csim_design', 'csynth_design', 'cosim_design', 'export_design']

@@ -10,7 +10,6 @@ import re
 import subprocess
 from pathlib import Path
 
-import numpy as np
 
 from flow.hls import TEMPLATES_DIR
 from flow.runtime.reference import IntegerModel
@@ -21,9 +20,8 @@ SHIM_DIR = TEMPLATES_DIR / 'host_shim'
 
 
 def stream_format(im: IntegerModel, word_bits: int = 64) -> StreamFormat:
-    sizes = [int(np.prod(im.input.shape))] + [getattr(l, 'n_out', None) for l in im.layers[1:]]
-    n_out = next(s for s in reversed(sizes) if s)
-    return StreamFormat(sizes[0], n_out, im.in_type, im.out_type, word_bits)
+    sizes = list(im.sizes().values())
+    return StreamFormat(sizes[0], sizes[-1], im.in_type, im.out_type, word_bits)
 
 
 def top_name(project: str) -> str:

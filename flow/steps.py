@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
 from flow.build_dir import BuildDir, write_json
 from flow.config import FlowConfig
 from flow.progress import console
 from flow.runtime.fixed import FixedType
 from flow.runtime.reference import IntegerModel
+
 
 class StepFailed(RuntimeError):
     """A step ran and failed (exit code 1)."""
@@ -33,7 +35,7 @@ class Context:
     config: FlowConfig
     build: BuildDir
     stage: Path = None
-    summaries: dict = field(default_factory=dict)
+    produced_in_place: list[Path] = field(default_factory=list)  # files a step made outside its stage
 
     @property
     def root(self) -> Path:
@@ -166,7 +168,7 @@ def csim_compile(ctx: Context) -> dict:
     with console.status('compiling the C simulation (g++)'):
         lib = compile_csim(ctx.root / 'hls')
         accel = compile_host(ctx.root / 'hls', ctx.config.project_name)
-    ctx.summaries['csim_lib'] = [lib, *accel]
+    ctx.produced_in_place += [lib, *accel]
     return {'library': str(lib.relative_to(ctx.root)), 'compile_seconds': round(time.time() - t0, 1)}
 
 
@@ -232,7 +234,8 @@ def package(ctx: Context) -> dict:
 def run_flow(config: FlowConfig, build_dir: Path, from_step: str | None = None, to_step: str | None = None) -> Context:
     """Run steps in order. Without ``from_step``, steps already done with this config are kept.
 
-    Raises ToolMissing at the first step whose vendor tool is absent, StepFailed on failure."""
+    A step whose vendor tool is absent is not run, later tool steps are skipped, the other steps
+    still run, and ToolMissing is raised at the end. StepFailed (and others) on failure."""
     names = step_names()
     for s in (from_step, to_step):
         if s is not None and s not in names:
@@ -250,6 +253,8 @@ def run_flow(config: FlowConfig, build_dir: Path, from_step: str | None = None, 
             raise StepFailed(f'step {names[i]} has not run with this configuration; rerun from it (--from-step {names[i]})')
         build.check_files(names[i], names[i])
     write_json(build.root / 'config.json', config.model_dump())
+    if start > last:
+        console.print(f'all steps up to {names[last]} are done with this configuration (use --from-step to rerun)')
     missing: ToolMissing | None = None
     for i in range(start, last + 1):
         s = STEPS[i]
@@ -276,8 +281,8 @@ def run_flow(config: FlowConfig, build_dir: Path, from_step: str | None = None, 
             raise
         summary['seconds'] = round(time.time() - t0, 1)
         build.commit(s.name, fp, s.outputs, summary)
-        if s.name == 'csim_compile':
-            build.add_files(s.name, ctx.summaries.pop('csim_lib'))
+        build.add_files(s.name, ctx.produced_in_place)
+        ctx.produced_in_place.clear()
         console.print(f'[green]done[/] {s.name} ({summary["seconds"]} s)')
     if missing:
         raise missing

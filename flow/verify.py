@@ -44,17 +44,11 @@ def to_codes(values, frac: int) -> np.ndarray:
     return np.where(codes == scaled, codes, OFF_GRID).astype(np.int64)
 
 
-def layer_sizes(im: IntegerModel) -> dict[str, int]:
-    """Output size of every layer, from one all-zero input through the reference."""
-    zeros = np.zeros((1, *im.input.shape), dtype=np.int64)
-    return {name: int(np.prod(v.shape[1:])) for name, v in im.trace(zeros).items()}
-
-
 def csim_library(root, im: IntegerModel, project: str) -> CSimLibrary:
     libs = sorted((root / 'hls' / 'firmware').glob('*.so'))
     if len(libs) != 1:
         raise FileNotFoundError(f'no single C simulation library in {root / "hls" / "firmware"}; rerun --from-step csim_compile')
-    sizes = list(layer_sizes(im).values())
+    sizes = list(im.sizes().values())
     return CSimLibrary(libs[0], project, sizes[0], sizes[-1], root / 'hls' / 'firmware' / 'weights')
 
 
@@ -97,7 +91,7 @@ def compare_reference_csim(im: IntegerModel, lib: CSimLibrary, x, x_codes, ref_t
     csim_codes = to_codes(lib.run(x), im.out_type.frac)
     if np.array_equal(csim_codes, ref_out):
         return csim_codes
-    traced = lib.trace(x, layer_sizes(im))
+    traced = lib.trace(x, im.sizes())
     by_layer = {l.name: to_codes(traced[l.name], l.out_type.frac) for l in im.layers if l.name in traced}
     m = first_mismatch(ref_trace, by_layer) or first_mismatch({'output': ref_out}, {'output': csim_codes})
     raise Mismatch(describe('reference vs C simulation', m))

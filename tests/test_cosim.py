@@ -13,7 +13,7 @@ from flow.config import FlowConfig
 from flow.convert import compile_csim, convert_model
 from flow.export import Overrides, to_integer_model
 from flow.runtime.fixed import FixedType
-from flow.verify import compare_reference_csim, csim_library, layer_sizes
+from flow.verify import compare_reference_csim, csim_library
 
 pytestmark = pytest.mark.csim
 
@@ -106,7 +106,7 @@ def test_a_wrong_weight_is_reported_with_its_layer_and_element(tmp_path):
 
     with pytest.raises(Mismatch, match=rf"layer 'bs', sample 0, element \({int(bs.index[0]) * 4},\)"):
         compare_reference_csim(im, lib, in_type.to_float(x_codes), x_codes)
-    assert layer_sizes(im) == {'x': 16, 'bs': 8, 'act': 8, 'head': 3}
+    assert im.sizes() == {'x': 16, 'bs': 8, 'act': 8, 'head': 3}
 
 
 def test_reuse_factor_that_does_not_divide_kept_weights_is_refused(tmp_path):

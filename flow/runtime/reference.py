@@ -45,6 +45,11 @@ class IntegerModel:
             out[layer.name] = x
         return out
 
+    def sizes(self) -> dict[str, int]:
+        """Output size of every layer (one all-zero input through the model)."""
+        zeros = np.zeros((1, *self.input.shape), dtype=np.int64)
+        return {name: int(np.prod(v.shape[1:])) for name, v in self.trace(zeros).items()}
+
     def predict_codes(self, x_codes) -> np.ndarray:
         return list(self.trace(x_codes).values())[-1]
 

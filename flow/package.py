@@ -55,10 +55,12 @@ dependencies = ["numpy", "pynq"]
 {module} = "{module}.notebooks"
 
 [tool.setuptools]
-packages = ["{module}", "{module}.runtime"]
+packages = ["{module}", "{module}.runtime", "{module}.overlay", "{module}.notebooks"]
 
 [tool.setuptools.package-data]
-{module} = ["manifest.json", "overlay/*", "notebooks/*", "data/*/*"]
+{module} = ["manifest.json", "data/*/*"]
+"{module}.overlay" = ["*.bit", "*.hwh"]
+"{module}.notebooks" = ["*.ipynb"]
 '''
 
 

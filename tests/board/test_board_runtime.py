@@ -111,3 +111,22 @@ def test_package_manifest_and_entry_points(built):
     pyproject = (package_dir(build) / 'pyproject.toml').read_text()
     assert '[project.entry-points."pynq.overlays"]' in pyproject and '[project.entry-points."pynq.notebooks"]' in pyproject
     assert (build / 'package' / f'{package_dir(build).name}.tar.gz').is_file()
+
+
+def test_package_installs_with_pip_and_registers_its_entry_points(built, tmp_path):
+    import subprocess
+    from importlib.metadata import distributions
+
+    build = built('pynq-z2')
+    target = tmp_path / 'site'
+    res = subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', '--no-deps', '--no-build-isolation', '--target', str(target),
+                          str(package_dir(build))], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    (dist,) = [d for d in distributions(path=[str(target)]) if d.metadata['Name'] == 'sparsenet-pynqz2']
+    eps = {(e.group, e.name): e.value for e in dist.entry_points}
+    assert eps == {('pynq.overlays', 'sparsenet_overlay'): 'sparsenet_overlay.overlay',
+                   ('pynq.notebooks', 'sparsenet_overlay'): 'sparsenet_overlay.notebooks'}
+    installed = target / 'sparsenet_overlay'
+    for rel in ('manifest.json', 'notebooks/sparsenet.ipynb', 'data/golden/output_codes.npy', 'data/reference/reference.npz',
+                'runtime/driver.py'):
+        assert (installed / rel).is_file(), rel

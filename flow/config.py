@@ -79,8 +79,10 @@ class FlowConfig(BaseModel):
         data.update({k: v for k, v in overrides.items() if v is not None})
         return cls.model_validate(_with_builtin_defaults(data))
 
-    def fingerprint(self) -> str:
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+    def fingerprint(self, fields: set[str] | None = None) -> str:
+        """Hash of the given settings (all by default): a step reruns when one it depends on changes."""
+        data = self.model_dump(include=fields) if fields is not None else self.model_dump()
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def layer(self, name: str) -> LayerConfig:
         return self.layers.get(name, LayerConfig())

@@ -57,17 +57,28 @@ class Step:
     outputs: list[str]  # paths under the build folder this step owns
     doc: str
     needs_tool: bool  # needs Vitis HLS / Vivado: skipped once one of them is missing
+    settings: frozenset[str]  # the FlowConfig fields it reads; with its predecessors' they decide reruns
 
 
 STEPS: list[Step] = []
 
 
-def step(name: str, outputs: list[str], needs_tool: bool = False):
+def step(name: str, outputs: list[str], settings: tuple[str, ...] = (), needs_tool: bool = False):
     def deco(fn):
-        STEPS.append(Step(name, fn, outputs, (fn.__doc__ or '').strip().splitlines()[0], needs_tool))
+        doc = (fn.__doc__ or '').strip().splitlines()[0]
+        STEPS.append(Step(name, fn, outputs, doc, needs_tool, frozenset(settings)))
         return fn
 
     return deco
+
+
+def fingerprints(config: FlowConfig) -> dict[str, str]:
+    """Per step: a hash of the settings it and every earlier step read."""
+    out, fields = {}, set()
+    for s in STEPS:
+        fields |= s.settings
+        out[s.name] = config.fingerprint(fields)
+    return out
 
 
 def step_names() -> list[str]:
@@ -77,7 +88,7 @@ def step_names() -> list[str]:
 # --- steps --------------------------------------------------------------------------------------
 
 
-@step('train', ['train'])
+@step('train', ['train'], settings=('model', 'dataset', 'seed', 'epochs', 'batch_size', 'learning_rate'))
 def train(ctx: Context) -> dict:
     """Train the built-in model (or load the user's model file), check it can be deployed."""
     import tensorflow as tf
@@ -117,7 +128,7 @@ def train(ctx: Context) -> dict:
     return summary
 
 
-@step('export_reference', ['reference'])
+@step('export_reference', ['reference'], settings=('input_precision', 'layers'))
 def export_reference(ctx: Context) -> dict:
     """Build the integer reference (exact types for every tensor) and the footprint report."""
     from flow.export import Overrides, to_integer_model
@@ -139,7 +150,7 @@ def export_reference(ctx: Context) -> dict:
     return {'layers': [f'{l.name}:{l.kind}:{l.out_type.hls()}' for l in im.layers], 'compression_vs_float32': fp['total']['ratio_vs_float32']}
 
 
-@step('convert', ['hls'])
+@step('convert', ['hls'], settings=('board', 'project_name', 'io_type', 'clock_period_ns', 'reuse_factor', 'strategy'))
 def convert(ctx: Context) -> dict:
     """Convert with hls4ml (our templates via its extension API) and write the HLS project."""
     from flow.accel import stream_format, write_sources
@@ -172,7 +183,7 @@ def csim_compile(ctx: Context) -> dict:
     return {'library': str(lib.relative_to(ctx.root)), 'compile_seconds': round(time.time() - t0, 1)}
 
 
-@step('verify', ['golden', 'reports/verify.json'])
+@step('verify', ['golden', 'reports/verify.json'], settings=('n_golden',))
 def verify(ctx: Context) -> dict:
     """Golden vectors through QKeras, the integer reference and the C simulation; exact compare."""
     from flow.verify import verify_build
@@ -202,7 +213,7 @@ def _require_tool(names: list[str], what: str, from_step: str, ctx: Context) -> 
     )
 
 
-@step('hls_synth', ['hls_report'], needs_tool=True)
+@step('hls_synth', ['hls_report'], settings=('hls_cosim',), needs_tool=True)
 def hls_synth(ctx: Context) -> dict:
     """Vitis HLS: C synthesis and IP export of the HLS project."""
     tool = _require_tool(['vitis-run', 'vitis_hls'], 'Vitis HLS', 'hls_synth', ctx)
@@ -242,14 +253,14 @@ def run_flow(config: FlowConfig, build_dir: Path, from_step: str | None = None, 
             raise ValueError(f'unknown step {s!r}; steps: {", ".join(names)}')
     build = BuildDir(build_dir)
     ctx = Context(config, build)
-    fp = config.fingerprint()
+    fps = fingerprints(config)
     last = names.index(to_step) if to_step else len(names) - 1
     if from_step is None:
-        start = next((i for i, n in enumerate(names) if not build.done(n, fp)), len(names))
+        start = next((i for i, n in enumerate(names) if not build.done(n, fps[n])), len(names))
     else:
         start = names.index(from_step)
     for i in range(start):  # everything we build on must be intact
-        if not build.done(names[i], fp):
+        if not build.done(names[i], fps[names[i]]):
             raise StepFailed(f'step {names[i]} has not run with this configuration; rerun from it (--from-step {names[i]})')
         build.check_files(names[i], names[i])
     write_json(build.root / 'config.json', config.model_dump())
@@ -280,7 +291,7 @@ def run_flow(config: FlowConfig, build_dir: Path, from_step: str | None = None, 
             build.clean_staging()
             raise
         summary['seconds'] = round(time.time() - t0, 1)
-        build.commit(s.name, fp, s.outputs, summary)
+        build.commit(s.name, fps[s.name], s.outputs, summary)
         build.add_files(s.name, ctx.produced_in_place)
         ctx.produced_in_place.clear()
         console.print(f'[green]done[/] {s.name} ({summary["seconds"]} s)')

@@ -135,3 +135,12 @@ def test_hls4ml_reuse_factor_snapping_is_refused(default_build, tmp_path):
                           layers={'logits': {'reuse_factor': 7, 'strategy': 'resource'}})
     with pytest.raises(RuntimeError, match=r"layer 'logits': hls4ml changed ReuseFactor 7 to \d+; valid values"):
         run_flow(cfg, tmp_path / 'b', to_step='convert')
+
+
+def test_a_changed_setting_reruns_only_the_steps_that_read_it(build_copy):
+    before = json.loads((build_copy / 'manifest.json').read_text())['steps']
+    run_flow(FlowConfig.load(None, epochs=15, n_golden=32), build_copy, to_step='estimate')
+    after = json.loads((build_copy / 'manifest.json').read_text())['steps']
+    for kept in ('train', 'export_reference', 'convert', 'csim_compile'):
+        assert after[kept] == before[kept]
+    assert after['verify']['summary']['n_vectors'] == 32 and before['verify']['summary']['n_vectors'] == 64

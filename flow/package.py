@@ -104,7 +104,8 @@ def make_package(ctx) -> dict:
     stream = json.loads((root / 'hls' / 'stream_format.json').read_text())
     manifest = {
         'model': {'source': ctx.build.record('train')['summary'].get('source'), 'config': cfg.model_dump()},
-        'board': {'name': board.name, 'part': board.part, 'ps': board.ps, 'pl_clock_mhz': board.pl_clock_mhz},
+        'board': {'name': board.name, 'part': board.part, 'ps': board.ps, 'pl_clock_mhz': board.pl_clock_mhz,
+                  'hp_port_width': board.hp_port_width},
         'overlay': {'bitfile': f'{project}.bit', 'dma': 'axi_dma_0', 'accelerator': f'{project}_axi_0',
                     'status': 'built' if built else 'not built: Vivado was not run; rerun build-bitstream --from-step hls_synth'},
         'precisions': {l.name: l.out_type.hls() for l in im.layers},

@@ -22,6 +22,11 @@ MM2S, S2MM = 0x00, 0x30
 DMACR, DMASR, ADDR, LENGTH = 0x00, 0x04, 0x18, 0x28
 
 
+def dma_base(hwh: Path, name: str = 'axi_dma_0') -> int:
+    """The DMA's register address, as pynq's own parser reads it from the .hwh."""
+    return RuntimeMetadataParser(Metadata(input=Path(hwh))).ip_dict[name]['phys_addr']
+
+
 class EmulatedBuffer(PynqBuffer):
     def freebuffer(self):
         """Hand the memory back to the emulated device (tests check that the driver does)."""

@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 from conftest import FIXTURES, module_dir, package_dir, stream_numbers
 
-from emulated_device import EmulatedDevice
+from emulated_device import EmulatedDevice, dma_base
 
 BOARDS = ['pynq-z1', 'pynq-z2', 'zcu104', 'ultra96v2', 'kv260']
-DMA_BASE = 0x40400000  # the fixture .hwh is the Zynq-7000 design; see fixtures/make_hwh.py
+FIXTURE_FOR_PS = {'processing_system7': 'sparsenet.hwh', 'zynq_ultra_ps_e': 'sparsenet_zynqmp.hwh'}
 
 
-def overlay_files(tmp_path):
-    """The test-only bitstream stand-in: the fixture .hwh and an empty .bit next to it."""
-    shutil.copy(FIXTURES / 'sparsenet.hwh', tmp_path / 'sparsenet.hwh')
+def overlay_files(tmp_path, ps):
+    """The test-only bitstream stand-in: the PS type's fixture .hwh and an empty .bit next to it."""
+    shutil.copy(FIXTURES / FIXTURE_FOR_PS[ps], tmp_path / 'sparsenet.hwh')
     (tmp_path / 'sparsenet.bit').write_bytes(b'')
     return tmp_path / 'sparsenet.bit'
 
@@ -31,8 +31,11 @@ def load_package(build, tmp_path):
     mod = importlib.import_module('sparsenet_overlay')
     sys.path.remove(str(pkg))
     fmt = stream_numbers(build)
-    dev = EmulatedDevice(build / 'hls' / 'libsparsenet_axi.so', 'sparsenet_axi', DMA_BASE, fmt['in_words'], fmt['out_words'])
-    return mod, dev, overlay_files(tmp_path)
+    ps = json.loads((module_dir(build) / 'manifest.json').read_text())['board']['ps']
+    bit = overlay_files(tmp_path, ps)
+    dev = EmulatedDevice(build / 'hls' / 'libsparsenet_axi.so', 'sparsenet_axi', dma_base(bit.with_suffix('.hwh')),
+                         fmt['in_words'], fmt['out_words'])
+    return mod, dev, bit
 
 
 def test_runtime_imports_no_tensorflow_or_hls4ml(built, tmp_path):
@@ -61,6 +64,11 @@ def test_notebook_golden_check_passes_on_the_emulated_device(built, tmp_path, bo
     assert ns['golden'].accuracy > 0.8
     assert {r['batch'] for r in ns['rows']} == {1, 8, 64, 512, 4096}
     assert ns['ol'].manifest['board']['name'] == board
+    expected_base = 0x40400000 if board.startswith('pynq') else 0xA0000000  # what build_vivado.tcl assigns
+    assert ns['ol'].ip_dict['axi_dma_0']['phys_addr'] == dev.dma_base == expected_base
+    params = ns['ol'].dma.description['parameters']  # the widths build_vivado.tcl sets for this board
+    assert int(params['C_M_AXI_MM2S_DATA_WIDTH']) == ns['ol'].manifest['board']['hp_port_width']
+    assert int(params['C_M_AXIS_MM2S_TDATA_WIDTH']) == int(params['C_S_AXIS_S2MM_TDATA_WIDTH']) == ns['ol'].format.word_bits
 
 
 def test_driver_splits_batches_and_returns_copies(built, tmp_path):

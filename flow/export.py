@@ -97,7 +97,7 @@ EXPORTERS = {
 def check_deployable(model) -> None:
     """Refuse, with every reason at once, a model this flow cannot deploy bit-exactly."""
     problems = []
-    for layer in model.layers[1:] if _has_input_layer(model) else model.layers:
+    for layer in _compute_layers(model):
         cls = type(layer).__name__
         if cls not in EXPORTERS:
             problems.append(f"layer '{layer.name}' ({cls}): not supported; supported layers are {sorted(EXPORTERS)}")
@@ -109,6 +109,10 @@ def check_deployable(model) -> None:
 
 def _has_input_layer(model) -> bool:
     return bool(model.layers) and type(model.layers[0]).__name__ == 'InputLayer'
+
+
+def _compute_layers(model) -> list:
+    return model.layers[1:] if _has_input_layer(model) else model.layers
 
 
 def input_layer_name(model) -> str:
@@ -123,7 +127,7 @@ def to_integer_model(model, input_type: FixedType, overrides: dict[str, Override
         raise UnsupportedModel(f'per-layer settings name layers the model does not have: {sorted(unknown)}')
     layers = [Input(name=input_layer_name(model), out_type=input_type, shape=tuple(model.inputs[0].shape[1:]))]
     t = input_type
-    for layer in model.layers[1:] if _has_input_layer(model) else model.layers:
+    for layer in _compute_layers(model):
         try:
             ref = EXPORTERS[type(layer).__name__](layer, t, overrides.get(layer.name, Overrides()))
         except UnsupportedQuantizer as e:

@@ -15,7 +15,7 @@ from hls4ml.model.attributes import Attribute, ConfigurableAttribute, TypeAttrib
 from hls4ml.model.layers import Layer
 from hls4ml.model.types import IntegerPrecisionType
 
-from flow.runtime.ref_block_sparse import pack_blocks
+from flow.runtime.ref_block_sparse import index_bits, pack_blocks
 from keras_models.masks import expand
 
 HEADER = 'nnet_block_sparse_dense.h'
@@ -71,9 +71,9 @@ class BlockSparseDense(Layer):
         self.set_attr('n_kept', n_kept)
         self.add_weights_variable(name='weight', var_name='w{index}', data=values.reshape(-1), precision=wq.hls_type)
         self.add_weights_variable(name='bias', var_name='b{index}', quantizer=self.get_attr('bias_quantizer'))
-        index_bits = max(1, int(np.ceil(np.log2(self.get_attr('n_out') // block[1]))))
+        bits = index_bits(self.get_attr('n_out'), block[1])
         self.add_weights_variable(
-            name='block_index', var_name='bi{index}', data=index, precision=IntegerPrecisionType(index_bits, signed=False)
+            name='block_index', var_name='bi{index}', data=index, precision=IntegerPrecisionType(bits, signed=False)
         )
 
 

@@ -33,6 +33,11 @@ def pack_blocks(weight: np.ndarray, block_mask: np.ndarray, block: tuple[int, in
     return tiles[rr, cc].copy(), cc.astype(np.int64), int(kept[0])
 
 
+def index_bits(n_out: int, block_out: int) -> int:
+    """Bits of one stored index: enough to name any of the n_out / block_out output blocks."""
+    return max(1, int(np.ceil(np.log2(n_out // block_out))))
+
+
 def unpack_blocks(values, index, kept_per_row, shape, block):
     """Inverse of pack_blocks: the dense (n_in, n_out) matrix with zeros in dropped blocks."""
     bi, bo = block
@@ -71,7 +76,7 @@ class BlockSparseDense(_Accumulating):
 
     @property
     def index_bits(self) -> int:
-        return max(1, int(np.ceil(np.log2(self.n_out // self.block[1]))))
+        return index_bits(self.n_out, self.block[1])
 
     def dense_weight(self) -> np.ndarray:
         return unpack_blocks(self.values, self.index, self.kept_per_row, (self.n_in, self.n_out), self.block)

@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 
+from flow.convert import compiler_errors
 from flow.hls import TEMPLATES_DIR
 from flow.runtime.reference import IntegerModel
 from flow.runtime.stream import StreamFormat
@@ -70,8 +71,7 @@ def _gxx(args: list[str], cwd: Path, what: str) -> None:
     res = subprocess.run(['g++', '-O2', '-std=c++14', '-fPIC', f'-I{SHIM_DIR}', '-Ifirmware', '-Ifirmware/ap_types', *args],
                          cwd=cwd, capture_output=True, text=True)
     if res.returncode:
-        errors = [l for l in res.stderr.splitlines() if 'error' in l][:15] or res.stderr.splitlines()[-15:]
-        raise RuntimeError(f'{what} did not compile:\n' + '\n'.join(errors))
+        raise compiler_errors(res, what)
 
 
 def compile_host(hls_dir: Path, project: str) -> list[Path]:

@@ -112,6 +112,11 @@ class BuildDir:
         }
         self.save()
 
+    def discard_staging(self, step: str) -> None:
+        """Throw away what a step wrote before it failed or stopped: nothing half-written stays."""
+        shutil.rmtree(self.root / '.staging' / step, ignore_errors=True)
+        self.clean_staging()
+
     def clean_staging(self) -> None:
         try:
             (self.root / '.staging').rmdir()  # only when empty

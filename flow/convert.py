@@ -105,6 +105,13 @@ class CompileError(RuntimeError):
     pass
 
 
+def compiler_errors(res: subprocess.CompletedProcess, what: str) -> CompileError:
+    """The error raised for a failed g++ run: its error lines, or its last lines if none say 'error'."""
+    out = (res.stderr + res.stdout).splitlines()
+    lines = [l for l in out if 'error' in l.lower()][:15] or out[-15:]
+    return CompileError(f'{what} did not compile (g++ exit {res.returncode}):\n' + '\n'.join(lines))
+
+
 def compile_csim(hls_dir: Path) -> Path:
     """Compile the C simulation library with hls4ml's own build_lib.sh; returns the .so path."""
     hls_dir = Path(hls_dir)
@@ -112,8 +119,7 @@ def compile_csim(hls_dir: Path) -> Path:
         old.unlink()
     res = subprocess.run(['bash', 'build_lib.sh'], cwd=hls_dir, capture_output=True, text=True)
     if res.returncode:
-        errors = [l for l in (res.stderr + res.stdout).splitlines() if 'error' in l.lower()][:15]
-        raise CompileError(f'C simulation did not compile (g++ exit {res.returncode}):\n' + '\n'.join(errors or res.stderr.splitlines()[-15:]))
+        raise compiler_errors(res, 'C simulation')
     libs = list((hls_dir / 'firmware').glob('*.so'))
     if len(libs) != 1:
         raise CompileError(f'expected one C simulation library in {hls_dir / "firmware"}, found {libs}')

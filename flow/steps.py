@@ -281,14 +281,12 @@ def run_flow(config: FlowConfig, build_dir: Path, from_step: str | None = None, 
         except ToolMissing as e:
             # Not a failure: record nothing for the step, go on with the steps that need no tool
             # (the package is still useful without a bitstream), and report the stop at the end.
-            shutil.rmtree(ctx.stage, ignore_errors=True)
-            build.clean_staging()
+            build.discard_staging(s.name)
             console.print(f'[yellow]not run[/] {s.name}: {e}')
             missing = missing or e
             continue
         except BaseException:
-            shutil.rmtree(ctx.stage, ignore_errors=True)  # never leave half-written results behind
-            build.clean_staging()
+            build.discard_staging(s.name)
             raise
         summary['seconds'] = round(time.time() - t0, 1)
         build.commit(s.name, fps[s.name], s.outputs, summary)

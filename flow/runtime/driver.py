@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pynq
 
-from .reference import IntegerModel
+from .reference import IntegerModel, first_mismatch
 from .stream import StreamFormat
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -152,10 +152,9 @@ class SparseOverlay(pynq.Overlay):
 
 def compare(actual: np.ndarray, expected: np.ndarray, labels=None) -> GoldenReport:
     """Exact comparison of output codes; the first mismatch by sample and element."""
-    diff = np.argwhere(actual != expected)
     acc = float(np.mean(actual.argmax(1) == labels)) if labels is not None else None
-    if len(diff) == 0:
+    m = first_mismatch({'output': expected}, {'output': actual})
+    if m is None:
         return GoldenReport(True, len(expected), accuracy=acc)
-    s, e = (int(i) for i in diff[0])
-    return GoldenReport(False, len(expected), {'sample': s, 'element': e, 'expected': int(expected[s, e]),
-                                               'actual': int(actual[s, e])}, acc)
+    _, s, (e,), exp, act = m
+    return GoldenReport(False, len(expected), {'sample': s, 'element': e, 'expected': exp, 'actual': act}, acc)

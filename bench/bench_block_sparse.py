@@ -33,6 +33,7 @@ from flow.config import FlowConfig  # noqa: E402
 from flow.convert import compile_csim, convert_model  # noqa: E402
 from flow.estimate import estimate_model, layer_estimate  # noqa: E402
 from flow.export import to_integer_model  # noqa: E402
+from flow.progress import print_table  # noqa: E402
 from flow.runtime.fixed import FixedType  # noqa: E402
 from flow.verify import compare_reference_csim, csim_library  # noqa: E402
 
@@ -103,7 +104,7 @@ def main() -> dict:
         o, d, r, lim = e['ours'], e['hls4ml_dense'], e['ratio_ours_vs_dense'], e['ratio_ours_vs_limit']
         t.add_row(str(rf), str(o['multipliers']), fmt(r['multipliers']), f"{o['cycles']} / {d['cycles']}", str(o['weight_memory_bits']),
                   fmt(r['weight_memory_bits']), str(o['bram18']), str(d['bram18']), fmt(r['bram18']), fmt(lim['bram18']))
-    console.print(t)
+    print_table(t, console)
 
     # 2. convert + compile, then throughput of reference and both C simulations
     rf = rfs[-1]
@@ -142,7 +143,7 @@ def main() -> dict:
     t.add_row('convert + compile C-sim (s)', f'{ours_build:.1f} (target < 180)', f'{dense_build:.1f}', f'{ours_build / dense_build:.2f}')
     t.add_row('C-sim samples/s', f"{tp['csim_ours']:.0f}", f"{tp['csim_hls4ml_dense']:.0f}", f"{tp['csim_ours'] / tp['csim_hls4ml_dense']:.2f}")
     t.add_row('integer reference samples/s', f"{tp['reference']:.0f}", '', f"{tp['reference'] / tp['csim_ours']:.1f} x our C-sim")
-    console.print(t)
+    print_table(t, console)
 
     # 3. the default model: estimate at its default ReuseFactors, and the whole flow's wall time
     from flow.steps import run_flow
@@ -161,7 +162,7 @@ def main() -> dict:
     for k in ('multipliers', 'weight_memory_bits', 'bram18', 'cycles'):
         t.add_row(k, str(o[k]), str(d[k]), fmt(o[k] / d[k] if d[k] else None))
     t.add_row('whole flow to estimate (s)', f'{flow_seconds:.1f}', '', '')
-    console.print(t)
+    print_table(t, console)
 
     out = ROOT / 'bench' / 'results'
     out.mkdir(parents=True, exist_ok=True)

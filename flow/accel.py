@@ -7,10 +7,10 @@ packing in hardware, testbench, emulator and board driver has a single definitio
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 
+from flow import processes
 from flow.convert import compiler_errors
 from flow.hls import TEMPLATES_DIR
 from flow.runtime.reference import IntegerModel
@@ -68,7 +68,7 @@ def golden_words(fmt: StreamFormat, x_codes, y_codes, folder: Path) -> None:
 
 
 def _gxx(args: list[str], cwd: Path, what: str) -> None:
-    res = subprocess.run(['g++', '-O2', '-std=c++14', '-fPIC', f'-I{SHIM_DIR}', '-Ifirmware', '-Ifirmware/ap_types', *args],
+    res = processes.run(['g++', '-O2', '-std=c++14', '-fPIC', f'-I{SHIM_DIR}', '-Ifirmware', '-Ifirmware/ap_types', *args],
                          cwd=cwd, capture_output=True, text=True)
     if res.returncode:
         raise compiler_errors(res, what)
@@ -94,7 +94,7 @@ def compile_host(hls_dir: Path, project: str) -> list[Path]:
 
 def run_testbench(hls_dir: Path, project: str, tb_data: Path) -> str:
     """Run the compiled testbench on golden stream words; raises with its message on FAIL."""
-    res = subprocess.run([str(Path(hls_dir) / f'{project}_axi_tb')], capture_output=True, text=True,
+    res = processes.run([str(Path(hls_dir) / f'{project}_axi_tb')], capture_output=True, text=True,
                          env={'PATH': '/usr/bin:/bin'}, cwd=tb_data)
     if res.returncode:
         raise RuntimeError(f'accelerator testbench: {(res.stderr or res.stdout).strip()}')

@@ -11,17 +11,67 @@ Rules that keep a build trustworthy and resumable:
 from __future__ import annotations
 
 import datetime
+import errno
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 from pathlib import Path
 
+from flow import processes
+from flow.errors import BadInput
+
 MANIFEST = 'manifest.json'
+LOCK = '.lock'
 
 
-class CorruptBuild(RuntimeError):
+class CorruptBuild(BadInput):
     pass
+
+
+class BuildInUse(BadInput):
+    pass
+
+
+def not_writable(root: Path, e: OSError) -> BadInput:
+    return BadInput(f'build folder {root} is not writable ({e.strerror}); make it writable or choose another --build-dir')
+
+
+class BuildLock:
+    """An exclusive lock on a build folder for one run of the flow (``flock`` on ``.lock``).
+
+    Tool subprocesses inherit it (flow.processes), so an orphan of a killed run keeps the folder
+    locked until it exits. The file names the holder, for the message a second run gets."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root).resolve()
+        self.fd = None
+
+    def __enter__(self):
+        try:
+            self.fd = os.open(self.root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise not_writable(self.root, e) from e
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+            holder = os.read(self.fd, 200).decode(errors='replace').strip() or 'unknown'
+            os.close(self.fd)
+            raise BuildInUse(
+                f'build folder {self.root} is in use by another build-bitstream run or a tool it started '
+                f'({holder}); wait for it to finish or stop it (kill -- -<process group>), then rerun'
+            ) from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f'pid {os.getpid()}, process group {os.getpgid(0)}'.encode(), 0)
+        processes.share_with_tools(self.fd)
+        return self
+
+    def __exit__(self, *exc):
+        processes.unshare(self.fd)
+        os.close(self.fd)  # releases the lock unless a tool still holds it
 
 
 def sha256(path: Path) -> str:
@@ -43,7 +93,12 @@ def write_json(path: Path, data) -> None:
 class BuildDir:
     def __init__(self, root: Path):
         self.root = Path(root).resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
+        if self.root.exists() and not self.root.is_dir():
+            raise BadInput(f'build folder {self.root} is a file; choose another --build-dir')
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise not_writable(self.root, e) from e
         path = self.root / MANIFEST
         if path.exists():
             try:

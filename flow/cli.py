@@ -1,8 +1,9 @@
 """``build-bitstream``: run the flow's named steps on a model.
 
-Exit codes: 0 all requested steps done; 1 a step failed; 2 bad input (usage, config, model);
-3 stopped before a step whose vendor tool (Vitis HLS, Vivado) is not installed: not a failure,
-the build folder holds everything up to that step.
+Exit codes: 0 all requested steps done; 1 a step failed (a tool, a compiler, a mismatch);
+2 bad input: usage, config, board, a model file that cannot be read or deployed, a build folder
+that is not writable, corrupt or in use; 3 stopped before a step whose vendor tool (Vitis HLS,
+Vivado) is not installed: not a failure, the build folder holds everything up to that step.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import click
 from pydantic import ValidationError
 
 from flow.progress import console
-from flow.steps import STEPS, StepFailed, ToolMissing, run_flow, step_names
+from flow.errors import BadInput
+from flow.steps import STEPS, ToolMissing, run_flow, step_names
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_TOOL_MISSING = 1, 2, 3
 
@@ -55,24 +57,33 @@ def main(model, config_path, build_dir, board, from_step, to_step, seed, epochs,
         cfg = FlowConfig.load(config_path, model=model, board=board, seed=seed, epochs=epochs,
                               reuse_factor=reuse_factor, n_golden=n_golden)
         get_board(cfg.board)
-    except (ValidationError, KeyError, ValueError) as e:
-        console.print(f'[red]bad input:[/] {e}')
-        sys.exit(EXIT_BAD_INPUT)
+    except ValidationError as e:
+        errors = '; '.join(f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}" for err in e.errors())
+        _bad_input(errors)
+    except (KeyError, ValueError, OSError) as e:
+        _bad_input(e.args[0] if isinstance(e, KeyError) and e.args else e)
     if build_dir is None:
         build_dir = Path('build') / Path(cfg.model).stem
     try:
         run_flow(cfg, build_dir, from_step=from_step, to_step=to_step)
     except ToolMissing as e:
-        console.print(f'[yellow bold]stopped:[/] {e}')
+        console.print(f'[yellow bold]stopped:[/] {e}', highlight=False, soft_wrap=True)
         packages = sorted((Path(build_dir) / 'package').glob('*.tar.gz'))
         if packages:
             console.print(f'deployment package without bitstream (golden vectors, driver, notebook): {packages[0].resolve()}')
         sys.exit(EXIT_TOOL_MISSING)
-    except (StepFailed, RuntimeError, ValueError, FileNotFoundError) as e:
-        console.print(f'[red bold]failed:[/] {type(e).__name__}: {e}')
+    except BadInput as e:
+        _bad_input(e)
+    except Exception as e:  # a step failed: one clear report, completed steps are kept
+        console.print(f'[red bold]failed:[/] {type(e).__name__}: {e}', highlight=False, soft_wrap=True)
         console.print(f'build folder: {Path(build_dir).resolve()} (completed steps are kept; see manifest.json)')
         sys.exit(EXIT_FAILED)
     console.print(f'[bold green]finished[/]: {Path(build_dir).resolve()}')
+
+
+def _bad_input(message) -> None:
+    console.print(f'[red bold]bad input:[/] {message}', highlight=False, soft_wrap=True)  # one line, even in a log
+    sys.exit(EXIT_BAD_INPUT)
 
 
 if __name__ == '__main__':

@@ -22,6 +22,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from flow.build_dir import sha256
+from flow.errors import BadInput
 from flow.runtime.fixed import FixedType
 
 
@@ -67,6 +69,17 @@ class FlowConfig(BaseModel):
         FixedType.parse(v)
         return v
 
+    def input_files(self) -> dict[str, Path]:
+        """Settings that name a file: steps depend on the file's content, not on its path."""
+        from keras_models import BUILTIN
+
+        files = {} if self.model in BUILTIN else {'model': Path(self.model)}
+        for key, path in files.items():
+            if not path.is_file():
+                known = ', '.join(sorted(BUILTIN))
+                raise BadInput(f'{key} {str(path)!r} is not a file' + (f' nor a built-in model ({known})' if key == 'model' else ''))
+        return files
+
     @classmethod
     def load(cls, path: Path | None, **overrides) -> FlowConfig:
         data = {}
@@ -79,10 +92,16 @@ class FlowConfig(BaseModel):
         data.update({k: v for k, v in overrides.items() if v is not None})
         return cls.model_validate(_with_builtin_defaults(data))
 
-    def fingerprint(self, fields: set[str] | None = None) -> str:
-        """Hash of the given settings (all by default): a step reruns when one it depends on changes."""
+    def fingerprint(self, fields: set[str] | None = None, digests: dict[str, str] | None = None) -> str:
+        """Hash of the given settings (all by default): a step reruns when one it depends on changes.
+        A setting that names a file counts by the file's content (``digests``, from input_digests)."""
         data = self.model_dump(include=fields) if fields is not None else self.model_dump()
+        digests = self.input_digests() if digests is None else digests
+        data.update({k: 'sha256:' + d for k, d in digests.items() if k in data})
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def input_digests(self) -> dict[str, str]:
+        return {key: sha256(path) for key, path in self.input_files().items()}
 
     def layer(self, name: str) -> LayerConfig:
         return self.layers.get(name, LayerConfig())

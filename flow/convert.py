@@ -9,6 +9,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from flow import processes
 from flow.config import FlowConfig
 from flow.runtime.fixed import FixedType
 from flow.runtime.reference import IntegerModel
@@ -117,7 +118,7 @@ def compile_csim(hls_dir: Path) -> Path:
     hls_dir = Path(hls_dir)
     for old in (hls_dir / 'firmware').glob('*.so'):
         old.unlink()
-    res = subprocess.run(['bash', 'build_lib.sh'], cwd=hls_dir, capture_output=True, text=True)
+    res = processes.run(['bash', 'build_lib.sh'], cwd=hls_dir, capture_output=True, text=True)
     if res.returncode:
         raise compiler_errors(res, 'C simulation')
     libs = list((hls_dir / 'firmware').glob('*.so'))

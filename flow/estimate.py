@@ -91,6 +91,8 @@ def estimate_model(im: IntegerModel, cfg, board) -> dict:
 def print_estimate(est: dict, console) -> None:
     from rich.table import Table
 
+    from flow.progress import print_table
+
     t = Table(title='Estimate: ours vs hls4ml Dense (same weights, same ReuseFactor)')
     for col in ('layer', 'RF', 'kept', 'mult', 'mult dense', 'cycles', 'mem bits', 'mem dense', 'BRAM18', 'BRAM18 dense'):
         t.add_column(col, justify='right')
@@ -98,7 +100,7 @@ def print_estimate(est: dict, console) -> None:
         o, d = l['ours'], l['hls4ml_dense']
         t.add_row(name, str(l['reuse_factor']), str(l['kept_weights']), str(o['multipliers']), str(d['multipliers']),
                   str(o['cycles']), str(o['weight_memory_bits']), str(d['weight_memory_bits']), str(o['bram18']), str(d['bram18']))
-    console.print(t)
+    print_table(t, console)
     tot = est['total']
     verdict = '[green]fits[/]' if tot['fits'] else '[red]does not fit[/]'
     margins = ', '.join(f"{k}: {v['used']}/{v['available']} (margin {v['margin']})" for k, v in tot['fit'].items())

@@ -6,19 +6,35 @@ deployability check: a layer without an exporter is refused here, at load time, 
 
 from __future__ import annotations
 
+import keyword
+import re
 from dataclasses import dataclass
 
 import numpy as np
 
+from flow.errors import BadInput
 from flow.quantizers import UnsupportedQuantizer, relu_type, weight_type
 from flow.runtime.fixed import FixedType
 from flow.runtime.ref_block_sparse import BlockSparseDense, pack_blocks
-from flow.runtime.ref_layers import Dense, Input, ReLU
+from flow.runtime.ref_layers import Dense, Input, ReLU, sum_bound
 from flow.runtime.reference import IntegerModel
 
 
-class UnsupportedModel(ValueError):
+class UnsupportedModel(BadInput):
     pass
+
+
+# hls4ml turns layer names into C++ identifiers (defines.h, parameters.h, weights/<name>.txt)
+C_IDENTIFIER = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
+CPP_KEYWORDS = frozenset(
+    'alignas alignof and and_eq asm auto bitand bitor bool break case catch char char16_t char32_t class compl const '
+    'constexpr const_cast continue decltype default delete do double dynamic_cast else enum explicit export extern '
+    'false float for friend goto if inline int long mutable namespace new noexcept not not_eq nullptr operator or '
+    'or_eq private protected public register reinterpret_cast return short signed sizeof static static_assert '
+    'static_cast struct switch template this thread_local throw true try typedef typeid typename union unsigned '
+    'using virtual void volatile wchar_t while xor xor_eq'.split()
+)
+STREAM_MAX_BITS = 32  # the AXI4-Stream format carries codes in 8/16/32-bit lanes (runtime/stream.py)
 
 
 @dataclass
@@ -33,12 +49,8 @@ def exact_accum_type(w_codes, w_t: FixedType, b_codes, b_t: FixedType, in_t: Fix
     """Smallest signed accumulator that holds every partial sum exactly, for these weights.
 
     Tighter than hls4ml's 'auto' (which assumes worst-case weights) and never wraps."""
-    frac = max(in_t.frac + w_t.frac, b_t.frac)
-    x_max = max(abs(in_t.min_code), abs(in_t.max_code))
-    w = np.abs(np.asarray(w_codes, dtype=np.int64).reshape(-1, np.shape(b_codes)[0]))
-    bound = (w.sum(axis=0) * x_max) << (frac - in_t.frac - w_t.frac)
-    bound = bound + (np.abs(np.asarray(b_codes, dtype=np.int64)) << (frac - b_t.frac))
-    width = int(bound.max()).bit_length() + 1
+    bound, frac = sum_bound(w_codes, w_t, b_codes, b_t, in_t)
+    width = bound.bit_length() + 1
     return FixedType(width, width - frac, signed=True)
 
 
@@ -54,7 +66,12 @@ def _dense_types(layer, in_t: FixedType, ov: Overrides, element_mask=None):
     bias = np.asarray(layer.bias_quantizer_internal(layer.bias.numpy()))
     w_codes = w_t.from_float_exact(kernel, f"layer '{layer.name}' quantized kernel")
     b_codes = b_t.from_float_exact(bias, f"layer '{layer.name}' quantized bias")
-    acc_t = FixedType.parse(ov.accum) if ov.accum else exact_accum_type(w_codes, w_t, b_codes, b_t, in_t)
+    try:
+        acc_t = FixedType.parse(ov.accum) if ov.accum else exact_accum_type(w_codes, w_t, b_codes, b_t, in_t)
+    except ValueError as e:  # wider than the int64 codes the reference computes with
+        raise UnsupportedModel(
+            f"layer '{layer.name}': its exact accumulator is too wide ({e}); narrow the input or weight precision"
+        ) from e
     res_t = FixedType.parse(ov.result) if ov.result else acc_t
     act = layer.get_config().get('activation')
     if act not in (None, 'linear'):
@@ -95,8 +112,15 @@ EXPORTERS = {
 
 
 def check_deployable(model) -> None:
-    """Refuse, with every reason at once, a model this flow cannot deploy bit-exactly."""
+    """Refuse, with every reason at once, a model whose structure this flow cannot deploy (the
+    quantizers and types are checked by ``to_integer_model``)."""
     problems = []
+    for layer in model.layers:
+        if not C_IDENTIFIER.match(layer.name) or layer.name in CPP_KEYWORDS:
+            fixed = re.sub(r'\W', '_', layer.name)
+            fixed = fixed if C_IDENTIFIER.match(fixed) and fixed not in CPP_KEYWORDS else f'l_{fixed}'
+            problems.append(f"layer name '{layer.name}' is not a C++ identifier (hls4ml generates C++ from layer names); "
+                            f"rename it, e.g. to '{fixed}'")
     for layer in _compute_layers(model):
         cls = type(layer).__name__
         if cls not in EXPORTERS:
@@ -104,7 +128,8 @@ def check_deployable(model) -> None:
     if len(model.inputs) != 1 or len(model.outputs) != 1 or len(model.inputs[0].shape) != 2:
         problems.append('the model must have one flat input and one output (a chain of dense layers)')
     if problems:
-        raise UnsupportedModel('model cannot be deployed:\n  ' + '\n  '.join(problems))
+        sep = '\n  ' if len(problems) > 1 else ' '
+        raise UnsupportedModel('model cannot be deployed:' + sep + sep.join(problems))
 
 
 def _has_input_layer(model) -> bool:
@@ -124,14 +149,41 @@ def to_integer_model(model, input_type: FixedType, overrides: dict[str, Override
     overrides = overrides or {}
     unknown = set(overrides) - {layer.name for layer in model.layers}
     if unknown:
-        raise UnsupportedModel(f'per-layer settings name layers the model does not have: {sorted(unknown)}')
+        raise UnsupportedModel(f'per-layer settings name layers the model does not have: {sorted(unknown)}; '
+                               f'its layers: {[layer.name for layer in model.layers]}')
     layers = [Input(name=input_layer_name(model), out_type=input_type, shape=tuple(model.inputs[0].shape[1:]))]
     t = input_type
     for layer in _compute_layers(model):
         try:
             ref = EXPORTERS[type(layer).__name__](layer, t, overrides.get(layer.name, Overrides()))
-        except UnsupportedQuantizer as e:
+            ref.check(t)
+        except UnsupportedModel:
+            raise
+        except ValueError as e:  # a quantizer or type the hardware cannot reproduce exactly
             raise UnsupportedModel(str(e)) from e
         layers.append(ref)
         t = ref.out_type
+    _check_streamable(layers[0], layers[-1])
     return IntegerModel(layers)
+
+
+def _check_streamable(first, last) -> None:
+    if first.out_type.width > STREAM_MAX_BITS:
+        raise UnsupportedModel(f'input precision {first.out_type.hls()} is wider than the {STREAM_MAX_BITS}-bit codes the '
+                               'accelerator stream carries; choose a narrower input_precision')
+    if last.out_type.width > STREAM_MAX_BITS:
+        fix = FixedType(STREAM_MAX_BITS, min(last.out_type.integer, STREAM_MAX_BITS), True, 'RND_CONV', 'SAT')  # same range
+        raise UnsupportedModel(
+            f"layer '{last.name}' (the output): its result type {last.out_type.hls()} is wider than the {STREAM_MAX_BITS}-bit "
+            f'codes the accelerator stream carries; give it a narrower result in the config, e.g. '
+            f'layers: {{{last.name}: {{result: "{fix.hls()}"}}}}'
+        )
+
+
+def overrides_from(cfg) -> dict[str, Overrides]:
+    return {name: Overrides(lc.accum, lc.result) for name, lc in cfg.layers.items() if lc.accum or lc.result}
+
+
+def reference_for(model, cfg) -> IntegerModel:
+    """The integer reference of ``model`` under the flow config: the full deployability check."""
+    return to_integer_model(model, FixedType.parse(cfg.input_precision), overrides_from(cfg))

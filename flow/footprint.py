@@ -40,6 +40,8 @@ def footprint(im: IntegerModel) -> dict:
     layers = {l.name: f for l in im.layers if (f := layer_footprint(l))}
     keys = ['kept_weights', 'weight_bits', 'index_bits', 'bias_bits', 'total_bits', 'dense_float32_bits', 'dense_float64_bits']
     total = {k: sum(f[k] for f in layers.values()) for k in keys}
+    dense_weights = sum(f['shape'][0] * f['shape'][1] for f in layers.values())
+    total['density'] = total['kept_weights'] / dense_weights if dense_weights else 0.0
     total['ratio_vs_float32'] = total['dense_float32_bits'] / total['total_bits']
     total['ratio_vs_float64'] = total['dense_float64_bits'] / total['total_bits']
     return {'layers': layers, 'total': total}
@@ -48,13 +50,15 @@ def footprint(im: IntegerModel) -> dict:
 def print_footprint(fp: dict, console) -> None:
     from rich.table import Table
 
+    from flow.progress import print_table
+
     t = Table(title='Memory footprint (bits)')
     for col in ('layer', 'kept weights', 'density', 'weights', 'index', 'bias', 'total', 'dense f32', 'dense f64'):
         t.add_column(col, justify='right')
-    rows = list(fp['layers'].items()) + [('TOTAL', {**fp['total'], 'density': float('nan')})]
+    rows = list(fp['layers'].items()) + [('TOTAL', fp['total'])]
     for name, f in rows:
         t.add_row(name, str(f['kept_weights']), f"{f['density']:.3f}", str(f['weight_bits']), str(f['index_bits']),
                   str(f['bias_bits']), str(f['total_bits']), str(f['dense_float32_bits']), str(f['dense_float64_bits']))
-    console.print(t)
+    print_table(t, console)
     tot = fp['total']
     console.print(f"footprint: {tot['ratio_vs_float32']:.1f}x smaller than dense float32, {tot['ratio_vs_float64']:.1f}x than float64")

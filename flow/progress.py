@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 console = Console(stderr=True)
+
+
+def print_table(table, out: Console | None = None) -> None:
+    """Print a rich table at its natural width: never squeezed to the terminal (or to the 80
+    columns rich assumes for a pipe or CI log), so no number is ever cut or wrapped."""
+    out = out or console
+    for column in table.columns:
+        column.no_wrap = True
+    width = Measurement.get(out, out.options.update(width=10_000), table).maximum
+    if width <= out.width:
+        out.print(table)
+    else:  # Console.print clamps to the console's width: render on a wide twin of it
+        Console(file=out.file, width=width, force_terminal=out.is_terminal, color_system=out.color_system).print(table)
 
 
 def bar(description: str, total: int) -> Progress:

@@ -15,8 +15,9 @@ from typing import Callable
 
 import numpy as np
 
-from flow.build_dir import BuildDir, write_json
+from flow.build_dir import BuildDir, BuildLock, sha256, write_json
 from flow.config import FlowConfig
+from flow.errors import BadInput
 from flow.progress import console
 from flow.runtime.fixed import FixedType
 from flow.runtime.reference import IntegerModel
@@ -74,10 +75,10 @@ def step(name: str, outputs: list[str], settings: tuple[str, ...] = (), needs_to
 
 def fingerprints(config: FlowConfig) -> dict[str, str]:
     """Per step: a hash of the settings it and every earlier step read."""
-    out, fields = {}, set()
+    out, fields, digests = {}, set(), config.input_digests()
     for s in STEPS:
         fields |= s.settings
-        out[s.name] = config.fingerprint(fields)
+        out[s.name] = config.fingerprint(fields, digests)
     return out
 
 
@@ -94,17 +95,17 @@ def train(ctx: Context) -> dict:
     import tensorflow as tf
 
     from flow.datasets import load
-    from flow.export import check_deployable
+    from flow.export import reference_for
+    from flow.model_file import load_user_model
     from flow.progress import KerasProgress
     from keras_models import BUILTIN, get
-    from keras_models.layers import load_model
 
     cfg = ctx.config
-    data = load(cfg.dataset, cfg.seed)
     if cfg.model in BUILTIN:
+        data = load(cfg.dataset, cfg.seed)
         tf.keras.utils.set_random_seed(cfg.seed)
         model = get(cfg.model).build(cfg.seed)
-        check_deployable(model)
+        reference_for(model, cfg)  # refuse before training, not after
         model.compile(
             optimizer=tf.keras.optimizers.Adam(cfg.learning_rate),
             loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -115,11 +116,10 @@ def train(ctx: Context) -> dict:
         source = f'built-in {cfg.model}, trained {cfg.epochs} epochs, seed {cfg.seed}'
     else:
         path = Path(cfg.model)
-        if not path.is_file():
-            raise StepFailed(f'model {cfg.model!r} is neither a built-in model ({sorted(BUILTIN)}) nor a file')
-        model = load_model(path)
-        check_deployable(model)
-        source = f'user model {path.resolve()}'
+        model = load_user_model(path)
+        reference_for(model, cfg)  # every quantizer, type and name checked when the model is loaded
+        data = load(cfg.dataset, cfg.seed)
+        source = f'user model {path.resolve()} (sha256 {sha256(path)[:16]})'
     model.save(ctx.stage / 'train' / 'model.h5')
     logits = model.predict(data.x_test, verbose=0)
     acc = float(np.mean(np.argmax(logits, axis=1) == data.y_test))
@@ -131,17 +131,11 @@ def train(ctx: Context) -> dict:
 @step('export_reference', ['reference'], settings=('input_precision', 'layers'))
 def export_reference(ctx: Context) -> dict:
     """Build the integer reference (exact types for every tensor) and the footprint report."""
-    from flow.export import Overrides, to_integer_model
+    from flow.export import reference_for
     from flow.footprint import footprint, print_footprint
     from keras_models.layers import load_model
 
-    cfg = ctx.config
-    model = load_model(ctx.root / 'train' / 'model.h5')
-    overrides = {name: Overrides(lc.accum, lc.result) for name, lc in cfg.layers.items() if lc.accum or lc.result}
-    unknown = set(cfg.layers) - {layer.name for layer in model.layers}
-    if unknown:
-        raise StepFailed(f'config names layers the model does not have: {sorted(unknown)}; layers: {[l.name for l in model.layers]}')
-    im = to_integer_model(model, FixedType.parse(cfg.input_precision), overrides)
+    im = reference_for(load_model(ctx.root / 'train' / 'model.h5'), ctx.config)
     out = ctx.stage / 'reference'
     im.save(out)
     fp = footprint(im)
@@ -246,14 +240,26 @@ def run_flow(config: FlowConfig, build_dir: Path, from_step: str | None = None, 
     """Run steps in order. Without ``from_step``, steps already done with this config are kept.
 
     A step whose vendor tool is absent is not run, later tool steps are skipped, the other steps
-    still run, and ToolMissing is raised at the end. StepFailed (and others) on failure."""
+    still run, and ToolMissing is raised at the end. BadInput for the user's errors (model,
+    config, build folder), StepFailed (and others) when a step fails."""
     names = step_names()
     for s in (from_step, to_step):
         if s is not None and s not in names:
-            raise ValueError(f'unknown step {s!r}; steps: {", ".join(names)}')
-    build = BuildDir(build_dir)
+            raise BadInput(f'unknown step {s!r}; steps: {", ".join(names)}')
+    fps = fingerprints(config)  # before touching the build folder: a missing model file is bad input
+    root = Path(build_dir)
+    if root.exists() and not root.is_dir():
+        raise BadInput(f'build folder {root.resolve()} is a file; choose another --build-dir')
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BadInput(f'cannot create build folder {root.resolve()} ({e.strerror}); choose another --build-dir') from e
+    with BuildLock(root):  # one run per build folder, tools included
+        return _run_locked(config, BuildDir(root), names, fps, from_step, to_step)
+
+
+def _run_locked(config: FlowConfig, build: BuildDir, names: list[str], fps: dict[str, str], from_step, to_step) -> Context:
     ctx = Context(config, build)
-    fps = fingerprints(config)
     last = names.index(to_step) if to_step else len(names) - 1
     if from_step is None:
         start = next((i for i, n in enumerate(names) if not build.done(n, fps[n])), len(names))
@@ -261,11 +267,12 @@ def run_flow(config: FlowConfig, build_dir: Path, from_step: str | None = None, 
         start = names.index(from_step)
     for i in range(start):  # everything we build on must be intact
         if not build.done(names[i], fps[names[i]]):
-            raise StepFailed(f'step {names[i]} has not run with this configuration; rerun from it (--from-step {names[i]})')
+            raise BadInput(f'step {names[i]} has not run with this configuration; rerun from it (--from-step {names[i]})')
         build.check_files(names[i], names[i])
-    write_json(build.root / 'config.json', config.model_dump())
     if start > last:
         console.print(f'all steps up to {names[last]} are done with this configuration (use --from-step to rerun)')
+        return ctx
+    write_json(build.root / 'config.json', config.model_dump())
     missing: ToolMissing | None = None
     for i in range(start, last + 1):
         s = STEPS[i]

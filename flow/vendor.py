@@ -10,6 +10,7 @@ import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from flow import processes
 from flow.build_dir import write_json
 from flow.progress import console
 
@@ -23,7 +24,7 @@ class ToolFailed(RuntimeError):
 def run_tool(cmd: list[str], cwd: Path, log: Path, what: str, env: dict | None = None) -> None:
     """Run a vendor tool with its output in ``log``; raise with the first error lines on failure."""
     with console.status(f'{what} (log: {log})'), open(log, 'w') as out:
-        res = subprocess.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, text=True,
+        res = processes.run(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, text=True,
                              env={**os.environ, **(env or {})})
     text = log.read_text(errors='replace')
     errors = [l for l in text.splitlines() if ERROR_LINE.match(l)]

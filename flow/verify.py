@@ -16,10 +16,11 @@ from flow.accel import golden_words, run_testbench
 from flow.build_dir import write_json
 from flow.progress import console
 from flow.runtime.csim import CSimLibrary
+from flow.runtime.ref_layers import _Accumulating
 from flow.runtime.reference import IntegerModel, first_mismatch
 from flow.runtime.stream import StreamFormat
 
-FLOAT32_EXACT_BITS = 24
+FLOAT32_EXACT_INT = 2**24  # float32 holds every integer of magnitude up to 2^24
 
 
 class Mismatch(RuntimeError):
@@ -30,6 +31,9 @@ def golden_set(cfg, im: IntegerModel):
     from flow.datasets import load
 
     data = load(cfg.dataset, cfg.seed)
+    if cfg.n_golden > len(data.x_test):
+        console.print(f'[yellow]note:[/] n_golden {cfg.n_golden} is more than the {len(data.x_test)} test vectors of '
+                      f"dataset '{cfg.dataset}': using all {len(data.x_test)}")
     x, y = data.x_test[: cfg.n_golden].astype(np.float64), data.y_test[: cfg.n_golden]
     return x, im.in_type.from_float_exact(x, 'golden input'), y
 
@@ -69,17 +73,31 @@ def qkeras_outputs(model, im: IntegerModel, x) -> dict[str, np.ndarray]:
 
 def qkeras_comparable(im: IntegerModel) -> tuple[list[str], str]:
     """Layers whose QKeras outputs must equal the reference code for code, and why the rest
-    (if any) cannot: QKeras does not model a rounding result cast, and computes in float32."""
-    names = []
+    (if any) cannot.
+
+    QKeras computes a dense layer in float32 and does not model the hardware's accumulator or
+    result types. Its output is still exact while every partial sum is a float32 integer multiple
+    of the sum's LSB: magnitude <= 2^24 LSBs (a 24-bit significand holds every integer up to 2^24,
+    2^24 + 1 is the first it rounds), and while the accumulator and the result cast hold every
+    reachable sum (an override may wrap, round or saturate where QKeras does not)."""
+    names, in_t = [], im.in_type
     for layer in im.layers[1:]:
-        acc = getattr(layer, 'accum_type', None)
-        if acc is not None and acc.width > FLOAT32_EXACT_BITS:
-            return names, (f"from layer '{layer.name}' on: it accumulates {acc.width}-bit codes and QKeras computes in "
-                           f'float32 ({FLOAT32_EXACT_BITS}-bit significand), so its sums can round')
-        if acc is not None and layer.out_type != acc:
-            return names, (f"from layer '{layer.name}' on: its result type {layer.out_type.hls()} rounds the exact sum, "
-                           'a cast the hardware does and QKeras does not model')
+        if isinstance(layer, _Accumulating):
+            bound, frac = layer.sum_bound(in_t)
+            stop = None
+            if bound > FLOAT32_EXACT_INT:
+                stop = (f'its sums reach {bound} LSBs, beyond the 2^24 that float32 holds exactly, and QKeras computes '
+                        'in float32, so its sums can round')
+            elif not layer.accum_type.holds(bound, frac):
+                stop = (f'its accumulator {layer.accum_type.hls()} cannot hold every sum of this layer (up to {bound} '
+                        f'LSBs of 2^-{frac}): the hardware wraps where QKeras does not')
+            elif not layer.out_type.holds(bound, frac):
+                stop = (f'its result type {layer.out_type.hls()} rounds or saturates the exact sum, a cast the hardware '
+                        'does and QKeras does not model')
+            if stop:
+                return names, f"from layer '{layer.name}' on: {stop}"
         names.append(layer.name)
+        in_t = layer.out_type
     return names, 'every layer is exact in QKeras (quantizers matched, float32 sums exact)'
 
 
@@ -107,7 +125,7 @@ def verify_build(ctx) -> dict:
     ref_out = list(ref_trace.values())[-1]
 
     lib = csim_library(root, im, cfg.project_name)
-    report = {'n_vectors': int(len(x)), 'input_type': im.in_type.hls(), 'output_type': im.out_type.hls()}
+    report = {'n_vectors': int(len(x)), 'n_golden_requested': cfg.n_golden, 'input_type': im.in_type.hls(), 'output_type': im.out_type.hls()}
 
     # 1. reference vs C simulation: exact
     csim_codes = compare_reference_csim(im, lib, x, x_codes, ref_trace)

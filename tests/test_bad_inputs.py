@@ -85,7 +85,7 @@ def test_cli_unknown_board_lists_known_ones(tmp_path):
 
 def test_cli_unknown_model_fails_naming_the_built_ins(tmp_path):
     res = _cli('--model', 'no_such_model', '--build-dir', str(tmp_path), '--to-step', 'train')
-    assert res.returncode == 1
+    assert res.returncode == 2
     assert 'neither a built-in model' in ' '.join(res.stderr.split())
 
 
@@ -98,4 +98,4 @@ def test_cli_lists_boards_and_models():
 def test_corrupt_manifest_is_reported(tmp_path):
     (tmp_path / 'manifest.json').write_text('{not json')
     res = _cli('--build-dir', str(tmp_path))
-    assert res.returncode == 1 and 'manifest.json is not valid JSON' in ' '.join(res.stderr.split())
+    assert res.returncode == 2 and 'manifest.json is not valid JSON' in ' '.join(res.stderr.split())

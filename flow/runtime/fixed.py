@@ -125,6 +125,13 @@ class FixedType:
         fine = np.floor(v * float(2 ** (self.frac + extra))).astype(np.int64)
         return self.from_codes(fine, self.frac + extra)
 
+    def holds(self, bound: int, frac: int) -> bool:
+        """Whether every multiple of 2^-frac with magnitude <= bound * 2^-frac is a value of this type."""
+        if self.frac < frac:
+            return bound == 0
+        scaled = bound << (self.frac - frac)
+        return scaled <= self.max_code and -scaled >= self.min_code
+
     def to_float(self, codes) -> np.ndarray:
         return np.asarray(codes, dtype=np.float64) * 2.0**-self.frac
 

@@ -31,6 +31,9 @@ class RefLayer:
     def forward(self, x: np.ndarray, in_type: FixedType) -> np.ndarray:
         raise NotImplementedError
 
+    def check(self, in_type: FixedType) -> None:
+        """Raise ValueError if this layer's types cannot be computed exactly from ``in_type``."""
+
     # serialization: scalars/types go to JSON, arrays to npz (prefixed with the layer name)
     def scalars(self) -> dict:
         return {}
@@ -71,6 +74,17 @@ class Input(RefLayer):
         return {'shape': list(self.shape)}
 
 
+def sum_bound(w_codes, w_t: FixedType, b_codes, b_t: FixedType, in_t: FixedType) -> tuple[int, int]:
+    """(bound, frac): every partial sum of bias + x*w, in any order, is a multiple of 2^-frac
+    with magnitude <= bound * 2^-frac, for every input of ``in_t`` and these weights."""
+    frac = max(in_t.frac + w_t.frac, b_t.frac)
+    x_max = max(abs(in_t.min_code), abs(in_t.max_code))
+    w = np.abs(np.asarray(w_codes, dtype=np.int64).reshape(-1, np.shape(b_codes)[0]))
+    bound = (w.sum(axis=0) * x_max) << (frac - in_t.frac - w_t.frac)
+    bound = bound + (np.abs(np.asarray(b_codes, dtype=np.int64)) << (frac - b_t.frac))
+    return int(bound.max()), frac
+
+
 @dataclass
 class _Accumulating(RefLayer):
     """Shared by dense kernels: bias init, exact product sum, accumulator overflow, result cast."""
@@ -85,12 +99,14 @@ class _Accumulating(RefLayer):
         if self.accum_type.frac < pf or self.accum_type.frac < self.bias_type.frac:
             # Per-term rounding makes the result depend on the hardware's summation order.
             raise ValueError(
-                f'{self.name}: accumulator {self.accum_type.hls()} has fewer fractional bits than the '
-                f'products ({pf}) or the bias ({self.bias_type.frac}); give it at least {max(pf, self.bias_type.frac)}'
+                f"layer '{self.name}': accumulator {self.accum_type.hls()} has fewer fractional bits than the "
+                f'products ({pf}) or the bias ({self.bias_type.frac}); give its accum at least {max(pf, self.bias_type.frac)}'
             )
         if self.accum_type.overflow != 'WRAP':
-            raise ValueError(f'{self.name}: a saturating accumulator depends on summation order; use WRAP')
+            raise ValueError(f"layer '{self.name}': a saturating accumulator depends on summation order; use WRAP for its accum")
         return pf
+
+    check = _check_accum
 
     def _finish(self, products_sum: np.ndarray, pf: int) -> np.ndarray:
         acc_t = self.accum_type
@@ -98,6 +114,13 @@ class _Accumulating(RefLayer):
         acc = acc + (self.bias.astype(np.int64) << (acc_t.frac - self.bias_type.frac))
         acc = acc_t.from_codes(acc, acc_t.frac)  # wrap: modular sums are order independent
         return self.out_type.from_codes(acc, acc_t.frac)
+
+    def sum_bound(self, in_type: FixedType) -> tuple[int, int]:
+        return sum_bound(self.dense_weight(), self.weight_type, self.bias, self.bias_type, in_type)
+
+    def dense_weight(self) -> np.ndarray:
+        """The (n_in, n_out) weight codes, zeros included."""
+        raise NotImplementedError
 
     def scalars(self):
         return {k: getattr(self, k).to_dict() for k in ('weight_type', 'bias_type', 'accum_type')}
@@ -117,6 +140,9 @@ class Dense(_Accumulating):
 
     def arrays(self):
         return {'weight': self.weight, 'bias': self.bias}
+
+    def dense_weight(self):
+        return self.weight
 
     @property
     def n_in(self):

@@ -1,0 +1,34 @@
+"""Small QKeras models as users save them, for tests that must not train (random weights)."""
+
+from pathlib import Path
+
+import numpy as np
+
+
+def small_mlp(path: Path | None = None, n_in: int = 64, hidden: int = 16, n_out: int = 10, seed: int = 0,
+              names=('fc1', 'relu1', 'logits'), kernel_alpha=1, wbits: int = 4, block_sparse: bool = False):
+    """n_in -> hidden (QDense or BlockSparseQDense) -> quantized_relu -> n_out QDense; saved to ``path``."""
+    import tensorflow as tf
+    from qkeras import QActivation, QDense, quantized_bits, quantized_relu
+
+    from keras_models.layers import BlockSparseQDense
+
+    tf.keras.utils.set_random_seed(seed)
+    bq = quantized_bits(8, 3, alpha=1)
+    inp = tf.keras.Input((n_in,), name='pixels')
+    first = dict(kernel_quantizer=quantized_bits(wbits, 0, alpha=kernel_alpha), bias_quantizer=bq, name=names[0])
+    if block_sparse:
+        x = BlockSparseQDense(hidden, block_shape=(8, 8), drop_rate=0.5, mask_seed=seed, **first)(inp)
+    else:
+        x = QDense(hidden, **first)(inp)
+    x = QActivation(quantized_relu(6, 2), name=names[1])(x)
+    x = QDense(n_out, kernel_quantizer=quantized_bits(6, 0, alpha=1), bias_quantizer=bq, name=names[2])(x)
+    model = tf.keras.Model(inp, x)
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if hasattr(layer, 'kernel'):
+            layer.kernel.assign(rng.uniform(-1, 1, size=layer.kernel.shape))
+            layer.bias.assign(rng.uniform(-2, 2, size=layer.bias.shape))
+    if path is not None:
+        model.save(path)
+    return model

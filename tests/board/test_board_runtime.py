@@ -1,41 +1,34 @@
 """The deployment package on an emulated PYNQ device: pynq's own Overlay and AxiDMA driver, the
 DMA registers modelled, every transfer computed by the accelerator top's C simulation."""
 
-import importlib
 import json
-import shutil
+import subprocess
 import sys
+import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FIXTURES, module_dir, package_dir, stream_numbers
-
-from emulated_device import EmulatedDevice, dma_base
+from conftest import load_package, module_dir, package_dir
 
 BOARDS = ['pynq-z1', 'pynq-z2', 'zcu104', 'ultra96v2', 'kv260']
-FIXTURE_FOR_PS = {'processing_system7': 'sparsenet.hwh', 'zynq_ultra_ps_e': 'sparsenet_zynqmp.hwh'}
 
 
-def overlay_files(tmp_path, ps):
-    """The test-only bitstream stand-in: the PS type's fixture .hwh and an empty .bit next to it."""
-    shutil.copy(FIXTURES / FIXTURE_FOR_PS[ps], tmp_path / 'sparsenet.hwh')
-    (tmp_path / 'sparsenet.bit').write_bytes(b'')
-    return tmp_path / 'sparsenet.bit'
+def unpack(build, dest: Path) -> Path:
+    """The package's tarball unpacked into ``dest``, as on the board; returns the package folder."""
+    with tarfile.open(build / 'package' / f'{package_dir(build).name}.tar.gz') as tar:
+        tar.extractall(dest)
+    return dest / package_dir(build).name
 
 
-def load_package(build, tmp_path):
-    pkg = package_dir(build)
-    sys.path.insert(0, str(pkg))
-    for name in [m for m in sys.modules if m.startswith('sparsenet_overlay')]:
-        del sys.modules[name]
-    mod = importlib.import_module('sparsenet_overlay')
-    sys.path.remove(str(pkg))
-    fmt = stream_numbers(build)
-    ps = json.loads((module_dir(build) / 'manifest.json').read_text())['board']['ps']
-    bit = overlay_files(tmp_path, ps)
-    dev = EmulatedDevice(build / 'hls' / 'libsparsenet_axi.so', 'sparsenet_axi', dma_base(bit.with_suffix('.hwh')),
-                         fmt['in_words'], fmt['out_words'])
-    return mod, dev, bit
+def pip_install(build, tmp_path: Path) -> Path:
+    """``pip install`` of the unpacked package folder (not the build's: pip writes build/ and
+    *.egg-info into it) into a throwaway target; returns the installed module."""
+    target = tmp_path / 'site'
+    res = subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', '--no-deps', '--no-build-isolation', '--target', str(target),
+                          str(unpack(build, tmp_path / 'unpacked'))], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    return target / 'sparsenet_overlay'
 
 
 def test_runtime_imports_no_tensorflow_or_hls4ml(built, tmp_path):
@@ -122,19 +115,15 @@ def test_package_manifest_and_entry_points(built):
 
 
 def test_package_installs_with_pip_and_registers_its_entry_points(built, tmp_path):
-    import subprocess
     from importlib.metadata import distributions
 
     build = built('pynq-z2')
-    target = tmp_path / 'site'
-    res = subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', '--no-deps', '--no-build-isolation', '--target', str(target),
-                          str(package_dir(build))], capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
+    installed = pip_install(build, tmp_path)
+    target = installed.parent
     (dist,) = [d for d in distributions(path=[str(target)]) if d.metadata['Name'] == 'sparsenet-pynqz2']
     eps = {(e.group, e.name): e.value for e in dist.entry_points}
     assert eps == {('pynq.overlays', 'sparsenet_overlay'): 'sparsenet_overlay.overlay',
                    ('pynq.notebooks', 'sparsenet_overlay'): 'sparsenet_overlay.notebooks'}
-    installed = target / 'sparsenet_overlay'
     for rel in ('manifest.json', 'notebooks/sparsenet.ipynb', 'data/golden/output_codes.npy', 'data/reference/reference.npz',
                 'runtime/driver.py'):
         assert (installed / rel).is_file(), rel

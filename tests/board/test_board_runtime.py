@@ -2,6 +2,8 @@
 DMA registers modelled, every transfer computed by the accelerator top's C simulation."""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -9,9 +11,37 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import load_package, module_dir, package_dir
+from conftest import forget_package, load_package, module_dir, package_dir
 
 BOARDS = ['pynq-z1', 'pynq-z2', 'zcu104', 'ultra96v2', 'kv260']
+
+
+def run_notebook(notebook: Path, overlay_args: dict, sys_path=()) -> dict:
+    """Execute the notebook's code cells as a fresh kernel opened on it does: the notebook's folder
+    as the working directory and first on sys.path, the package not imported, ``sys_path`` (an
+    install target) added; the parameters cell as shipped, then ``overlay_args`` (the emulated
+    device) in its place. Returns the notebook's namespace."""
+    nb = json.loads(notebook.read_text())
+    assert 'parameters' in nb['cells'][1]['metadata']['tags']
+    code = [''.join(c['source']) for c in nb['cells'] if c['cell_type'] == 'code']
+    import matplotlib
+
+    matplotlib.use('Agg')
+    saved_path, saved_cwd = list(sys.path), os.getcwd()
+    forget_package()
+    sys.path[:0] = [str(p) for p in (notebook.parent, *sys_path)]
+    os.chdir(notebook.parent)
+    try:
+        ns = {'__name__': '__main__'}
+        exec(code[0], ns)
+        ns['overlay_args'] = overlay_args
+        for cell in code[1:]:
+            exec(cell, ns)
+        return ns
+    finally:
+        os.chdir(saved_cwd)
+        sys.path[:] = saved_path
+        forget_package()
 
 
 def unpack(build, dest: Path) -> Path:
@@ -39,19 +69,12 @@ def test_runtime_imports_no_tensorflow_or_hls4ml(built, tmp_path):
 
 @pytest.mark.parametrize('board', BOARDS)
 def test_notebook_golden_check_passes_on_the_emulated_device(built, tmp_path, board):
+    """Opened as the README's first option does: the tarball unpacked, its notebook opened in place."""
     build = built(board)
-    mod, dev, bit = load_package(build, tmp_path)
-    nb = json.loads((module_dir(build) / 'notebooks' / 'sparsenet.ipynb').read_text())
-    code = [''.join(c['source']) for c in nb['cells'] if c['cell_type'] == 'code']
-    assert 'parameters' in nb['cells'][1]['metadata']['tags']
-    ns = {'__name__': '__main__'}
-    exec(code[0], ns)  # the parameters cell as shipped, then ours
-    ns['overlay_args'] = {'bitfile_name': str(bit), 'download': False, 'device': dev}
-    import matplotlib
-
-    matplotlib.use('Agg')
-    for cell in code[1:]:
-        exec(cell, ns)
+    _, dev, bit = load_package(build, tmp_path)
+    unpacked = unpack(build, tmp_path) / 'sparsenet_overlay'
+    ns = run_notebook(unpacked / 'notebooks' / 'sparsenet.ipynb', {'bitfile_name': str(bit), 'download': False, 'device': dev})
+    assert ns['ol'].package_dir == unpacked  # the package the notebook sits in
     assert ns['golden'].passed and ns['golden'].n_vectors == 96
     assert ns['fresh_check'].passed
     assert ns['golden'].accuracy > 0.8
@@ -127,3 +150,18 @@ def test_package_installs_with_pip_and_registers_its_entry_points(built, tmp_pat
     for rel in ('manifest.json', 'notebooks/sparsenet.ipynb', 'data/golden/output_codes.npy', 'data/reference/reference.npz',
                 'runtime/driver.py'):
         assert (installed / rel).is_file(), rel
+
+
+def test_notebook_runs_from_the_pip_installed_package(built, tmp_path):
+    """The README's second option: installed, the notebook opened where pip put it, and copied out
+    as `pynq get-notebooks` does (to pynq-notebooks/<name>/, with the folder's __init__.py): both
+    must use the installed package, the copy without mistaking its own folder for one."""
+    build = built('pynq-z2')
+    _, dev, bit = load_package(build, tmp_path)
+    installed = pip_install(build, tmp_path)
+    delivered = tmp_path / 'pynq-notebooks' / 'sparsenet_overlay'
+    shutil.copytree(installed / 'notebooks', delivered)
+    for notebook in (installed / 'notebooks' / 'sparsenet.ipynb', delivered / 'sparsenet.ipynb'):
+        ns = run_notebook(notebook, {'bitfile_name': str(bit), 'download': False, 'device': dev}, sys_path=[installed.parent])
+        assert ns['golden'].passed and ns['fresh_check'].passed
+        assert ns['ol'].package_dir == installed, notebook

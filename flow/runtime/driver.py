@@ -89,7 +89,8 @@ class SparseOverlay(pynq.Overlay):
         f = self.format
         per_sample = max(f.in_words, f.out_words) * f.word_bytes
         if per_sample > self.max_transfer_bytes:  # a batch of 0 would send nothing
-            raise RuntimeError(f'one sample ({per_sample} bytes) exceeds the DMA length register ({self.max_transfer_bytes} bytes)')
+            raise RuntimeError(f'one sample ({per_sample} bytes) exceeds the DMA length register '
+                               f'({self.max_transfer_bytes} bytes)')
         return self.max_transfer_bytes // per_sample
 
     def predict_codes(self, x_codes: np.ndarray, batch_size: int | None = None) -> np.ndarray:

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from emulated_device import EmulatedDevice, dma_base  # noqa: E402
 
 # Property tests run a bounded number of examples in CI (a valid example runs the C simulation);
-# HYPOTHESIS_PROFILE=thorough for more. No example database: these runs write nothing here.
+# HYPOTHESIS_PROFILE=thorough for more. No example database (failures print their example).
 settings.register_profile('ci', deadline=None, max_examples=40, database=None)
 settings.register_profile('thorough', deadline=None, max_examples=300, database=None)
 settings.load_profile(os.environ.get('HYPOTHESIS_PROFILE', 'ci'))

@@ -55,8 +55,8 @@ def pip_install(build, tmp_path: Path) -> Path:
     """``pip install`` of the unpacked package folder (not the build's: pip writes build/ and
     *.egg-info into it) into a throwaway target; returns the installed module."""
     target = tmp_path / 'site'
-    res = subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', '--no-deps', '--no-build-isolation', '--target', str(target),
-                          str(unpack(build, tmp_path / 'unpacked'))], capture_output=True, text=True)
+    res = subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', '--no-deps', '--no-build-isolation',
+                          '--target', str(target), str(unpack(build, tmp_path / 'unpacked'))], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     return target / 'sparsenet_overlay'
 

@@ -45,7 +45,7 @@ def test_the_reported_cases(board):
         ol.predict_codes(np.zeros((256, 32), dtype=np.int64))
     with pytest.raises(ValueError, match=re.escape('expected inputs of shape (n, 64), or (64,) for one sample; got (64, 96)')):
         ol.predict(ol.format.in_type.to_float(x).T)
-    with pytest.raises(TypeError, match=re.escape('codes must be an integer array (got float64); use predict() for float inputs')):
+    with pytest.raises(TypeError, match=re.escape('codes must be an integer array (got float64); use predict() for float')):
         ol.predict_codes(x + 0.7)
     with pytest.raises(ValueError, match='batch_size must be a positive int or None, got -5'):
         ol.predict_codes(x, batch_size=-5)
@@ -164,8 +164,9 @@ def test_bad_benchmark_arguments_are_refused_before_any_run(board, sizes, repeat
     if good:
         assert [r['batch'] for r in ol.benchmark(sizes, repeats)] == sizes
         return
-    with pytest.raises((TypeError, ValueError), match='batch_sizes must be a sequence of positive ints|'
-                                                      'each of batch_sizes must be a positive int|repeats must be a positive int'):
+    refused = '|'.join(['batch_sizes must be a sequence of positive ints', 'each of batch_sizes must be a positive int',
+                        'repeats must be a positive int'])
+    with pytest.raises((TypeError, ValueError), match=refused):
         ol.benchmark(sizes, repeats)
     assert sends(dev) == []
 
@@ -174,7 +175,7 @@ def test_compare_refuses_outputs_it_would_have_to_reshape(board):
     mod, ol, _ = board
     _, expected, labels = ol.golden()
     compare = mod.runtime.driver.compare
-    with pytest.raises(ValueError, match=re.escape(f'shape {expected.T.shape} cannot be compared with expected outputs of shape')):
+    with pytest.raises(ValueError, match=re.escape(f'shape {expected.T.shape} cannot be compared with expected outputs')):
         compare(expected.T, expected)
     with pytest.raises(ValueError, match='expected 96 labels'):
         compare(expected, expected, labels[:-1])

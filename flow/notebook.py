@@ -32,10 +32,22 @@ vectors saved by `build-bitstream` and compares every output code with the integ
         _code('overlay_args = {}  # parameters: e.g. {"download": False} to reuse a loaded bitstream', tags=('parameters',)),
         _code(f'''
 import json
+import sys
+from pathlib import Path
+
 import numpy as np
+
+# Opened in the unpacked package (<folder>/{module}/notebooks/), the working directory is
+# notebooks/ and Python cannot see the package: use the one this notebook sits in. Elsewhere
+# (pip-installed and copied by `pynq get-notebooks`) the installed package is imported.
+for folder in (Path.cwd(), *Path.cwd().parents):
+    if (folder / "{module}" / "manifest.json").is_file():
+        sys.path.insert(0, str(folder))
+        break
 from {module} import SparseOverlay
 
 ol = SparseOverlay(**overlay_args)
+print("package:", ol.package_dir)
 print(ol.manifest["board"], ol.manifest["overlay"]["status"])
 '''),
         _md('## Golden vectors: PASS / FAIL, bit-exact'),

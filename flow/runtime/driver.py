@@ -8,11 +8,18 @@
 Inputs are packed to the AXI4-Stream format (stream.py), split into DMA transfers that fit the
 DMA's length register, sent and received through pynq's own AxiDMA driver, unpacked, and
 returned as fresh arrays (never the DMA buffers, which are freed after each transfer).
+
+Inputs are a batch of shape (n, n_in), or one sample of shape (n_in,) which gives one output of
+shape (n_out,). Anything else is refused before a transfer, never reshaped: a transposed batch
+or the wrong model's inputs would otherwise run and return plausible-looking outputs. Codes
+(predict_codes) must be integers within the input type's range; floats (predict) must lie on
+its grid. Zero samples give an empty (0, n_out) result without a transfer.
 """
 
 from __future__ import annotations
 
 import json
+import numbers
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,24 +88,53 @@ class SparseOverlay(pynq.Overlay):
     def max_batch(self) -> int:
         f = self.format
         per_sample = max(f.in_words, f.out_words) * f.word_bytes
+        if per_sample > self.max_transfer_bytes:  # a batch of 0 would send nothing
+            raise RuntimeError(f'one sample ({per_sample} bytes) exceeds the DMA length register '
+                               f'({self.max_transfer_bytes} bytes)')
         return self.max_transfer_bytes // per_sample
 
     def predict_codes(self, x_codes: np.ndarray, batch_size: int | None = None) -> np.ndarray:
-        """Input codes (n, n_in) -> output codes (n, n_out), a fresh array."""
-        x_codes = np.asarray(x_codes, dtype=np.int64).reshape(-1, self.format.n_in)
-        batch = min(batch_size or self.max_batch, self.max_batch)
-        out = np.empty((len(x_codes), self.format.n_out), dtype=np.int64)
+        """Input codes (n, n_in) -> output codes (n, n_out), a fresh array; (n_in,) -> (n_out,).
+
+        ``batch_size``: samples per DMA transfer (None: as many as the DMA takes; larger is capped)."""
+        x, single = self._input_codes(x_codes)
+        batch = min(_positive_int(batch_size, 'batch_size', none_ok=True) or self.max_batch, self.max_batch)
         t0 = time.perf_counter()
-        for start in range(0, len(x_codes), batch):
-            chunk = x_codes[start : start + batch]
-            out[start : start + len(chunk)] = self._transfer(chunk)
-        self.timing.batches.append((len(x_codes), time.perf_counter() - t0))
-        return out
+        # assembled only from what the accelerator sent back: no row can be left unwritten
+        chunks = [self._transfer(x[start : start + batch]) for start in range(0, len(x), batch)]
+        out = np.concatenate(chunks) if chunks else np.zeros((0, self.format.n_out), dtype=np.int64)
+        self.timing.batches.append((len(x), time.perf_counter() - t0))
+        return out[0] if single else out
 
     def predict(self, x: np.ndarray, batch_size: int | None = None) -> np.ndarray:
-        """Float inputs exactly on the input grid -> float outputs."""
+        """Float inputs exactly on the input grid, (n, n_in) or (n_in,) -> float outputs."""
+        x = np.asarray(x)
+        self._check_shape(x, 'inputs')
+        if x.dtype.kind not in 'iuf':
+            raise TypeError(f'inputs must be a real-valued array (got {x.dtype})')
         codes = self.format.in_type.from_float_exact(x, 'input')
         return self.format.out_type.to_float(self.predict_codes(codes, batch_size))
+
+    def _check_shape(self, x: np.ndarray, what: str) -> bool:
+        """True for one sample (n_in,), False for a batch (n, n_in); anything else is refused."""
+        n_in = self.format.n_in
+        if x.shape == (n_in,) or (x.ndim == 2 and x.shape[1] == n_in):
+            return x.ndim == 1
+        raise ValueError(f'expected {what} of shape (n, {n_in}), or ({n_in},) for one sample; got {x.shape}')
+
+    def _input_codes(self, x_codes) -> tuple[np.ndarray, bool]:
+        """Validated (n, n_in) int64 codes, and whether one 1-D sample was given."""
+        x = np.asarray(x_codes)
+        single = self._check_shape(x, 'codes')
+        if not np.issubdtype(x.dtype, np.integer):  # a cast would truncate 3.7 to 3
+            raise TypeError(f'codes must be an integer array (got {x.dtype}); use predict() for float inputs')
+        t = self.format.in_type
+        bad = (x < t.min_code) | (x > t.max_code)  # checked before the int64 cast, which could wrap uint64
+        if bad.any():
+            idx = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(f'code {x[idx]} at index {idx} is outside the range of the input type {t.hls()}, '
+                             f'[{t.min_code}, {t.max_code}]')
+        return x.astype(np.int64).reshape(-1, self.format.n_in), single
 
     def _transfer(self, chunk: np.ndarray) -> np.ndarray:
         f = self.format
@@ -132,13 +168,18 @@ class SparseOverlay(pynq.Overlay):
 
     def check_reference(self, x_codes: np.ndarray) -> GoldenReport:
         """Fresh inputs: the board against the integer reference, computed here on the ARM."""
-        return compare(self.predict_codes(x_codes), self.reference.predict_codes(np.asarray(x_codes, dtype=np.int64)))
+        x, _ = self._input_codes(x_codes)  # the same validated (n, n_in) codes for both sides
+        return compare(self.predict_codes(x), self.reference.predict_codes(x))
 
     def benchmark(self, batch_sizes=(1, 16, 256, 4096), repeats: int = 3) -> list[dict]:
         """Latency and throughput per batch size (best of ``repeats``), on golden inputs tiled."""
+        if isinstance(batch_sizes, (str, bytes)) or not np.iterable(batch_sizes):
+            raise TypeError(f'batch_sizes must be a sequence of positive ints, got {batch_sizes!r}')
+        sizes = [_positive_int(b, 'each of batch_sizes') for b in batch_sizes]  # all checked before any run
+        repeats = _positive_int(repeats, 'repeats')
         x, _, _ = self.golden()
         rows = []
-        for b in batch_sizes:
+        for b in sizes:
             xb = np.resize(x, (b, x.shape[1]))
             best = min(self._timed(xb) for _ in range(repeats))
             rows.append({'batch': b, 'latency_s': best, 'samples_per_s': b / best})
@@ -150,8 +191,27 @@ class SparseOverlay(pynq.Overlay):
         return time.perf_counter() - t0
 
 
+def _positive_int(value, what: str, none_ok: bool = False) -> int | None:
+    """``value`` as an int >= 1; bools and floats are refused rather than cast (-5 made no transfer)."""
+    if value is None and none_ok:
+        return None
+    expected = 'a positive int' + (' or None' if none_ok else '')
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f'{what} must be {expected}, got {value!r} ({type(value).__name__})')
+    if value < 1:
+        raise ValueError(f'{what} must be {expected}, got {value}')
+    return int(value)
+
+
 def compare(actual: np.ndarray, expected: np.ndarray, labels=None) -> GoldenReport:
     """Exact comparison of output codes; the first mismatch by sample and element."""
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    if actual.shape != expected.shape:  # never reshaped into agreement
+        raise ValueError(f'outputs of shape {actual.shape} cannot be compared with expected outputs of shape {expected.shape}')
+    if not len(expected):  # a PASS over nothing would prove nothing
+        raise ValueError('no samples to compare')
+    if labels is not None and np.shape(labels) != expected.shape[:1]:
+        raise ValueError(f'expected {expected.shape[0]} labels, got shape {np.shape(labels)}')
     acc = float(np.mean(actual.argmax(1) == labels)) if labels is not None else None
     m = first_mismatch({'output': expected}, {'output': actual})
     if m is None:

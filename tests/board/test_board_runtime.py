@@ -1,41 +1,64 @@
 """The deployment package on an emulated PYNQ device: pynq's own Overlay and AxiDMA driver, the
 DMA registers modelled, every transfer computed by the accelerator top's C simulation."""
 
-import importlib
 import json
+import os
 import shutil
+import subprocess
 import sys
+import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FIXTURES, module_dir, package_dir, stream_numbers
-
-from emulated_device import EmulatedDevice, dma_base
+from conftest import forget_package, load_package, module_dir, package_dir
 
 BOARDS = ['pynq-z1', 'pynq-z2', 'zcu104', 'ultra96v2', 'kv260']
-FIXTURE_FOR_PS = {'processing_system7': 'sparsenet.hwh', 'zynq_ultra_ps_e': 'sparsenet_zynqmp.hwh'}
 
 
-def overlay_files(tmp_path, ps):
-    """The test-only bitstream stand-in: the PS type's fixture .hwh and an empty .bit next to it."""
-    shutil.copy(FIXTURES / FIXTURE_FOR_PS[ps], tmp_path / 'sparsenet.hwh')
-    (tmp_path / 'sparsenet.bit').write_bytes(b'')
-    return tmp_path / 'sparsenet.bit'
+def run_notebook(notebook: Path, overlay_args: dict, sys_path=()) -> dict:
+    """Execute the notebook's code cells as a fresh kernel opened on it does: the notebook's folder
+    as the working directory and first on sys.path, the package not imported, ``sys_path`` (an
+    install target) added; the parameters cell as shipped, then ``overlay_args`` (the emulated
+    device) in its place. Returns the notebook's namespace."""
+    nb = json.loads(notebook.read_text())
+    assert 'parameters' in nb['cells'][1]['metadata']['tags']
+    code = [''.join(c['source']) for c in nb['cells'] if c['cell_type'] == 'code']
+    import matplotlib
+
+    matplotlib.use('Agg')
+    saved_path, saved_cwd = list(sys.path), os.getcwd()
+    forget_package()
+    sys.path[:0] = [str(p) for p in (notebook.parent, *sys_path)]
+    os.chdir(notebook.parent)
+    try:
+        ns = {'__name__': '__main__'}
+        exec(code[0], ns)
+        ns['overlay_args'] = overlay_args
+        for cell in code[1:]:
+            exec(cell, ns)
+        return ns
+    finally:
+        os.chdir(saved_cwd)
+        sys.path[:] = saved_path
+        forget_package()
 
 
-def load_package(build, tmp_path):
-    pkg = package_dir(build)
-    sys.path.insert(0, str(pkg))
-    for name in [m for m in sys.modules if m.startswith('sparsenet_overlay')]:
-        del sys.modules[name]
-    mod = importlib.import_module('sparsenet_overlay')
-    sys.path.remove(str(pkg))
-    fmt = stream_numbers(build)
-    ps = json.loads((module_dir(build) / 'manifest.json').read_text())['board']['ps']
-    bit = overlay_files(tmp_path, ps)
-    dev = EmulatedDevice(build / 'hls' / 'libsparsenet_axi.so', 'sparsenet_axi', dma_base(bit.with_suffix('.hwh')),
-                         fmt['in_words'], fmt['out_words'])
-    return mod, dev, bit
+def unpack(build, dest: Path) -> Path:
+    """The package's tarball unpacked into ``dest``, as on the board; returns the package folder."""
+    with tarfile.open(build / 'package' / f'{package_dir(build).name}.tar.gz') as tar:
+        tar.extractall(dest)
+    return dest / package_dir(build).name
+
+
+def pip_install(build, tmp_path: Path) -> Path:
+    """``pip install`` of the unpacked package folder (not the build's: pip writes build/ and
+    *.egg-info into it) into a throwaway target; returns the installed module."""
+    target = tmp_path / 'site'
+    res = subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', '--no-deps', '--no-build-isolation',
+                          '--target', str(target), str(unpack(build, tmp_path / 'unpacked'))], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    return target / 'sparsenet_overlay'
 
 
 def test_runtime_imports_no_tensorflow_or_hls4ml(built, tmp_path):
@@ -46,19 +69,12 @@ def test_runtime_imports_no_tensorflow_or_hls4ml(built, tmp_path):
 
 @pytest.mark.parametrize('board', BOARDS)
 def test_notebook_golden_check_passes_on_the_emulated_device(built, tmp_path, board):
+    """Opened as the README's first option does: the tarball unpacked, its notebook opened in place."""
     build = built(board)
-    mod, dev, bit = load_package(build, tmp_path)
-    nb = json.loads((module_dir(build) / 'notebooks' / 'sparsenet.ipynb').read_text())
-    code = [''.join(c['source']) for c in nb['cells'] if c['cell_type'] == 'code']
-    assert 'parameters' in nb['cells'][1]['metadata']['tags']
-    ns = {'__name__': '__main__'}
-    exec(code[0], ns)  # the parameters cell as shipped, then ours
-    ns['overlay_args'] = {'bitfile_name': str(bit), 'download': False, 'device': dev}
-    import matplotlib
-
-    matplotlib.use('Agg')
-    for cell in code[1:]:
-        exec(cell, ns)
+    _, dev, bit = load_package(build, tmp_path)
+    unpacked = unpack(build, tmp_path) / 'sparsenet_overlay'
+    ns = run_notebook(unpacked / 'notebooks' / 'sparsenet.ipynb', {'bitfile_name': str(bit), 'download': False, 'device': dev})
+    assert ns['ol'].package_dir == unpacked  # the package the notebook sits in
     assert ns['golden'].passed and ns['golden'].n_vectors == 96
     assert ns['fresh_check'].passed
     assert ns['golden'].accuracy > 0.8
@@ -122,19 +138,30 @@ def test_package_manifest_and_entry_points(built):
 
 
 def test_package_installs_with_pip_and_registers_its_entry_points(built, tmp_path):
-    import subprocess
     from importlib.metadata import distributions
 
     build = built('pynq-z2')
-    target = tmp_path / 'site'
-    res = subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', '--no-deps', '--no-build-isolation', '--target', str(target),
-                          str(package_dir(build))], capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr
+    installed = pip_install(build, tmp_path)
+    target = installed.parent
     (dist,) = [d for d in distributions(path=[str(target)]) if d.metadata['Name'] == 'sparsenet-pynqz2']
     eps = {(e.group, e.name): e.value for e in dist.entry_points}
     assert eps == {('pynq.overlays', 'sparsenet_overlay'): 'sparsenet_overlay.overlay',
                    ('pynq.notebooks', 'sparsenet_overlay'): 'sparsenet_overlay.notebooks'}
-    installed = target / 'sparsenet_overlay'
     for rel in ('manifest.json', 'notebooks/sparsenet.ipynb', 'data/golden/output_codes.npy', 'data/reference/reference.npz',
                 'runtime/driver.py'):
         assert (installed / rel).is_file(), rel
+
+
+def test_notebook_runs_from_the_pip_installed_package(built, tmp_path):
+    """The README's second option: installed, the notebook opened where pip put it, and copied out
+    as `pynq get-notebooks` does (to pynq-notebooks/<name>/, with the folder's __init__.py): both
+    must use the installed package, the copy without mistaking its own folder for one."""
+    build = built('pynq-z2')
+    _, dev, bit = load_package(build, tmp_path)
+    installed = pip_install(build, tmp_path)
+    delivered = tmp_path / 'pynq-notebooks' / 'sparsenet_overlay'
+    shutil.copytree(installed / 'notebooks', delivered)
+    for notebook in (installed / 'notebooks' / 'sparsenet.ipynb', delivered / 'sparsenet.ipynb'):
+        ns = run_notebook(notebook, {'bitfile_name': str(bit), 'download': False, 'device': dev}, sys_path=[installed.parent])
+        assert ns['golden'].passed and ns['fresh_check'].passed
+        assert ns['ol'].package_dir == installed, notebook

@@ -128,20 +128,20 @@ def train(ctx: Context) -> dict:
     return summary
 
 
-@step('export_reference', ['reference'], settings=('input_precision', 'layers'))
+@step('export_reference', ['reference'], settings=('input_precision', 'layers', 'output'))
 def export_reference(ctx: Context) -> dict:
     """Build the integer reference (exact types for every tensor) and the footprint report."""
-    from flow.export import Overrides, to_integer_model
+    from flow.export import layer_overrides, to_integer_model
     from flow.footprint import footprint, print_footprint
     from keras_models.layers import load_model
 
     cfg = ctx.config
     model = load_model(ctx.root / 'train' / 'model.h5')
-    overrides = {name: Overrides(lc.accum, lc.result) for name, lc in cfg.layers.items() if lc.accum or lc.result}
+    overrides = layer_overrides(cfg)
     unknown = set(cfg.layers) - {layer.name for layer in model.layers}
     if unknown:
         raise StepFailed(f'config names layers the model does not have: {sorted(unknown)}; layers: {[l.name for l in model.layers]}')
-    im = to_integer_model(model, FixedType.parse(cfg.input_precision), overrides)
+    im = to_integer_model(model, FixedType.parse(cfg.input_precision), overrides, cfg.output)
     out = ctx.stage / 'reference'
     im.save(out)
     fp = footprint(im)

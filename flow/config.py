@@ -34,8 +34,10 @@ class LayerConfig(BaseModel):
     strategy: Literal['latency', 'resource'] | None = None  # hls4ml's own Dense only
     accum: str | None = None  # default: the exact accumulator computed from the weights
     result: str | None = None  # default: the accumulator type (no rounding)
+    table_size: int | None = Field(None, ge=1)  # sigmoid/tanh/softmax lookup tables; default: hls4ml's (1024)
+    table_t: str | None = None  # default: hls4ml's (ap_fixed<18,8>; softmax ap_fixed<18,8,AP_RND,AP_SAT>)
 
-    @field_validator('accum', 'result')
+    @field_validator('accum', 'result', 'table_t')
     @classmethod
     def _fixed(cls, v):
         if v is not None:
@@ -62,6 +64,7 @@ class FlowConfig(BaseModel):
     layers: dict[str, LayerConfig] = {}
     n_golden: int = Field(256, ge=1)
     hls_cosim: bool = False  # also run Vitis HLS C/RTL co-simulation of the accelerator (slow)
+    output: Literal['model', 'logits'] = 'model'  # logits: deploy without the model's final softmax
 
     @field_validator('input_precision')
     @classmethod

@@ -15,6 +15,20 @@ from flow.runtime.fixed import FixedType
 from flow.runtime.reference import IntegerModel
 
 DENSE_KINDS = ('dense', 'block_sparse_dense')
+# Every table parameter of an activation, set explicitly from the reference and checked after
+# conversion: hls4ml layer attribute -> reference field (or a fixed value).
+TABLE_ATTRS = {
+    'sigmoid': {'table_size': 'table_size', 'table_t': 'table_type'},
+    'tanh': {'table_size': 'table_size', 'table_t': 'table_type'},
+    'softmax': {'implementation': 'implementation', 'exp_table_size': 'exp_table_size', 'inv_table_size': 'inv_table_size',
+                'exp_table_t': 'exp_table_type', 'inv_table_t': 'inv_table_type', 'accum_t': 'accum_type',
+                'inv_inp_t': 'inv_inp_type', 'inp_norm_t': 'inp_norm_type'},
+}
+# 'activation': hls4ml names a Keras Softmax layer's config struct 'Softmax_config<i>' but calls
+# 'softmax_config<i>' (1.3.0; the C simulation does not compile): the lower-case name fixes both.
+FIXED_ATTRS = {'softmax': {'activation': 'softmax', 'exp_scale': 1.0, 'skip': False}}
+HARD_KINDS = ('hard_sigmoid', 'hard_tanh')  # slope/shift come from hls4ml's parser; checked only
+ACTIVATION_KINDS = ('relu', 'sigmoid', 'tanh', 'softmax', *HARD_KINDS)
 
 
 class ConversionMismatch(RuntimeError):
@@ -35,11 +49,47 @@ def hls_config(im: IntegerModel, cfg: FlowConfig) -> dict:
             # hls4ml inserts '<name>_linear' after a QDense; same type in and out lets its
             # EliminateLinearActivation pass remove it.
             layers[f'{layer.name}_linear'] = {'Precision': {'result': layer.out_type.hls()}}
+        for attr, value in _table_attrs(layer).items():
+            if attr == 'accum_t':  # read when the layer is created: a plain attribute would override it
+                lc['Precision']['accum'] = value.hls()
+            else:
+                lc[attr] = value.hls() if isinstance(value, FixedType) else value
         layers[layer.name] = lc
     return {
         'Model': {'Precision': 'ap_fixed<16,6>', 'ReuseFactor': cfg.reuse_factor, 'Strategy': 'Latency'},
         'LayerName': layers,
     }
+
+
+def _table_attrs(layer) -> dict:
+    attrs = {attr: getattr(layer, f) for attr, f in TABLE_ATTRS.get(layer.kind, {}).items()}
+    return {**attrs, **FIXED_ATTRS.get(layer.kind, {})}
+
+
+def _activation_checks(name, node, layer) -> list:
+    """The activation function, table parameters and hard-activation constants hls4ml chose
+    must be the reference's; returns the (what, hls4ml precision, reference type) to compare."""
+    from flow.tables import exact_code
+
+    act = str(node.get_attr('activation', '')).lower()
+    if act != layer.kind:
+        raise ConversionMismatch(f"layer '{name}': hls4ml implements it as {act!r} ({node.class_name}), "
+                                 f'the reference as {layer.kind!r}')
+    checks = []
+    for attr, want in _table_attrs(layer).items():
+        got = node.get_attr(attr)
+        if isinstance(want, FixedType):
+            checks.append((attr, got.precision, want))
+        elif str(got) != str(want):
+            raise ConversionMismatch(f"layer '{name}': hls4ml has {attr}={got!r}, the reference needs {want!r}")
+    if layer.kind in HARD_KINDS:
+        for what in ('slope', 'shift'):
+            t = getattr(layer, f'{what}_type')
+            checks.append((f'{what}_t', node.get_attr(f'{what}_t').precision, t))
+            if exact_code(float(node.get_attr(what)), t) != getattr(layer, what):
+                raise ConversionMismatch(f"layer '{name}': hls4ml's {what} {node.get_attr(what)} is not the reference's "
+                                         f'code {getattr(layer, what)} of {t.hls()}')
+    return checks
 
 
 def _fixed_of(precision) -> FixedType:
@@ -73,6 +123,8 @@ def check_against_reference(hls_model, im: IntegerModel, cfg: FlowConfig) -> Non
                 ('bias', node.get_weights('bias').type.precision, layer.bias_type),
                 ('accum', node.get_attr('accum_t').precision, layer.accum_type),
             ]
+        if layer.kind in ACTIVATION_KINDS:
+            checks += _activation_checks(name, node, layer)
         for what, got, want in checks:
             if _fixed_of(got) != want:
                 raise ConversionMismatch(f"layer '{name}': hls4ml chose {what} type {got}, the reference needs {want.hls()}")
@@ -81,11 +133,12 @@ def check_against_reference(hls_model, im: IntegerModel, cfg: FlowConfig) -> Non
 def convert_model(keras_model, im: IntegerModel, cfg: FlowConfig, board, output_dir: Path):
     import hls4ml
 
+    from flow.export import deployed_model
     from flow.hls import register
 
     register()
     hls_model = hls4ml.converters.convert_from_keras_model(
-        keras_model,
+        deployed_model(keras_model, cfg.output),
         hls_config=hls_config(im, cfg),
         output_dir=str(output_dir),
         project_name=cfg.project_name,

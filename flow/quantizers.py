@@ -51,13 +51,35 @@ def relu_type(q, where: str) -> FixedType:
     """Output type of quantized_relu(bits, integer): ap_ufixed with RND_CONV and SAT."""
     name, c = _config(q)
     if name != 'quantized_relu':
-        raise UnsupportedQuantizer(
-            f'{where}: activation {name} is not supported; use quantized_relu(bits, integer). '
-            '(sigmoid/tanh/softmax tables are approximate by design and cannot be bit-exact.)'
-        )
+        raise UnsupportedQuantizer(f'{where}: activation {name} is not quantized_relu(bits, integer)')
     if c.get('negative_slope', 0) not in (0, 0.0) or c.get('use_sigmoid', 0) or c.get('relu_upper_bound') is not None:
         raise UnsupportedQuantizer(f'{where}: quantized_relu with negative_slope/use_sigmoid/relu_upper_bound is not supported')
     if c.get('use_stochastic_rounding'):
         raise UnsupportedQuantizer(f'{where}: stochastic rounding cannot be reproduced')
     bits, integer = int(c['bits']), int(c.get('integer', 0))
     return FixedType(bits, integer, signed=False, rounding='RND_CONV', overflow='SAT')
+
+
+def sigmoid_type(q, where: str) -> FixedType:
+    """Output type of quantized_sigmoid(bits): round(p * 2**bits) / 2**bits (half to even) clipped
+    to [0, 1 - 2**-bits], i.e. ap_ufixed<bits, 0, AP_RND_CONV, AP_SAT>."""
+    _, c = _config(q)
+    if c.get('use_stochastic_rounding'):
+        raise UnsupportedQuantizer(f'{where}: stochastic rounding cannot be reproduced')
+    if c.get('symmetric'):
+        raise UnsupportedQuantizer(f'{where}: quantized_sigmoid(symmetric=True) clips its minimum to 2^-bits, which no '
+                                   'ap_fixed overflow mode does; use symmetric=False')
+    return FixedType(int(c.get('bits', 8)), 0, signed=False, rounding='RND_CONV', overflow='SAT')
+
+
+def tanh_type(q, where: str) -> FixedType:
+    """Output type of quantized_tanh(bits): round(p * 2**(bits-1)) / 2**(bits-1) (half to even)
+    clipped to [-1, 1 - 2**(1-bits)] (symmetric: [-1 + 2**(1-bits), ...]): ap_fixed<bits, 1,
+    AP_RND_CONV, AP_SAT> (AP_SAT_SYM when symmetric)."""
+    _, c = _config(q)
+    if c.get('use_stochastic_rounding'):
+        raise UnsupportedQuantizer(f'{where}: stochastic rounding cannot be reproduced')
+    bits = int(c.get('bits', 8))
+    if bits < 2:
+        raise UnsupportedQuantizer(f'{where}: quantized_tanh needs at least 2 bits')
+    return FixedType(bits, 1, rounding='RND_CONV', overflow='SAT_SYM' if c.get('symmetric') else 'SAT')

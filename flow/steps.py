@@ -23,10 +23,6 @@ from flow.runtime.fixed import FixedType
 from flow.runtime.reference import IntegerModel
 
 
-class StepFailed(RuntimeError):
-    """A step ran and failed (exit code 1)."""
-
-
 class ToolMissing(RuntimeError):
     """A vendor tool this step needs is not installed here (exit code 3: not a failure)."""
 
@@ -128,7 +124,7 @@ def train(ctx: Context) -> dict:
     return summary
 
 
-@step('export_reference', ['reference'], settings=('input_precision', 'layers'))
+@step('export_reference', ['reference'], settings=('input_precision', 'layers', 'output'))
 def export_reference(ctx: Context) -> dict:
     """Build the integer reference (exact types for every tensor) and the footprint report."""
     from flow.export import reference_for
@@ -241,7 +237,7 @@ def run_flow(config: FlowConfig, build_dir: Path, from_step: str | None = None, 
 
     A step whose vendor tool is absent is not run, later tool steps are skipped, the other steps
     still run, and ToolMissing is raised at the end. BadInput for the user's errors (model,
-    config, build folder), StepFailed (and others) when a step fails."""
+    config, build folder); any other exception when a step fails."""
     names = step_names()
     for s in (from_step, to_step):
         if s is not None and s not in names:

@@ -82,6 +82,9 @@ def qkeras_comparable(im: IntegerModel) -> tuple[list[str], str]:
     reachable sum (an override may wrap, round or saturate where QKeras does not)."""
     names, in_t = [], im.in_type
     for layer in im.layers[1:]:
+        approximated = getattr(layer, 'inexact_in_float', lambda: None)()
+        if approximated:  # lookup tables, hls4ml's rounded hard_sigmoid slope
+            return names, f"from layer '{layer.name}' on: {approximated}"
         if isinstance(layer, _Accumulating):
             bound, frac = layer.sum_bound(in_t)
             stop = None
@@ -99,6 +102,23 @@ def qkeras_comparable(im: IntegerModel) -> tuple[list[str], str]:
         names.append(layer.name)
         in_t = layer.out_type
     return names, 'every layer is exact in QKeras (quantizers matched, float32 sums exact)'
+
+
+def deviations_lsb(im: IntegerModel, q: dict[str, np.ndarray], ref_trace, skip) -> dict[str, float]:
+    """Largest |QKeras - reference| per layer not compared exactly, in LSBs of the layer's output type."""
+    out = {}
+    for layer in im.layers[1:]:
+        if layer.name not in skip:
+            diff = np.asarray(q[layer.name], dtype=np.float64) * 2.0**layer.out_type.frac - ref_trace[layer.name]
+            out[layer.name] = float(np.abs(diff).max()) if diff.size else 0.0
+    return out
+
+
+def _largest(dev: dict[str, float]) -> str:
+    if not dev:
+        return ''
+    name = max(dev, key=dev.get)
+    return f', largest deviation {dev[name]:.2f} LSB in {name!r}'
 
 
 def compare_reference_csim(im: IntegerModel, lib: CSimLibrary, x, x_codes, ref_trace=None) -> np.ndarray:
@@ -125,7 +145,8 @@ def verify_build(ctx) -> dict:
     ref_out = list(ref_trace.values())[-1]
 
     lib = csim_library(root, im, cfg.project_name)
-    report = {'n_vectors': int(len(x)), 'n_golden_requested': cfg.n_golden, 'input_type': im.in_type.hls(), 'output_type': im.out_type.hls()}
+    report = {'n_vectors': int(len(x)), 'n_golden_requested': cfg.n_golden, 'input_type': im.in_type.hls(),
+              'output_type': im.out_type.hls(), 'output': cfg.output}  # 'logits': the final softmax was not deployed
 
     # 1. reference vs C simulation: exact
     csim_codes = compare_reference_csim(im, lib, x, x_codes, ref_trace)
@@ -145,6 +166,7 @@ def verify_build(ctx) -> dict:
         'exact_layers': comparable,
         'all_layers_exact': exact,
         'reason': why,
+        'max_deviation_lsb': deviations_lsb(im, q, ref_trace, comparable),
         # float software past the first unmodelled cast: only the decisions are compared
         'argmax_agreement': float(np.mean(q[im.layers[-1].name].argmax(1) == ref_out.argmax(1))),
     }
@@ -168,6 +190,7 @@ def verify_build(ctx) -> dict:
     console.print(
         f'[bold green]bit-exact[/]: reference == C simulation on {len(x)} vectors; accelerator testbench: '
         f'{report["accelerator_testbench"]}; QKeras == reference: '
-        f'{"exact on every layer" if exact else "exact on " + ", ".join(comparable) + " (" + why + ")"}; accuracy {report["accuracy"]["csim"]:.3f}'
+        f'{"exact on every layer" if exact else "exact on " + ", ".join(comparable) + " (" + why + ")"}'
+        f'{_largest(report["qkeras_vs_reference"]["max_deviation_lsb"])}; accuracy {report["accuracy"]["csim"]:.3f}'
     )
     return report

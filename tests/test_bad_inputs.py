@@ -40,7 +40,7 @@ def test_inexact_quantizer_settings_are_refused(kwargs, message):
         to_integer_model(_model(layer), FixedType(8, 2))
 
 
-def test_missing_quantizer_and_fused_or_table_activations_are_refused():
+def test_missing_quantizer_and_fused_or_unconvertible_activations_are_refused():
     import tensorflow as tf
     from qkeras import QActivation, QDense, quantized_bits
 
@@ -49,8 +49,8 @@ def test_missing_quantizer_and_fused_or_table_activations_are_refused():
     q = dict(kernel_quantizer=quantized_bits(4, 0, alpha=1), bias_quantizer=quantized_bits(8, 3, alpha=1))
     with pytest.raises(UnsupportedModel, match="fused activation 'relu'; put the activation in its own QActivation"):
         to_integer_model(_model(QDense(4, activation='relu', name='d', **q)), FixedType(8, 2))
-    with pytest.raises(UnsupportedModel, match='approximate by design'):
-        to_integer_model(_model(QDense(4, name='d', **q), QActivation('quantized_tanh(4)', name='t')), FixedType(8, 2))
+    with pytest.raises(UnsupportedModel, match=r"hls4ml 1.3.0 refuses QActivation\('tanh'\).*use_real_tanh=True"):
+        to_integer_model(_model(QDense(4, name='d', **q), QActivation('tanh', name='t')), FixedType(8, 2))
     with pytest.raises(UnsupportedModel, match=r"layer 'plain' \(Dense\): not supported; supported layers are"):
         to_integer_model(_model(tf.keras.layers.Dense(4, name='plain')), FixedType(8, 2))
 

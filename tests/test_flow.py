@@ -10,7 +10,8 @@ import pytest
 
 from flow.build_dir import CorruptBuild
 from flow.config import FlowConfig
-from flow.steps import StepFailed, ToolMissing, run_flow, step_names
+from flow.errors import BadInput
+from flow.steps import ToolMissing, run_flow, step_names
 
 pytestmark = pytest.mark.slow
 FAST = dict(epochs=15, n_golden=64)
@@ -89,12 +90,12 @@ def test_failed_step_leaves_previous_results_untouched(build_copy, monkeypatch):
     manifest = json.loads((build_copy / 'manifest.json').read_text())
     assert 'verify' not in manifest['steps'] and 'estimate' not in manifest['steps']
     assert not (build_copy / '.staging').exists()
-    with pytest.raises(StepFailed, match='step verify has not run'):
+    with pytest.raises(BadInput, match='step verify has not run'):
         run_flow(FlowConfig.load(None, **FAST), build_copy, from_step='estimate', to_step='estimate')
 
 
 def test_from_step_requires_earlier_steps(tmp_path):
-    with pytest.raises(StepFailed, match='step train has not run'):
+    with pytest.raises(BadInput, match='step train has not run'):
         run_flow(FlowConfig.load(None, **FAST), tmp_path, from_step='convert')
 
 

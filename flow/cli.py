@@ -27,6 +27,9 @@ def _steps_help() -> str:
 
 @click.command(epilog='Steps, in order:\n\n' + _steps_help(), context_settings={'max_content_width': 110})
 @click.option('--model', help='Built-in model name (see --list-models) or a saved .h5/.keras model with our layers.')
+@click.option('--data', help='Training/golden data: a built-in dataset (digits, fashion_mnist) or an .npz file with '
+                              'x_train, y_train, x_test, y_test (or x, y). Default: the built-in model\'s dataset; '
+                              'random golden vectors for a user model.')
 @click.option('--config', 'config_path', type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help='YAML/JSON flow config (per-layer precision, ReuseFactor, strategy).')
 @click.option('--build-dir', type=click.Path(file_okay=False, path_type=Path), help='Build folder [default: build/<model>].')
@@ -37,12 +40,16 @@ def _steps_help() -> str:
 @click.option('--epochs', type=int)
 @click.option('--reuse-factor', type=int, help='Default ReuseFactor for every dense layer.')
 @click.option('--n-golden', type=int, help='Number of golden test vectors.')
+@click.option('--verbose', is_flag=True, help='Show TensorFlow/Keras log lines and warnings.')
 @click.option('--list-boards', is_flag=True, help='List the known boards and exit.')
 @click.option('--list-models', is_flag=True, help='List the built-in models and exit.')
-def main(model, config_path, build_dir, board, from_step, to_step, seed, epochs, reuse_factor, n_golden, list_boards, list_models):
+def main(model, data, config_path, build_dir, board, from_step, to_step, seed, epochs, reuse_factor, n_golden, verbose, list_boards, list_models):
     """Train (or load), convert, verify bit-exactly and build a block-sparse network for a PYNQ board."""
+    from flow import quiet
     from flow.boards import all_boards, get_board
     from flow.config import FlowConfig
+
+    quiet.set_verbose(verbose)
 
     if list_boards:
         for b in all_boards().values():
@@ -54,7 +61,7 @@ def main(model, config_path, build_dir, board, from_step, to_step, seed, epochs,
         click.echo('\n'.join(BUILTIN))
         return
     try:
-        cfg = FlowConfig.load(config_path, model=model, board=board, seed=seed, epochs=epochs,
+        cfg = FlowConfig.load(config_path, model=model, data=data, board=board, seed=seed, epochs=epochs,
                               reuse_factor=reuse_factor, n_golden=n_golden)
         get_board(cfg.board)
     except ValidationError as e:

@@ -3,7 +3,8 @@
 Example (YAML)::
 
     model: digits_mlp            # built-in name, or a saved .h5/.keras file with our layers
-    dataset: digits
+    data: digits                 # a built-in dataset (digits, fashion_mnist) or an .npz file;
+                                 # default: the built-in model's dataset, random vectors for a user model
     board: pynq-z2
     input_precision: ap_fixed<6,2>
     reuse_factor: 1              # default for every dense layer
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from flow.build_dir import sha256
 from flow.errors import BadInput
@@ -49,7 +50,9 @@ class FlowConfig(BaseModel):
     model_config = ConfigDict(extra='forbid')
 
     model: str = 'digits_mlp'
-    dataset: str = 'digits'
+    # a built-in dataset name or an .npz file ('data:' in a config, --data); None: the built-in
+    # model's own dataset, or random golden vectors on the input grid for a user model
+    dataset: str | None = Field(None, validation_alias=AliasChoices('data', 'dataset'))
     board: str = 'pynq-z2'
     project_name: str = Field('sparsenet', pattern=r'^[A-Za-z][A-Za-z0-9]*$')  # '_' breaks hls4ml's report paths
     seed: int = 0
@@ -76,12 +79,17 @@ class FlowConfig(BaseModel):
         """Settings that name a file: steps depend on the file's content, not on its path."""
         from keras_models import BUILTIN
 
-        files = {} if self.model in BUILTIN else {'model': Path(self.model)}
-        for key, path in files.items():
+        from flow.datasets import DATASETS
+
+        files = {}
+        if self.model not in BUILTIN:
+            files['model'] = (Path(self.model), f'nor a built-in model ({", ".join(sorted(BUILTIN))})')
+        if self.dataset is not None and self.dataset not in DATASETS:
+            files['dataset'] = (Path(self.dataset), f'nor a built-in dataset ({", ".join(sorted(DATASETS))})')
+        for key, (path, known) in files.items():
             if not path.is_file():
-                known = ', '.join(sorted(BUILTIN))
-                raise BadInput(f'{key} {str(path)!r} is not a file' + (f' nor a built-in model ({known})' if key == 'model' else ''))
-        return files
+                raise BadInput(f'{"data" if key == "dataset" else key} {str(path)!r} is not a file {known}')
+        return {key: path for key, (path, _) in files.items()}
 
     @classmethod
     def load(cls, path: Path | None, **overrides) -> FlowConfig:
@@ -123,7 +131,11 @@ def _with_builtin_defaults(data: dict) -> dict:
     name = data.get('model', FlowConfig.model_fields['model'].default)
     if name not in BUILTIN:
         return data
-    defaults = getattr(get(name), 'FLOW_DEFAULTS', {})
+    module = get(name)
+    defaults = {'dataset': module.DATASET, **getattr(module, 'FLOW_DEFAULTS', {})}
+    if 'data' in data:  # the alias the user wrote replaces the default too
+        data = dict(data)
+        data['dataset'] = data.pop('data')
     merged = {**defaults, **data}
     layers = {k: dict(v) for k, v in defaults.get('layers', {}).items()}
     for k, v in data.get('layers', {}).items():

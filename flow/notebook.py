@@ -58,7 +58,12 @@ assert golden.passed, golden
 '''),
         _md('## Accuracy on the test batch, and fresh inputs against the reference computed here'),
         _code('''
-print(f"accuracy on {golden.n_vectors} test samples: {golden.accuracy:.4f}")
+output = ol.manifest["model"]["config"].get("output", "model")
+print("deployed output:", "the model's logits (its final softmax stripped)" if output == "logits" else "the model's own output")
+if golden.accuracy is None:
+    print("golden vectors are random codes on the input grid (no data given): no accuracy")
+else:
+    print(f"accuracy on {golden.n_vectors} test samples: {golden.accuracy:.4f}")
 t = ol.format.in_type
 fresh = np.random.default_rng(0).integers(t.min_code, t.max_code + 1, size=(512, ol.format.n_in))
 fresh_check = ol.check_reference(fresh)

@@ -55,15 +55,16 @@ class Step:
     doc: str
     needs_tool: bool  # needs Vitis HLS / Vivado: skipped once one of them is missing
     settings: frozenset[str]  # the FlowConfig fields it reads; with its predecessors' they decide reruns
+    in_place: bool  # also writes inside an earlier step's outputs (the HLS project), not only its stage
 
 
 STEPS: list[Step] = []
 
 
-def step(name: str, outputs: list[str], settings: tuple[str, ...] = (), needs_tool: bool = False):
+def step(name: str, outputs: list[str], settings: tuple[str, ...] = (), needs_tool: bool = False, in_place: bool = False):
     def deco(fn):
         doc = (fn.__doc__ or '').strip().splitlines()[0]
-        STEPS.append(Step(name, fn, outputs, doc, needs_tool, frozenset(settings)))
+        STEPS.append(Step(name, fn, outputs, doc, needs_tool, frozenset(settings), in_place))
         return fn
 
     return deco
@@ -85,12 +86,12 @@ def step_names() -> list[str]:
 # --- steps --------------------------------------------------------------------------------------
 
 
-@step('train', ['train'], settings=('model', 'dataset', 'seed', 'epochs', 'batch_size', 'learning_rate'))
+@step('train', ['train'], settings=('model', 'dataset', 'seed', 'epochs', 'batch_size', 'learning_rate', 'input_precision'))
 def train(ctx: Context) -> dict:
-    """Train the built-in model (or load the user's model file), check it can be deployed."""
+    """Train the built-in model (or load the user's model file), check it and its data can be deployed."""
     import tensorflow as tf
 
-    from flow.datasets import load
+    from flow.datasets import for_model
     from flow.export import reference_for
     from flow.model_file import load_user_model
     from flow.progress import KerasProgress
@@ -98,10 +99,19 @@ def train(ctx: Context) -> dict:
 
     cfg = ctx.config
     if cfg.model in BUILTIN:
-        data = load(cfg.dataset, cfg.seed)
         tf.keras.utils.set_random_seed(cfg.seed)
         model = get(cfg.model).build(cfg.seed)
-        reference_for(model, cfg)  # refuse before training, not after
+        source = f'built-in {cfg.model}, trained {cfg.epochs} epochs, seed {cfg.seed}'
+    else:
+        path = Path(cfg.model)
+        model = load_user_model(path)
+        source = f'user model {path.resolve()} (sha256 {sha256(path)[:16]})'
+    reference_for(model, cfg)  # every layer, quantizer, type and name checked before any training
+    data, notes = for_model(cfg.dataset, cfg.seed, FixedType.parse(cfg.input_precision),
+                            tuple(model.inputs[0].shape[1:]), int(model.outputs[0].shape[-1]))
+    for note in notes:
+        console.print(f'[yellow]note:[/] {note}')
+    if cfg.model in BUILTIN:
         model.compile(
             optimizer=tf.keras.optimizers.Adam(cfg.learning_rate),
             loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -109,17 +119,12 @@ def train(ctx: Context) -> dict:
         )
         with KerasProgress(cfg.epochs, f'training {cfg.model}') as cb:
             model.fit(data.x_train, data.y_train, epochs=cfg.epochs, batch_size=cfg.batch_size, verbose=0, callbacks=[cb])
-        source = f'built-in {cfg.model}, trained {cfg.epochs} epochs, seed {cfg.seed}'
-    else:
-        path = Path(cfg.model)
-        model = load_user_model(path)
-        reference_for(model, cfg)  # every quantizer, type and name checked when the model is loaded
-        data = load(cfg.dataset, cfg.seed)
-        source = f'user model {path.resolve()} (sha256 {sha256(path)[:16]})'
     model.save(ctx.stage / 'train' / 'model.h5')
-    logits = model.predict(data.x_test, verbose=0)
-    acc = float(np.mean(np.argmax(logits, axis=1) == data.y_test))
-    summary = {'source': source, 'test_accuracy_qkeras': acc, 'n_test': int(len(data.y_test))}
+    summary = {'source': source, 'data': data.source if data else 'random vectors', 'notes': notes,
+               'test_accuracy_qkeras': None, 'n_test': 0}
+    if data is not None:
+        logits = model.predict(data.x_test, verbose=0)
+        summary.update(test_accuracy_qkeras=float(np.mean(np.argmax(logits, axis=1) == data.y_test)), n_test=len(data.y_test))
     write_json(ctx.stage / 'train' / 'train.json', summary)
     return summary
 
@@ -159,7 +164,7 @@ def convert(ctx: Context) -> dict:
             'scripts': [p.name for p in scripts], 'stream_format': fmt.to_dict()}
 
 
-@step('csim_compile', [])
+@step('csim_compile', [], in_place=True)
 def csim_compile(ctx: Context) -> dict:
     """Compile the C simulation with g++: the hls4ml model and the AXI-Stream accelerator top."""
     from flow.accel import compile_host
@@ -203,7 +208,7 @@ def _require_tool(names: list[str], what: str, from_step: str, ctx: Context) -> 
     )
 
 
-@step('hls_synth', ['hls_report'], settings=('hls_cosim',), needs_tool=True)
+@step('hls_synth', ['hls_report'], settings=('hls_cosim',), needs_tool=True, in_place=True)
 def hls_synth(ctx: Context) -> dict:
     """Vitis HLS: C synthesis and IP export of the HLS project."""
     tool = _require_tool(['vitis-run', 'vitis_hls'], 'Vitis HLS', 'hls_synth', ctx)
@@ -212,7 +217,7 @@ def hls_synth(ctx: Context) -> dict:
     return run_hls_synth(ctx, tool)
 
 
-@step('vivado_bitstream', ['bitstream'], needs_tool=True)
+@step('vivado_bitstream', ['bitstream'], needs_tool=True, in_place=True)
 def vivado_bitstream(ctx: Context) -> dict:
     """Vivado: block design with the PS and AXI DMA, implementation, bitstream and .hwh."""
     tool = _require_tool(['vivado'], 'Vivado', 'vivado_bitstream', ctx)
@@ -273,7 +278,10 @@ def _run_locked(config: FlowConfig, build: BuildDir, names: list[str], fps: dict
     for i in range(start, last + 1):
         s = STEPS[i]
         console.rule(f'[bold]{s.name}[/]: {s.doc}')
-        build.forget_from(names, s.name)
+        # A step that fails leaves the results of its last good run in place, so their records
+        # stay valid, unless it writes in place (then they are forgotten before it starts).
+        if s.in_place:
+            build.forget_from(names, s.name)
         if missing and s.needs_tool:
             console.print(f'[yellow]skipped[/] {s.name}: needs the vendor tools')
             continue
@@ -292,6 +300,7 @@ def _run_locked(config: FlowConfig, build: BuildDir, names: list[str], fps: dict
             build.discard_staging(s.name)
             raise
         summary['seconds'] = round(time.time() - t0, 1)
+        build.forget_from(names, s.name)  # later steps were built on the results this replaces
         build.commit(s.name, fps[s.name], s.outputs, summary)
         build.add_files(s.name, ctx.produced_in_place)
         ctx.produced_in_place.clear()

@@ -9,6 +9,13 @@ from qkeras.utils import _add_supported_quantized_objects
 
 from .masks import make_block_mask
 
+try:  # the flow hides TensorFlow/Keras warnings unless --verbose
+    from flow.quiet import quiet_python
+
+    quiet_python()
+except ImportError:
+    pass
+
 
 class _ZeroDroppedBlocks(tf.keras.constraints.Constraint):
     """Applies the layer's other kernel constraint, then zeroes the dropped blocks. Keras runs it

@@ -86,7 +86,7 @@ def test_cli_unknown_board_lists_known_ones(tmp_path):
 def test_cli_unknown_model_fails_naming_the_built_ins(tmp_path):
     res = _cli('--model', 'no_such_model', '--build-dir', str(tmp_path), '--to-step', 'train')
     assert res.returncode == 2
-    assert 'neither a built-in model' in ' '.join(res.stderr.split())
+    assert "model 'no_such_model' is not a file nor a built-in model (digits_mlp)" in ' '.join(res.stderr.split())
 
 
 def test_cli_lists_boards_and_models():

@@ -87,11 +87,26 @@ def test_failed_step_leaves_previous_results_untouched(build_copy, monkeypatch):
     with pytest.raises(RuntimeError, match='simulated crash'):
         run_flow(FlowConfig.load(None, **FAST), build_copy, from_step='verify', to_step='verify')
     assert (build_copy / 'golden' / 'output_codes.npy').read_bytes() == good
+    # the last good run's results and records stay: nothing finished is lost by a failed rerun
     manifest = json.loads((build_copy / 'manifest.json').read_text())
-    assert 'verify' not in manifest['steps'] and 'estimate' not in manifest['steps']
+    assert manifest['steps']['verify']['status'] == 'done' and 'estimate' in manifest['steps']
     assert not (build_copy / '.staging').exists()
-    with pytest.raises(BadInput, match='step verify has not run'):
-        run_flow(FlowConfig.load(None, **FAST), build_copy, from_step='estimate', to_step='estimate')
+    run_flow(FlowConfig.load(None, **FAST), build_copy, from_step='estimate', to_step='estimate')
+
+
+def test_a_failed_in_place_step_forgets_what_it_may_have_changed(build_copy, monkeypatch):
+    import flow.convert
+
+    def broken(hls_dir):
+        raise RuntimeError('simulated crash while compiling')
+
+    monkeypatch.setattr(flow.convert, 'compile_csim', broken)
+    with pytest.raises(RuntimeError, match='simulated crash'):
+        run_flow(FlowConfig.load(None, **FAST), build_copy, from_step='csim_compile', to_step='csim_compile')
+    manifest = json.loads((build_copy / 'manifest.json').read_text())['steps']
+    assert 'convert' in manifest and 'csim_compile' not in manifest and 'verify' not in manifest
+    with pytest.raises(BadInput, match='step csim_compile has not run'):
+        run_flow(FlowConfig.load(None, **FAST), build_copy, from_step='verify', to_step='verify')
 
 
 def test_from_step_requires_earlier_steps(tmp_path):

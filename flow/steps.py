@@ -56,15 +56,17 @@ class Step:
     needs_tool: bool  # needs Vitis HLS / Vivado: skipped once one of them is missing
     settings: frozenset[str]  # the FlowConfig fields it reads; with its predecessors' they decide reruns
     in_place: bool  # also writes inside an earlier step's outputs (the HLS project), not only its stage
+    checks: frozenset[str]  # settings it reads only to refuse bad input early; a later step depends on them
 
 
 STEPS: list[Step] = []
 
 
-def step(name: str, outputs: list[str], settings: tuple[str, ...] = (), needs_tool: bool = False, in_place: bool = False):
+def step(name: str, outputs: list[str], settings: tuple[str, ...] = (), needs_tool: bool = False, in_place: bool = False,
+         checks: tuple[str, ...] = ()):
     def deco(fn):
         doc = (fn.__doc__ or '').strip().splitlines()[0]
-        STEPS.append(Step(name, fn, outputs, doc, needs_tool, frozenset(settings), in_place))
+        STEPS.append(Step(name, fn, outputs, doc, needs_tool, frozenset(settings), in_place, frozenset(checks)))
         return fn
 
     return deco
@@ -86,7 +88,8 @@ def step_names() -> list[str]:
 # --- steps --------------------------------------------------------------------------------------
 
 
-@step('train', ['train'], settings=('model', 'dataset', 'seed', 'epochs', 'batch_size', 'learning_rate', 'input_precision'))
+@step('train', ['train'], settings=('model', 'dataset', 'seed', 'epochs', 'batch_size', 'learning_rate', 'input_precision'),
+      checks=('layers', 'output'))
 def train(ctx: Context) -> dict:
     """Train the built-in model (or load the user's model file), check it and its data can be deployed."""
     import tensorflow as tf

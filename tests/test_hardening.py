@@ -31,7 +31,8 @@ def _cli(*args, **kwargs):
 
 
 def _steps(root):
-    return json.loads((Path(root) / 'manifest.json').read_text())['steps']
+    path = Path(root) / 'manifest.json'
+    return json.loads(path.read_text())['steps'] if path.exists() else {}
 
 
 def _one_clear_line(res):
@@ -328,3 +329,41 @@ def _live_members(pgid: int) -> list[int]:
 
 def test_bad_input_is_a_value_error_for_api_users():
     assert issubclass(BadInput, ValueError) and issubclass(UnsupportedModel, BadInput)
+
+
+def test_every_setting_a_step_reads_is_in_its_fingerprint(tmp_path, monkeypatch):
+    """A rerun after a change of any setting must redo the step that read it: each step may read
+    only the settings declared by it or an earlier step (they make up its fingerprint)."""
+    import flow.steps as steps
+
+    fields, current, seen = set(FlowConfig.model_fields), [None], {}
+    real_getattribute = FlowConfig.__getattribute__
+
+    def recording(self, name):
+        if name in fields and current[0]:
+            seen.setdefault(current[0], set()).add(name)
+        return real_getattribute(self, name)
+
+    def wrap(s):
+        def run(ctx):
+            current[0] = s.name
+            try:
+                return s.run(ctx)
+            finally:
+                current[0] = None
+        return run
+
+    for s in steps.STEPS:
+        monkeypatch.setattr(s, 'run', wrap(steps.Step(**{**s.__dict__})))
+    monkeypatch.setattr(FlowConfig, '__getattribute__', recording)
+    small_mlp(tmp_path / 'm.h5', n_in=16, n_out=4)
+    cfg = FlowConfig.load(None, model=str(tmp_path / 'm.h5'), input_precision='ap_fixed<6,2>', n_golden=8)
+    with pytest.raises(steps.ToolMissing):
+        run_flow(cfg, tmp_path / 'b')
+    declared = set()
+    for s in steps.STEPS:
+        declared |= s.settings
+        undeclared = seen.get(s.name, set()) - declared - s.checks
+        assert not undeclared, f'step {s.name} reads {sorted(undeclared)} undeclared'
+        assert all(any(c in later.settings for later in steps.STEPS) for c in s.checks)
+    assert {'train', 'verify', 'package'} <= set(seen)

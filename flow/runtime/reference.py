@@ -90,7 +90,10 @@ def first_mismatch(expected: dict[str, np.ndarray], actual: dict[str, np.ndarray
     for name, exp in expected.items():
         if name not in actual:
             continue
-        act = np.asarray(actual[name]).reshape(exp.shape)
+        act = np.asarray(actual[name])
+        if act.size != exp.size:  # never compare a reshaped array of another size
+            raise ValueError(f'layer {name!r}: expected {exp.shape} values, got an array of shape {act.shape}')
+        act = act.reshape(exp.shape)  # C-simulation traces are flat per sample
         diff = np.argwhere(act != exp)
         if len(diff):
             s, *e = (int(i) for i in diff[0])

@@ -33,6 +33,7 @@ from flow.runtime.fixed import FixedType
 from flow.runtime.ref_activations import HardSigmoid, HardTanh, Sigmoid, Softmax, Tanh
 from flow.runtime.reference import IntegerModel
 from flow.tables import TableSpec, cpp_tables, cxx_flags, hls4ml_tables, hls4ml_templates, model_table
+from user_models import chain
 
 F = FixedType.parse
 
@@ -466,13 +467,7 @@ def test_conversion_is_checked_against_every_table_parameter(tmp_path):
 
 
 def _seq(*layers, n_in=6):
-    import tensorflow as tf
-
-    inp = tf.keras.Input((n_in,), name='x')
-    x = inp
-    for layer in layers:
-        x = layer(x)
-    return tf.keras.Model(inp, x)
+    return chain(*layers, n_in=n_in)
 
 
 @pytest.mark.parametrize('name, fix', [

@@ -8,23 +8,14 @@ import pytest
 from flow.config import FlowConfig
 from flow.export import UnsupportedModel, check_deployable, to_integer_model
 from flow.runtime.fixed import FixedType
-
-
-def _model(*layers, n_in=8):
-    import tensorflow as tf
-
-    inp = tf.keras.Input((n_in,), name='x')
-    x = inp
-    for layer in layers:
-        x = layer(x)
-    return tf.keras.Model(inp, x)
+from user_models import chain
 
 
 def test_unsupported_layer_is_refused_with_its_name():
     import tensorflow as tf
 
     with pytest.raises(UnsupportedModel, match=r"layer 'norm' \(BatchNormalization\): not supported"):
-        check_deployable(_model(tf.keras.layers.BatchNormalization(name='norm')))
+        check_deployable(chain(tf.keras.layers.BatchNormalization(name='norm')))
 
 
 @pytest.mark.parametrize('kwargs, message', [
@@ -37,7 +28,7 @@ def test_inexact_quantizer_settings_are_refused(kwargs, message):
 
     layer = QDense(4, kernel_quantizer=quantized_bits(4, 0, **kwargs), bias_quantizer=quantized_bits(8, 3, alpha=1), name='d')
     with pytest.raises(UnsupportedModel, match=rf"layer 'd' kernel: .*{message}"):
-        to_integer_model(_model(layer), FixedType(8, 2))
+        to_integer_model(chain(layer), FixedType(8, 2))
 
 
 def test_missing_quantizer_and_fused_or_unconvertible_activations_are_refused():
@@ -45,14 +36,14 @@ def test_missing_quantizer_and_fused_or_unconvertible_activations_are_refused():
     from qkeras import QActivation, QDense, quantized_bits
 
     with pytest.raises(UnsupportedModel, match="layer 'd' kernel: no quantizer"):
-        to_integer_model(_model(QDense(4, bias_quantizer=quantized_bits(8, 3, alpha=1), name='d')), FixedType(8, 2))
+        to_integer_model(chain(QDense(4, bias_quantizer=quantized_bits(8, 3, alpha=1), name='d')), FixedType(8, 2))
     q = dict(kernel_quantizer=quantized_bits(4, 0, alpha=1), bias_quantizer=quantized_bits(8, 3, alpha=1))
     with pytest.raises(UnsupportedModel, match="fused activation 'relu'; put the activation in its own QActivation"):
-        to_integer_model(_model(QDense(4, activation='relu', name='d', **q)), FixedType(8, 2))
+        to_integer_model(chain(QDense(4, activation='relu', name='d', **q)), FixedType(8, 2))
     with pytest.raises(UnsupportedModel, match=r"hls4ml 1.3.0 refuses QActivation\('tanh'\).*use_real_tanh=True"):
-        to_integer_model(_model(QDense(4, name='d', **q), QActivation('tanh', name='t')), FixedType(8, 2))
+        to_integer_model(chain(QDense(4, name='d', **q), QActivation('tanh', name='t')), FixedType(8, 2))
     with pytest.raises(UnsupportedModel, match=r"layer 'plain' \(Dense\): not supported; supported layers are"):
-        to_integer_model(_model(tf.keras.layers.Dense(4, name='plain')), FixedType(8, 2))
+        to_integer_model(chain(tf.keras.layers.Dense(4, name='plain')), FixedType(8, 2))
 
 
 def test_block_that_does_not_divide_is_refused_when_the_layer_is_built():
@@ -60,7 +51,7 @@ def test_block_that_does_not_divide_is_refused_when_the_layer_is_built():
     from keras_models.masks import BlockShapeError
 
     with pytest.raises(BlockShapeError, match=r"layer 'fc': block 3x4 \(in x out\) does not divide its kernel 8x8"):
-        _model(BlockSparseQDense(8, block_shape=(3, 4), name='fc'))
+        chain(BlockSparseQDense(8, block_shape=(3, 4), name='fc'))
 
 
 def test_config_errors():

@@ -55,3 +55,24 @@ def test_engine_and_ratio_to_the_density_limit():
     assert est['ratio_ours_vs_dense']['multipliers'] == 0.25
     assert est['ratio_ours_vs_limit']['multipliers'] == 1.0  # exactly density x dense
     assert est['ratio_ours_vs_limit']['weight_memory_bits'] == 1.0
+
+
+def test_printed_tables_never_cut_a_number(capsys):
+    """Not a terminal (CI logs, pipes): rich would squeeze the table to 80 columns with ellipses."""
+    import io
+
+    from rich.console import Console
+
+    from flow.footprint import print_footprint
+
+    dense = Dense('a_rather_long_layer_name', out_type=ACC, weight_type=FixedType(6, 1), bias_type=B8, accum_type=ACC,
+                  weight=np.ones((4096, 4096), np.int64), bias=np.zeros(4096, np.int64))
+    fp = footprint(IntegerModel([Input('x', out_type=FixedType(8, 1), shape=(4096,)), _cgs_layer(), dense]))
+    out = io.StringIO()
+    print_footprint(fp, Console(file=out, width=80, force_terminal=False))
+    text = out.getvalue()
+    assert '…' not in text and 'a_rather_long_layer_name' in text
+    for number in (fp['total']['dense_float64_bits'], fp['total']['kept_weights']):
+        assert str(number) in text
+    total = next(l for l in text.splitlines() if 'TOTAL' in l)
+    assert f"{fp['total']['density']:.3f}" in total and 'nan' not in total

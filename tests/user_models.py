@@ -32,3 +32,14 @@ def small_mlp(path: Path | None = None, n_in: int = 64, hidden: int = 16, n_out:
     if path is not None:
         model.save(path)
     return model
+
+
+def chain(*layers, n_in: int = 8):
+    """A functional model: an input of ``n_in`` features through ``layers`` in order."""
+    import tensorflow as tf
+
+    inp = tf.keras.Input((n_in,), name='x')
+    x = inp
+    for layer in layers:
+        x = layer(x)
+    return tf.keras.Model(inp, x)

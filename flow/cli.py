@@ -77,7 +77,8 @@ def main(model, data, config_path, build_dir, board, from_step, to_step, seed, e
         console.print(f'[yellow bold]stopped:[/] {e}', highlight=False, soft_wrap=True)
         packages = sorted((Path(build_dir) / 'package').glob('*.tar.gz'))
         if packages:
-            console.print(f'deployment package without bitstream (golden vectors, driver, notebook): {packages[0].resolve()}')
+            console.print(f'deployment package without bitstream (golden vectors, driver, notebook): {packages[0].resolve()}',
+                          soft_wrap=True)
         sys.exit(EXIT_TOOL_MISSING)
     except BadInput as e:
         _bad_input(e)

@@ -280,7 +280,8 @@ def _run_locked(config: FlowConfig, build: BuildDir, names: list[str], fps: dict
     missing: ToolMissing | None = None
     for i in range(start, last + 1):
         s = STEPS[i]
-        console.rule(f'[bold]{s.name}[/]: {s.doc}')
+        console.rule(f'[bold]{s.name}[/]')
+        console.print(f'[dim]{s.doc}[/]', soft_wrap=True)
         # A step that fails leaves the results of its last good run in place, so their records
         # stay valid, unless it writes in place (then they are forgotten before it starts).
         if s.in_place:

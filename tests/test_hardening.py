@@ -36,10 +36,11 @@ def _steps(root):
 
 
 def _one_clear_line(res):
-    lines = [l for l in res.stderr.splitlines() if l.strip() and not l.startswith('─')]  # step headers aside
+    lines = [l for l in res.stderr.splitlines() if l.strip()]
+    errors = [l for l in lines if l.startswith('bad input:')]
     assert 'Traceback' not in res.stderr, res.stderr
-    assert len(lines) == 1 and lines[0].startswith('bad input:'), res.stderr
-    return lines[0]
+    assert len(errors) == 1 and lines[-1] == errors[0], res.stderr  # the error is one line, the last
+    return errors[0]
 
 
 # --- 1. a user model is tracked by its content -------------------------------------------------

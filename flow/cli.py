@@ -82,6 +82,10 @@ def main(model, data, config_path, build_dir, board, from_step, to_step, seed, e
         sys.exit(EXIT_TOOL_MISSING)
     except BadInput as e:
         _bad_input(e)
+    except KeyboardInterrupt:
+        console.print(f'[yellow bold]interrupted[/]: completed steps are kept in {Path(build_dir).resolve()}; '
+                      'rerun the same command to continue', soft_wrap=True)
+        sys.exit(130)
     except Exception as e:  # a step failed: one clear report, completed steps are kept
         console.print(f'[red bold]failed:[/] {type(e).__name__}: {e}', highlight=False, soft_wrap=True)
         console.print(f'build folder: {Path(build_dir).resolve()} (completed steps are kept; see manifest.json)')

@@ -97,7 +97,13 @@ class FlowConfig(BaseModel):
         if path is not None:
             path = Path(path)
             text = path.read_text()
-            data = json.loads(text) if path.suffix == '.json' else yaml.safe_load(text) or {}
+            try:
+                data = json.loads(text) if path.suffix == '.json' else yaml.safe_load(text) or {}
+            except (json.JSONDecodeError, yaml.YAMLError) as e:
+                where = getattr(e, 'problem_mark', None)
+                at = f' at line {where.line + 1}, column {where.column + 1}' if where else ''
+                raise BadInput(f'{path}: not valid {"JSON" if path.suffix == ".json" else "YAML"}{at} '
+                               f'({getattr(e, "problem", None) or e}); fix the file') from e
             if not isinstance(data, dict):
                 raise ValueError(f'{path}: expected a mapping of settings')
         data.update({k: v for k, v in overrides.items() if v is not None})

@@ -90,3 +90,10 @@ def test_corrupt_manifest_is_reported(tmp_path):
     (tmp_path / 'manifest.json').write_text('{not json')
     res = _cli('--build-dir', str(tmp_path))
     assert res.returncode == 2 and 'manifest.json is not valid JSON' in ' '.join(res.stderr.split())
+
+
+def test_config_file_that_does_not_parse_names_the_line(tmp_path):
+    (tmp_path / 'bad.yaml').write_text('n_golden: 8\nlayers: {fc1: [\n')
+    res = _cli('--config', str(tmp_path / 'bad.yaml'), '--build-dir', str(tmp_path / 'b'))
+    assert res.returncode == 2 and 'Traceback' not in res.stderr
+    assert 'bad.yaml: not valid YAML at line 3' in ' '.join(res.stderr.split())

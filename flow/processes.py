@@ -29,12 +29,15 @@ def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
     interrupted or fail while it runs."""
     if kwargs.pop('capture_output', False):
         kwargs.update(stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    data = kwargs.pop('input', None)
+    if data is not None:
+        kwargs['stdin'] = subprocess.PIPE
     with subprocess.Popen(cmd, start_new_session=True, pass_fds=tuple(sorted(_inherited_fds)), **kwargs) as proc:
         for fd in _inherited_fds:  # name the tool in the lock file, for a run refused while it lives
             os.lseek(fd, 0, os.SEEK_END)
             os.write(fd, f'; tool {os.path.basename(cmd[0])}: process group {proc.pid}'.encode())
         try:
-            out, err = proc.communicate()
+            out, err = proc.communicate(data)
         except BaseException:
             kill_group(proc)
             raise

@@ -21,13 +21,13 @@ import functools
 import importlib.util
 import math
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from flow import processes
 from flow.runtime.fixed import FixedType
 from flow.runtime.ref_activations import index_bits
 
@@ -58,8 +58,8 @@ def hls4ml_templates() -> Path:
 
 
 def _accepts(flag: str) -> bool:
-    res = subprocess.run(['g++', '-Werror', '-fsyntax-only', flag, '-xc++', '-', '-o', '/dev/null'], input='',
-                         capture_output=True, text=True)
+    res = processes.run(['g++', '-Werror', '-fsyntax-only', flag, '-xc++', '-', '-o', '/dev/null'], input='',
+                        capture_output=True, text=True)
     return res.returncode == 0
 
 
@@ -127,11 +127,14 @@ def cpp_tables(specs: list[TableSpec]) -> list[np.ndarray]:
         with tempfile.TemporaryDirectory(prefix='tables-') as tmp:
             src, exe = Path(tmp) / 'tables.cpp', Path(tmp) / 'tables'
             src.write_text(program(missing))
-            res = subprocess.run(['g++', *cxx_flags(), f'-I{tpl}', f'-I{tpl / "ap_types"}', str(src), '-o', str(exe)],
-                                 capture_output=True, text=True)
+            res = processes.run(['g++', *cxx_flags(), f'-I{tpl}', f'-I{tpl / "ap_types"}', str(src), '-o', str(exe)],
+                                capture_output=True, text=True)
             if res.returncode:
                 raise compiler_errors(res, 'the activation table generator')
-            out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()
+            res = processes.run([str(exe)], capture_output=True, text=True)
+            if res.returncode:
+                raise RuntimeError(f'the activation table generator failed (exit {res.returncode}): {res.stderr.strip()[-500:]}')
+            out = res.stdout.split()
         raw = np.array([int(v) for v in out], dtype=np.uint64)
         if len(raw) != sum(s.size for s in missing):
             raise RuntimeError(f'table generator printed {len(raw)} codes, expected {sum(s.size for s in missing)}')

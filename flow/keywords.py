@@ -96,6 +96,23 @@ def espeak() -> str:
     return exe
 
 
+def check_voices(exe: str, voices) -> None:
+    """espeak-ng falls back to a default voice, silently, for a name it does not know: check the
+    names against its own lists so a typo never becomes a duplicate voice."""
+    def column(args, col):
+        rows = subprocess.run([exe, *args], capture_output=True, text=True).stdout.splitlines()[1:]
+        return {row.split()[col] for row in rows if len(row.split()) > col}
+
+    rows = subprocess.run([exe, '--voices'], capture_output=True, text=True).stdout.splitlines()[1:]
+    languages = {t.lstrip('(') for row in rows for i, t in enumerate(row.split()) if i == 1 or t.startswith('(')}
+    variants = {f.split('/', 1)[1] for f in column(['--voices=variant'], 4) if '/' in f}
+    for voice in voices:
+        lang, _, variant = voice.partition('+')
+        if lang not in languages or (variant and variant not in variants):
+            raise BadInput(f'espeak-ng has no voice {voice!r} (language {lang!r}, variant {variant or "none"!r}); '
+                           'list them with `espeak-ng --voices` and `espeak-ng --voices=variant` and fix the keywords settings')
+
+
 def _clip(job) -> np.ndarray:
     """Features of one synthesized clip; the noise comes from the clip's own seed, so the result
     does not depend on which worker runs it or in what order."""
@@ -139,6 +156,7 @@ def synthesize(settings: Settings = Settings()):
     folder = cache_dir(settings)
     path = folder / 'keywords.npz'
     if not path.is_file():
+        check_voices(exe, settings.voices)
         jobs, meta = [], []
         for v in settings.voices:
             for w, word in enumerate(settings.words):

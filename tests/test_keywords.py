@@ -74,3 +74,12 @@ def test_speech_commands_errors(tmp_path):
     (root / 'no' / 'aa_nohash_0.wav').write_bytes(b'not a wav')
     with pytest.raises(BadInput, match='cannot read'):
         datasets.load(f'speech_commands:{root}')
+
+
+@needs_espeak
+def test_unknown_voice_and_registry(cache):
+    assert 'keywords' in datasets.DATASETS
+    bad = keywords.Settings(voices=('no-such-voice',), words=('yes',), speeds=(160,), pitches=(50,))
+    with pytest.raises(BadInput, match="no-such-voice"):
+        keywords.synthesize(bad)
+    assert not list(cache.glob('*/keywords.npz'))  # nothing half-written is cached

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from flow import keywords
 from flow.errors import BadInput
 from flow.runtime.fixed import FixedType
 
@@ -61,7 +62,9 @@ def fashion_mnist(seed: int = 0) -> Split:
                  'Fashion-MNIST (Debian dataset-fashion-mnist, 28x28 pixels k/256)')
 
 
-DATASETS = {'digits': digits, 'fashion_mnist': fashion_mnist}
+DATASETS = {'digits': digits, 'fashion_mnist': fashion_mnist, 'keywords': keywords.keywords}
+# Datasets read from a folder: ``name:/path`` (the folder is the user's; nothing is downloaded).
+FOLDER_DATASETS = {'speech_commands': keywords.speech_commands}
 
 
 def is_builtin(spec: str) -> bool:
@@ -72,6 +75,9 @@ def load(spec: str, seed: int = 0) -> Split:
     """A built-in dataset by name, or a user's ``.npz`` file."""
     if spec in DATASETS:
         return DATASETS[spec](seed)
+    name, sep, folder = spec.partition(':')
+    if sep and name in FOLDER_DATASETS:
+        return FOLDER_DATASETS[name](folder, seed)
     path = Path(spec)
     if not path.is_file():
         raise BadInput(f'data {spec!r} is neither a built-in dataset ({", ".join(sorted(DATASETS))}) nor a file')

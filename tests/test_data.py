@@ -188,4 +188,4 @@ def test_builtin_model_with_data_of_another_shape_is_refused_before_training(tmp
 def test_unknown_dataset_names_the_built_ins(tmp_path):
     res = _cli('--data', 'mnist', '--build-dir', str(tmp_path))
     assert res.returncode == 2
-    assert "data 'mnist' is not a file nor a built-in dataset (digits, fashion_mnist)" in ' '.join(res.stderr.split())
+    assert "data 'mnist' is not a file nor a built-in dataset (digits, fashion_mnist, keywords)" in ' '.join(res.stderr.split())

@@ -117,7 +117,7 @@ def train(ctx: Context) -> dict:
         data = load(cfg.dataset, cfg.seed)
         source = f'user model {path.resolve()} (sha256 {sha256(path)[:16]})'
     model.save(ctx.stage / 'train' / 'model.h5')
-    logits = model.predict(data.x_test, verbose=0)
+    logits = model.predict(data.x_test.reshape(len(data.x_test), *model.input_shape[1:]), verbose=0)  # e.g. (8, 8) + Flatten
     acc = float(np.mean(np.argmax(logits, axis=1) == data.y_test))
     summary = {'source': source, 'test_accuracy_qkeras': acc, 'n_test': int(len(data.y_test))}
     write_json(ctx.stage / 'train' / 'train.json', summary)

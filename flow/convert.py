@@ -14,7 +14,20 @@ from flow.config import FlowConfig
 from flow.runtime.fixed import FixedType
 from flow.runtime.reference import IntegerModel
 
-DENSE_KINDS = ('dense', 'block_sparse_dense')
+DENSE_KINDS = ('dense', 'dense_po2', 'block_sparse_dense')  # ReuseFactor and accumulator
+HLS4ML_DENSE = ('dense', 'dense_po2')  # hls4ml's own Dense: Strategy
+# hls4ml weight variable -> (reference codes field, reference type field), per layer kind: the
+# types are set in the config and checked after conversion, and the values hls4ml will write are
+# compared with the reference's codes.
+WEIGHTS = {
+    'dense': {'weight': ('weight', 'weight_type'), 'bias': ('bias', 'bias_type')},
+    'dense_po2': {'weight': ('weight', 'weight_type'), 'bias': ('bias', 'bias_type')},
+    'block_sparse_dense': {'weight': ('values', 'weight_type'), 'bias': ('bias', 'bias_type')},
+    'batchnorm': {'scale': ('scale', 'weight_type'), 'bias': ('bias', 'bias_type')},
+}
+# Weights hls4ml stores as a sign and an exponent (ExponentPrecisionType, taken from the QKeras
+# quantizer, not from the config): the reference field giving the exponent's width.
+EXPONENT_WEIGHTS = {'dense_po2': {'weight': 'exponent_bits'}}
 # Every table parameter of an activation, set explicitly from the reference and checked after
 # conversion: hls4ml layer attribute -> reference field (or a fixed value).
 TABLE_ATTRS = {
@@ -28,27 +41,28 @@ TABLE_ATTRS = {
 # 'softmax_config<i>' (1.3.0; the C simulation does not compile): the lower-case name fixes both.
 FIXED_ATTRS = {'softmax': {'activation': 'softmax', 'exp_scale': 1.0, 'skip': False}}
 HARD_KINDS = ('hard_sigmoid', 'hard_tanh')  # slope/shift come from hls4ml's parser; checked only
-ACTIVATION_KINDS = ('relu', 'sigmoid', 'tanh', 'softmax', *HARD_KINDS)
+ACTIVATION_KINDS = ('relu', 'linear', 'sigmoid', 'tanh', 'softmax', *HARD_KINDS)
 
 
 class ConversionMismatch(RuntimeError):
     pass
 
 
-def hls_config(im: IntegerModel, cfg: FlowConfig) -> dict:
-    layers = {}
+def hls_config(im: IntegerModel, cfg: FlowConfig, removed: dict[str, FixedType] | None = None) -> dict:
+    """Every type explicit. ``removed``: nodes hls4ml builds and removes again (export.removed_nodes),
+    given the type flowing there so that its EliminateLinearActivation sees no cast."""
+    layers = {name: {'Precision': {'result': t.hls()}} for name, t in (removed or {}).items()}
     for layer in im.layers:
         lc = {'Trace': True, 'Precision': {'result': layer.out_type.hls()}}
+        exponents = EXPONENT_WEIGHTS.get(layer.kind, {})
+        for weight, (_, type_field) in WEIGHTS.get(layer.kind, {}).items():
+            if weight not in exponents:
+                lc['Precision'][weight] = getattr(layer, type_field).hls()
         if layer.kind in DENSE_KINDS:
-            lc['Precision'].update(
-                weight=layer.weight_type.hls(), bias=layer.bias_type.hls(), accum=layer.accum_type.hls()
-            )
+            lc['Precision']['accum'] = layer.accum_type.hls()
             lc['ReuseFactor'] = cfg.reuse_for(layer.name)
-            if layer.kind == 'dense':
+            if layer.kind in HLS4ML_DENSE:
                 lc['Strategy'] = cfg.strategy_for(layer.name).capitalize()
-            # hls4ml inserts '<name>_linear' after a QDense; same type in and out lets its
-            # EliminateLinearActivation pass remove it.
-            layers[f'{layer.name}_linear'] = {'Precision': {'result': layer.out_type.hls()}}
         for attr, value in _table_attrs(layer).items():
             if attr == 'accum_t':  # read when the layer is created: a plain attribute would override it
                 lc['Precision']['accum'] = value.hls()
@@ -100,6 +114,39 @@ def _fixed_of(precision) -> FixedType:
     return FixedType.parse(text)
 
 
+def _weight_checks(name, node, layer) -> list:
+    """Each weight's values as hls4ml will write them must be the reference's codes; returns the
+    (what, hls4ml precision, reference type) of its fixed-point weights to compare."""
+    import numpy as np
+    from hls4ml.model.types import ExponentPrecisionType
+
+    checks = []
+    exponents = EXPONENT_WEIGHTS.get(layer.kind, {})
+    for weight, (codes_field, type_field) in WEIGHTS.get(layer.kind, {}).items():
+        var, grid = node.get_weights(weight), getattr(layer, type_field)
+        if weight in exponents:
+            p, bits = var.type.precision, getattr(layer, exponents[weight])
+            if not isinstance(p, ExponentPrecisionType) or p.width != bits:
+                raise ConversionMismatch(f"layer '{name}': hls4ml stores {weight} as {p} ({type(p).__name__}), the reference "
+                                         f'needs {bits}-bit exponents')
+        else:
+            checks.append((weight, var.type.precision, grid))
+        data = np.asarray(var.data, dtype=np.float64)
+        if weight == 'weight' and node.get_attr('_weights_transposed', False):  # Resource strategy: (n_out, n_in)
+            data = data.T
+        got = np.ravel(data) * 2.0**grid.frac
+        want = np.ravel(getattr(layer, codes_field))
+        bad = np.flatnonzero(got != want) if got.shape == want.shape else [0]
+        if len(bad):
+            i = int(bad[0])
+            raise ConversionMismatch(
+                f"layer '{name}': hls4ml's {weight} values are not the reference's ({got.size} vs {want.size} values; first "
+                f'difference at {i}: {got[i] * 2.0**-grid.frac if i < got.size else None} vs '
+                f'{grid.to_float(want[i]) if i < want.size else None})'
+            )
+    return checks
+
+
 def check_against_reference(hls_model, im: IntegerModel, cfg: FlowConfig) -> None:
     """Every node of the converted graph is a reference layer with the same types."""
     ref = {layer.name: layer for layer in im.layers}
@@ -117,12 +164,9 @@ def check_against_reference(hls_model, im: IntegerModel, cfg: FlowConfig) -> Non
                 f'valid values for hls4ml Dense {node.get_attr("n_in")}x{node.get_attr("n_out")}: {valid}'
             )
         checks = [('result', node.get_output_variable().type.precision, layer.out_type)]
+        checks += _weight_checks(name, node, layer)
         if layer.kind in DENSE_KINDS:
-            checks += [
-                ('weight', node.get_weights('weight').type.precision, layer.weight_type),
-                ('bias', node.get_weights('bias').type.precision, layer.bias_type),
-                ('accum', node.get_attr('accum_t').precision, layer.accum_type),
-            ]
+            checks.append(('accum', node.get_attr('accum_t').precision, layer.accum_type))
         if layer.kind in ACTIVATION_KINDS:
             checks += _activation_checks(name, node, layer)
         for what, got, want in checks:
@@ -133,13 +177,13 @@ def check_against_reference(hls_model, im: IntegerModel, cfg: FlowConfig) -> Non
 def convert_model(keras_model, im: IntegerModel, cfg: FlowConfig, board, output_dir: Path):
     import hls4ml
 
-    from flow.export import deployed_model
+    from flow.export import deployed_model, removed_nodes
     from flow.hls import register
 
     register()
     hls_model = hls4ml.converters.convert_from_keras_model(
         deployed_model(keras_model, cfg.output),
-        hls_config=hls_config(im, cfg),
+        hls_config=hls_config(im, cfg, removed_nodes(keras_model, im, cfg.output)),
         output_dir=str(output_dir),
         project_name=cfg.project_name,
         backend='Vitis',

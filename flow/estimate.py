@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 
-from flow.footprint import layer_footprint
+from flow.footprint import layer_footprint, stored_weight_bits
 from flow.runtime.reference import IntegerModel
 
 RAMB18_SHAPES = [(16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)]  # (depth, width)
@@ -41,7 +41,7 @@ def layer_estimate(layer, rf: int, strategy: str = 'resource') -> dict | None:
     if fp is None:
         return None
     n_in, n_out = fp['shape']
-    wbits = layer.weight_type.width
+    wbits = stored_weight_bits(layer)
     dense = engine(n_in * n_out, rf, wbits)
     if layer.kind == 'block_sparse_dense':
         kept = fp['kept_weights']

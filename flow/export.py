@@ -6,18 +6,26 @@ deployability check: a layer without an exporter is refused here, at load time, 
 
 from __future__ import annotations
 
-import keyword
+import functools
 import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from flow.errors import BadInput
-from flow.quantizers import UnsupportedQuantizer, relu_type, sigmoid_type, tanh_type, weight_type
-from flow.runtime.fixed import FixedType
+from flow.quantizers import (
+    _config,
+    po2_exponent_bits,
+    quantized_bits_activation_type,
+    relu_type,
+    sigmoid_type,
+    tanh_type,
+    weight_type,
+)
+from flow.runtime.fixed import MAX_WIDTH, FixedType
 from flow.runtime.ref_activations import HardSigmoid, HardTanh, Sigmoid, Softmax, Tanh, index_bits
 from flow.runtime.ref_block_sparse import BlockSparseDense, pack_blocks
-from flow.runtime.ref_layers import Dense, Input, ReLU, sum_bound
+from flow.runtime.ref_layers import BatchNorm, Dense, DensePo2, Flatten, Input, Linear, ReLU, sum_bound
 from flow.runtime.reference import IntegerModel
 
 
@@ -64,17 +72,65 @@ def exact_accum_type(w_codes, w_t: FixedType, b_codes, b_t: FixedType, in_t: Fix
     return FixedType(width, width - frac, signed=True)
 
 
-def _dense_types(layer, in_t: FixedType, ov: Overrides, element_mask=None):
-    """Types and codes of a dense-like layer; the mask multiplies the *quantized* kernel."""
-    w_t = weight_type(layer.kernel_quantizer_internal, f"layer '{layer.name}' kernel")
+def _fixed_kernel(layer, where: str):
+    """A quantized_bits kernel: its type and quantized values (float)."""
+    w_t = weight_type(layer.kernel_quantizer_internal, where)
+    return w_t, np.asarray(layer.kernel_quantizer_internal(layer.kernel.numpy())), {}
+
+
+def _po2_kernel(layer, where: str):
+    """A quantized_po2 kernel. hls4ml 1.3.0 stores each weight as a sign and an ap_int<bits> exponent
+    (ExponentWeightVariable, header entries {sign, log2|w|}) and multiplies by shifting
+    (nnet::product::weight_exponential). The reference keeps the values on a fixed-point grid wide
+    enough for every exponent present; DensePo2.check refuses inputs the shift product would cut."""
+    q = layer.kernel_quantizer_internal
+    bits = po2_exponent_bits(q, where)
+    values = np.asarray(q(layer.kernel.numpy()), dtype=np.float64)
+    mant, exp = np.frexp(np.abs(values))
+    if np.any(mant != 0.5):  # also catches 0: hls4ml would store log2(0) and multiply by 2^0
+        i = tuple(int(k) for k in np.argwhere(mant != 0.5)[0])
+        raise UnsupportedModel(f'{where}: quantized_po2 weight {values[i]!r} at index {i} is not a power of two, which '
+                               "hls4ml's exponent storage cannot hold")
+    e = exp - 1
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    if e.min() < lo or e.max() > hi:  # a guard: QKeras 0.9.0 keeps them in range for every max_value (measured)
+        bad = int(e.min()) if e.min() < lo else int(e.max())
+        raise UnsupportedModel(
+            f"{where}: quantized_po2({bits}) produced a weight 2^{bad}, whose exponent does not fit hls4ml's ap_int<{bits}> "
+            f'exponent field ([{lo}, {hi}]; it would wrap): lower max_value to at most 2^{hi} or use more bits'
+        )
+    frac, integer = max(0, -int(e.min())), max(int(e.max()) + 2, 1)
+    if frac + integer > MAX_WIDTH:
+        raise UnsupportedModel(f'{where}: the po2 weights span 2^{int(e.min())} to 2^{int(e.max())}, more than the '
+                               f'{MAX_WIDTH}-bit codes the reference computes with; use a quantized_po2 with fewer bits')
+    return FixedType(frac + integer, integer), values, {'exponent_bits': bits}
+
+
+# kernel quantizer -> (kernel function, reference class); quantized_bits (and anything else, which
+# weight_type refuses with the reason) -> hls4ml's plain Dense
+QDENSE_KERNELS = {'quantized_po2': (_po2_kernel, DensePo2)}
+
+
+def _quantizer_name(q) -> str:
+    return _config(q)[0]
+
+
+def _dense_types(layer, in_t: FixedType, ov: Overrides, kernel=_fixed_kernel, element_mask=None):
+    """Types and codes of a dense-like layer; the mask multiplies the *quantized* kernel. Its
+    activation, if any, is a node of its own (``fused_activation``)."""
+    w_t, kernel_values, extra = kernel(layer, f"layer '{layer.name}' kernel")
     if not layer.use_bias:
         raise UnsupportedModel(f"layer '{layer.name}': use_bias=False is not supported; hls4ml adds a zero bias, keep use_bias=True")
+    if _quantizer_name(layer.bias_quantizer_internal) == 'quantized_po2':
+        raise UnsupportedModel(
+            f"layer '{layer.name}' bias: hls4ml 1.3.0 stores a quantized_po2 bias as exponents, which its dense templates "
+            'cannot add (the C++ does not compile); use quantized_bits for the bias, e.g. quantized_bits(8, 3, alpha=1)'
+        )
     b_t = weight_type(layer.bias_quantizer_internal, f"layer '{layer.name}' bias")
-    kernel = np.asarray(layer.kernel_quantizer_internal(layer.kernel.numpy()))
     if element_mask is not None:
-        kernel = kernel * element_mask
+        kernel_values = kernel_values * element_mask
     bias = np.asarray(layer.bias_quantizer_internal(layer.bias.numpy()))
-    w_codes = w_t.from_float_exact(kernel, f"layer '{layer.name}' quantized kernel")
+    w_codes = w_t.from_float_exact(kernel_values, f"layer '{layer.name}' quantized kernel")
     b_codes = b_t.from_float_exact(bias, f"layer '{layer.name}' quantized bias")
     try:
         acc_t = FixedType.parse(ov.accum) if ov.accum else exact_accum_type(w_codes, w_t, b_codes, b_t, in_t)
@@ -83,29 +139,130 @@ def _dense_types(layer, in_t: FixedType, ov: Overrides, element_mask=None):
             f"layer '{layer.name}': its exact accumulator is too wide ({e}); narrow the input or weight precision"
         ) from e
     res_t = FixedType.parse(ov.result) if ov.result else acc_t
-    act = layer.get_config().get('activation')
-    if act not in (None, 'linear'):
-        raise UnsupportedModel(
-            f"layer '{layer.name}': fused activation {act!r}; put the activation in its own QActivation layer"
-        )
-    return dict(weight_type=w_t, bias_type=b_t, accum_type=acc_t, bias=b_codes, out_type=res_t), w_codes
+    return dict(weight_type=w_t, bias_type=b_t, accum_type=acc_t, bias=b_codes, out_type=res_t, **extra), w_codes
 
 
 def export_qdense(layer, in_t, ov):
-    kw, w_codes = _dense_types(layer, in_t, ov)
-    return Dense(name=layer.name, weight=w_codes, **kw)
+    kernel, cls = QDENSE_KERNELS.get(_quantizer_name(layer.kernel_quantizer_internal), (_fixed_kernel, Dense))
+    kw, w_codes = _dense_types(layer, in_t, ov, kernel)
+    return cls(name=layer.name, weight=w_codes, **kw)
 
 
 def export_block_sparse_qdense(layer, in_t, ov):
     from keras_models.masks import expand
 
+    name = _quantizer_name(layer.kernel_quantizer_internal)
+    if name in QDENSE_KERNELS:
+        raise UnsupportedModel(f"layer '{layer.name}' kernel: {name} is not supported by the block-sparse template "
+                               '(it multiplies fixed-point weights); use quantized_bits(bits, integer, alpha=1), or a QDense')
     block_mask = layer.get_block_mask()
-    kw, w_codes = _dense_types(layer, in_t, ov, expand(block_mask, layer.block_shape))
+    kw, w_codes = _dense_types(layer, in_t, ov, element_mask=expand(block_mask, layer.block_shape))
     values, index, k = pack_blocks(w_codes, block_mask, layer.block_shape)
     n_in, n_out = w_codes.shape
     return BlockSparseDense(
         name=layer.name, n_in=n_in, n_out=n_out, block=layer.block_shape, kept_per_row=k, values=values, index=index, **kw
     )
+
+
+# --- layers without arithmetic -----------------------------------------------------------------
+
+
+def export_dropout(layer, in_t, ov):
+    """Dropout: hls4ml skips it when parsing (an inference no-op), so the reference has no layer."""
+    _no_override(layer, ov, 'result', 'hls4ml removes Dropout')
+    _no_override(layer, ov, 'accum', 'hls4ml removes Dropout')
+    return []
+
+
+def export_flatten(layer, in_t, ov):
+    """Flatten: hls4ml keeps a Reshape node, in io_parallel an alias of its input (no cast)."""
+    _no_override(layer, ov, 'result', 'hls4ml aliases the input of a Flatten, it cannot cast')
+    _no_override(layer, ov, 'accum', 'a Flatten has no accumulator')
+    return Flatten(name=layer.name, out_type=in_t)
+
+
+# --- BatchNormalization ------------------------------------------------------------------------
+
+
+def exact_fixed_type(values, what: str, fix: str) -> tuple[FixedType, np.ndarray]:
+    """The narrowest signed fixed-point type holding every (binary floating-point) value exactly,
+    and the values' codes in it."""
+    ratios = [float(v).as_integer_ratio() for v in np.ravel(values)]
+    frac = max((d.bit_length() - 1 for _, d in ratios), default=0)
+    codes = [n << (frac - (d.bit_length() - 1)) for n, d in ratios]
+    width = max(max((abs(c).bit_length() for c in codes), default=0) + 1, 2)
+    if width > MAX_WIDTH:
+        raise UnsupportedModel(f'{what}: holding its values exactly takes {width} bits, more than the {MAX_WIDTH}-bit codes '
+                               f'the reference computes with; {fix}')
+    return FixedType(width, width - frac), np.array(codes, dtype=np.int64).reshape(np.shape(values))
+
+
+def _batchnorm_float(layer):
+    """(scale, bias) as hls4ml 1.3.0 computes them in numpy float32 (keras/core.py parser and
+    BatchNormalization.initialize), and as TensorFlow's BatchNormalization computes them at
+    inference (tf.nn.batch_normalization): scale = rsqrt(var + eps) * gamma."""
+    import tensorflow as tf
+
+    c = layer.get_config()
+    gamma = layer.gamma.numpy() if c['scale'] else 1
+    beta = layer.beta.numpy() if c['center'] else 0
+    mean, var, eps = layer.moving_mean.numpy(), layer.moving_variance.numpy(), c['epsilon']
+    scale = gamma / np.sqrt(var + eps)  # hls4ml, float32
+    bias = beta - scale * mean
+    inv = tf.math.rsqrt(layer.moving_variance + eps)  # TensorFlow, float32
+    if c['scale']:
+        inv = inv * layer.gamma
+    offset = (layer.beta - layer.moving_mean * inv) if c['center'] else -layer.moving_mean * inv
+    return (np.asarray(scale, np.float32), np.asarray(bias, np.float32)), (inv.numpy(), offset.numpy())
+
+
+def export_batchnorm(layer, in_t, ov):
+    """BatchNormalization after a dense layer (or anywhere in the flat chain).
+
+    hls4ml keeps it as its own node: its FuseBatchNormalization pass only folds into a dense layer
+    whose result type is 'auto' and whose kernel is unquantized, and this flow sets every type.
+    Folding it into the quantized kernel ourselves would put the weights off the quantizer's grid
+    in general and change the graph hls4ml builds. So the reference mirrors the node exactly:
+    nnet::normalize computes x * scale + bias at full precision; scale and bias are hls4ml's own
+    float32 values, each given the narrowest fixed type that holds them exactly, so hls4ml writes
+    them without rounding (convert.check_against_reference compares the values it will write)."""
+    _no_override(layer, ov, 'accum', "hls4ml's BatchNormalization computes x * scale + bias at full precision")
+    c = layer.get_config()
+    axis = c.get('axis', -1)
+    axis = list(axis) if isinstance(axis, (list, tuple)) else [axis]
+    rank = len(layer.input_shape)
+    if rank != 2 or [a % rank for a in axis] != [1]:
+        raise UnsupportedModel(f"layer '{layer.name}': BatchNormalization over axis {axis} of a {rank - 1}-d tensor; "
+                               'only the features of a flat tensor (after a dense layer or Flatten) are supported')
+    (scale, bias), (tf_scale, tf_bias) = _batchnorm_float(layer)
+    if np.all(scale == 1) and np.all(bias == 0):
+        return []  # hls4ml's RemoveNopBatchNormalization drops it
+    where = f"layer '{layer.name}'"
+    fix = ('its values span too many powers of two: fold the BatchNormalization into the QDense before it and '
+           'retrain (quantizing the folded kernel), or drop the features whose scale is (almost) 0')
+    s_t, s_codes = exact_fixed_type(scale, f'{where} scale (gamma / sqrt(variance + epsilon))', fix)
+    b_t, b_codes = exact_fixed_type(bias, f'{where} bias (beta - scale * mean)', fix)
+    frac = max(in_t.frac + s_t.frac, b_t.frac)
+    x_mag = max(abs(in_t.min_code), abs(in_t.max_code))
+    bound = max((abs(int(s)) * x_mag << (frac - in_t.frac - s_t.frac)) + (abs(int(b)) << (frac - b_t.frac))
+                for s, b in zip(s_codes, b_codes))
+    width = bound.bit_length() + 1
+    if width > MAX_WIDTH:
+        raise UnsupportedModel(
+            f'{where}: x * scale + bias with input {in_t.hls()}, scale {s_t.hls()} and bias {b_t.hls()} (the types that hold '
+            f"hls4ml's values exactly) needs {width} bits, more than the {MAX_WIDTH}-bit codes the reference computes "
+            'with; give the previous layer a narrower result type'
+        )
+    acc_t = FixedType(width, width - frac)
+    note = ''
+    differ = np.flatnonzero((tf_scale != scale) | (tf_bias != bias))
+    if len(differ):
+        i = int(differ[0])
+        note = (f'TensorFlow computes its scale and bias as rsqrt(var + eps) * gamma = {float(tf_scale[i])!r} and '
+                f'{float(tf_bias[i])!r}, hls4ml as gamma / sqrt(var + eps) = {float(scale[i])!r} and {float(bias[i])!r} '
+                f'(feature {i})')
+    return BatchNorm(name=layer.name, out_type=_result(ov) or acc_t, weight_type=s_t, bias_type=b_t, accum_type=acc_t,
+                     scale=s_codes, bias=b_codes, float_note=note)
 
 
 # --- activations ------------------------------------------------------------------------------
@@ -201,53 +358,19 @@ def _result(ov) -> FixedType | None:
     return FixedType.parse(ov.result) if ov.result else None
 
 
-def _units(layer) -> int:
-    return int(layer.input_shape[-1])
+@dataclass
+class ActivationSpec:
+    """One activation node as hls4ml builds it: from a Keras activation layer, or from the
+    ``activation=`` of a QDense/BlockSparseQDense, which hls4ml splits into its own node named
+    ``<layer>_<activation>`` (``<layer>_<quantizer class>`` for a QKeras quantizer)."""
 
-
-TABLE_LAYERS = (Sigmoid, Tanh, Softmax)
-
-KERAS_ACTIVATIONS = {
-    'sigmoid': lambda l, t, ov: table_activation(Sigmoid, l.name, t, _result(ov), ov),
-    'tanh': lambda l, t, ov: table_activation(Tanh, l.name, t, _result(ov), ov),
-    'softmax': lambda l, t, ov: softmax_layer(l.name, t, _units(l), _result(ov), ov),
-    'hard_sigmoid': lambda l, t, ov: hard_activation(HardSigmoid, l.name, t, _result(ov), KERAS_HARD),
-}
-
-
-def _quantized_sigmoid(layer, t, ov):
-    out_t = sigmoid_type(layer.quantizer, f"layer '{layer.name}'")
-    if layer.quantizer.get_config().get('use_real_sigmoid'):
-        return table_activation(Sigmoid, layer.name, t, out_t, ov)
-    return hard_activation(HardSigmoid, layer.name, t, out_t, QKERAS_HARD)
-
-
-def _quantized_tanh(layer, t, ov):
-    out_t = tanh_type(layer.quantizer, f"layer '{layer.name}'")
-    if layer.quantizer.get_config().get('use_real_tanh'):
-        return table_activation(Tanh, layer.name, t, out_t, ov)
-    return hard_activation(HardTanh, layer.name, t, out_t, QKERAS_HARD)
-
-
-def _quantized_relu(layer, t, ov):
-    return ReLU(name=layer.name, out_type=relu_type(layer.quantizer, f"layer '{layer.name}'"))
-
-
-QKERAS_ACTIVATIONS = {
-    'quantized_relu': _quantized_relu,
-    'quantized_sigmoid': _quantized_sigmoid,
-    'quantized_tanh': _quantized_tanh,
-}
-# QActivation('name') with a plain function: hls4ml 1.3.0 refuses all of them
-# ("Unsupported QKeras activation: unknown"); the fix for each.
-QACTIVATION_FIX = {
-    'softmax': "tf.keras.layers.Activation('softmax')",
-    'sigmoid': "tf.keras.layers.Activation('sigmoid') or QActivation(quantized_sigmoid(bits, use_real_sigmoid=True))",
-    'tanh': "tf.keras.layers.Activation('tanh') or QActivation(quantized_tanh(bits, use_real_tanh=True))",
-    'hard_sigmoid': 'QActivation(quantized_sigmoid(bits)) (the same 0.5 * x + 0.5, quantized)',
-    'hard_tanh': 'QActivation(quantized_tanh(bits)) (the same 2 * hard_sigmoid(x) - 1, quantized)',
-    'relu': 'QActivation(quantized_relu(bits, integer))',
-}
+    name: str  # the hls4ml node name
+    cls: str  # 'QActivation' (a QKeras quantizer), 'Activation' or 'Softmax' (Keras)
+    function: str  # activation name: 'relu', 'quantized_relu', ...
+    quantizer: object = None  # the QKeras quantizer object or function (QActivation)
+    units: int = 0  # features of the input
+    axis: int = -1  # softmax axis
+    where: str = ''  # how refusals name it
 
 
 def activation_name(layer) -> str:
@@ -262,42 +385,166 @@ def activation_name(layer) -> str:
     return act if isinstance(act, str) else getattr(act, '__name__', str(act))
 
 
-def _activation_exporter(layer):
-    """The exporter for an activation layer, or UnsupportedModel naming the fix."""
-    name, cls = activation_name(layer), type(layer).__name__
-    if cls == 'QActivation':
-        if name in QKERAS_ACTIVATIONS:
-            return QKERAS_ACTIVATIONS[name]
-        fix = QACTIVATION_FIX.get(name)
-        if fix and not hasattr(layer.quantizer, 'get_config'):  # a plain function, not a quantizer
-            raise UnsupportedModel(f"layer '{layer.name}': hls4ml 1.3.0 refuses QActivation('{name}') "
+def activation_spec(layer) -> ActivationSpec:
+    cls = type(layer).__name__
+    return ActivationSpec(name=layer.name, cls=cls, function=activation_name(layer),
+                          quantizer=getattr(layer, 'quantizer', None), units=int(layer.input_shape[-1]),
+                          axis=layer.get_config().get('axis', -1) if cls == 'Softmax' else -1, where=f"layer '{layer.name}'")
+
+
+def fused_activation(layer) -> ActivationSpec | None:
+    """The activation node hls4ml splits off a layer with ``activation=`` (keras_v2_to_hls: every
+    layer with an 'activation' setting that is not itself an activation), or None. 'linear' (a
+    QDense without activation) makes '<layer>_linear', which hls4ml removes again when its type is
+    the layer's (the reference has no layer for it; ``removed_nodes`` gives it that type)."""
+    if EXPORTERS.get(type(layer).__name__) is export_activation:
+        return None
+    # the attribute, not get_config(): QKeras' get_config warns about its quantizers on stderr
+    act = getattr(layer, 'activation', None)
+    if act is None:
+        return None
+    units = int(layer.output_shape[-1])
+    if hasattr(act, 'get_config'):  # a QKeras quantizer object: serialized as {'class_name': ..., 'config': ...}
+        fn = type(act).__name__
+        return ActivationSpec(name=f'{layer.name}_{fn}', cls='QActivation', function=fn, quantizer=act,
+                              units=units, where=f"layer '{layer.name}' (activation={fn})")
+    fn = getattr(act, '__name__', None)  # a Keras activation function: serialized by name
+    if fn is None:
+        raise UnsupportedModel(f"layer '{layer.name}': activation {act!r} cannot be converted; use a Keras activation name "
+                               'or a QKeras quantizer object')
+    return ActivationSpec(name=f'{layer.name}_{fn}', cls='Activation', function=fn, units=units,
+                          where=f"layer '{layer.name}' (activation='{fn}')")
+
+
+def _linear(name: str, in_t: FixedType, out_t: FixedType):
+    """hls4ml's linear activation: a cast, or nothing when the types are equal (its
+    EliminateLinearActivation pass removes the node)."""
+    return [] if out_t == in_t else Linear(name=name, out_type=out_t)
+
+
+TABLE_LAYERS = (Sigmoid, Tanh, Softmax)
+
+KERAS_ACTIVATIONS = {
+    'sigmoid': lambda a, t, ov: table_activation(Sigmoid, a.name, t, _result(ov), ov),
+    'tanh': lambda a, t, ov: table_activation(Tanh, a.name, t, _result(ov), ov),
+    'softmax': lambda a, t, ov: softmax_layer(a.name, t, a.units, _result(ov), ov),
+    'hard_sigmoid': lambda a, t, ov: hard_activation(HardSigmoid, a.name, t, _result(ov), KERAS_HARD),
+    # exact in the input type (a float ReLU has no type of its own); QKeras computes the same
+    'relu': lambda a, t, ov: ReLU(name=a.name, out_type=_result(ov) or t),
+    'linear': lambda a, t, ov: _linear(a.name, t, _result(ov) or t),
+}
+
+
+def _quantized_sigmoid(a, t, ov):
+    out_t = sigmoid_type(a.quantizer, a.where)
+    if a.quantizer.get_config().get('use_real_sigmoid'):
+        return table_activation(Sigmoid, a.name, t, out_t, ov)
+    return hard_activation(HardSigmoid, a.name, t, out_t, QKERAS_HARD)
+
+
+def _quantized_tanh(a, t, ov):
+    out_t = tanh_type(a.quantizer, a.where)
+    if a.quantizer.get_config().get('use_real_tanh'):
+        return table_activation(Tanh, a.name, t, out_t, ov)
+    return hard_activation(HardTanh, a.name, t, out_t, QKERAS_HARD)
+
+
+def _quantized_relu(a, t, ov):
+    return ReLU(name=a.name, out_type=relu_type(a.quantizer, a.where))
+
+
+def _quantized_bits(a, t, ov):
+    """QActivation(quantized_bits(...)), e.g. on the input: hls4ml's linear activation, a cast to
+    the quantizer's type (round half to even, saturate: what QKeras computes)."""
+    return _linear(a.name, t, quantized_bits_activation_type(a.quantizer, a.where))
+
+
+QKERAS_ACTIVATIONS = {
+    'quantized_relu': _quantized_relu,
+    'quantized_sigmoid': _quantized_sigmoid,
+    'quantized_tanh': _quantized_tanh,
+    'quantized_bits': _quantized_bits,
+}
+# QActivation('name') with a plain function: hls4ml 1.3.0 refuses all of them
+# ("Unsupported QKeras activation: unknown"); the fix for each.
+QACTIVATION_FIX = {
+    'softmax': "tf.keras.layers.Activation('softmax')",
+    'sigmoid': "tf.keras.layers.Activation('sigmoid') or QActivation(quantized_sigmoid(bits, use_real_sigmoid=True))",
+    'tanh': "tf.keras.layers.Activation('tanh') or QActivation(quantized_tanh(bits, use_real_tanh=True))",
+    'hard_sigmoid': 'QActivation(quantized_sigmoid(bits)) (the same 0.5 * x + 0.5, quantized)',
+    'hard_tanh': 'QActivation(quantized_tanh(bits)) (the same 2 * hard_sigmoid(x) - 1, quantized)',
+    'relu': "QActivation(quantized_relu(bits, integer)) or tf.keras.layers.Activation('relu')",
+}
+
+
+def _activation_exporter(a: ActivationSpec):
+    """The exporter for an activation, or UnsupportedModel naming the fix."""
+    if a.cls == 'QActivation':
+        if a.function in QKERAS_ACTIVATIONS:
+            return QKERAS_ACTIVATIONS[a.function]
+        fix = QACTIVATION_FIX.get(a.function)
+        if fix and not hasattr(a.quantizer, 'get_config'):  # a plain function, not a quantizer
+            raise UnsupportedModel(f"{a.where}: hls4ml 1.3.0 refuses QActivation('{a.function}') "
                                    f"(Unsupported QKeras activation); use {fix}")
-        raise UnsupportedModel(f"layer '{layer.name}': QActivation {name} is not supported; supported quantizers: "
-                               f'{sorted(QKERAS_ACTIVATIONS)}')
-    if cls == 'Softmax' and layer.get_config().get('axis', -1) not in (-1, 1):
-        raise UnsupportedModel(f"layer '{layer.name}': softmax over axis {layer.get_config()['axis']}; "
-                               'only the last axis is supported')
-    if name not in KERAS_ACTIVATIONS:
-        raise UnsupportedModel(f"layer '{layer.name}': activation {name!r} is not supported; supported: "
+        raise UnsupportedModel(f'{a.where}: the QKeras activation {a.function} cannot be reproduced by this flow; use one of '
+                               f'{sorted(QKERAS_ACTIVATIONS)}, or a Keras activation {sorted(KERAS_ACTIVATIONS)}')
+    if a.cls == 'Softmax' and a.axis not in (-1, 1):
+        raise UnsupportedModel(f'{a.where}: softmax over axis {a.axis}; only the last axis is supported, use axis=-1')
+    if a.function not in KERAS_ACTIVATIONS:
+        raise UnsupportedModel(f'{a.where}: activation {a.function!r} is not supported; supported: '
                                f'{sorted(KERAS_ACTIVATIONS)} (Keras), {sorted(QKERAS_ACTIVATIONS)} (QActivation)')
-    return KERAS_ACTIVATIONS[name]
+    return KERAS_ACTIVATIONS[a.function]
+
+
+def export_activation_spec(a: ActivationSpec, in_t, ov):
+    exporter = _activation_exporter(a)
+    _no_override(a, ov, 'accum', 'an activation has no accumulator')
+    if a.cls == 'QActivation':
+        _no_override(a, ov, 'result', 'its output type comes from its quantizer')
+    return exporter(a, in_t, ov)
 
 
 def export_activation(layer, in_t, ov):
-    exporter = _activation_exporter(layer)
-    _no_override(layer, ov, 'accum', 'an activation has no accumulator')
-    if type(layer).__name__ == 'QActivation':
-        _no_override(layer, ov, 'result', 'its output type comes from its quantizer')
-    return exporter(layer, in_t, ov)
+    return export_activation_spec(activation_spec(layer), in_t, ov)
 
 
 EXPORTERS = {
-    'QDense': export_qdense,
+    'QDense': export_qdense,  # kernel quantized_bits or quantized_po2 (QDENSE_KERNELS)
     'BlockSparseQDense': export_block_sparse_qdense,
     'QActivation': export_activation,  # by quantizer: QKERAS_ACTIVATIONS
     'Activation': export_activation,  # by name: KERAS_ACTIVATIONS
     'Softmax': export_activation,
+    'BatchNormalization': export_batchnorm,
+    'Flatten': export_flatten,
+    'Dropout': export_dropout,
 }
+
+# What to change, for Keras/QKeras layers users commonly have that this flow cannot deploy.
+_DENSE_ONLY = 'this flow deploys chains of dense layers (io_parallel); '
+UNSUPPORTED_FIX = {
+    'Dense': 'use qkeras.QDense with kernel_quantizer=quantized_bits(bits, integer, alpha=1) and a bias_quantizer '
+             '(float weights cannot be reproduced bit-exactly)',
+    'ReLU': "use QActivation(quantized_relu(bits, integer)) or Activation('relu')",
+    'LeakyReLU': 'use QActivation(quantized_relu(bits, integer)) (negative_slope=0)',
+    'QBatchNormalization': "use a Keras BatchNormalization (the reference mirrors hls4ml's float32 scale and bias)",
+    'QDenseBatchnorm': 'use a QDense followed by a Keras BatchNormalization',
+    'Reshape': 'use Flatten (only to flatten the input before the first dense layer)',
+    'InputLayer': 'the model must have a single input',
+    **{c: _DENSE_ONLY + 'replace it by Flatten and dense layers' for c in (
+        'Conv1D', 'Conv2D', 'QConv1D', 'QConv2D', 'DepthwiseConv2D', 'QDepthwiseConv2D', 'SeparableConv2D',
+        'MaxPooling1D', 'MaxPooling2D', 'AveragePooling1D', 'AveragePooling2D', 'GlobalAveragePooling1D',
+        'GlobalAveragePooling2D', 'GlobalMaxPooling2D')},
+    **{c: _DENSE_ONLY + 'recurrent layers need a template of their own' for c in (
+        'LSTM', 'GRU', 'SimpleRNN', 'QLSTM', 'QGRU', 'QSimpleRNN')},
+    **{c: _DENSE_ONLY + 'the model must be a single chain without merges' for c in (
+        'Add', 'Concatenate', 'Multiply', 'Subtract', 'Average', 'Maximum', 'Minimum')},
+}
+
+
+def _unsupported_layer(layer) -> str:
+    cls = type(layer).__name__
+    fix = UNSUPPORTED_FIX.get(cls, 'replace it by one of them or remove it')
+    return f"layer '{layer.name}' ({cls}): not supported; supported layers are {sorted(EXPORTERS)}; {fix}"
 
 
 def check_deployable(model) -> None:
@@ -313,14 +560,17 @@ def check_deployable(model) -> None:
     for layer in _compute_layers(model):
         cls = type(layer).__name__
         if cls not in EXPORTERS:
-            problems.append(f"layer '{layer.name}' ({cls}): not supported; supported layers are {sorted(EXPORTERS)}")
-        elif EXPORTERS[cls] is export_activation:
-            try:
-                _activation_exporter(layer)
-            except UnsupportedModel as e:
-                problems.append(str(e))
-    if len(model.inputs) != 1 or len(model.outputs) != 1 or len(model.inputs[0].shape) != 2:
-        problems.append('the model must have one flat input and one output (a chain of dense layers)')
+            problems.append(_unsupported_layer(layer))
+            continue
+        try:
+            specs = [activation_spec(layer)] if EXPORTERS[cls] is export_activation else []
+            specs += [s for s in [fused_activation(layer)] if s]
+            for spec in specs:
+                _activation_exporter(spec)
+        except UnsupportedModel as e:
+            problems.append(str(e))
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        problems.append('the model must have one input and one output (a chain of layers)')
     if problems:
         sep = '\n  ' if len(problems) > 1 else ' '
         raise UnsupportedModel('model cannot be deployed:' + sep + sep.join(problems))
@@ -336,6 +586,18 @@ def _compute_layers(model) -> list:
 
 def input_layer_name(model) -> str:
     return model.layers[0].name if _has_input_layer(model) else model.input.name.split(':')[0]
+
+
+def export_steps(model) -> list[tuple[str, object]]:
+    """(hls4ml node name, exporter(in_type, overrides)) for every node hls4ml builds, in order: one
+    per layer, plus the activation it splits off a layer with ``activation=``."""
+    steps = []
+    for layer in _compute_layers(model):
+        steps.append((layer.name, functools.partial(EXPORTERS[type(layer).__name__], layer)))
+        spec = fused_activation(layer)
+        if spec:
+            steps.append((spec.name, functools.partial(export_activation_spec, spec)))
+    return steps
 
 
 OUTPUTS = ('model', 'logits')
@@ -356,34 +618,89 @@ def deployed_model(model, output: str = 'model'):
     return tf.keras.Model(model.inputs, last.input, name=model.name)
 
 
+def removed_nodes(model, im: IntegerModel, output: str = 'model') -> dict[str, FixedType]:
+    """The nodes hls4ml builds that the reference has no layer for (Dropout, a cast to the same type,
+    '<layer>_linear', a BatchNormalization that does nothing), with the type flowing there: the
+    conversion gives each that result type, so hls4ml removes them (EliminateLinearActivation
+    needs equal types in and out; the others are removed whatever their type)."""
+    ref = {layer.name: layer for layer in im.layers}
+    t, removed = im.in_type, {}
+    for name, _ in export_steps(deployed_model(model, output)):
+        if name in ref:
+            t = ref[name].out_type
+        else:
+            removed[name] = t
+    return removed
+
+
+def keras_view(model):
+    """``model`` with the layer names of its reference, for comparing QKeras layer by layer: every
+    activation a layer carries (``activation=``) in a layer of its own under hls4ml's node name,
+    after a copy of the layer without it, and a flat input (reshaped inside). The same QKeras
+    arithmetic, operation for operation; ``model`` itself when nothing needs changing."""
+    import tensorflow as tf
+    from qkeras import QActivation
+
+    shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+    layers = _compute_layers(model)
+    fused = {layer.name: fused_activation(layer) for layer in layers}
+    fused = {name: None if spec and spec.function == 'linear' else spec for name, spec in fused.items()}
+    if len(shape) == 1 and not any(fused.values()):
+        return model
+    inp = tf.keras.Input((int(np.prod(shape)),), name=input_layer_name(model))
+    x = tf.keras.layers.Reshape(shape, name=f'{inp.name.split(":")[0]}_shape')(inp) if len(shape) > 1 else inp
+    for layer in layers:  # copies: a layer shared with ``model`` would have two outputs
+        spec = fused[layer.name]
+        config = layer.get_config() if spec is None else {**layer.get_config(), 'activation': 'linear'}
+        copy = type(layer).from_config(config)
+        x = copy(x)
+        copy.set_weights(layer.get_weights())
+        if spec is not None:
+            act = QActivation(spec.quantizer, name=spec.name) if spec.cls == 'QActivation' else \
+                tf.keras.layers.Activation(spec.function, name=spec.name)
+            x = act(x)
+    return tf.keras.Model(inp, x, name=model.name)
+
+
 def to_integer_model(model, input_type: FixedType, overrides: dict[str, Overrides] | None = None,
                      output: str = 'model') -> IntegerModel:
     check_deployable(model)
     full = model
     model = deployed_model(model, output)
     overrides = overrides or {}
-    unknown = set(overrides) - {layer.name for layer in model.layers}
-    if unknown:
-        stripped = unknown & {layer.name for layer in full.layers}
-        hint = f' ({sorted(stripped)} removed by output: {output})' if stripped else ''
-        raise UnsupportedModel(f'per-layer settings name layers the model does not have: {sorted(unknown)}{hint}; '
-                               f'its layers: {[layer.name for layer in model.layers]}')
-    layers = [Input(name=input_layer_name(model), out_type=input_type, shape=tuple(model.inputs[0].shape[1:]))]
-    t = input_type
-    for layer in _compute_layers(model):
-        ov = overrides.get(layer.name, Overrides())
+    shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+    layers = [Input(name=input_layer_name(model), out_type=input_type, shape=shape)]
+    t, flat = input_type, len(shape) == 1
+    for name, export in export_steps(model):
+        ov = overrides.get(name, Overrides())
         try:
-            ref = EXPORTERS[type(layer).__name__](layer, t, ov)
-            ref.check(t)
+            out = export(t, ov)
+            refs = out if isinstance(out, list) else [out]  # [] for a node hls4ml removes
+            for ref in refs:
+                ref.check(t)
         except UnsupportedModel:
             raise
         except ValueError as e:  # a quantizer or type the hardware cannot reproduce exactly
             raise UnsupportedModel(str(e)) from e
-        if (ov.table_size or ov.table_t) and not isinstance(ref, TABLE_LAYERS):
-            raise UnsupportedModel(f"layer '{layer.name}': table_size/table_t apply to sigmoid, tanh and softmax "
-                                   f'lookup tables; this layer ({ref.kind}) has none')
-        layers.append(ref)
-        t = ref.out_type
+        for ref in refs:
+            if not flat and not (ref.elementwise or isinstance(ref, Flatten)):
+                raise UnsupportedModel(f"layer '{ref.name}' ({ref.kind}) gets a {shape} tensor; this flow's layers act on "
+                                       'flat vectors: put a Flatten before it')
+            if (ov.table_size or ov.table_t) and not isinstance(ref, TABLE_LAYERS):
+                raise UnsupportedModel(f"layer '{ref.name}': table_size/table_t apply to sigmoid, tanh and softmax "
+                                       f'lookup tables; this layer ({ref.kind}) has none')
+            layers.append(ref)
+            t, flat = ref.out_type, flat or isinstance(ref, Flatten)
+    unknown = set(overrides) - {layer.name for layer in layers}
+    if unknown:
+        stripped = unknown & {layer.name for layer in full.layers} - {layer.name for layer in model.layers}
+        hint = f' ({sorted(stripped)} removed by output: {output})' if stripped else ''
+        removed = unknown & {layer.name for layer in model.layers}
+        hint += f' ({sorted(removed)} removed by hls4ml: no-ops)' if removed else ''
+        raise UnsupportedModel(f'per-layer settings name layers the model does not have: {sorted(unknown)}{hint}; '
+                               f'its layers: {[layer.name for layer in layers]}')
+    if not flat:
+        raise UnsupportedModel(f'the output is a {shape} tensor; the accelerator streams flat vectors: add a Flatten')
     _check_streamable(layers[0], layers[-1])
     return IntegerModel(layers)
 

@@ -10,12 +10,17 @@ from __future__ import annotations
 from flow.runtime.reference import IntegerModel
 
 
+def stored_weight_bits(layer) -> int:
+    """Bits hls4ml stores per weight: its fixed type, or a sign and an exponent for po2 weights."""
+    return 1 + layer.exponent_bits if layer.kind == 'dense_po2' else layer.weight_type.width
+
+
 def layer_footprint(layer) -> dict | None:
     if layer.kind == 'block_sparse_dense':
         kept = int(layer.values.size)
         index_bits = layer.n_kept_blocks * layer.index_bits
         n_in, n_out = layer.n_in, layer.n_out
-    elif layer.kind == 'dense':
+    elif layer.kind in ('dense', 'dense_po2'):
         n_in, n_out = layer.weight.shape
         kept, index_bits = n_in * n_out, 0
     else:
@@ -26,7 +31,7 @@ def layer_footprint(layer) -> dict | None:
         'shape': [n_in, n_out],
         'kept_weights': kept,
         'density': kept / (n_in * n_out),
-        'weight_bits': kept * layer.weight_type.width,
+        'weight_bits': kept * stored_weight_bits(layer),
         'index_bits': index_bits,
         'bias_bits': n_out * layer.bias_type.width,
         'dense_float32_bits': params * 32,

@@ -30,7 +30,8 @@ def weight_type(q, where: str) -> FixedType:
             'Use quantized_bits(bits, integer, alpha=1).'
         )
     if name != 'quantized_bits':
-        raise UnsupportedQuantizer(f'{where}: quantizer {name} is not supported by this flow yet; use quantized_bits(bits, integer, alpha=1)')
+        raise UnsupportedQuantizer(f'{where}: quantizer {name} is not supported by this flow; use quantized_bits(bits, integer, '
+                                   'alpha=1) (or quantized_po2(bits) for a QDense kernel)')
     bits, integer = int(c['bits']), int(c.get('integer', 0))
     alpha = c.get('alpha')
     if alpha is None or isinstance(alpha, str) or float(alpha) != 1.0:
@@ -41,7 +42,7 @@ def weight_type(q, where: str) -> FixedType:
     if not c.get('keep_negative', True):
         raise UnsupportedQuantizer(f'{where}: keep_negative=False is emitted as a signed type by hls4ml; keep_negative=True is required')
     if c.get('use_stochastic_rounding'):
-        raise UnsupportedQuantizer(f'{where}: stochastic rounding cannot be reproduced')
+        raise UnsupportedQuantizer(f'{where}: stochastic rounding cannot be reproduced; use use_stochastic_rounding=False')
     if integer >= bits:
         raise UnsupportedQuantizer(f'{where}: quantized_bits({bits}, {integer}) needs integer < bits')
     return FixedType(bits, integer + 1, signed=True)
@@ -83,3 +84,39 @@ def tanh_type(q, where: str) -> FixedType:
     if bits < 2:
         raise UnsupportedQuantizer(f'{where}: quantized_tanh needs at least 2 bits')
     return FixedType(bits, 1, rounding='RND_CONV', overflow='SAT_SYM' if c.get('symmetric') else 'SAT')
+
+
+def po2_exponent_bits(q, where: str) -> int:
+    """Width of the exponent hls4ml stores for each ``quantized_po2`` weight: ExponentPrecisionType
+    (ap_int<bits>), next to a sign bit. The values themselves are checked by the caller."""
+    name, c = _config(q)
+    if name != 'quantized_po2':
+        raise UnsupportedQuantizer(f'{where}: quantizer {name} is not quantized_po2')
+    if c.get('use_stochastic_rounding'):
+        raise UnsupportedQuantizer(f'{where}: quantized_po2 with stochastic rounding cannot be reproduced (hls4ml '
+                                   're-quantizes the float weights); use use_stochastic_rounding=False')
+    return int(c['bits'])
+
+
+def quantized_bits_activation_type(q, where: str) -> FixedType:
+    """Output type of a ``quantized_bits`` activation (QActivation, fused, or on the input):
+    round(x * 2**frac) half to even, clipped to the code range, i.e. ap_fixed<bits, integer + 1,
+    AP_RND_CONV, AP_SAT> (AP_SAT_SYM when symmetric; ap_ufixed<bits, integer> when keep_negative
+    is False). Measured against QKeras 0.9.0 for alpha=None and alpha=1 (no scale on activations)."""
+    name, c = _config(q)
+    if name != 'quantized_bits':
+        raise UnsupportedQuantizer(f'{where}: activation {name} is not quantized_bits')
+    alpha = c.get('alpha')
+    if alpha is not None and (isinstance(alpha, str) or float(alpha) != 1.0):
+        raise UnsupportedQuantizer(f'{where}: quantized_bits alpha={alpha!r} scales the activation, which hls4ml does not '
+                                   'model; use alpha=1')
+    if c.get('use_stochastic_rounding'):
+        raise UnsupportedQuantizer(f'{where}: stochastic rounding cannot be reproduced; use use_stochastic_rounding=False')
+    bits, integer = int(c['bits']), int(c.get('integer', 0))
+    if not c.get('keep_negative', True):
+        if integer > bits:
+            raise UnsupportedQuantizer(f'{where}: quantized_bits({bits}, {integer}, keep_negative=False) needs integer <= bits')
+        return FixedType(bits, integer, signed=False, rounding='RND_CONV', overflow='SAT')
+    if integer >= bits:
+        raise UnsupportedQuantizer(f'{where}: quantized_bits({bits}, {integer}) needs integer < bits')
+    return FixedType(bits, integer + 1, rounding='RND_CONV', overflow='SAT_SYM' if c.get('symmetric') else 'SAT')

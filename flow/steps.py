@@ -126,7 +126,7 @@ def train(ctx: Context) -> dict:
     summary = {'source': source, 'data': data.source if data else 'random vectors', 'notes': notes,
                'test_accuracy_qkeras': None, 'n_test': 0}
     if data is not None:
-        logits = model.predict(data.x_test, verbose=0)
+        logits = model.predict(data.x_test.reshape(len(data.x_test), *model.input_shape[1:]), verbose=0)
         summary.update(test_accuracy_qkeras=float(np.mean(np.argmax(logits, axis=1) == data.y_test)), n_test=len(data.y_test))
     write_json(ctx.stage / 'train' / 'train.json', summary)
     return summary

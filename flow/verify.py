@@ -71,6 +71,9 @@ def qkeras_outputs(model, im: IntegerModel, x) -> dict[str, np.ndarray]:
     """QKeras per-layer float outputs, keyed by the reference's layer names."""
     import tensorflow as tf
 
+    from flow.export import keras_view
+
+    model = keras_view(model)  # fused activations as layers of their own, flat input: the reference's names
     names = [l.name for l in im.layers[1:]]
     probe = tf.keras.Model(model.inputs, [model.get_layer(n).output for n in names])
     outs = probe.predict(x.astype(np.float32), verbose=0)

@@ -44,6 +44,7 @@ class _LookupTable(RefLayer):
     and the table holds f((i - N/2) * RANGE / N) in ``table_type``."""
 
     RANGE = 16  # the table covers [-RANGE/2, RANGE/2)
+    elementwise = True
     table_size: int = 1024
     table_type: FixedType = None
     table: np.ndarray = field(default=None, repr=False)
@@ -94,6 +95,7 @@ class HardSigmoid(RefLayer):
     type (exact by construction). ``slope``/``shift`` are codes of ``slope_type``/``shift_type``."""
 
     kind = 'hard_sigmoid'
+    elementwise = True
     slope: int = 0
     slope_type: FixedType = None
     shift: int = 0

@@ -25,6 +25,7 @@ class RefLayer:
     """One layer. ``name`` is the hls4ml layer name, so traces can be compared by name."""
 
     kind = 'base'
+    elementwise = False  # True: acts on each element alone, so any input shape is fine
     name: str
     out_type: FixedType
 
@@ -63,6 +64,8 @@ class Input(RefLayer):
 
     def forward(self, x, in_type):
         x = np.asarray(x, dtype=np.int64)
+        if x.shape[1:] != tuple(self.shape) and x.ndim == 2 and x.shape[1] == int(np.prod(self.shape)):
+            x = x.reshape(len(x), *self.shape)  # flat rows (golden vectors, the C simulation's arrays)
         if x.shape[1:] != tuple(self.shape):
             raise ValueError(f'input shape {x.shape[1:]} does not match the model input {tuple(self.shape)}')
         t = self.out_type
@@ -159,6 +162,96 @@ class ReLU(RefLayer):
     """hls4ml relu: res = x > 0 ? (res_T) x : 0, with res_T's rounding and overflow."""
 
     kind = 'relu'
+    elementwise = True
 
     def forward(self, x, in_type):
         return self.out_type.from_codes(np.where(x > 0, x, 0), in_type.frac)
+
+
+@register_kind
+@dataclass
+class Linear(RefLayer):
+    """hls4ml's linear activation (a QKeras ``quantized_bits`` activation): res = (res_T) x, a cast
+    with res_T's rounding and overflow."""
+
+    kind = 'linear'
+    elementwise = True
+
+    def forward(self, x, in_type):
+        return self.out_type.from_codes(x, in_type.frac)
+
+
+@register_kind
+@dataclass
+class Flatten(RefLayer):
+    """Keras Flatten, hls4ml's Reshape: in io_parallel an alias of its input (no code, no cast)."""
+
+    kind = 'flatten'
+
+    def forward(self, x, in_type):
+        return np.asarray(x).reshape(len(x), -1)
+
+
+@register_kind
+@dataclass
+class DensePo2(Dense):
+    """hls4ml's Dense with ``quantized_po2`` weights (nnet::product::weight_exponential): each weight
+    is stored as a sign and an ``ap_int<exponent_bits>`` exponent e, and the product is
+    ``(r_T) x << e`` with ``r_T = ap_fixed<2 * (exponent_bits + W_x), exponent_bits + W_x>``.
+    The codes in ``weight`` are the weights' values on ``weight_type``'s grid; ``check`` refuses an
+    input type whose products r_T would truncate or wrap, so the sum is the exact one."""
+
+    kind = 'dense_po2'
+    exponent_bits: int = 0
+
+    def product_type(self, in_type: FixedType) -> FixedType:
+        w = self.exponent_bits + in_type.width
+        return FixedType(2 * w, w)
+
+    def check(self, in_type):
+        super().check(in_type)
+        r_t = self.product_type(in_type)
+        x_mag = max(abs(in_type.min_code), abs(in_type.max_code))
+        nonzero = self.weight[self.weight != 0]
+        exps = {0} | {int(e) for e in np.unique(np.log2(np.abs(nonzero)).astype(np.int64)) - self.weight_type.frac}
+        for e in sorted(exps):
+            shift = r_t.frac - in_type.frac + e  # the product's code in r_T is x_code << shift
+            if shift < 0 or (x_mag << shift) > r_t.max_code:
+                what = 'drops low bits of' if shift < 0 else 'overflows on'
+                raise ValueError(
+                    f"layer '{self.name}': hls4ml computes x * 2^{e} in {r_t.hls()} (weight_exponential for "
+                    f'{self.exponent_bits}-bit exponents and input {in_type.hls()}), which {what} it; '
+                    f'use a quantized_po2 with a narrower exponent range or change the previous layer\'s result type'
+                )
+
+    def scalars(self):
+        return {**super().scalars(), 'exponent_bits': self.exponent_bits}
+
+
+@register_kind
+@dataclass
+class BatchNorm(_Accumulating):
+    """hls4ml's BatchNormalization (nnet::normalize): res = (res_T)(x * scale + bias) per element,
+    product and sum at full precision. ``scale`` holds the codes of ``weight_type`` (hls4ml's
+    scale_t), ``bias`` of ``bias_type``; ``accum_type`` (reference only) holds every x * scale + bias
+    exactly. ``float_note`` says why TensorFlow's float computation differs from these values."""
+
+    kind = 'batchnorm'
+    scale: np.ndarray = field(default=None, repr=False)
+    float_note: str = ''
+
+    def forward(self, x, in_type):
+        pf = self._check_accum(in_type)
+        return self._finish(np.asarray(x, dtype=np.int64) * self.scale.astype(np.int64), pf)
+
+    def dense_weight(self):
+        return np.diag(self.scale)
+
+    def arrays(self):
+        return {'scale': self.scale, 'bias': self.bias}
+
+    def scalars(self):
+        return {**super().scalars(), 'float_note': self.float_note}
+
+    def inexact_in_float(self) -> str | None:
+        return self.float_note or None

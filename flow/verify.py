@@ -76,7 +76,7 @@ def qkeras_outputs(model, im: IntegerModel, x) -> dict[str, np.ndarray]:
     model = keras_view(model)  # fused activations as layers of their own, flat input: the reference's names
     names = [l.name for l in im.layers[1:]]
     probe = tf.keras.Model(model.inputs, [model.get_layer(n).output for n in names])
-    outs = probe.predict(x.astype(np.float32), verbose=0)
+    outs = probe.predict(x.astype(np.float32).reshape(len(x), *probe.input_shape[1:]), verbose=0)  # the view is flat
     return dict(zip(names, outs if isinstance(outs, list) else [outs]))
 
 
@@ -187,6 +187,7 @@ def verify_build(ctx) -> dict:
     golden = ctx.stage / 'golden'
     # 3. the AXI-Stream accelerator top (stream packing, TLAST) in its own C testbench
     fmt = StreamFormat.from_dict(json.loads((root / 'hls' / 'stream_format.json').read_text()))
+    x, x_codes = x.reshape(len(x), -1), x_codes.reshape(len(x_codes), -1)  # the stream (and board) take flat samples
     golden_words(fmt, x_codes, ref_out, golden)
     report['accelerator_testbench'] = run_testbench(root / 'hls', cfg.project_name, golden)
     write_json(golden / 'stream_format.json', fmt.to_dict())

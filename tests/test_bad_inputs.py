@@ -39,7 +39,7 @@ def test_missing_quantizer_and_fused_or_unconvertible_activations_are_refused():
         to_integer_model(chain(QDense(4, bias_quantizer=quantized_bits(8, 3, alpha=1), name='d')), FixedType(8, 2))
     q = dict(kernel_quantizer=quantized_bits(4, 0, alpha=1), bias_quantizer=quantized_bits(8, 3, alpha=1))
     with pytest.raises(UnsupportedModel, match=r"layer 'd' \(activation='elu'\): activation 'elu' is not supported"):
-        to_integerchain(chain(QDense(4, activation='elu', name='d', **q)), FixedType(8, 2))
+        to_integer_model(chain(QDense(4, activation='elu', name='d', **q)), FixedType(8, 2))
     with pytest.raises(UnsupportedModel, match=r"hls4ml 1.3.0 refuses QActivation\('tanh'\).*use_real_tanh=True"):
         to_integer_model(chain(QDense(4, name='d', **q), QActivation('tanh', name='t')), FixedType(8, 2))
     with pytest.raises(UnsupportedModel, match=r"layer 'plain' \(Dense\): not supported; supported layers are"):

@@ -33,15 +33,17 @@ def _blobs(path: Path, n_in=16, n_classes=5, n=600, seed=0, split=True):
     return x, y
 
 
-def _tutorial_mlp(path: Path, data: Path, epochs=8):
-    """The 16-64-32-32-5 QKeras MLP of hls4ml's tutorials, with a final softmax, trained here."""
+def _tutorial_mlp(path: Path, data: Path, epochs=8, po2=False):
+    """The 16-64-32-32-5 QKeras MLP of hls4ml's tutorials, with a final softmax, trained here;
+    ``po2``: power-of-two kernels and a quantizing QActivation on the input."""
     import tensorflow as tf
-    from qkeras import QActivation, QDense, quantized_bits, quantized_relu
+    from qkeras import QActivation, QDense, quantized_bits, quantized_po2, quantized_relu
 
     tf.keras.utils.set_random_seed(0)
-    q = dict(kernel_quantizer=quantized_bits(6, 0, alpha=1), bias_quantizer=quantized_bits(6, 0, alpha=1))
+    kernel = quantized_po2(4) if po2 else quantized_bits(6, 0, alpha=1)
+    q = dict(kernel_quantizer=kernel, bias_quantizer=quantized_bits(6, 0, alpha=1))
     inp = tf.keras.Input((16,), name='inputs')
-    x = inp
+    x = QActivation(quantized_bits(8, 3, alpha=1), name='in_q')(inp) if po2 else inp
     for i, units in enumerate((64, 32, 32), 1):
         x = QDense(units, name=f'fc{i}', **q)(x)
         x = QActivation(quantized_relu(6), name=f'relu{i}')(x)
@@ -55,9 +57,10 @@ def _tutorial_mlp(path: Path, data: Path, epochs=8):
 
 
 @pytest.mark.slow
-def test_user_mlp_with_softmax_and_npz_data_runs_to_the_vendor_stop_exactly(tmp_path):
+@pytest.mark.parametrize('po2', [False, True])
+def test_user_mlp_with_softmax_and_npz_data_runs_to_the_vendor_stop_exactly(tmp_path, po2):
     _blobs(tmp_path / 'd.npz')
-    _tutorial_mlp(tmp_path / 'm.h5', tmp_path / 'd.npz')
+    _tutorial_mlp(tmp_path / 'm.h5', tmp_path / 'd.npz', po2=po2)
     (tmp_path / 'flow.yaml').write_text('input_precision: ap_fixed<10,4>\nn_golden: 100\nreuse_factor: 4\n')
     res = _cli('--model', 'm.h5', '--data', 'd.npz', '--config', 'flow.yaml', '--build-dir', 'b', cwd=tmp_path)
     assert res.returncode == 3, res.stderr[-3000:]
@@ -67,7 +70,7 @@ def test_user_mlp_with_softmax_and_npz_data_runs_to_the_vendor_stop_exactly(tmp_
     assert report['reference_vs_csim'] == {'equal_vectors': 100, 'exact': True}
     assert report['golden'] == 'test split of the data' and report['accuracy']['csim'] > 0.6
     assert any('were rounded to the nearest value' in n for n in report['notes'])  # off-grid data, said once
-    assert report['qkeras_vs_reference']['exact_layers'][:2] == ['fc1', 'relu1']
+    assert report['qkeras_vs_reference']['exact_layers'][:2] == (['in_q', 'fc1'] if po2 else ['fc1', 'relu1'])
     train = json.loads((tmp_path / 'b' / 'train' / 'train.json').read_text())
     assert train['data'].startswith('user data') and train['test_accuracy_qkeras'] > 0.6
 

@@ -38,6 +38,18 @@ def not_writable(root: Path, e: OSError) -> BadInput:
     return BadInput(f'build folder {root} is not writable ({e.strerror}); make it writable or choose another --build-dir')
 
 
+def make_folder(root: Path) -> Path:
+    """The build folder, created if needed (resolved); bad input if it is a file or cannot be made."""
+    root = Path(root).resolve()
+    if root.exists() and not root.is_dir():
+        raise BadInput(f'build folder {root} is a file; choose another --build-dir')
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise not_writable(root, e) from e
+    return root
+
+
 class BuildLock:
     """An exclusive lock on a build folder for one run of the flow (``flock`` on ``.lock``).
 
@@ -92,13 +104,7 @@ def write_json(path: Path, data) -> None:
 
 class BuildDir:
     def __init__(self, root: Path):
-        self.root = Path(root).resolve()
-        if self.root.exists() and not self.root.is_dir():
-            raise BadInput(f'build folder {self.root} is a file; choose another --build-dir')
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise not_writable(self.root, e) from e
+        self.root = make_folder(root)
         path = self.root / MANIFEST
         if path.exists():
             try:

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from flow.build_dir import BuildDir, BuildLock, sha256, write_json
+from flow.build_dir import BuildDir, BuildLock, make_folder, sha256, write_json
 from flow.config import FlowConfig
 from flow.errors import BadInput
 from flow.progress import console
@@ -251,13 +251,7 @@ def run_flow(config: FlowConfig, build_dir: Path, from_step: str | None = None, 
         if s is not None and s not in names:
             raise BadInput(f'unknown step {s!r}; steps: {", ".join(names)}')
     fps = fingerprints(config)  # before touching the build folder: a missing model file is bad input
-    root = Path(build_dir)
-    if root.exists() and not root.is_dir():
-        raise BadInput(f'build folder {root.resolve()} is a file; choose another --build-dir')
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise BadInput(f'cannot create build folder {root.resolve()} ({e.strerror}); choose another --build-dir') from e
+    root = make_folder(build_dir)  # the lock lives in it
     with BuildLock(root):  # one run per build folder, tools included
         return _run_locked(config, BuildDir(root), names, fps, from_step, to_step)
 

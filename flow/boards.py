@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict
 
 BOARDS_DIR = Path(__file__).resolve().parents[1] / 'boards'
+YOSYS_FAMILIES = {'xc7': 'xc7', 'xczu': 'xcup', 'xck26': 'xcup'}  # part prefix -> synth_xilinx family
 
 
 class Resources(BaseModel):
@@ -36,6 +37,14 @@ class Board(BaseModel):
     @property
     def clock_period_ns(self) -> float:
         return 1000.0 / self.pl_clock_mhz
+
+    @property
+    def yosys_family(self) -> str:
+        """yosys ``synth_xilinx -family``: 7-series (Zynq-7000) or UltraScale+ (Zynq MPSoC, Kria)."""
+        for prefix, family in YOSYS_FAMILIES.items():
+            if self.part.lower().startswith(prefix):
+                return family
+        raise ValueError(f'board {self.name}: no yosys family known for part {self.part} (add it to YOSYS_FAMILIES)')
 
 
 def all_boards() -> dict[str, Board]:

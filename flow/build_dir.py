@@ -191,6 +191,14 @@ class BuildDir:
             rec['files'][str(Path(p).resolve().relative_to(self.root))] = sha256(p)
         self.save()
 
+    def amend_json(self, owner: str, rel: str, update: dict) -> None:
+        """Add keys to a JSON report of an earlier step (the rtl step's level in verify.json), keeping
+        that step's record of the file true. Atomic: readers see the old report or the new one."""
+        path = self.root / rel
+        write_json(path, {**json.loads(path.read_text()), **update})
+        self.manifest['steps'][owner]['files'][rel] = sha256(path)
+        self.save()
+
     def check_files(self, step: str, rerun_hint: str) -> None:
         rec = self.record(step)
         for rel, digest in rec.get('files', {}).items():

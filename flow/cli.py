@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from pydantic import ValidationError
 
 from flow.progress import console
@@ -74,7 +75,7 @@ def main(model, data, config_path, build_dir, board, from_step, to_step, seed, e
     try:
         run_flow(cfg, build_dir, from_step=from_step, to_step=to_step)
     except ToolMissing as e:
-        console.print(f'[yellow bold]stopped:[/] {e}', highlight=False, soft_wrap=True)
+        console.print(f'[yellow bold]stopped:[/] {escape(str(e))}', highlight=False, soft_wrap=True)
         packages = sorted((Path(build_dir) / 'package').glob('*.tar.gz'))
         if packages:
             console.print(f'deployment package without bitstream (golden vectors, driver, notebook): {packages[0].resolve()}',
@@ -87,14 +88,14 @@ def main(model, data, config_path, build_dir, board, from_step, to_step, seed, e
                       'rerun the same command to continue', soft_wrap=True)
         sys.exit(130)
     except Exception as e:  # a step failed: one clear report, completed steps are kept
-        console.print(f'[red bold]failed:[/] {type(e).__name__}: {e}', highlight=False, soft_wrap=True)
+        console.print(f'[red bold]failed:[/] {type(e).__name__}: {escape(str(e))}', highlight=False, soft_wrap=True)
         console.print(f'build folder: {Path(build_dir).resolve()} (completed steps are kept; see manifest.json)')
         sys.exit(EXIT_FAILED)
     console.print(f'[bold green]finished[/]: {Path(build_dir).resolve()}')
 
 
 def _bad_input(message) -> None:
-    console.print(f'[red bold]bad input:[/] {message}', highlight=False, soft_wrap=True)  # one line, even in a log
+    console.print(f'[red bold]bad input:[/] {escape(str(message))}', highlight=False, soft_wrap=True)  # one line, even in a log
     sys.exit(EXIT_BAD_INPUT)
 
 

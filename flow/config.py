@@ -66,6 +66,7 @@ class FlowConfig(BaseModel):
     strategy: Literal['latency', 'resource'] = 'latency'
     layers: dict[str, LayerConfig] = {}
     n_golden: int = Field(256, ge=1)
+    rtl: bool = True  # the rtl step: da4ml Verilog, Verilator on the golden vectors, yosys (slow for big models)
     hls_cosim: bool = False  # also run Vitis HLS C/RTL co-simulation of the accelerator (slow)
     output: Literal['model', 'logits'] = 'model'  # logits: deploy without the model's final softmax
 

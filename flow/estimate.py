@@ -43,7 +43,10 @@ def layer_estimate(layer, rf: int, strategy: str = 'resource') -> dict | None:
     n_in, n_out = fp['shape']
     wbits = stored_weight_bits(layer)
     dense = engine(n_in * n_out, rf, wbits)
-    if layer.kind == 'block_sparse_dense':
+    if strategy == 'distributed_arithmetic':  # hls4ml's DA Dense: constants in shift-add logic, no multiplier
+        kept = int((layer.dense_weight() != 0).sum())
+        ours = {'multipliers': 0, 'cycles': 1, 'weight_memory_bits': 0, 'bram18': 0}
+    elif layer.kind == 'block_sparse_dense':
         kept = fp['kept_weights']
         ours = engine(kept, rf, wbits)
     else:  # a plain Dense layer is hls4ml's own template on both sides
@@ -66,7 +69,8 @@ def layer_estimate(layer, rf: int, strategy: str = 'resource') -> dict | None:
     }
 
 
-def estimate_model(im: IntegerModel, cfg, board) -> dict:
+def estimate_model(im: IntegerModel, cfg, board, rtl: dict | None = None) -> dict:
+    """``rtl``: the rtl step's measured resources (reports/rtl_resources.json) when it built them."""
     layers = {}
     for layer in im.layers:
         est = layer_estimate(layer, cfg.reuse_for(layer.name), cfg.strategy_for(layer.name))
@@ -80,12 +84,25 @@ def estimate_model(im: IntegerModel, cfg, board) -> dict:
     cap = board.resources
     total['board'] = board.name
     total['fit'] = {
-        'dsp': {'used': total['ours']['multipliers'], 'available': cap.dsp, 'margin': cap.dsp - total['ours']['multipliers']},
-        'bram18': {'used': total['ours']['bram18'], 'available': cap.bram18, 'margin': cap.bram18 - total['ours']['bram18']},
+        'dsp': {'used': total['ours']['multipliers'], 'available': cap.dsp, 'source': 'estimated'},
+        'bram18': {'used': total['ours']['bram18'], 'available': cap.bram18, 'source': 'estimated'},
     }
+    measured = rtl if rtl and rtl.get('built') else None
+    da = [n for n in layers if cfg.strategy_for(n) == 'distributed_arithmetic']
+    if measured and da:  # the rtl step synthesized exactly these layers' logic (da4ml, as hls4ml's DA strategy)
+        for n in da:
+            layers[n]['ours']['lut_measured'] = measured['layers'][n]['lut']
+        total['fit']['lut'] = {'used': sum(measured['layers'][n]['lut'] for n in da), 'available': cap.lut,
+                               'source': 'measured', 'detail': f'yosys, for the distributed_arithmetic layers '
+                                                                f'{", ".join(da)}; the other layers\' LUTs are not estimated'}
+    for v in total['fit'].values():
+        v['margin'] = v['available'] - v['used']
     total['fits'] = all(v['margin'] >= 0 for v in total['fit'].values())
+    if measured:
+        total['fully_parallel_measured'] = {'fit': measured['fit'], 'fits': measured['fits'], 'design': measured['design']}
     return {'layers': layers, 'total': total,
-            'note': 'multipliers are counted as DSPs: an upper bound (HLS maps narrow products to LUTs)'}
+            'note': 'multipliers are counted as DSPs: an upper bound (HLS maps narrow products to LUTs); LUT/FF of '
+                    'the time-multiplexed engine are not estimated (measured only for logic the rtl step synthesizes)'}
 
 
 def print_estimate(est: dict, console) -> None:
@@ -103,5 +120,14 @@ def print_estimate(est: dict, console) -> None:
     print_table(t, console)
     tot = est['total']
     verdict = '[green]fits[/]' if tot['fits'] else '[red]does not fit[/]'
-    margins = ', '.join(f"{k}: {v['used']}/{v['available']} (margin {v['margin']})" for k, v in tot['fit'].items())
-    console.print(f"{tot['board']}: {verdict} — {margins}")
+    margins = ', '.join(f"{k}: {v['used']}/{v['available']} (margin {v['margin']}, {v['source']})"
+                        for k, v in tot['fit'].items())
+    console.print(f"{tot['board']}, the HLS design: {verdict} — {margins}", soft_wrap=True)
+    for k, v in tot['fit'].items():
+        if 'detail' in v:
+            console.print(f"[dim]{k}: {v['detail']}[/]", soft_wrap=True)
+    fp = tot.get('fully_parallel_measured')
+    if fp:
+        verdict = '[green]fits[/]' if fp['fits'] else '[red]does not fit[/]'
+        margins = ', '.join(f"{k}: {v['used']}/{v['available']}" for k, v in fp['fit'].items())
+        console.print(f"{tot['board']}, every layer fully parallel (da4ml RTL, measured): {verdict} — {margins}", soft_wrap=True)

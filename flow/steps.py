@@ -7,6 +7,7 @@ The same functions are the Python API: ``run_flow(config, build_dir, from_step=.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -189,12 +190,27 @@ def verify(ctx: Context) -> dict:
     return verify_build(ctx)
 
 
+@step('rtl', ['rtl', 'reports/rtl_resources.json'], settings=('rtl',))
+def rtl(ctx: Context) -> dict:
+    """da4ml RTL of the network, Verilator on the golden vectors (exact), yosys resources per layer."""
+    from flow.rtl import tools
+    from flow.rtl.build import build_rtl, not_built
+
+    if not ctx.config.rtl:
+        return not_built(ctx, 'rtl: false in the config')
+    missing = tools.missing()
+    if missing:
+        raise ToolMissing(f'the RTL level needs {"; ".join(missing)}; rerun with `--from-step rtl` once installed')
+    return build_rtl(ctx)
+
+
 @step('estimate', ['reports/estimate.json'])
 def estimate(ctx: Context) -> dict:
     """Per-layer kept weights, multipliers, cycles, memory bits, BRAM18: ours vs hls4ml Dense."""
     from flow.estimate import estimate_model, print_estimate
 
-    est = estimate_model(ctx.reference(), ctx.config, ctx.board())
+    rtl = ctx.root / 'reports' / 'rtl_resources.json'
+    est = estimate_model(ctx.reference(), ctx.config, ctx.board(), json.loads(rtl.read_text()) if rtl.exists() else None)
     write_json(ctx.stage / 'reports' / 'estimate.json', est)
     print_estimate(est, console)
     return est['total']
@@ -271,7 +287,8 @@ def _run_locked(config: FlowConfig, build: BuildDir, names: list[str], fps: dict
         console.print(f'all steps up to {names[last]} are done with this configuration (use --from-step to rerun)')
         return ctx
     write_json(build.root / 'config.json', config.model_dump())
-    missing: ToolMissing | None = None
+    missing: list[ToolMissing] = []  # tools not installed, in step order
+    vendor_missing = False
     for i in range(start, last + 1):
         s = STEPS[i]
         console.rule(f'[bold]{s.name}[/]')
@@ -280,7 +297,7 @@ def _run_locked(config: FlowConfig, build: BuildDir, names: list[str], fps: dict
         # stay valid, unless it writes in place (then they are forgotten before it starts).
         if s.in_place:
             build.forget_from(names, s.name)
-        if missing and s.needs_tool:
+        if vendor_missing and s.needs_tool:
             console.print(f'[yellow]skipped[/] {s.name}: needs the vendor tools')
             continue
         ctx.stage = build.staging(s.name, s.outputs)
@@ -292,7 +309,8 @@ def _run_locked(config: FlowConfig, build: BuildDir, names: list[str], fps: dict
             # (the package is still useful without a bitstream), and report the stop at the end.
             build.discard_staging(s.name)
             console.print(f'[yellow]not run[/] {s.name}: {e}')
-            missing = missing or e
+            missing.append(e)
+            vendor_missing = vendor_missing or s.needs_tool
             continue
         except BaseException:
             build.discard_staging(s.name)
@@ -304,5 +322,5 @@ def _run_locked(config: FlowConfig, build: BuildDir, names: list[str], fps: dict
         ctx.produced_in_place.clear()
         console.print(f'[green]done[/] {s.name} ({summary["seconds"]} s)')
     if missing:
-        raise missing
+        raise missing[0] if len(missing) == 1 else ToolMissing('; '.join(str(e) for e in missing))
     return ctx

@@ -1,0 +1,152 @@
+"""The rtl step: the network as da4ml RTL, Verilator co-simulation of the golden vectors, yosys.
+
+The whole network is one combinational design (``rtl/network``), simulated on every golden vector
+and compared code for code with the reference. Every layer is also a design of its own
+(``rtl/layers/<layer>``): synthesized for per-layer resources and, on a mismatch, simulated on the
+reference's input to that layer to name the first layer and element that differ.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import subprocess
+
+import numpy as np
+
+from flow.build_dir import write_json
+from flow.progress import bar, console, print_table
+from flow.rtl import tools
+from flow.rtl.logic import NoLogic, layer_comb, network_comb
+from flow.rtl.simulate import RTLDesign
+from flow.rtl.synth import RESOURCES, synthesize
+from flow.runtime.reference import IntegerModel, first_mismatch
+from flow.verify import Mismatch, describe
+
+DESIGN_NOTE = ('da4ml distributed arithmetic: every layer fully parallel and combinational (ReuseFactor 1, '
+               'multiplier-free shift-and-add), built from the integer reference')
+FIT_KEYS = {'lut': 'lut', 'ff': 'ff', 'dsp': 'dsp', 'bram18': 'bram18'}  # our resource -> board capacity field
+
+
+def versions() -> dict[str, str]:
+    yosys = subprocess.run([tools.yosys(), '-V'], capture_output=True, text=True).stdout.strip()
+    return {'da4ml': importlib.metadata.version('da4ml'), 'verilator': importlib.metadata.version('verilator'),
+            'yosys': yosys}
+
+
+def layer_designs(im: IntegerModel, folder, part: str, clock_ns: float, project: str) -> list:
+    """(layer, its input type, its design) for every layer after the input."""
+    shapes = {name: v.shape[1:] for name, v in im.trace(np.zeros((1, *im.input.shape), dtype=np.int64)).items()}
+    out, prev = [], im.layers[0]
+    for layer in im.layers[1:]:
+        comb = layer_comb(layer, shapes[prev.name], prev.out_type)
+        out.append((layer, prev, RTLDesign(comb, f'{project}_{layer.name}', folder / layer.name, part, clock_ns)))
+        prev = layer
+    return out
+
+
+def first_rtl_mismatch(im: IntegerModel, ref_trace: dict, per_layer: list, rtl_out: np.ndarray) -> str:
+    """Simulate layer by layer on the reference's own inputs; describe the first difference."""
+    for layer, prev, design in per_layer:
+        design.write()
+        design.compile()
+        got = design.run(ref_trace[prev.name], prev.out_type, layer.out_type)
+        m = first_mismatch({layer.name: ref_trace[layer.name]}, {layer.name: got})
+        if m:
+            return describe('reference vs RTL simulation', m)
+    m = first_mismatch({'output': list(ref_trace.values())[-1]}, {'output': rtl_out})
+    return describe('reference vs RTL simulation (every layer alone is exact; the whole network is not)', m)
+
+
+def synthesize_layers(per_layer: list, family: str) -> dict[str, dict]:
+    """yosys on every layer's design, two at a time (yosys is single-threaded)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rows = {}
+    with bar('yosys', len(per_layer)) as progress, ThreadPoolExecutor(max_workers=2) as pool:
+        task = progress.add_task(f'yosys synth_xilinx -family {family}', total=len(per_layer), info='')
+        jobs = {layer.name: (layer, design, pool.submit(synthesize, design.path, design.top, family))
+                for layer, _, design in per_layer}
+        for name, (layer, design, job) in jobs.items():
+            progress.update(task, info=name)
+            rows[name] = {'kind': layer.kind, **job.result(), 'da4ml_lut_estimate': design.cost}
+            progress.advance(task)
+    return rows
+
+
+def fit(measured: dict, board) -> dict:
+    cap = board.resources
+    return {k: {'used': measured[k], 'available': getattr(cap, f), 'margin': getattr(cap, f) - measured[k]}
+            for k, f in FIT_KEYS.items()}
+
+
+def not_built(ctx, reason: str) -> dict:
+    """Record why there is no RTL level (in verify.json too), so nobody reads its absence as a pass."""
+    report = {'built': False, 'reason': reason}
+    write_json(ctx.stage / 'reports' / 'rtl_resources.json', report)
+    ctx.build.amend_json('verify', 'reports/verify.json', {'rtl': report})
+    console.print(f'[yellow]RTL not built[/]: {reason}', soft_wrap=True)
+    return report
+
+
+def build_rtl(ctx) -> dict:
+    cfg, root, board = ctx.config, ctx.root, ctx.board()
+    im = ctx.reference()
+    x_codes = np.load(root / 'golden' / 'input_codes.npy')
+    ref_trace = im.trace(x_codes)
+    ref_out = list(ref_trace.values())[-1]
+    folder = ctx.stage / 'rtl'
+    try:
+        net_comb = network_comb(im)
+        per_layer = layer_designs(im, folder / 'layers', board.part, board.clock_period_ns, cfg.project_name)
+    except NoLogic as e:
+        return not_built(ctx, str(e))
+
+    net = RTLDesign(net_comb, cfg.project_name, folder / 'network', board.part, board.clock_period_ns)
+    with console.status('Verilator: building the network\'s simulation'):
+        net.write()
+        net.compile()
+    rtl_out = net.run(x_codes, im.in_type, im.out_type)
+    if not np.array_equal(rtl_out, ref_out):
+        raise Mismatch(first_rtl_mismatch(im, ref_trace, per_layer, rtl_out))
+
+    family = board.yosys_family
+    for _, _, design in per_layer:
+        design.write()
+    layers = synthesize_layers(per_layer, family)
+    network = {k: sum(row[k] for row in layers.values()) for k in RESOURCES}  # layers in series: depths add
+    network['da4ml_lut_estimate'] = net.cost
+
+    report = {
+        'built': True, 'design': DESIGN_NOTE, 'board': board.name, 'part': board.part, 'family': family,
+        'tools': versions(), 'layers': layers, 'network': network, 'fit': fit(network, board),
+        'note': 'measured by yosys synth_xilinx (no place and route), each layer synthesized alone; the network '
+                'row is their sum (its logic depth too: the layers are in series). logic_depth is the longest '
+                'input-to-output path in cells (ltp -noff), a first timing indication',
+    }
+    report['fits'] = all(v['margin'] >= 0 for v in report['fit'].values())
+    write_json(ctx.stage / 'reports' / 'rtl_resources.json', report)
+    level = {'equal_vectors': int(len(x_codes)), 'exact': True, 'simulator': f'Verilator {report["tools"]["verilator"]}',
+             'design': DESIGN_NOTE}
+    ctx.build.amend_json('verify', 'reports/verify.json', {'rtl': level})
+    print_resources(report)
+    console.print(f'[bold green]bit-exact[/]: reference == RTL simulation (Verilator) on {len(x_codes)} vectors')
+    return {'built': True, 'exact_vectors': int(len(x_codes)), **{k: network[k] for k in ('lut', 'ff', 'dsp', 'logic_depth')}}
+
+
+def print_resources(report: dict, out=None) -> None:
+    from rich.table import Table
+
+    out = out or console
+    t = Table(title=f'RTL resources, measured: yosys synth_xilinx -family {report["family"]}', caption=report['design'])
+    cols = ('lut', 'ff', 'carry', 'dsp', 'bram18', 'logic_depth', 'da4ml_lut_estimate')
+    t.add_column('layer')
+    t.add_column('kind')
+    for c in cols:
+        t.add_column(c.replace('_', ' '), justify='right')
+    for name, row in report['layers'].items():
+        t.add_row(name, row['kind'], *(f'{row[c]:g}' for c in cols))
+    t.add_row('NETWORK', '', *(f'{report["network"][c]:g}' for c in cols), style='bold')
+    print_table(t, out)
+    verdict = '[green]fits[/]' if report['fits'] else '[red]does not fit[/]'
+    margins = ', '.join(f"{k}: {v['used']}/{v['available']}" for k, v in report['fit'].items())
+    out.print(f'{report["board"]} ({report["part"]}), fully parallel RTL, measured: {verdict} — {margins}')

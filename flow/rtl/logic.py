@@ -1,0 +1,160 @@
+"""Reference layers as da4ml logic, with exactly the reference's types.
+
+Each layer kind registers how it is built (``@logic_for``), the way export.py registers
+exporters; a kind with no entry is built by the first generic rule that fits it:
+
+- an accumulating layer (``_Accumulating``: Dense, DensePo2, BlockSparseDense, and any later
+  method that gives its ``dense_weight()``): the exact constant matrix-vector product plus bias as
+  a da4ml shift-and-add graph (zero weights cost nothing), wrapped in the accumulator type, cast to
+  the result type, as the reference computes it;
+- an elementwise layer (tables, hard sigmoid/tanh, ...): a lookup table filled by the reference
+  layer's own ``forward`` over every input code, so it is exact by construction; only for inputs
+  of at most ``TABLE_MAX_INPUT_BITS`` bits (one table entry per code).
+
+Anything else raises NoLogic; the rtl step reports it and builds nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from flow.runtime.fixed import FixedType
+from flow.runtime.ref_layers import RefLayer, _Accumulating
+from flow.runtime.reference import IntegerModel
+
+TABLE_MAX_INPUT_BITS = 12
+DA4ML_OVERFLOW = ('WRAP', 'SAT', 'SAT_SYM')
+
+
+class NoLogic(ValueError):
+    """A layer or type with no da4ml form (the RTL is not built; the message says which and why)."""
+
+
+LOGIC: dict[str, Callable] = {}
+
+
+def logic_for(*kinds: str):
+    def deco(fn):
+        for k in kinds:
+            LOGIC[k] = fn
+        return fn
+
+    return deco
+
+
+def _round_half_even(x, f: int):
+    """AP_RND_CONV to ``f`` fractional bits as a pre-add before truncation. In codes at the value's
+    own F > f bits, with s = F - f: (c + 2^(s-1) - 1 + bit_s(c)) >> s, bit_s being the result's LSB,
+    rounds ties to even and everything else to nearest."""
+    big_f = int(np.max(x.kif[2]))
+    if big_f <= f:
+        return x  # nothing to round away
+    lsb = x.quantize(0, 1 - f, f, 'WRAP', 'TRN')  # the bit of weight 2^-f, as 0 or 2^-f
+    return x + (2.0 ** -(f + 1) - 2.0**-big_f) + lsb * 2.0 ** -(big_f - f)
+
+
+# ap_fixed rounding mode -> (pre-add before the quantizer, the quantizer's own mode)
+ROUNDING = {'TRN': (None, 'TRN'), 'RND': (None, 'RND'), 'RND_CONV': (_round_half_even, 'TRN')}
+
+
+def cast(x, t: FixedType, where: str):
+    """ap_fixed's conversion to ``t`` (rounding, then overflow) as da4ml operations."""
+    if t.rounding not in ROUNDING or t.overflow not in DA4ML_OVERFLOW:
+        raise NoLogic(f'{where}: type {t.hls()} rounds {t.rounding} / overflows {t.overflow}; the RTL level has '
+                      f'rounding {"/".join(ROUNDING)} and overflow {"/".join(DA4ML_OVERFLOW)}')
+    pre, mode = ROUNDING[t.rounding]
+    if pre is not None:
+        x = pre(x, t.frac)
+    k = int(t.signed)
+    return x.quantize(k, t.integer - k, t.frac, t.overflow, mode)
+
+
+def values(codes, frac: int) -> np.ndarray:
+    return np.asarray(codes, dtype=np.float64) * 2.0**-frac
+
+
+@logic_for('relu')
+def _relu(layer: RefLayer, x, in_type: FixedType):
+    return cast(x.relu(), layer.out_type, f'layer {layer.name!r}')
+
+
+@logic_for('linear')
+def _linear(layer: RefLayer, x, in_type: FixedType):
+    return cast(x, layer.out_type, f'layer {layer.name!r}')
+
+
+@logic_for('flatten')
+def _flatten(layer: RefLayer, x, in_type: FixedType):
+    return x.reshape(-1)
+
+
+@logic_for('batchnorm')
+def _batchnorm(layer, x, in_type: FixedType):
+    # per element x * scale + bias: a constant multiply each, not an n x n diagonal matrix
+    y = x.reshape(-1) * values(layer.scale, layer.weight_type.frac) + values(layer.bias, layer.bias_type.frac)
+    return _finish(layer, y)
+
+
+def _finish(layer: _Accumulating, exact_sum):
+    where = f'layer {layer.name!r}'
+    return cast(cast(exact_sum, layer.accum_type, where + ' accumulator'), layer.out_type, where)
+
+
+def _accumulating(layer: _Accumulating, x, in_type: FixedType):
+    w = values(layer.dense_weight(), layer.weight_type.frac)
+    return _finish(layer, x.reshape(-1) @ w + values(layer.bias, layer.bias_type.frac))
+
+
+def _table(layer: RefLayer, x, in_type: FixedType):
+    if in_type.width > TABLE_MAX_INPUT_BITS:
+        raise NoLogic(f'layer {layer.name!r} ({layer.kind}) would be a lookup table over its {in_type.width}-bit '
+                      f'input {in_type.hls()}: more than {TABLE_MAX_INPUT_BITS} bits; narrow the previous layer\'s result')
+
+    def through_reference(v: np.ndarray) -> np.ndarray:  # input values -> output values, by the reference
+        codes = np.rint(np.asarray(v, dtype=np.float64) * 2.0**in_type.frac).astype(np.int64)
+        return layer.out_type.to_float(layer.forward(codes.reshape(1, -1), in_type)).reshape(np.shape(v))
+
+    return cast(x.apply(through_reference), layer.out_type, f'layer {layer.name!r}')
+
+
+def layer_logic(layer: RefLayer, x, in_type: FixedType):
+    """``layer`` applied to the da4ml array ``x`` (values of ``in_type``)."""
+    layer.check(in_type)
+    if layer.kind in LOGIC:
+        return LOGIC[layer.kind](layer, x, in_type)
+    if isinstance(layer, _Accumulating):
+        return _accumulating(layer, x, in_type)
+    if layer.elementwise:
+        return _table(layer, x, in_type)
+    raise NoLogic(f'layer {layer.name!r} ({layer.kind}) has no da4ml form: it is neither a constant matrix-vector '
+                  'product nor elementwise (the RTL level covers dense-like layers and elementwise activations)')
+
+
+def _traced_input(shape, t: FixedType):
+    from da4ml.trace import FixedVariableArrayInput
+
+    inp = FixedVariableArrayInput((int(np.prod(shape)),))
+    k = int(t.signed)  # the codes arrive on t's grid: declare the width, nothing to round or saturate
+    return inp, inp.quantize(k, t.integer - k, t.frac).reshape(*shape)
+
+
+def network_comb(im: IntegerModel):
+    """The whole network as one combinational da4ml graph: flat input codes in, output codes out."""
+    from da4ml.trace import comb_trace
+
+    inp, x = _traced_input(im.input.shape, im.in_type)
+    t = im.in_type
+    for layer in im.layers[1:]:
+        x = layer_logic(layer, x, t)
+        t = layer.out_type
+    return comb_trace(inp, x.reshape(-1))
+
+
+def layer_comb(layer: RefLayer, in_shape, in_type: FixedType):
+    """One layer alone, its input quantized to ``in_type``: for per-layer resources and taps."""
+    from da4ml.trace import comb_trace
+
+    inp, x = _traced_input(in_shape, in_type)
+    return comb_trace(inp, layer_logic(layer, x, in_type).reshape(-1))

@@ -32,6 +32,22 @@ def layer_calls(hls_dir) -> dict[str, str]:
     return {name: fn for fn, name in calls}
 
 
+def da_functions(hls_dir) -> dict[str, str]:
+    """da4ml's generated functions (hls4ml writes them into nnet_utils/nnet_code_gen.h): name -> body."""
+    code = (hls_dir / 'firmware' / 'nnet_utils' / 'nnet_code_gen.h').read_text()
+    return dict(re.findall(r'void (dense_da_\d+)\(.*?\n(.*?)\n}', code, flags=re.S))
+
+
+def assert_shift_and_add(hls_dir, calls, names):
+    """Each named layer calls its own da4ml function, built of shifts and adds: no multiplier."""
+    funcs = da_functions(hls_dir)
+    for name in names:
+        fn = calls[name].removeprefix('nnet::')
+        assert fn in funcs, (name, calls[name], list(funcs))
+        assert ' * ' not in funcs[fn] and ('bit_shift<' in funcs[fn] or ' + ' in funcs[fn]), funcs[fn][:400]
+    assert len(funcs) == len(names)
+
+
 @pytest.mark.slow
 def test_default_model_with_da_layers_is_verified_bit_exact(tmp_path):
     """fc1 (block-sparse) and logits (QDense) by hls4ml's DA Dense, fc2 by our template: the flow's
@@ -48,9 +64,7 @@ def test_default_model_with_da_layers_is_verified_bit_exact(tmp_path):
     calls = layer_calls(tmp_path / 'hls')
     assert calls['fc1'].startswith('nnet::dense_da_') and calls['logits'].startswith('nnet::dense_da_')
     assert calls['fc2'] == 'nnet::block_sparse_dense'
-    params = (tmp_path / 'hls' / 'firmware' / 'parameters.h').read_text()
-    assert params.count('void dense_da_') == 2 and 'bit_shift<' in params  # da4ml's shift-and-add code
-    assert ' * ' not in ''.join(re.findall(r'void dense_da_\d+\(.*?\n}', params, flags=re.S))  # no multiplier
+    assert_shift_and_add(tmp_path / 'hls', calls, ['fc1', 'logits'])
     weights = {p.stem for p in (tmp_path / 'hls' / 'firmware' / 'weights').glob('*.txt')}
     assert len(weights) == 3  # fc2's values, block index and bias only: DA layers have their constants in the code
 
@@ -73,7 +87,7 @@ def test_random_block_sparse_layers_with_da_are_exact(tmp_path, n_in, n_out, blo
     cfg = FlowConfig.load(None, model='user.h5', layers=layers)
     check_cosim(tmp_path, model, in_type, cfg, n_vectors=128, seed=seed)
     calls = layer_calls(tmp_path / 'hls')
-    assert calls['bs'].startswith('nnet::dense_da_')
+    assert_shift_and_add(tmp_path / 'hls', calls, ['bs'])
     if head:
         assert calls['head'] == 'nnet::dense'
     assert 'nnet::block_sparse_dense' not in calls.values()
@@ -103,7 +117,7 @@ def test_model_wide_da_on_hls4ml_dense_and_po2_kernels(tmp_path):
     x_codes[0], x_codes[1] = in_type.max_code, in_type.min_code
     compare_reference_csim(im, lib, in_type.to_float(x_codes), x_codes)
     calls = layer_calls(tmp_path / 'hls')
-    assert calls['p1'].startswith('nnet::dense_da_') and calls['d2'].startswith('nnet::dense_da_')
+    assert_shift_and_add(tmp_path / 'hls', calls, ['p1', 'd2'])
 
 
 # --- bad settings -------------------------------------------------------------------------------

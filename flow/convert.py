@@ -249,7 +249,22 @@ def convert_model(keras_model, im: IntegerModel, cfg: FlowConfig, board, output_
     # can be traced to its first layer without recompiling.
     hls_model.config.trace_output = True
     hls_model.write()
+    write_da_costs(hls_model, Path(output_dir) / DA_COSTS)
     return hls_model
+
+
+DA_COSTS = 'da_layers.json'  # in the HLS project: da4ml's cost estimate (LUTs) of each DA layer
+
+
+def write_da_costs(hls_model, path: Path) -> None:
+    """da4ml's own LUT estimate of every distributed_arithmetic layer's adder graph (hls4ml keeps
+    it as ``da_kernel_cost``), for resource estimates; nothing when no layer uses DA."""
+    import json
+
+    costs = {name: {'lut_estimate': float(node.get_attr('da_kernel_cost'))}
+             for name, node in hls_model.graph.items() if node.get_attr('da_kernel_cost') is not None}
+    if costs:
+        path.write_text(json.dumps(costs, indent=1) + '\n')
 
 
 class CompileError(RuntimeError):

@@ -101,14 +101,14 @@ def test_model_wide_da_on_hls4ml_dense_and_po2_kernels(tmp_path):
     (da4ml takes the power-of-two constants as they are: shifts, no exponent storage)."""
     from qkeras import QActivation, quantized_po2, quantized_relu
 
-    model = chain(8, qdense(6, 'p1', kernel=quantized_po2(4)), QActivation(quantized_relu(6, 2), name='r'),
-                  qdense(4, 'd2'), seed=4)
-    cfg = FlowConfig.load(None, model='user.h5', strategy=DA)
     from flow.boards import get_board
     from flow.convert import compile_csim, convert_model
     from flow.export import layer_overrides
     from flow.verify import compare_reference_csim, csim_library
 
+    model = chain(8, qdense(6, 'p1', kernel=quantized_po2(4)), QActivation(quantized_relu(6, 2), name='r'),
+                  qdense(4, 'd2'), seed=4)
+    cfg = FlowConfig.load(None, model='user.h5', strategy=DA)
     in_type = FixedType(8, 0)
     im = to_integer_model(model, in_type, layer_overrides(cfg))
     assert [l.kind for l in im.layers[1:]] == ['dense_po2', 'relu', 'dense']

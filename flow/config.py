@@ -11,6 +11,7 @@ Example (YAML)::
     layers:
       fc1: {reuse_factor: 8}
       logits: {reuse_factor: 10, strategy: resource, accum: ap_fixed<24,8>}
+      fc2: {reuse_factor: 1, strategy: distributed_arithmetic}   # hls4ml/da4ml shift-and-add, no DSPs
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ class LayerConfig(BaseModel):
     model_config = ConfigDict(extra='forbid')
 
     reuse_factor: int | None = Field(None, ge=1)
-    strategy: Literal['latency', 'resource'] | None = None  # hls4ml's own Dense only
+    # latency/resource: hls4ml's own Dense only; distributed_arithmetic: any dense layer (ReuseFactor 1)
+    strategy: Literal['latency', 'resource', 'distributed_arithmetic'] | None = None
     accum: str | None = None  # default: the exact accumulator computed from the weights
     result: str | None = None  # default: the accumulator type (no rounding)
     table_size: int | None = Field(None, ge=1)  # sigmoid/tanh/softmax lookup tables; default: hls4ml's (1024)
@@ -63,7 +65,7 @@ class FlowConfig(BaseModel):
     io_type: Literal['io_parallel'] = 'io_parallel'
     clock_period_ns: float | None = None  # default: the board's PL clock
     reuse_factor: int = Field(1, ge=1)
-    strategy: Literal['latency', 'resource'] = 'latency'
+    strategy: Literal['latency', 'resource', 'distributed_arithmetic'] = 'latency'
     layers: dict[str, LayerConfig] = {}
     n_golden: int = Field(256, ge=1)
     rtl: bool = True  # the rtl step: da4ml Verilog, Verilator on the golden vectors, yosys (slow for big models)

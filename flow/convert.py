@@ -11,11 +11,17 @@ from pathlib import Path
 
 from flow import processes
 from flow.config import FlowConfig
+from flow.errors import BadInput
 from flow.runtime.fixed import FixedType
 from flow.runtime.reference import IntegerModel
 
 DENSE_KINDS = ('dense', 'dense_po2', 'block_sparse_dense')  # ReuseFactor and accumulator
 HLS4ML_DENSE = ('dense', 'dense_po2')  # hls4ml's own Dense: Strategy
+# Strategy 'distributed_arithmetic' (hls4ml 1.3.0 + da4ml: a multiplier-free shift-and-add graph of
+# the constant kernel, zeros cost nothing; ReuseFactor 1): these kinds are then built by hls4ml's own
+# Dense with the kernel zeros included (flow.hls swaps our IR layers for it: DENSE_EQUIVALENTS).
+DA = 'distributed_arithmetic'
+DA_KINDS = DENSE_KINDS
 # hls4ml weight variable -> (reference codes field, reference type field), per layer kind: the
 # types are set in the config and checked after conversion, and the values hls4ml will write are
 # compared with the reference's codes.
@@ -61,7 +67,9 @@ def hls_config(im: IntegerModel, cfg: FlowConfig, removed: dict[str, FixedType] 
         if layer.kind in DENSE_KINDS:
             lc['Precision']['accum'] = layer.accum_type.hls()
             lc['ReuseFactor'] = cfg.reuse_for(layer.name)
-            if layer.kind in HLS4ML_DENSE:
+            if uses_da(layer, cfg):
+                lc['Strategy'] = DA
+            elif layer.kind in HLS4ML_DENSE:
                 lc['Strategy'] = cfg.strategy_for(layer.name).capitalize()
         for attr, value in _table_attrs(layer).items():
             if attr == 'accum_t':  # read when the layer is created: a plain attribute would override it
@@ -73,6 +81,31 @@ def hls_config(im: IntegerModel, cfg: FlowConfig, removed: dict[str, FixedType] 
         'Model': {'Precision': 'ap_fixed<16,6>', 'ReuseFactor': cfg.reuse_factor, 'Strategy': 'Latency'},
         'LayerName': layers,
     }
+
+
+def uses_da(layer, cfg: FlowConfig) -> bool:
+    return layer.kind in DA_KINDS and cfg.strategy_for(layer.name) == DA
+
+
+def check_strategies(im: IntegerModel, cfg: FlowConfig) -> None:
+    """Refuse a strategy a layer cannot have (BadInput, naming the layer and the fix); called when
+    the model is loaded (before training) and again before conversion."""
+    for layer in im.layers:
+        lc = cfg.layers.get(layer.name)
+        if lc is not None and lc.strategy == DA and layer.kind not in DA_KINDS:
+            raise BadInput(f"layer '{layer.name}' ({layer.kind}): strategy {DA} applies to dense layers only "
+                           f'({", ".join(DA_KINDS)}); remove strategy for that layer')
+        if not uses_da(layer, cfg):
+            continue
+        rf = cfg.reuse_for(layer.name)
+        if rf != 1:
+            where = '' if lc is not None and lc.reuse_factor else ' (the model-wide reuse_factor)'
+            raise BadInput(f"layer '{layer.name}': strategy {DA} needs ReuseFactor 1, it has {rf}{where}; set "
+                           f'reuse_factor: 1 for that layer (layers: {{{layer.name}: {{reuse_factor: 1}}}}) or choose '
+                           'strategy latency/resource')
+        if lc is not None and lc.accum:
+            raise BadInput(f"layer '{layer.name}': strategy {DA} adds exactly and has no accumulator type; remove "
+                           f'accum: {lc.accum} for that layer')
 
 
 def _table_attrs(layer) -> dict:
@@ -147,6 +180,25 @@ def _weight_checks(name, node, layer) -> list:
     return checks
 
 
+def _da_checks(name, node, layer) -> list:
+    """A distributed_arithmetic layer is hls4ml's Dense with its DA code, built from the reference's
+    weights (zeros included). The weights have no types there (da4ml uses the constants exactly)."""
+    import numpy as np
+
+    if node.class_name != 'Dense' or node.get_attr('strategy') != DA or 'da_codegen' not in node.attributes:
+        raise ConversionMismatch(f"layer '{name}': hls4ml built it as {node.class_name} with strategy "
+                                 f"{node.get_attr('strategy')!r}, not as a Dense with {DA} code")
+    for what, got, want, t in (('weight', node.get_attr('da_weight'), layer.dense_weight(), layer.weight_type),
+                               ('bias', node.get_attr('da_bias'), layer.bias, layer.bias_type)):
+        got = np.ravel(np.asarray(got, dtype=np.float64)) * 2.0**t.frac
+        want = np.ravel(want)
+        bad = np.flatnonzero(got != want) if got.shape == want.shape else [0]
+        if len(bad):
+            raise ConversionMismatch(f"layer '{name}': the {what} values hls4ml's {DA} code was built from are not the "
+                                     f'reference\'s ({got.size} vs {want.size} values; first difference at {int(bad[0])})')
+    return []
+
+
 def check_against_reference(hls_model, im: IntegerModel, cfg: FlowConfig) -> None:
     """Every node of the converted graph is a reference layer with the same types."""
     ref = {layer.name: layer for layer in im.layers}
@@ -164,7 +216,7 @@ def check_against_reference(hls_model, im: IntegerModel, cfg: FlowConfig) -> Non
                 f'valid values for hls4ml Dense {node.get_attr("n_in")}x{node.get_attr("n_out")}: {valid}'
             )
         checks = [('result', node.get_output_variable().type.precision, layer.out_type)]
-        checks += _weight_checks(name, node, layer)
+        checks += _da_checks(name, node, layer) if uses_da(layer, cfg) else _weight_checks(name, node, layer)
         if layer.kind in DENSE_KINDS:
             checks.append(('accum', node.get_attr('accum_t').precision, layer.accum_type))
         if layer.kind in ACTIVATION_KINDS:
@@ -181,6 +233,7 @@ def convert_model(keras_model, im: IntegerModel, cfg: FlowConfig, board, output_
     from flow.hls import register
 
     register()
+    check_strategies(im, cfg)
     hls_model = hls4ml.converters.convert_from_keras_model(
         deployed_model(keras_model, cfg.output),
         hls_config=hls_config(im, cfg, removed_nodes(keras_model, im, cfg.output)),
@@ -196,7 +249,22 @@ def convert_model(keras_model, im: IntegerModel, cfg: FlowConfig, board, output_
     # can be traced to its first layer without recompiling.
     hls_model.config.trace_output = True
     hls_model.write()
+    write_da_costs(hls_model, Path(output_dir) / DA_COSTS)
     return hls_model
+
+
+DA_COSTS = 'da_layers.json'  # in the HLS project: da4ml's cost estimate (LUTs) of each DA layer
+
+
+def write_da_costs(hls_model, path: Path) -> None:
+    """da4ml's own LUT estimate of every distributed_arithmetic layer's adder graph (hls4ml keeps
+    it as ``da_kernel_cost``), for resource estimates; nothing when no layer uses DA."""
+    import json
+
+    costs = {name: {'lut_estimate': float(node.get_attr('da_kernel_cost'))}
+             for name, node in hls_model.graph.items() if node.get_attr('da_kernel_cost') is not None}
+    if costs:
+        path.write_text(json.dumps(costs, indent=1) + '\n')
 
 
 class CompileError(RuntimeError):

@@ -720,4 +720,8 @@ def _check_streamable(first, last) -> None:
 
 def reference_for(model, cfg) -> IntegerModel:
     """The integer reference of ``model`` under the flow config: the full deployability check."""
-    return to_integer_model(model, FixedType.parse(cfg.input_precision), layer_overrides(cfg), cfg.output)
+    from flow.convert import check_strategies
+
+    im = to_integer_model(model, FixedType.parse(cfg.input_precision), layer_overrides(cfg), cfg.output)
+    check_strategies(im, cfg)
+    return im

@@ -15,7 +15,7 @@ from hls4ml.model.attributes import Attribute, ConfigurableAttribute, TypeAttrib
 from hls4ml.model.layers import Layer
 from hls4ml.model.types import IntegerPrecisionType
 
-from flow.runtime.ref_block_sparse import index_bits, pack_blocks
+from flow.runtime.ref_block_sparse import index_bits, pack_blocks, unpack_blocks
 from keras_models.masks import expand
 
 HEADER = 'nnet_block_sparse_dense.h'
@@ -118,3 +118,15 @@ class BlockSparseDenseFunctionTemplate(FunctionCallTemplate):
         params['bi'] = node.get_weights('block_index').name
         params['b'] = node.get_weights('bias').name
         return self.template.format(**params)
+
+
+def dense_attributes(node: BlockSparseDense) -> dict:
+    """hls4ml's own Dense with the same weights, the dropped blocks' zeros included (what its
+    ``distributed_arithmetic`` strategy takes: zero weights cost nothing there). The kernel is the
+    quantized, masked one already; the config gives its precision (no quantizer)."""
+    shape = (node.get_attr('n_in'), node.get_attr('n_out'))
+    block = (node.get_attr('block_in'), node.get_attr('block_out'))
+    values = node.get_weights('weight').data.reshape(-1, *block)
+    kernel = unpack_blocks(values, node.get_weights('block_index').data, node.get_attr('kept_per_row'), shape, block)
+    keep = ('n_in', 'n_out', 'bias_data', 'bias_quantizer', 'activation', 'data_format')
+    return {**{k: node.get_attr(k) for k in keep if k in node.attributes}, 'weight_data': kernel, 'weight_quantizer': None}

@@ -16,6 +16,7 @@ Anything else raises NoLogic; the rtl step reports it and builds nothing.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Callable
 
 import numpy as np
@@ -51,12 +52,32 @@ def _round_half_even(x, f: int):
     big_f = int(np.max(x.kif[2]))
     if big_f <= f:
         return x  # nothing to round away
-    lsb = x.quantize(0, 1 - f, f, 'WRAP', 'TRN')  # the bit of weight 2^-f, as 0 or 2^-f
-    return x + (2.0 ** -(f + 1) - 2.0**-big_f) + lsb * 2.0 ** -(big_f - f)
+    # the bit of weight 2^-f as a 1-bit signed number, 0 or -2^-f (signed: see _cast_constants)
+    neg_lsb = x.quantize(1, -f, f, 'WRAP', 'TRN')
+    return x + (2.0 ** -(f + 1) - 2.0**-big_f) - neg_lsb * 2.0 ** -(big_f - f)
 
 
 # ap_fixed rounding mode -> (pre-add before the quantizer, the quantizer's own mode)
 ROUNDING = {'TRN': (None, 'TRN'), 'RND': (None, 'RND'), 'RND_CONV': (_round_half_even, 'TRN')}
+
+
+def _cast_constants(x, t: FixedType):
+    """Cast the elements of ``x`` that are constants (a bias-only output, say) with the reference's
+    own arithmetic. da4ml 0.5.2 folds an unsigned wrap of a constant modulo 2^(i+1) instead of 2^i;
+    a constant already on ``t``'s grid and in range passes its quantizer unchanged."""
+    from da4ml.trace import FixedVariable, FixedVariableArray
+
+    out = x._vars.copy()
+    flat = out.reshape(-1)
+    for j, v in enumerate(flat):
+        if v.low == v.high:
+            value = Decimal(v.low)
+            frac = 0
+            while value * 2**frac != int(value * 2**frac):
+                frac += 1
+            code = t.from_codes(np.array([int(value * 2**frac)]), frac)[0]
+            flat[j] = FixedVariable.from_const(Decimal(int(code)) / Decimal(2) ** t.frac, hwconf=v.hwconf)
+    return FixedVariableArray(out, x.solver_options)
 
 
 def cast(x, t: FixedType, where: str):
@@ -64,6 +85,8 @@ def cast(x, t: FixedType, where: str):
     if t.rounding not in ROUNDING or t.overflow not in DA4ML_OVERFLOW:
         raise NoLogic(f'{where}: type {t.hls()} rounds {t.rounding} / overflows {t.overflow}; the RTL level has '
                       f'rounding {"/".join(ROUNDING)} and overflow {"/".join(DA4ML_OVERFLOW)}')
+    if any(v.low == v.high for v in x._vars.reshape(-1)):
+        x = _cast_constants(x, t)
     pre, mode = ROUNDING[t.rounding]
     if pre is not None:
         x = pre(x, t.frac)

@@ -14,7 +14,7 @@ from flow.rtl.logic import NoLogic, cast, network_comb
 from flow.rtl.simulate import RTLDesign
 from flow.rtl.synth import parse_stat
 from flow.runtime.fixed import FixedType
-from flow.runtime.ref_activations import HardSigmoid
+from flow.runtime.ref_activations import HardSigmoid, HardTanh, Sigmoid
 from flow.runtime.ref_block_sparse import BlockSparseDense, pack_blocks
 from flow.runtime.ref_layers import BatchNorm, Dense, DensePo2, Input, Linear, RefLayer, ReLU
 from flow.runtime.reference import IntegerModel
@@ -74,10 +74,12 @@ CASES = {  # name -> (input type, layers(in_t, rng)); covers every dense-like ki
         ReLU('r', FixedType(8, 4, False)),
         _accumulating(BatchNorm, 'bn', np.diag(s := rng.integers(-8, 8, 6)), FixedType(5, 3), FixedType(8, 4, False),
                       FixedType(10, 5, True, 'TRN', 'SAT'), rng, scale=s)]),
-    'cgs_hard_sigmoid_as_table': (FixedType(7, 3), lambda t, rng: [
+    'cgs_hard_sigmoid_hard_tanh': (FixedType(7, 3), lambda t, rng: [
         block_sparse('fc1', 16, 8, (8, 2), 2, 5, t, rng, out_t=FixedType(8, 3, True, 'RND', 'SAT')),
         HardSigmoid('hs', FixedType(8, 1, False, 'RND', 'SAT'), slope=13, slope_type=FixedType(8, 2), shift=32,
-                    shift_type=FixedType(8, 2))]),
+                    shift_type=FixedType(8, 2)),
+        HardTanh('ht', FixedType(6, 1, True, 'RND_CONV', 'SAT'), slope=1, slope_type=FixedType(2, 0), shift=1,
+                 shift_type=FixedType(2, 0))]),
 }
 
 
@@ -137,8 +139,9 @@ def test_layers_and_types_without_logic_are_refused_by_name():
         network_comb(IntegerModel([Input('x', t, shape=(4,)), Mixing('mix', t)]))
     with pytest.raises(NoLogic, match=r"layer 'q': type .* rounds RND_ZERO"):
         network_comb(IntegerModel([Input('x', t, shape=(4,)), Linear('q', FixedType(6, 2, True, 'RND_ZERO'))]))
-    with pytest.raises(NoLogic, match=r"lookup table over its 16-bit input"):
-        network_comb(IntegerModel([Input('x', FixedType(16, 6), shape=(4,)), HardSigmoid('hs', FixedType(8, 1, False))]))
+    table = Sigmoid('sg', FixedType(8, 1, False), table_size=1024, table_type=FixedType(18, 8), table=np.zeros(1024, int))
+    with pytest.raises(NoLogic, match=r"layer 'sg' \(sigmoid\) is a lookup table"):
+        network_comb(IntegerModel([Input('x', t, shape=(4,)), table]))
 
 
 def test_rtl_step_without_tools_or_switched_off(default_build, tmp_path, monkeypatch):

@@ -7,11 +7,10 @@ exporters; a kind with no entry is built by the first generic rule that fits it:
   method that gives its ``dense_weight()``): the exact constant matrix-vector product plus bias as
   a da4ml shift-and-add graph (zero weights cost nothing), wrapped in the accumulator type, cast to
   the result type, as the reference computes it;
-- an elementwise layer (tables, hard sigmoid/tanh, ...): a lookup table filled by the reference
-  layer's own ``forward`` over every input code, so it is exact by construction; only for inputs
-  of at most ``TABLE_MAX_INPUT_BITS`` bits (one table entry per code).
+- ReLU, casts (``linear``), hard sigmoid/tanh, BatchNormalization have their own entries.
 
-Anything else raises NoLogic; the rtl step reports it and builds nothing.
+Anything else raises NoLogic (lookup-table activations among them: da4ml 0.5.2's tables mismatched
+the reference in our tests); the rtl step reports it and builds nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from flow.runtime.fixed import FixedType
 from flow.runtime.ref_layers import RefLayer, _Accumulating
 from flow.runtime.reference import IntegerModel
 
-TABLE_MAX_INPUT_BITS = 12
 DA4ML_OVERFLOW = ('WRAP', 'SAT', 'SAT_SYM')
 
 
@@ -130,16 +128,20 @@ def _accumulating(layer: _Accumulating, x, in_type: FixedType):
     return _finish(layer, x.reshape(-1) @ w + values(layer.bias, layer.bias_type.frac))
 
 
-def _table(layer: RefLayer, x, in_type: FixedType):
-    if in_type.width > TABLE_MAX_INPUT_BITS:
-        raise NoLogic(f'layer {layer.name!r} ({layer.kind}) would be a lookup table over its {in_type.width}-bit '
-                      f'input {in_type.hls()}: more than {TABLE_MAX_INPUT_BITS} bits; narrow the previous layer\'s result')
+def _clipped(layer, x):
+    """nnet::hard_sigmoid's clip(slope * x + shift, 0, 1), exact (the reference's _clipped)."""
+    v = x * values(layer.slope, layer.slope_type.frac) + values(layer.shift, layer.shift_type.frac)
+    return np.minimum(np.maximum(v, 0.0), 1.0)
 
-    def through_reference(v: np.ndarray) -> np.ndarray:  # input values -> output values, by the reference
-        codes = np.rint(np.asarray(v, dtype=np.float64) * 2.0**in_type.frac).astype(np.int64)
-        return layer.out_type.to_float(layer.forward(codes.reshape(1, -1), in_type)).reshape(np.shape(v))
 
-    return cast(x.apply(through_reference), layer.out_type, f'layer {layer.name!r}')
+@logic_for('hard_sigmoid')
+def _hard_sigmoid(layer, x, in_type: FixedType):
+    return cast(_clipped(layer, x), layer.out_type, f'layer {layer.name!r}')
+
+
+@logic_for('hard_tanh')
+def _hard_tanh(layer, x, in_type: FixedType):
+    return cast(_clipped(layer, x) * 2.0 - 1.0, layer.out_type, f'layer {layer.name!r}')
 
 
 def layer_logic(layer: RefLayer, x, in_type: FixedType):
@@ -149,8 +151,10 @@ def layer_logic(layer: RefLayer, x, in_type: FixedType):
         return LOGIC[layer.kind](layer, x, in_type)
     if isinstance(layer, _Accumulating):
         return _accumulating(layer, x, in_type)
-    if layer.elementwise:
-        return _table(layer, x, in_type)
+    if layer.elementwise:  # sigmoid/tanh tables
+        raise NoLogic(f'layer {layer.name!r} ({layer.kind}) is a lookup table: da4ml 0.5.2\'s lookup tables did not '
+                      'reproduce the reference in our tests, so the RTL level covers dense-like layers, ReLU, casts and '
+                      'hard sigmoid/tanh only; use hard_sigmoid/hard_tanh, or rtl: false')
     raise NoLogic(f'layer {layer.name!r} ({layer.kind}) has no da4ml form: it is neither a constant matrix-vector '
                   'product nor elementwise (the RTL level covers dense-like layers and elementwise activations)')
 

@@ -129,8 +129,9 @@ def main() -> None:
     results = ROOT / 'bench' / 'results'
     results.mkdir(exist_ok=True)
     (results / 'rtl.json').write_text(json.dumps(out, indent=1, default=str))
+    console.print(f'wrote {results / "rtl.json"}')
     plot(rows, n, results / 'rtl.png')
-    console.print(f'wrote {results / "rtl.json"} and {results / "rtl.png"}')
+    console.print(f'wrote {results / "rtl.png"}')
 
 
 def plot(rows: dict, n: int, path: Path) -> None:

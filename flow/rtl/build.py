@@ -34,7 +34,7 @@ def versions() -> dict[str, str]:
 
 
 def layer_designs(im: IntegerModel, folder, part: str, clock_ns: float, project: str) -> list:
-    """(layer, its input type, its design) for every layer after the input."""
+    """(layer, the layer before it (its input type and trace name), its design) for every layer after the input."""
     shapes = {name: v.shape[1:] for name, v in im.trace(np.zeros((1, *im.input.shape), dtype=np.int64)).items()}
     out, prev = [], im.layers[0]
     for layer in im.layers[1:]:

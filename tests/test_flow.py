@@ -130,6 +130,7 @@ def test_user_model_file_with_yaml_config(default_build, tmp_path):
         '  fc1: {reuse_factor: 32}\n'
         '  fc2: {reuse_factor: 4, result: "ap_fixed<10,5,AP_RND_CONV,AP_SAT>"}\n'
         '  logits: {reuse_factor: 4, strategy: resource}\n'
+        'rtl: false\n'  # the RTL level has tests of its own (tests/test_rtl.py)
     )
     ctx = run_flow(FlowConfig.load(cfg_file), tmp_path / 'b', to_step='estimate')
     est = json.loads((ctx.root / 'reports' / 'estimate.json').read_text())
@@ -155,7 +156,7 @@ def test_hls4ml_reuse_factor_snapping_is_refused(default_build, tmp_path):
 
 def test_a_changed_setting_reruns_only_the_steps_that_read_it(build_copy):
     before = json.loads((build_copy / 'manifest.json').read_text())['steps']
-    run_flow(FlowConfig.load(None, epochs=15, n_golden=32), build_copy, to_step='estimate')
+    run_flow(FlowConfig.load(None, epochs=15, n_golden=32, rtl=False), build_copy, to_step='estimate')
     after = json.loads((build_copy / 'manifest.json').read_text())['steps']
     for kept in ('train', 'export_reference', 'convert', 'csim_compile'):
         assert after[kept] == before[kept]

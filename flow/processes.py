@@ -26,8 +26,7 @@ def unshare(fd: int) -> None:
 
 def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
     """``subprocess.run`` in a new process group (session); the whole group is killed if we are
-    interrupted or fail while it runs, or when it outlives ``timeout`` seconds (TimeoutExpired)."""
-    timeout = kwargs.pop('timeout', None)
+    interrupted or fail while it runs."""
     if kwargs.pop('capture_output', False):
         kwargs.update(stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     data = kwargs.pop('input', None)
@@ -38,7 +37,7 @@ def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
             os.lseek(fd, 0, os.SEEK_END)
             os.write(fd, f'; tool {os.path.basename(cmd[0])}: process group {proc.pid}'.encode())
         try:
-            out, err = proc.communicate(data, timeout=timeout)
+            out, err = proc.communicate(data)
         except BaseException:
             kill_group(proc)
             raise

@@ -78,6 +78,12 @@ def _cast_constants(x, t: FixedType):
     return FixedVariableArray(out, x.solver_options)
 
 
+def kif(t: FixedType) -> tuple[int, int, int]:
+    """da4ml's (keep_negative, integer bits without the sign, fractional bits) of ``t``."""
+    k = int(t.signed)
+    return k, t.integer - k, t.frac
+
+
 def cast(x, t: FixedType, where: str):
     """ap_fixed's conversion to ``t`` (rounding, then overflow) as da4ml operations."""
     if t.rounding not in ROUNDING or t.overflow not in DA4ML_OVERFLOW:
@@ -88,8 +94,7 @@ def cast(x, t: FixedType, where: str):
     pre, mode = ROUNDING[t.rounding]
     if pre is not None:
         x = pre(x, t.frac)
-    k = int(t.signed)
-    return x.quantize(k, t.integer - k, t.frac, t.overflow, mode)
+    return x.quantize(*kif(t), t.overflow, mode)
 
 
 def values(codes, frac: int) -> np.ndarray:
@@ -163,8 +168,8 @@ def _traced_input(shape, t: FixedType):
     from da4ml.trace import FixedVariableArrayInput
 
     inp = FixedVariableArrayInput((int(np.prod(shape)),))
-    k = int(t.signed)  # the codes arrive on t's grid: declare the width, nothing to round or saturate
-    return inp, inp.quantize(k, t.integer - k, t.frac).reshape(*shape)
+    # the codes arrive on t's grid: declare the width, nothing to round or saturate
+    return inp, inp.quantize(*kif(t)).reshape(*shape)
 
 
 def network_comb(im: IntegerModel):

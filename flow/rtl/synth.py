@@ -8,14 +8,14 @@ first indication of timing, not a timing report.
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 from flow import processes
 from flow.rtl import tools
 
-CELL_GROUPS = {  # yosys cell name prefix -> resource
-    'LUT': 'lut', 'FD': 'ff', 'CARRY': 'carry', 'DSP48': 'dsp', 'MUXF': 'muxf', 'RAMB18': 'bram18', 'RAMB36': 'bram36',
+CELL_GROUPS = {  # yosys cell name prefix -> (resource, count per cell); a RAMB36 is two BRAM18
+    'LUT': ('lut', 1), 'FD': ('ff', 1), 'CARRY': ('carry', 1), 'DSP48': ('dsp', 1), 'MUXF': ('muxf', 1),
+    'RAMB18': ('bram18', 1), 'RAMB36': ('bram18', 2),
 }
 RESOURCES = ('lut', 'ff', 'carry', 'dsp', 'bram18', 'muxf', 'logic_depth')
 
@@ -25,15 +25,12 @@ class SynthFailed(RuntimeError):
 
 
 def parse_stat(text: str) -> dict[str, int]:
-    """Cell counts of yosys' ``stat`` grouped into resources (a RAMB36 counts as two BRAM18)."""
-    out = {k: 0 for k in ('lut', 'ff', 'carry', 'dsp', 'muxf', 'bram18')}
+    """Cell counts of yosys' ``stat`` grouped into resources."""
+    out = {group: 0 for group, _ in CELL_GROUPS.values()}
     for cell, count in re.findall(r'^\s+([A-Z][A-Z0-9_]*)\s+(\d+)\s*$', text, re.M):
-        for prefix, group in CELL_GROUPS.items():
+        for prefix, (group, per_cell) in CELL_GROUPS.items():
             if cell.startswith(prefix):
-                if group == 'bram36':
-                    out['bram18'] += 2 * int(count)
-                else:
-                    out[group] += int(count)
+                out[group] += per_cell * int(count)
                 break
     return out
 
@@ -45,13 +42,11 @@ def parse_ltp(text: str) -> int:
     return int(m.group(1))
 
 
-def synthesize(design: Path, top: str, family: str, timeout: float | None = None) -> dict[str, int]:
+def synthesize(design: Path, top: str, family: str) -> dict[str, int]:
     """Synthesize da4ml's project in ``design`` (src/<top>.v + its static modules) for ``family``."""
     src = design / 'src'
+    # lookup_table.v fails to elaborate without table files, and the RTL level builds no tables (logic.py)
     files = [src / f'{top}.v', *sorted(p for p in (src / 'static').glob('*.v') if p.name != 'lookup_table.v')]
-    memfiles = src / 'memfiles'
-    if memfiles.is_dir() and any(memfiles.iterdir()):
-        files.append(src / 'static' / 'lookup_table.v')  # reads its tables with $readmemh, from the cwd
     reports = design / 'synth'
     reports.mkdir(exist_ok=True)
     script = '\n'.join([
@@ -62,12 +57,8 @@ def synthesize(design: Path, top: str, family: str, timeout: float | None = None
         '',
     ])
     (reports / 'synth.ys').write_text(script)
-    cwd = memfiles if memfiles.is_dir() else design
-    try:
-        res = processes.run([tools.yosys(), '-q', '-l', str((reports / 'yosys.log').resolve()), '-s',
-                             str((reports / 'synth.ys').resolve())], cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as e:
-        raise SynthFailed(f'yosys did not finish synthesizing {top} in {timeout:.0f} s (log: {reports / "yosys.log"})') from e
+    res = processes.run([tools.yosys(), '-q', '-l', str((reports / 'yosys.log').resolve()), '-s',
+                         str((reports / 'synth.ys').resolve())], cwd=design, capture_output=True, text=True)
     if res.returncode != 0:
         raise SynthFailed(f'yosys failed on {top} (exit {res.returncode}; log: {reports / "yosys.log"}):\n'
                           f'{(res.stderr or res.stdout)[-2000:]}')

@@ -33,7 +33,7 @@ from flow.runtime.fixed import FixedType
 from flow.runtime.ref_activations import HardSigmoid, HardTanh, Sigmoid, Softmax, Tanh
 from flow.runtime.reference import IntegerModel
 from flow.tables import TableSpec, cpp_tables, cxx_flags, hls4ml_tables, hls4ml_templates, model_table
-from user_models import chain
+from user_models import chain, random_weights
 
 F = FixedType.parse
 
@@ -351,13 +351,7 @@ def build_model(kind, n_in=8, n_hidden=6, seed=0, head=False, bits=6, scale=1.0)
     x = _activation(kind, bits)(_dense(n_hidden, 'd1')(inp))
     if head:
         x = tf.keras.layers.Activation('softmax', name='sm')(_dense(4, 'd2')(x))
-    model = tf.keras.Model(inp, x)
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if hasattr(layer, 'kernel'):
-            layer.kernel.assign(rng.uniform(-2, 2, size=layer.kernel.shape) * scale)
-            layer.bias.assign(rng.uniform(-4, 4, size=layer.bias.shape))
-    return model
+    return random_weights(tf.keras.Model(inp, x), seed, kernel=2, bias=4, kernel_scale=scale)
 
 
 def cosim(tmp_path, model, in_type, cfg, n_vectors=200, seed=0):

@@ -14,6 +14,7 @@ from flow.convert import compile_csim, convert_model
 from flow.export import Overrides, to_integer_model
 from flow.runtime.fixed import FixedType
 from flow.verify import compare_reference_csim, csim_library
+from user_models import random_weights
 
 pytestmark = pytest.mark.csim
 
@@ -32,13 +33,7 @@ def build_keras(n_in, n_out, block, drop, wbits, wint, seed, with_head):
     if with_head:
         x = QActivation(quantized_relu(5, 1), name='act')(x)
         x = QDense(3, kernel_quantizer=quantized_bits(5, 0, alpha=1), bias_quantizer=quantized_bits(8, 2, alpha=1), name='head')(x)
-    model = tf.keras.Model(inp, x)
-    rng = np.random.default_rng(seed)
-    for layer in model.layers[1:]:
-        if hasattr(layer, 'kernel'):
-            layer.kernel.assign(rng.uniform(-1.5, 1.5, size=layer.kernel.shape) * 2**wint)
-            layer.bias.assign(rng.uniform(-3, 3, size=layer.bias.shape))
-    return model
+    return random_weights(tf.keras.Model(inp, x), seed, kernel=1.5, bias=3, kernel_scale=2**wint)
 
 
 def check_cosim(tmp_path, model, in_type, cfg, n_vectors=64, seed=0):

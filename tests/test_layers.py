@@ -24,6 +24,7 @@ from flow.config import FlowConfig
 from flow.export import Overrides, UnsupportedModel, keras_view, layer_overrides, to_integer_model
 from flow.runtime.fixed import FixedType
 from flow.runtime.reference import IntegerModel
+from user_models import random_weights
 
 F = FixedType.parse
 EPS = 2.0**-10  # a BatchNormalization epsilon that float32 adds exactly
@@ -50,16 +51,7 @@ def chain(shape, *layers, seed=0, kernel_scale=1.0):
     x = inp
     for layer in layers:
         x = layer(x)
-    model = tf.keras.Model(inp, x)
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if hasattr(layer, 'kernel'):
-            layer.kernel.assign(rng.uniform(-1, 1, size=layer.kernel.shape) * kernel_scale)
-            layer.bias.assign(rng.uniform(-2, 2, size=layer.bias.shape))
-        if type(layer).__name__ == 'BatchNormalization':
-            n = layer.gamma.shape
-            layer.set_weights([rng.uniform(0.5, 2, n), rng.uniform(-1, 1, n), rng.uniform(-2, 2, n), rng.uniform(0.2, 3, n)])
-    return model
+    return random_weights(tf.keras.Model(inp, x), seed, kernel_scale=kernel_scale)
 
 
 def exact_batchnorm(layer, seed=0):

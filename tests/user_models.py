@@ -23,14 +23,23 @@ def small_mlp(path: Path | None = None, n_in: int = 64, hidden: int = 16, n_out:
         x = QDense(hidden, **first)(inp)
     x = QActivation(quantized_relu(6, 2), name=names[1])(x)
     x = QDense(n_out, kernel_quantizer=quantized_bits(6, 0, alpha=1), bias_quantizer=bq, name=names[2])(x)
-    model = tf.keras.Model(inp, x)
+    model = random_weights(tf.keras.Model(inp, x), seed)
+    if path is not None:
+        model.save(path)
+    return model
+
+
+def random_weights(model, seed: int, kernel: float = 1.0, bias: float = 2.0, kernel_scale: float = 1.0):
+    """Kernels uniform in [-kernel, kernel] x kernel_scale, biases in [-bias, bias], and trained-like
+    BatchNormalization statistics, drawn in layer order from one seeded generator."""
     rng = np.random.default_rng(seed)
     for layer in model.layers:
         if hasattr(layer, 'kernel'):
-            layer.kernel.assign(rng.uniform(-1, 1, size=layer.kernel.shape))
-            layer.bias.assign(rng.uniform(-2, 2, size=layer.bias.shape))
-    if path is not None:
-        model.save(path)
+            layer.kernel.assign(rng.uniform(-kernel, kernel, size=layer.kernel.shape) * kernel_scale)
+            layer.bias.assign(rng.uniform(-bias, bias, size=layer.bias.shape))
+        if type(layer).__name__ == 'BatchNormalization':
+            n = layer.gamma.shape
+            layer.set_weights([rng.uniform(0.5, 2, n), rng.uniform(-1, 1, n), rng.uniform(-2, 2, n), rng.uniform(0.2, 3, n)])
     return model
 
 

@@ -14,6 +14,7 @@ import signal
 import subprocess
 
 _inherited_fds: set[int] = set()  # lock file descriptors every tool keeps open
+_running: set[subprocess.Popen] = set()  # tools started by run() that have not finished
 
 
 def share_with_tools(fd: int) -> None:
@@ -36,11 +37,14 @@ def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
         for fd in _inherited_fds:  # name the tool in the lock file, for a run refused while it lives
             os.lseek(fd, 0, os.SEEK_END)
             os.write(fd, f'; tool {os.path.basename(cmd[0])}: process group {proc.pid}'.encode())
+        _running.add(proc)
         try:
             out, err = proc.communicate(data)
         except BaseException:
             kill_group(proc)
             raise
+        finally:
+            _running.discard(proc)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
@@ -50,3 +54,10 @@ def kill_group(proc: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     proc.wait()
+
+
+def kill_running() -> None:
+    """Kill every tool still running. For tools started from worker threads: only the main thread
+    sees an interrupt, so the run() inside a worker cannot kill its own tool."""
+    for proc in list(_running):
+        kill_group(proc)

@@ -194,3 +194,32 @@ def test_default_flow_reports_rtl_level_and_measured_resources(default_build):
     # the manifest still vouches for verify.json after the rtl step amended it
     from flow.build_dir import BuildDir
     BuildDir(root).check_files('verify', 'verify')
+
+
+def test_a_failed_synthesis_stops_the_others_at_once(monkeypatch):
+    """yosys runs two at a time in worker threads: a failure (or an interrupt) in the main thread
+    cancels the jobs not started and kills the tools still running, so nothing outlives the step."""
+    import time
+    from types import SimpleNamespace
+
+    from flow import processes
+    from flow.rtl import build
+    from flow.rtl.synth import SynthFailed
+
+    started = []
+
+    def fake_synthesize(path, top, family):
+        started.append(top)
+        if top == 'a':
+            time.sleep(0.5)  # b's tool is running by now
+            raise SynthFailed('yosys failed on a')
+        processes.run(['sleep', '30'])  # killed, so it returns early
+        return {}
+
+    monkeypatch.setattr(build, 'synthesize', fake_synthesize)
+    per_layer = [(SimpleNamespace(name=n, kind='dense'), None, SimpleNamespace(path=None, top=n, cost=0)) for n in 'abc']
+    t0 = time.time()
+    with pytest.raises(SynthFailed, match='yosys failed on a'):
+        build.synthesize_layers(per_layer, 'xc7')
+    assert time.time() - t0 < 10  # b's 30 s tool (and c's, if a's thread took it before the cancel) killed
+    assert started[:2] == ['a', 'b'] and not processes._running

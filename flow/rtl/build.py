@@ -13,6 +13,7 @@ import subprocess
 
 import numpy as np
 
+from flow import processes
 from flow.build_dir import write_json
 from flow.progress import bar, console, print_table
 from flow.rtl import tools
@@ -59,17 +60,25 @@ def first_rtl_mismatch(im: IntegerModel, ref_trace: dict, per_layer: list, rtl_o
 
 def synthesize_layers(per_layer: list, family: str) -> dict[str, dict]:
     """yosys on every layer's design, two at a time (yosys is single-threaded)."""
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import ThreadPoolExecutor, wait
 
     rows = {}
     with bar('yosys', len(per_layer)) as progress, ThreadPoolExecutor(max_workers=2) as pool:
         task = progress.add_task(f'yosys synth_xilinx -family {family}', total=len(per_layer), info='')
         jobs = {layer.name: (layer, design, pool.submit(synthesize, design.path, design.top, family))
                 for layer, _, design in per_layer}
-        for name, (layer, design, job) in jobs.items():
-            progress.update(task, info=name)
-            rows[name] = {'kind': layer.kind, **job.result(), 'da4ml_lut_estimate': design.cost}
-            progress.advance(task)
+        try:
+            for name, (layer, design, job) in jobs.items():
+                progress.update(task, info=name)
+                rows[name] = {'kind': layer.kind, **job.result(), 'da4ml_lut_estimate': design.cost}
+                progress.advance(task)
+        except BaseException:  # interrupted, or one synthesis failed: start no more, stop the running ones
+            pool.shutdown(wait=False, cancel_futures=True)
+            running = [job for _, _, job in jobs.values()]
+            processes.kill_running()
+            while wait(running, timeout=0.1).not_done:  # a worker may have started a tool meanwhile
+                processes.kill_running()
+            raise
     return rows
 
 

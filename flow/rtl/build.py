@@ -130,7 +130,7 @@ def build_rtl(ctx) -> dict:
         'tools': versions(), 'layers': layers, 'network': network, 'fit': fit(network, board),
         'note': 'measured by yosys synth_xilinx (no place and route), each layer synthesized alone; the network '
                 'row is their sum (its logic depth too: the layers are in series). logic_depth is the longest '
-                'input-to-output path in cells (ltp -noff), a first timing indication',
+                'register-to-register (or port) path in cells, a first timing indication',
     }
     report['fits'] = all(v['margin'] >= 0 for v in report['fit'].values())
     write_json(ctx.stage / 'reports' / 'rtl_resources.json', report)

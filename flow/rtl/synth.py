@@ -1,12 +1,14 @@
 """yosys ``synth_xilinx`` of da4ml's Verilog: LUT, FF, CARRY, DSP, BRAM and logic depth.
 
-No place and route exists here for these families, so the logic depth (``ltp -noff``: the
-longest path in cells between inputs and outputs, LUTs and carry chains counted alike) is the
-first indication of timing, not a timing report.
+No place and route exists here for these families, so the logic depth (the longest path in
+cells from a port or register to a port or register, LUTs, MUXFs and carry chains counted alike,
+computed on the netlist: yosys' ``ltp -noff`` runs through mapped Xilinx flip-flops) is the first
+indication of timing, not a timing report.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -35,11 +37,46 @@ def parse_stat(text: str) -> dict[str, int]:
     return out
 
 
-def parse_ltp(text: str) -> int:
-    m = re.search(r'length=(\d+)', text)
-    if not m:
-        raise SynthFailed(f'yosys ltp printed no path length:\n{text[-2000:]}')
-    return int(m.group(1))
+REGISTERS = ('FD', 'RAMB', 'SRL')  # cells whose outputs start a path (and whose inputs end one)
+
+
+def _is_register(cell: dict) -> bool:
+    kind = cell['type']
+    if kind.startswith('DSP48'):  # a DSP with its product or output register is a path boundary
+        p = cell.get('parameters', {})
+        return any(int(str(p.get(k, '0')), 2 if set(str(p.get(k, '0'))) <= {'0', '1'} else 10) for k in ('MREG', 'PREG'))
+    return kind.startswith(REGISTERS)
+
+
+def logic_depth(netlist: dict, top: str) -> int:
+    """Longest chain of combinational cells between registers/ports in a yosys JSON netlist."""
+    cells = netlist['modules'][top]['cells'].values()
+    driver: dict[int, list[int]] = {}  # net bit -> the input bits of the combinational cell driving it
+    for cell in cells:
+        if _is_register(cell):
+            continue
+        dirs = cell.get('port_directions', {})
+        ins = [b for port, bits in cell['connections'].items() if dirs.get(port) == 'input' for b in bits if isinstance(b, int)]
+        for port, bits in cell['connections'].items():
+            if dirs.get(port) == 'output':
+                for b in bits:
+                    if isinstance(b, int):
+                        driver[b] = ins
+    depth: dict[int, int] = {}
+    for start in driver:
+        stack = [start]
+        while stack:  # iterative depth-first: deep carry chains would overflow Python's recursion
+            b = stack[-1]
+            if b in depth:
+                stack.pop()
+                continue
+            todo = [i for i in driver.get(b, ()) if i not in depth and i in driver]
+            if todo:
+                stack.extend(todo)
+                continue
+            depth[b] = 1 + max((depth.get(i, 0) for i in driver[b]), default=0)
+            stack.pop()
+    return max(depth.values(), default=0)
 
 
 def synthesize(design: Path, top: str, family: str) -> dict[str, int]:
@@ -47,13 +84,18 @@ def synthesize(design: Path, top: str, family: str) -> dict[str, int]:
     src = design / 'src'
     # lookup_table.v fails to elaborate without table files, and the RTL level builds no tables (logic.py)
     files = [src / f'{top}.v', *sorted(p for p in (src / 'static').glob('*.v') if p.name != 'lookup_table.v')]
-    reports = design / 'synth'
+    return synthesize_files(files, top, family, design / 'synth')
+
+
+def synthesize_files(files: list[Path], top: str, family: str, reports: Path) -> dict[str, int]:
+    """yosys on Verilog ``files`` (module ``top``); reports and the script go to ``reports``."""
+    design = reports.parent
     reports.mkdir(exist_ok=True)
     script = '\n'.join([
         'read_verilog -sv ' + ' '.join(str(f.resolve()) for f in files),
         f'synth_xilinx -family {family} -top {top} -flatten -noiopad',
         f'tee -q -o {(reports / "stat.txt").resolve()} stat',
-        f'tee -q -o {(reports / "ltp.txt").resolve()} ltp -noff',
+        f'write_json {(reports / "netlist.json").resolve()}',
         '',
     ])
     (reports / 'synth.ys').write_text(script)
@@ -63,5 +105,7 @@ def synthesize(design: Path, top: str, family: str) -> dict[str, int]:
         raise SynthFailed(f'yosys failed on {top} (exit {res.returncode}; log: {reports / "yosys.log"}):\n'
                           f'{(res.stderr or res.stdout)[-2000:]}')
     counts = parse_stat((reports / 'stat.txt').read_text())
-    counts['logic_depth'] = parse_ltp((reports / 'ltp.txt').read_text())
+    netlist = reports / 'netlist.json'
+    counts['logic_depth'] = logic_depth(json.loads(netlist.read_text()), top)
+    netlist.unlink()  # large, and everything needed is in the counts
     return counts

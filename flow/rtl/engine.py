@@ -1,0 +1,158 @@
+"""The time-multiplexed block-sparse engine as Verilog, generated from a schedule (flow/schedule.py).
+
+The architecture of the HLS template, cycle by cycle, with everything that is constant (weights,
+the block index) folded into per-multiplier tables of the cycle counter, as synthesis folds a
+constant ROM:
+
+    start: x latched; cnt counts 0 .. rf-1                          (ready again on the last cycle)
+    stage 1 (cnt):  per multiplier m: w_m = weight ROM[cnt], x_m = input mux[cnt]; p_m <= x_m * w_m
+    stage 2 (cnt1): per output o: acc_o <= (cnt1 == 0 ? bias_o : acc_o) + sum of p_m over the
+                    schedule's sources of o, each gated by "m writes o in cycle cnt1" unless it
+                    always does (the accumulator organisation is exactly this sum)
+    stage 3:        y_o <= cast(acc_o) with the reference's rounding and overflow; done
+
+A new sample can start on the last cycle of the previous one, so the initiation interval is rf
+cycles and the latency rf + 3. Multipliers sharing an input sequence share one multiplexer.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from flow.runtime.fixed import FixedType
+from flow.runtime.ref_block_sparse import BlockSparseDense
+from flow.schedule import Schedule
+
+
+def _lit(value: int, width: int) -> str:
+    """A signed Verilog literal of ``width`` bits (a negative one as the negation of a positive)."""
+    return f"{width}'sd{value}" if value >= 0 else f"-{width}'sd{-value}"
+
+
+def _rounding_offset(mode: str, sh: int, s: str, width: int) -> str:
+    """What ap_fixed's rounding ``mode`` adds before the arithmetic shift by ``sh`` (floor), in
+    terms of the signed value ``s``: the same rules as fixed._round_shift, as a pre-add."""
+    half, neg = 1 << (sh - 1), f'{s}[{width - 1}]'
+    lit = lambda v: _lit(v, width)  # noqa: E731
+    return {
+        'TRN': lit(0),
+        'TRN_ZERO': f'({neg} ? {lit((1 << sh) - 1)} : {lit(0)})',
+        'RND': lit(half),
+        'RND_MIN_INF': lit(half - 1),
+        'RND_ZERO': f'({neg} ? {lit(half)} : {lit(half - 1)})',
+        'RND_INF': f'({neg} ? {lit(half - 1)} : {lit(half)})',
+        'RND_CONV': f'({lit(half - 1)} + $signed({{{width - 1}\'d0, {s}[{sh}]}}))',
+    }[mode]
+
+
+def cast_function(name: str, acc_t: FixedType, out_t: FixedType) -> str:
+    """A Verilog function: accumulator bits (``acc_t``) -> output bits (``out_t``), as
+    ``out_t.from_codes(code, acc_t.frac)`` computes it (rounding, then overflow)."""
+    a, sh = acc_t.width, acc_t.frac - out_t.frac
+    e = max(a, sh) + 3 + max(0, -sh)  # room for the sign, the rounding add and a left shift
+    ext = f"{{{{{e - a}{{a[{a - 1}]}}}}, a}}" if acc_t.signed else f"{{{e - a}'d0, a}}"
+    lines = [f'function [{out_t.width - 1}:0] {name};', f'    input [{a - 1}:0] a;',
+             f'    reg signed [{e - 1}:0] s, r;', '    begin', f'        s = $signed({ext});']
+    if sh > 0:
+        lines.append(f'        r = (s + {_rounding_offset(out_t.rounding, sh, "s", e)}) >>> {sh};')
+    else:
+        lines.append(f'        r = s <<< {-sh};')
+    lo, hi = out_t.min_code, out_t.max_code
+    if out_t.overflow == 'SAT_SYM' and out_t.signed and out_t.width > 1:
+        lo = -hi  # as fixed.FixedType._overflow: even the minimum becomes -max
+    low_bits = f'r[{out_t.width - 1}:0]'
+    over, under = f'r > {_lit(hi, e)}', f'r < {_lit(lo, e)}'
+    if out_t.overflow == 'WRAP':
+        lines.append(f'        {name} = {low_bits};')
+    elif out_t.overflow == 'SAT_ZERO':
+        lines.append(f"        {name} = ({over} || {under}) ? {out_t.width}'d0 : {low_bits};")
+    else:
+        hi_bits, lo_bits = (f"{out_t.width}'d{v & ((1 << out_t.width) - 1)}" for v in (hi, lo))
+        lines.append(f'        {name} = {over} ? {hi_bits} : {under} ? {lo_bits} : {low_bits};')
+    lines += ['    end', 'endfunction']
+    return '\n'.join(lines)
+
+
+def _tree(terms: list[str]) -> str:
+    """A balanced sum (a + b + c + ... would synthesize as a chain of adders)."""
+    while len(terms) > 1:
+        terms = [f'({terms[k]} + {terms[k + 1]})' if k + 1 < len(terms) else terms[k] for k in range(0, len(terms), 2)]
+    return terms[0]
+
+
+def _cycles(ts, cnt: str) -> str:
+    return ' || '.join(f'{cnt} == {int(t)}' for t in ts)
+
+
+def engine_verilog(sched: Schedule, layer: BlockSparseDense, in_t: FixedType, top: str = 'engine') -> str:
+    """The engine for ``layer`` (its weights, bias, accumulator and result types) on ``sched``."""
+    layer.check(in_t)
+    acc_t, out_t, w_t = layer.accum_type, layer.out_type, layer.weight_type
+    if not acc_t.signed:
+        raise ValueError(f"layer '{layer.name}': the engine needs a signed accumulator, got {acc_t.hls()}")
+    rf, n_in, n_out = sched.rf, sched.n_in, sched.n_out
+    wx, ww, a, wy = in_t.width, w_t.width, acc_t.width, out_t.width
+    xs = wx + (0 if in_t.signed else 1)  # an unsigned input gets a zero sign bit before the signed multiply
+    pw = xs + ww
+    shift = acc_t.frac - (in_t.frac + w_t.frac)
+    cw = max(1, math.ceil(math.log2(rf))) if rf > 1 else 1
+    v = [f'// {sched.organisation} block-sparse engine for layer {layer.name}: {n_in} -> {n_out}, '
+         f'{sched.n_mult} multipliers x {rf} cycles, generated by flow/rtl/engine.py',
+         f'module {top} (', '    input clk, input rst, input start,', f'    input [{n_in * wx - 1}:0] x,',
+         '    output ready, output reg done,', f'    output reg [{n_out * wy - 1}:0] y', ');',
+         cast_function('cast_out', acc_t, out_t),
+         f'reg [{n_in * wx - 1}:0] xr;', f'reg [{cw - 1}:0] cnt, cnt1;', 'reg busy, v1, v2;',
+         f"assign ready = !busy || cnt == {cw}'d{rf - 1};",
+         'always @(posedge clk) begin',
+         "    if (rst) begin busy <= 1'b0; cnt <= 0; end",
+         "    else if (start && ready) begin busy <= 1'b1; cnt <= 0; xr <= x; end",
+         f"    else if (busy) begin if (cnt == {cw}'d{rf - 1}) busy <= 1'b0; else cnt <= cnt + 1'b1; end",
+         '    v1 <= !rst && busy; cnt1 <= cnt;',
+         f"    v2 <= !rst && v1 && cnt1 == {cw}'d{rf - 1};", '    done <= !rst && v2;', 'end']
+
+    def x_bits(i: int) -> str:
+        sl = f'xr[{i * wx + wx - 1}:{i * wx}]'
+        return f"$signed({sl})" if in_t.signed else f"$signed({{1'b0, {sl}}})"
+
+    # stage 1: input multiplexers (one per distinct input sequence), weight ROMs, multipliers
+    muxes: dict[tuple, int] = {}
+    for m in range(sched.n_mult):
+        seq = tuple(int(i) for i in sched.inputs[m])
+        if seq not in muxes:
+            g = muxes[seq] = len(muxes)
+            used = [(t, i) for t, i in enumerate(seq) if i >= 0]
+            v.append(f'reg signed [{xs - 1}:0] xm{g};')
+            if len({i for _, i in used}) <= 1:  # one input (or none): a wire
+                v.append(f'always @* xm{g} = {x_bits(used[0][1]) if used else _lit(0, xs)};')
+            else:
+                v += [f'always @* case (cnt)'] + [f'    {t}: xm{g} = {x_bits(i)};' for t, i in used]
+                v += [f'    default: xm{g} = {x_bits(used[0][1])};', 'endcase']
+        w = [int(c) for c in sched.weights[m]]
+        v.append(f'reg signed [{ww - 1}:0] w{m};')
+        if len(set(w)) == 1:
+            v.append(f'always @* w{m} = {_lit(w[0], ww)};')
+        else:
+            v += ['always @* case (cnt)'] + [f'    {t}: w{m} = {_lit(c, ww)};' for t, c in enumerate(w) if c]
+            v += [f'    default: w{m} = {_lit(0, ww)};', 'endcase']
+        v += [f'reg signed [{pw - 1}:0] p{m};', f'always @(posedge clk) p{m} <= xm{muxes[seq]} * w{m};',
+              f'wire [{a - 1}:0] q{m} = $signed(p{m}) <<< {shift};']
+
+    # stage 2: the accumulators, each summing the products the schedule sends it
+    bias = (np.asarray(layer.bias, dtype=np.int64) << (acc_t.frac - layer.bias_type.frac)) & ((1 << a) - 1)
+    for o, ms in sched.sources().items():
+        terms = []
+        for m in ms:
+            hit = np.flatnonzero(sched.outputs[m] == o)
+            terms.append(f'q{m}' if len(hit) == rf else f"(({_cycles(hit, 'cnt1')}) ? q{m} : {a}'d0)")
+        v += [f'reg [{a - 1}:0] acc{o};', f'wire [{a - 1}:0] sum{o} = {_tree(terms)};',
+              f"always @(posedge clk) if (v1) acc{o} <= (cnt1 == {cw}'d0 ? {a}'d{int(bias[o])} : acc{o}) + sum{o};"]
+    for o in set(range(n_out)) - set(sched.sources()):  # no kept weight: the bias alone
+        v += [f'reg [{a - 1}:0] acc{o};', f"always @(posedge clk) acc{o} <= {a}'d{int(bias[o])};"]
+
+    # stage 3: the output cast
+    v.append('always @(posedge clk) if (v2) begin')
+    v += [f'    y[{o * wy + wy - 1}:{o * wy}] <= cast_out(acc{o});' for o in range(n_out)]
+    v += ['end', 'endmodule', '']
+    return '\n'.join(v)

@@ -56,6 +56,30 @@ def cgs_block_mask(layer_name, shape, block, drop, seed) -> np.ndarray:
     return mask
 
 
+@register_mask('cgs_balanced')
+def cgs_balanced_block_mask(layer_name, shape, block, drop, seed) -> np.ndarray:
+    """CGS with equal fan-in as well as equal fan-out: every input block-row keeps the same number
+    of blocks and every output block-column as many as the others, give or take one (exactly as
+    many when the column count divides the kept blocks), otherwise uniformly at random. The
+    output-stationary engine (flow/schedule.py, ``gather``) then needs little or no zero padding."""
+    rows, cols = check_tiling(layer_name, shape, block)
+    k = kept_per_row(cols, drop)
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((rows, cols), dtype=bool)
+    for r in range(rows):  # a regular start: row r keeps columns r*k .. r*k+k-1 (mod cols)
+        mask[r, (r * k + np.arange(k)) % cols] = True
+    # degree-preserving swaps ((r1,c1),(r2,c2) -> (r1,c2),(r2,c1)) walk to a random balanced mask
+    kept = np.argwhere(mask)
+    for _ in range(20 * len(kept) if len(kept) > 1 else 0):
+        a, b = rng.choice(len(kept), 2, replace=False)
+        (r1, c1), (r2, c2) = kept[a], kept[b]
+        if not mask[r1, c2] and not mask[r2, c1]:
+            mask[r1, c1] = mask[r2, c2] = False
+            mask[r1, c2] = mask[r2, c1] = True
+            kept[a], kept[b] = (r1, c2), (r2, c1)
+    return mask[rng.permutation(rows)][:, rng.permutation(cols)]
+
+
 def make_block_mask(method: str, layer_name, shape, block, drop, seed) -> np.ndarray:
     if method not in MASK_METHODS:
         raise ValueError(f"layer '{layer_name}': unknown mask method {method!r}; known: {sorted(MASK_METHODS)}")

@@ -115,3 +115,22 @@ def test_save_load_round_trip_keeps_mask_and_outputs(tmp_path, suffix):
     loaded.save(tmp_path / f'n{suffix}')
     assert load_model(tmp_path / f'n{suffix}').get_layer('bs').get_block_mask().all()
     tf.keras.backend.clear_session()
+
+
+@given(
+    rows=st.integers(1, 12), cols=st.integers(1, 12), drop=st.floats(0.0, 0.95), seed=st.integers(0, 2**31),
+)
+@settings(max_examples=60, deadline=None)
+def test_balanced_masks_have_equal_fan_out_and_fan_in_within_one(rows, cols, drop, seed):
+    mask = make_block_mask('cgs_balanced', 'l', (rows * 4, cols * 2), (4, 2), drop, seed)
+    assert set(mask.sum(axis=1)) == {max(1, round((1 - drop) * cols))}
+    per_col = mask.sum(axis=0)
+    assert per_col.max() - per_col.min() <= 1
+    assert per_col.max() - per_col.min() == (0 if mask.sum() % cols == 0 else 1)
+
+
+def test_balanced_masks_are_random_and_reproducible():
+    a, b, c = (make_block_mask('cgs_balanced', 'l', (128, 128), (8, 8), 0.75, s) for s in (1, 1, 2))
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    # not the regular start pattern: some row's kept columns are not consecutive (mod 16)
+    assert any(set(np.diff(np.sort(np.flatnonzero(r)))) != {1} for r in a)

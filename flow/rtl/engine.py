@@ -123,18 +123,16 @@ def engine_verilog(sched: Schedule, layer: BlockSparseDense, in_t: FixedType, to
         if seq not in muxes:
             g = muxes[seq] = len(muxes)
             used = [(t, i) for t, i in enumerate(seq) if i >= 0]
-            v.append(f'reg signed [{xs - 1}:0] xm{g};')
-            if len({i for _, i in used}) <= 1:  # one input (or none): a wire
-                v.append(f'always @* xm{g} = {x_bits(used[0][1]) if used else _lit(0, xs)};')
+            if len({i for _, i in used}) <= 1:  # one input (or none): a wire (an always @* with no input never runs)
+                v.append(f'wire signed [{xs - 1}:0] xm{g} = {x_bits(used[0][1]) if used else _lit(0, xs)};')
             else:
-                v += [f'always @* case (cnt)'] + [f'    {t}: xm{g} = {x_bits(i)};' for t, i in used]
+                v += [f'reg signed [{xs - 1}:0] xm{g};', 'always @* case (cnt)'] + [f'    {t}: xm{g} = {x_bits(i)};' for t, i in used]
                 v += [f'    default: xm{g} = {x_bits(used[0][1])};', 'endcase']
         w = [int(c) for c in sched.weights[m]]
-        v.append(f'reg signed [{ww - 1}:0] w{m};')
         if len(set(w)) == 1:
-            v.append(f'always @* w{m} = {_lit(w[0], ww)};')
+            v.append(f'wire signed [{ww - 1}:0] w{m} = {_lit(w[0], ww)};')
         else:
-            v += ['always @* case (cnt)'] + [f'    {t}: w{m} = {_lit(c, ww)};' for t, c in enumerate(w) if c]
+            v += [f'reg signed [{ww - 1}:0] w{m};', 'always @* case (cnt)'] + [f'    {t}: w{m} = {_lit(c, ww)};' for t, c in enumerate(w) if c]
             v += [f'    default: w{m} = {_lit(0, ww)};', 'endcase']
         v += [f'reg signed [{pw - 1}:0] p{m};', f'always @(posedge clk) p{m} <= xm{muxes[seq]} * w{m};',
               f'wire [{a - 1}:0] q{m} = $signed(p{m}) <<< {shift};']

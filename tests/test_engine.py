@@ -1,0 +1,129 @@
+"""The time-multiplexed block-sparse engine in RTL (flow/rtl/engine.py) on both schedules
+(flow/schedule.py): Verilated, equal to the integer reference on every output code, one sample
+per ReuseFactor cycles; its output cast exact on every accumulator code in every mode."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from flow.export import exact_accum_type
+from flow.rtl import tools
+from flow.rtl.engine import cast_function, engine_verilog
+from flow.rtl.engine_sim import EngineSim
+from flow.runtime.fixed import OVERFLOW, ROUNDING, FixedType
+from flow.runtime.ref_block_sparse import BlockSparseDense, pack_blocks
+from flow.schedule import gather, scatter, schedule
+from keras_models.masks import make_block_mask
+
+pytestmark = [pytest.mark.rtl, pytest.mark.skipif(bool(tools.missing()), reason=f'RTL tools missing: {tools.missing()}')]
+
+
+def random_layer(rng, n_in, n_out, block, drop, wbits, in_t, out_t, mask='cgs', bias_t=FixedType(8, 3)):
+    block_mask = make_block_mask(mask, 'l', (n_in, n_out), block, drop, int(rng.integers(1 << 30)))
+    w_t = FixedType(wbits, 1)
+    w = rng.integers(w_t.min_code, w_t.max_code + 1, (n_in, n_out)) * np.kron(block_mask, np.ones(block, int))
+    bias = rng.integers(bias_t.min_code, bias_t.max_code + 1, n_out)
+    acc = exact_accum_type(w, w_t, bias, bias_t, in_t)
+    values, index, kpr = pack_blocks(w, block_mask, block)
+    return BlockSparseDense('l', out_t or acc, weight_type=w_t, bias_type=bias_t, accum_type=acc, bias=bias,
+                            n_in=n_in, n_out=n_out, block=block, kept_per_row=kpr, values=values, index=index)
+
+
+def simulate(tmp_path, sched, layer, in_t, x):
+    sim = EngineSim(engine_verilog(sched, layer, in_t), 'engine', tmp_path, layer.n_in, in_t, layer.n_out, layer.out_type, sched.rf)
+    sim.compile()
+    return sim.run(x)
+
+
+@st.composite
+def engine_cases(draw):
+    bi, bo = draw(st.sampled_from([1, 2, 4, 8])), draw(st.sampled_from([1, 2, 4, 8]))
+    n_in, n_out = bi * draw(st.integers(1, 6)), bo * draw(st.integers(1, 6))
+    in_t = FixedType(draw(st.integers(2, 9)), draw(st.integers(-1, 4)), signed=draw(st.booleans()))
+    out_t = FixedType(draw(st.integers(2, 10)), draw(st.integers(-1, 6)), signed=draw(st.booleans()),
+                      rounding=draw(st.sampled_from(ROUNDING)), overflow=draw(st.sampled_from(OVERFLOW)))
+    return dict(n_in=n_in, n_out=n_out, block=(bi, bo), drop=draw(st.sampled_from([0.0, 0.5, 0.75, 0.875])),
+                wbits=draw(st.integers(2, 8)), in_t=in_t, out_t=out_t, mask=draw(st.sampled_from(['cgs', 'cgs_balanced'])),
+                organisation=draw(st.sampled_from(['gather', 'scatter'])), rf_draw=draw(st.integers(1, 10**6)),
+                seed=draw(st.integers(0, 2**31)))
+
+
+@given(case=engine_cases())
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_engine_equals_reference_one_sample_per_reuse_factor(tmp_path_factory, case):
+    rng = np.random.default_rng(case['seed'])
+    in_t = case['in_t']
+    layer = random_layer(rng, case['n_in'], case['n_out'], case['block'], case['drop'], case['wbits'], in_t,
+                         case['out_t'], case['mask'])
+    n_kept = layer.values.size
+    rfs = [r for r in range(1, n_kept + 1) if n_kept % r == 0] if case['organisation'] == 'scatter' else range(1, n_kept + 1)
+    rf = rfs[case['rf_draw'] % len(rfs)]
+    sched = schedule(layer, rf, case['organisation'])
+    assert np.array_equal(sched.dense_weight(), layer.dense_weight())
+    x = rng.integers(in_t.min_code, in_t.max_code + 1, (40, layer.n_in))
+    x[0], x[1] = in_t.max_code, in_t.min_code
+    run = simulate(tmp_path_factory.mktemp('engine'), sched, layer, in_t, x)
+    want = layer.forward(x, in_t)
+    bad = np.argwhere(run.codes != want)
+    assert not len(bad), f'first mismatch at sample {bad[0][0]}, output {bad[0][1]}: {run.codes[tuple(bad[0])]} != {want[tuple(bad[0])]}'
+    assert run.cycles == len(x) * rf + 3 and run.latency == rf + 3  # back to back: one sample every rf cycles
+
+
+def test_gather_owns_outputs_and_scatter_spreads_them():
+    """What the organisations are: on a balanced 75% layer with 8x8 blocks at RF 16, every gather
+    multiplier writes one output and lanes of 8 share an input; scatter multipliers write 8 outputs."""
+    layer = random_layer(np.random.default_rng(0), 64, 64, (8, 8), 0.75, 4, FixedType(8, 3), None, 'cgs_balanced')
+    g, s = gather(layer, 16), scatter(layer, 16)
+    assert g.n_mult == s.n_mult == layer.values.size // 16 and g.padding == 0
+    assert all(len(np.unique(row)) == 1 for row in g.outputs)
+    assert all(len(np.unique(row)) == 8 for row in s.outputs)
+    assert (g.inputs.reshape(-1, 8, 16) == g.inputs.reshape(-1, 8, 16)[:, :1]).all()
+    assert g.stats()['adder_inputs'] < s.stats()['adder_inputs'] / 4
+
+
+def test_gather_pads_uneven_columns_and_any_reuse_factor(tmp_path):
+    rng = np.random.default_rng(5)
+    in_t = FixedType(6, 2)
+    layer = random_layer(rng, 24, 32, (4, 8), 0.5, 3, in_t, None)  # cgs: column counts differ
+    sched = gather(layer, 7)  # divides nothing in the layer
+    assert sched.padding > 0 and sched.slots == sched.n_mult * 7
+    x = rng.integers(in_t.min_code, in_t.max_code + 1, (30, 24))
+    assert np.array_equal(simulate(tmp_path, sched, layer, in_t, x).codes, layer.forward(x, in_t))
+
+
+def test_scatter_refuses_a_reuse_factor_that_does_not_divide():
+    layer = random_layer(np.random.default_rng(1), 16, 16, (4, 4), 0.5, 4, FixedType(8, 3), None)
+    with pytest.raises(ValueError, match='dividing its 128 kept weights, got 3'):
+        scatter(layer, 3)
+    with pytest.raises(ValueError, match='unknown accumulator organisation'):
+        schedule(layer, 4, 'banked')
+
+
+CAST_MODULE = """module engine (input clk, input rst, input start, input [{wa}:0] x, output ready, output reg done,
+                output reg [{wy}:0] y);
+{functions}
+assign ready = 1'b1;
+always @(posedge clk) begin done <= start; {assigns} end
+endmodule
+"""
+
+
+@pytest.mark.parametrize('signed', [True, False])
+def test_output_cast_is_exact_on_every_accumulator_code_in_every_mode(tmp_path, signed):
+    """All rounding x overflow modes side by side, on all 2^10 codes of a 10-bit accumulator."""
+    acc_t = FixedType(10, 4)
+    outs = [FixedType(5, 1 if signed else 2, signed, r, o) for r in ROUNDING for o in OVERFLOW]
+    w = outs[0].width
+    functions = '\n'.join(cast_function(f'c{k}', acc_t, t) for k, t in enumerate(outs))
+    assigns = ' '.join(f'y[{k * w + w - 1}:{k * w}] <= c{k}(x);' for k in range(len(outs)))
+    verilog = CAST_MODULE.format(wa=acc_t.width - 1, wy=len(outs) * w - 1, functions=functions, assigns=assigns)
+    # the testbench reads one type for all outputs: same width and signedness, so read them as outs[0]
+    sim = EngineSim(verilog, 'engine', tmp_path, 1, acc_t, len(outs), outs[0], 1)
+    sim.compile()
+    codes = np.arange(acc_t.min_code, acc_t.max_code + 1)[:, None]
+    got = sim.run(codes).codes
+    for k, t in enumerate(outs):
+        want = t.from_codes(codes[:, 0], acc_t.frac)
+        bad = np.flatnonzero(got[:, k] != want)
+        assert not len(bad), f'{t.hls()}: code {codes[bad[0], 0]} -> {got[bad[0], k]}, reference {want[bad[0]]}'

@@ -88,13 +88,20 @@ def estimate_model(im: IntegerModel, cfg, board, rtl: dict | None = None) -> dic
         'bram18': {'used': total['ours']['bram18'], 'available': cap.bram18, 'source': 'estimated'},
     }
     measured = rtl if rtl and rtl.get('built') else None
-    da = [n for n in layers if cfg.strategy_for(n) == 'distributed_arithmetic']
-    if measured and da:  # the rtl step synthesized exactly these layers' logic (da4ml, as hls4ml's DA strategy)
-        for n in da:
-            layers[n]['ours']['lut_measured'] = measured['layers'][n]['lut']
-        total['fit']['lut'] = {'used': sum(measured['layers'][n]['lut'] for n in da), 'available': cap.lut,
-                               'source': 'measured', 'detail': f'yosys, for the distributed_arithmetic layers '
-                                                                f'{", ".join(da)}; the other layers\' LUTs are not estimated'}
+    if measured:
+        # the rtl step synthesized exactly these layers' logic: da4ml's, as hls4ml's DA strategy builds
+        # them, and the time-multiplexed engine the block-sparse template builds
+        logic = {n: measured['layers'][n] for n in layers if cfg.strategy_for(n) == 'distributed_arithmetic'}
+        logic.update({n: e for n, e in measured.get('engines', {}).items() if n in layers})
+        for n, m in logic.items():
+            layers[n]['ours']['lut_measured'], layers[n]['ours']['ff_measured'] = m['lut'], m['ff']
+        others = [n for n in layers if n not in logic]
+        detail = (f'yosys, for {", ".join(logic)}' +
+                  (f'; {", ".join(others)} (hls4ml\'s own templates) not estimated' if others else ''))
+        for k, cap_k in (('lut', cap.lut), ('ff', cap.ff)):
+            if logic:
+                total['fit'][k] = {'used': sum(m[k] for m in logic.values()), 'available': cap_k, 'source': 'measured',
+                                   'detail': detail}
     for v in total['fit'].values():
         v['margin'] = v['available'] - v['used']
     total['fits'] = all(v['margin'] >= 0 for v in total['fit'].values())
@@ -102,7 +109,8 @@ def estimate_model(im: IntegerModel, cfg, board, rtl: dict | None = None) -> dic
         total['fully_parallel_measured'] = {'fit': measured['fit'], 'fits': measured['fits'], 'design': measured['design']}
     return {'layers': layers, 'total': total,
             'note': 'multipliers are counted as DSPs: an upper bound (HLS maps narrow products to LUTs); LUT/FF of '
-                    'the time-multiplexed engine are not estimated (measured only for logic the rtl step synthesizes)'}
+                    "hls4ml's own templates are not estimated (measured for the logic the rtl step synthesizes: DA layers, "
+                    'block-sparse engines)'}
 
 
 def print_estimate(est: dict, console) -> None:

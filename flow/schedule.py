@@ -100,6 +100,22 @@ class Schedule:
             'input_mux_legs': int(sum(len(np.unique(r[r >= 0])) for r in _distinct_rows(self.inputs))),
         }
 
+    def logic_estimate(self, wx: int, ww: int, acc: int, wy: int, dsp: bool = True) -> dict:
+        """LUT and FF of the engine (flow/rtl/engine.py) on this schedule, from unit costs of a
+        6-input-LUT fabric, not fitted to measurements (bench/bench_engine.py reports how far off):
+        a LUT is a 4:1 multiplexer bit, 64 ROM bits, one adder bit; a product goes to a DSP
+        (its register inside) unless ``dsp`` is false; per output a rounding adder and a
+        saturating compare. ``wx`` etc. are the input, weight, accumulator and output widths."""
+        rom_luts = math.ceil(self.rf / 64) * ww * sum(len(set(r.tolist())) > 1 for r in self.weights)
+        mux_luts = sum(wx * math.ceil((len(np.unique(r[r >= 0])) - 1) / 3) for r in _distinct_rows(self.inputs))
+        st = self.stats()
+        adder_luts = acc * st['adder_inputs'] + st['gated_inputs']  # the gate folds into the adder's LUT
+        cast_luts = self.n_out * (acc + wy)
+        cw = max(1, math.ceil(math.log2(self.rf))) if self.rf > 1 else 1
+        ff = self.n_in * wx + self.n_out * (acc + wy) + 2 * cw + (0 if dsp else self.n_mult * (wx + ww))
+        return {'lut': rom_luts + mux_luts + adder_luts + cast_luts, 'ff': ff,
+                'parts': {'rom': rom_luts, 'mux': mux_luts, 'adders': adder_luts, 'cast': cast_luts}}
+
 
 def _distinct_rows(a: np.ndarray) -> np.ndarray:
     return np.unique(a, axis=0) if len(a) else a

@@ -190,7 +190,7 @@ def verify(ctx: Context) -> dict:
     return verify_build(ctx)
 
 
-@step('rtl', ['rtl', 'reports/rtl_resources.json'], settings=('rtl',))
+@step('rtl', ['rtl', 'reports/rtl_resources.json'], settings=('rtl', 'reuse_factor', 'strategy'))
 def rtl(ctx: Context) -> dict:
     """da4ml RTL of the network, Verilator on the golden vectors (exact), yosys resources per layer."""
     from flow.rtl import tools

@@ -188,8 +188,17 @@ def test_default_flow_reports_rtl_level_and_measured_resources(default_build):
     assert res['network']['lut'] == sum(r['lut'] for r in res['layers'].values()) > 0
     assert all(r['dsp'] == 0 and r['ff'] == 0 for r in res['layers'].values())  # combinational, multiplier-free
     assert (root / 'rtl' / 'network' / 'src' / 'sparsenet.v').is_file()
+    # the block-sparse layers' time-multiplexed engines, at their ReuseFactors (16), on the golden vectors
+    assert set(res['engines']) == set(level['engines']) == {'fc1', 'fc2'}
+    for name, e in res['engines'].items():
+        assert level['engines'][name]['exact'] and e['organisation'] == 'gather' and e['reuse_factor'] == 16
+        assert e['cycles_per_sample'] == (64 * 16 + 3) / 64  # back to back: one sample every RF cycles
+        assert 0 < e['dsp'] <= e['multipliers'] and e['lut'] > 0 and e['ff'] > 0  # a multiplier of zeros only is no DSP
+    assert (root / 'rtl' / 'engines' / 'fc1' / 'sparsenet_fc1_engine.v').is_file()
     est = json.loads((root / 'reports' / 'estimate.json').read_text())['total']
     assert est['fit']['dsp']['source'] == 'estimated'
+    assert est['fit']['lut'] == {**est['fit']['lut'], 'source': 'measured',
+                                 'used': sum(e['lut'] for e in res['engines'].values())}
     assert est['fully_parallel_measured']['fit']['lut']['used'] == res['network']['lut']
     # the manifest still vouches for verify.json after the rtl step amended it
     from flow.build_dir import BuildDir

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import subprocess
+from functools import partial
 
 import numpy as np
 
@@ -19,12 +20,14 @@ from flow.progress import bar, console, print_table
 from flow.rtl import tools
 from flow.rtl.logic import NoLogic, layer_comb, network_comb
 from flow.rtl.simulate import RTLDesign
-from flow.rtl.synth import RESOURCES, synthesize
+from flow.rtl.synth import RESOURCES, synthesize, synthesize_files
 from flow.runtime.reference import IntegerModel, first_mismatch
 from flow.verify import Mismatch, describe
 
 DESIGN_NOTE = ('da4ml distributed arithmetic: every layer fully parallel and combinational (ReuseFactor 1, '
                'multiplier-free shift-and-add), built from the integer reference')
+ENGINE_NOTE = ('the HLS template\'s time-multiplexed engine (flow/rtl/engine.py on flow/schedule.py\'s gather '
+               'schedule at the layer\'s ReuseFactor), Verilated on the golden vectors and synthesized alone')
 FIT_KEYS = {'lut': 'lut', 'ff': 'ff', 'dsp': 'dsp', 'bram18': 'bram18'}  # our resource -> board capacity field
 
 
@@ -58,28 +61,72 @@ def first_rtl_mismatch(im: IntegerModel, ref_trace: dict, per_layer: list, rtl_o
     return describe('reference vs RTL simulation (every layer alone is exact; the whole network is not)', m)
 
 
-def synthesize_layers(per_layer: list, family: str) -> dict[str, dict]:
-    """yosys on every layer's design, two at a time (yosys is single-threaded)."""
+def in_parallel(tasks: dict, label: str, workers: int = 2) -> dict:
+    """Run ``tasks`` (name -> callable starting a tool through flow.processes) two at a time with a
+    progress bar; on a failure or an interrupt start no more and kill the running tools at once."""
     from concurrent.futures import ThreadPoolExecutor, wait
 
-    rows = {}
-    with bar('yosys', len(per_layer)) as progress, ThreadPoolExecutor(max_workers=2) as pool:
-        task = progress.add_task(f'yosys synth_xilinx -family {family}', total=len(per_layer), info='')
-        jobs = {layer.name: (layer, design, pool.submit(synthesize, design.path, design.top, family))
-                for layer, _, design in per_layer}
+    out = {}
+    with bar(label, len(tasks)) as progress, ThreadPoolExecutor(max_workers=workers) as pool:
+        task = progress.add_task(label, total=len(tasks), info='')
+        jobs = {name: pool.submit(fn) for name, fn in tasks.items()}
         try:
-            for name, (layer, design, job) in jobs.items():
+            for name, job in jobs.items():
                 progress.update(task, info=name)
-                rows[name] = {'kind': layer.kind, **job.result(), 'da4ml_lut_estimate': design.cost}
+                out[name] = job.result()
                 progress.advance(task)
-        except BaseException:  # interrupted, or one synthesis failed: start no more, stop the running ones
+        except BaseException:  # interrupted, or one failed: start no more, stop the running ones
             pool.shutdown(wait=False, cancel_futures=True)
-            running = [job for _, _, job in jobs.values()]
             processes.kill_running()
-            while wait(running, timeout=0.1).not_done:  # a worker may have started a tool meanwhile
+            while wait(list(jobs.values()), timeout=0.1).not_done:  # a worker may have started a tool meanwhile
                 processes.kill_running()
             raise
-    return rows
+    return out
+
+
+def synthesize_layers(per_layer: list, family: str) -> dict[str, dict]:
+    """yosys on every layer's design, two at a time (yosys is single-threaded)."""
+    tasks = {layer.name: partial(synthesize, design.path, design.top, family) for layer, _, design in per_layer}
+    done = in_parallel(tasks, f'yosys synth_xilinx -family {family}')
+    return {layer.name: {'kind': layer.kind, **done[layer.name], 'da4ml_lut_estimate': design.cost}
+            for layer, _, design in per_layer}
+
+
+def engine_layers(im: IntegerModel, cfg) -> list:
+    """(layer, the layer before it, its gather schedule at the configured ReuseFactor) for every
+    layer the HLS template runs time-multiplexed (block-sparse, not swapped for hls4ml's DA Dense)."""
+    from flow.runtime.ref_block_sparse import BlockSparseDense
+    from flow.schedule import gather
+
+    return [(layer, prev, gather(layer, cfg.reuse_for(layer.name))) for prev, layer in zip(im.layers, im.layers[1:])
+            if isinstance(layer, BlockSparseDense) and cfg.strategy_for(layer.name) != 'distributed_arithmetic']
+
+
+def simulate_engines(engines: list, ref_trace: dict, folder, project: str) -> dict:
+    """Each engine Verilated and run on the reference's input to its layer, all golden vectors back
+    to back: its output codes must equal the reference's; cycles counted."""
+    from flow.rtl.engine import engine_verilog
+    from flow.rtl.engine_sim import EngineSim
+    from flow.runtime.reference import first_mismatch
+
+    out = {}
+    for layer, prev, sched in engines:
+        top = f'{project}_{layer.name}_engine'
+        sim = EngineSim(engine_verilog(sched, layer, prev.out_type, top), top, folder / layer.name, layer.n_in,
+                        prev.out_type, layer.n_out, layer.out_type, sched.rf)
+        with console.status(f'Verilator: building the time-multiplexed engine of {layer.name}'):
+            sim.compile()
+        run = sim.run(ref_trace[prev.name])
+        m = first_mismatch({layer.name: ref_trace[layer.name]}, {layer.name: run.codes})
+        if m:
+            raise Mismatch(describe(f'reference vs RTL engine ({sched.organisation}, RF {sched.rf}) simulation', m))
+        out[layer.name] = {'source': sim.source, 'top': top, 'organisation': sched.organisation,
+                           'reuse_factor': sched.rf, 'multipliers': sched.n_mult, 'padding': sched.padding,
+                           'cycles_per_sample': run.cycles_per_sample, 'latency': run.latency,
+                           'estimate': {k: v for k, v in sched.logic_estimate(
+                               prev.out_type.width, layer.weight_type.width, layer.accum_type.width,
+                               layer.out_type.width).items() if k != 'parts'}}
+    return out
 
 
 def fit(measured: dict, board) -> dict:
@@ -118,16 +165,24 @@ def build_rtl(ctx) -> dict:
     if not np.array_equal(rtl_out, ref_out):
         raise Mismatch(first_rtl_mismatch(im, ref_trace, per_layer, rtl_out))
 
+    engines = simulate_engines(engine_layers(im, cfg), ref_trace, folder / 'engines', cfg.project_name)
+
     family = board.yosys_family
     for _, _, design in per_layer:
         design.write()
     layers = synthesize_layers(per_layer, family)
+    if engines:
+        tasks = {name: partial(synthesize_files, [e.pop('source')], e.pop('top'), family, folder / 'engines' / name / 'synth')
+                 for name, e in engines.items()}
+        for name, counts in in_parallel(tasks, f'yosys synth_xilinx -family {family}: time-multiplexed engines').items():
+            engines[name].update(counts)
     network = {k: sum(row[k] for row in layers.values()) for k in RESOURCES}  # layers in series: depths add
     network['da4ml_lut_estimate'] = net.cost
 
     report = {
         'built': True, 'design': DESIGN_NOTE, 'board': board.name, 'part': board.part, 'family': family,
         'tools': versions(), 'layers': layers, 'network': network, 'fit': fit(network, board),
+        'engines': engines, 'engine_design': ENGINE_NOTE,
         'note': 'measured by yosys synth_xilinx (no place and route), each layer synthesized alone; the network '
                 'row is their sum (its logic depth too: the layers are in series). logic_depth is the longest '
                 'register-to-register (or port) path in cells, a first timing indication',
@@ -135,7 +190,9 @@ def build_rtl(ctx) -> dict:
     report['fits'] = all(v['margin'] >= 0 for v in report['fit'].values())
     write_json(ctx.stage / 'reports' / 'rtl_resources.json', report)
     level = {'equal_vectors': int(len(x_codes)), 'exact': True, 'simulator': f'Verilator {report["tools"]["verilator"]}',
-             'design': DESIGN_NOTE}
+             'design': DESIGN_NOTE,
+             'engines': {n: {'exact': True, 'organisation': e['organisation'], 'reuse_factor': e['reuse_factor'],
+                             'cycles_per_sample': e['cycles_per_sample']} for n, e in engines.items()}}
     ctx.build.amend_json('verify', 'reports/verify.json', {'rtl': level})
     print_resources(report)
     console.print(f'[bold green]bit-exact[/]: reference == RTL simulation (Verilator) on {len(x_codes)} vectors')
@@ -159,3 +216,14 @@ def print_resources(report: dict, out=None) -> None:
     verdict = '[green]fits[/]' if report['fits'] else '[red]does not fit[/]'
     margins = ', '.join(f"{k}: {v['used']}/{v['available']}" for k, v in report['fit'].items())
     out.print(f'{report["board"]} ({report["part"]}), fully parallel RTL, measured: {verdict} — {margins}')
+    if report.get('engines'):
+        t = Table(title='Time-multiplexed engines (the HLS template\'s architecture), measured', caption=report['engine_design'])
+        cols = ('organisation', 'reuse_factor', 'multipliers', 'padding', 'cycles_per_sample', 'lut', 'ff', 'carry', 'dsp',
+                'bram18', 'logic_depth')
+        t.add_column('layer')
+        for c in (*cols, 'estimate LUT', 'estimate FF'):
+            t.add_column(c.replace('_', ' '), justify='right')
+        for name, e in report['engines'].items():
+            t.add_row(name, *(f'{e[c]:g}' if not isinstance(e[c], str) else e[c] for c in cols),
+                      str(e['estimate']['lut']), str(e['estimate']['ff']))
+        print_table(t, out)

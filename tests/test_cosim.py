@@ -170,3 +170,16 @@ def test_generated_firmware_stores_the_gather_schedule(tmp_path):
                  'seg_block[CONFIG_T::n_lanes * CONFIG_T::n_segs]', 'weights[(l * bo + j) * rf + t]',
                  'ARRAY_RESHAPE variable=weights block factor=CONFIG_T::n_mult', 'flow/rtl/engine.py'):
         assert line in header
+
+
+def test_a_drift_between_the_emitted_schedule_and_the_reference_is_caught_at_conversion(tmp_path):
+    """One reference weight off by one: the weight banks hls4ml would write are no longer
+    gather(reference)'s, and conversion stops before any C simulation."""
+    from flow.convert import ConversionMismatch
+
+    model = build_keras(16, 8, (4, 4), 0.5, 4, 0, 1, False)
+    cfg = FlowConfig.load(None, model='user.h5', layers={'bs': {'reuse_factor': 7}})
+    im = to_integer_model(model, FixedType(8, 2))
+    im.layers[1].values[0, 0, 0] += 1
+    with pytest.raises(ConversionMismatch, match=r"layer 'bs': hls4ml's weight values are not the reference's \(84 vs 84 values"):
+        convert_model(model, im, cfg, get_board('pynq-z2'), tmp_path / 'hls')

@@ -32,12 +32,6 @@ def parse_block_sparse_qdense(keras_layer, input_names, input_shapes, data_reade
     return layer, output_shape
 
 
-def valid_reuse_factors(n_kept: int) -> list[int]:
-    """The gather schedule pads with zero weights, so any ReuseFactor up to one kept weight per
-    multiplier works."""
-    return list(range(1, n_kept + 1))
-
-
 def _unsigned(values) -> IntegerPrecisionType:
     """Just enough bits for the largest stored value (at least 1)."""
     return IntegerPrecisionType(max(1, int(np.max(values, initial=0)).bit_length()), signed=False)
@@ -71,9 +65,10 @@ class BlockSparseDense(Layer):
         values, index, kept_per_row = pack_blocks(kernel, block_mask, block)
         n_kept = values.size
         rf = self.get_attr('reuse_factor')
+        # The gather schedule pads with zero weights, so any ReuseFactor works up to one cycle per kept weight.
         if not 1 <= rf <= n_kept:
             raise ValueError(f"layer '{self.name}': ReuseFactor {rf} is out of range; it must be 1 .. {n_kept} "
-                             f'(its kept weights: one per multiplier and cycle at most)')
+                             f'(its kept weights)')
         n_in, n_out = self.get_attr('n_in'), self.get_attr('n_out')
         # The packed form stays available (dense_attributes); the template stores the schedule.
         self.set_attr('packed_values', values)

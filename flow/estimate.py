@@ -1,7 +1,7 @@
 """Resource estimates per layer, for our block-sparse template and for hls4ml's own Dense.
 
 Model (documented so it can be checked against csynth reports when Vitis HLS runs):
-- multipliers = ceil(weights / ReuseFactor); cycles of the MAC loop = ReuseFactor (II=1);
+- cycles of the MAC loop = ReuseFactor (II=1); hls4ml's Dense: multipliers = ceil(weights / ReuseFactor);
 - ours iterates over kept weights only; hls4ml's Resource Dense over all n_in x n_out
   (zeros included, STACK_NOTES), its Latency strategy (RF=1) drops constant-zero multiplies;
 - ours follows the gather schedule (flow/schedule.py): lanes of block_out multipliers, so its

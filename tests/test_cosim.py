@@ -55,7 +55,7 @@ def check_cosim(tmp_path, model, in_type, cfg, n_vectors=64, seed=0):
 def layer_cases(draw):
     n_in = draw(st.sampled_from([8, 12, 16, 32]))
     n_out = draw(st.sampled_from([4, 8, 16, 24]))
-    bi = draw(st.sampled_from([d for d in (1, 2, 4, 8) if n_in % d == 0]))
+    bi = draw(st.sampled_from([d for d in (1, 2, 3, 4, 8) if n_in % d == 0]))  # 3: runs of non-power-of-2 length
     bo = draw(st.sampled_from([d for d in (1, 2, 4, 8) if n_out % d == 0]))
     drop = draw(st.sampled_from([0.0, 0.25, 0.5, 0.75]))
     wbits = draw(st.integers(2, 8))

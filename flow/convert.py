@@ -14,6 +14,7 @@ from flow.config import FlowConfig
 from flow.errors import BadInput
 from flow.runtime.fixed import FixedType
 from flow.runtime.reference import IntegerModel
+from flow.schedule import gather
 
 DENSE_KINDS = ('dense', 'dense_po2', 'block_sparse_dense')  # ReuseFactor and accumulator
 HLS4ML_DENSE = ('dense', 'dense_po2')  # hls4ml's own Dense: Strategy
@@ -22,13 +23,22 @@ HLS4ML_DENSE = ('dense', 'dense_po2')  # hls4ml's own Dense: Strategy
 # Dense with the kernel zeros included (flow.hls swaps our IR layers for it: DENSE_EQUIVALENTS).
 DA = 'distributed_arithmetic'
 DA_KINDS = DENSE_KINDS
+
+
+def _gather(table: str):
+    """The block-sparse template stores the gather schedule of the reference's packed weights."""
+    return lambda layer, rf: getattr(gather(layer, rf), table)
+
+
 # hls4ml weight variable -> (reference codes field, reference type field), per layer kind: the
 # types are set in the config and checked after conversion, and the values hls4ml will write are
-# compared with the reference's codes.
+# compared with the reference's codes. A callable field gives the codes from (layer, ReuseFactor);
+# no type field: integer tables (hls4ml sizes their types), compared as they are.
 WEIGHTS = {
     'dense': {'weight': ('weight', 'weight_type'), 'bias': ('bias', 'bias_type')},
     'dense_po2': {'weight': ('weight', 'weight_type'), 'bias': ('bias', 'bias_type')},
-    'block_sparse_dense': {'weight': ('values', 'weight_type'), 'bias': ('bias', 'bias_type')},
+    'block_sparse_dense': {'weight': (_gather('weights'), 'weight_type'), 'bias': ('bias', 'bias_type'),
+                           'run_start': (_gather('run_start'), None), 'seg_block': (_gather('seg_block'), None)},
     'batchnorm': {'scale': ('scale', 'weight_type'), 'bias': ('bias', 'bias_type')},
 }
 # Weights hls4ml stores as a sign and an exponent (ExponentPrecisionType, taken from the QKeras
@@ -62,7 +72,7 @@ def hls_config(im: IntegerModel, cfg: FlowConfig, removed: dict[str, FixedType] 
         lc = {'Trace': True, 'Precision': {'result': layer.out_type.hls()}}
         exponents = EXPONENT_WEIGHTS.get(layer.kind, {})
         for weight, (_, type_field) in WEIGHTS.get(layer.kind, {}).items():
-            if weight not in exponents:
+            if weight not in exponents and type_field is not None:
                 lc['Precision'][weight] = getattr(layer, type_field).hls()
         if layer.kind in DENSE_KINDS:
             lc['Precision']['accum'] = layer.accum_type.hls()
@@ -156,26 +166,28 @@ def _weight_checks(name, node, layer) -> list:
     checks = []
     exponents = EXPONENT_WEIGHTS.get(layer.kind, {})
     for weight, (codes_field, type_field) in WEIGHTS.get(layer.kind, {}).items():
-        var, grid = node.get_weights(weight), getattr(layer, type_field)
+        var = node.get_weights(weight)
+        grid = getattr(layer, type_field) if type_field else None  # None: integers
         if weight in exponents:
             p, bits = var.type.precision, getattr(layer, exponents[weight])
             if not isinstance(p, ExponentPrecisionType) or p.width != bits:
                 raise ConversionMismatch(f"layer '{name}': hls4ml stores {weight} as {p} ({type(p).__name__}), the reference "
                                          f'needs {bits}-bit exponents')
-        else:
+        elif grid is not None:
             checks.append((weight, var.type.precision, grid))
+        frac = 0 if grid is None else grid.frac
         data = np.asarray(var.data, dtype=np.float64)
         if weight == 'weight' and node.get_attr('_weights_transposed', False):  # Resource strategy: (n_out, n_in)
             data = data.T
-        got = np.ravel(data) * 2.0**grid.frac
-        want = np.ravel(getattr(layer, codes_field))
+        got = np.ravel(data) * 2.0**frac
+        want = np.ravel(codes_field(layer, node.get_attr('reuse_factor')) if callable(codes_field) else getattr(layer, codes_field))
         bad = np.flatnonzero(got != want) if got.shape == want.shape else [0]
         if len(bad):
             i = int(bad[0])
             raise ConversionMismatch(
                 f"layer '{name}': hls4ml's {weight} values are not the reference's ({got.size} vs {want.size} values; first "
-                f'difference at {i}: {got[i] * 2.0**-grid.frac if i < got.size else None} vs '
-                f'{grid.to_float(want[i]) if i < want.size else None})'
+                f'difference at {i}: {got[i] * 2.0**-frac if i < got.size else None} vs '
+                f'{(want[i] if grid is None else grid.to_float(want[i])) if i < want.size else None})'
             )
     return checks
 

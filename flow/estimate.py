@@ -1,9 +1,13 @@
 """Resource estimates per layer, for our block-sparse template and for hls4ml's own Dense.
 
 Model (documented so it can be checked against csynth reports when Vitis HLS runs):
-- multipliers = ceil(weights / ReuseFactor); cycles of the MAC loop = ReuseFactor (II=1);
+- cycles of the MAC loop = ReuseFactor (II=1); hls4ml's Dense: multipliers = ceil(weights / ReuseFactor);
 - ours iterates over kept weights only; hls4ml's Resource Dense over all n_in x n_out
   (zeros included, STACK_NOTES), its Latency strategy (RF=1) drops constant-zero multiplies;
+- ours follows the gather schedule (flow/schedule.py): lanes of block_out multipliers, so its
+  multipliers are the schedule's n_mult (not always ceil(kept / RF)), and the weights it stores
+  are its n_mult x RF slots, zero padding included; ``index_bits`` are its run_start and
+  seg_block tables (the footprint counts the method's one index per kept block instead);
 - weight memory = stored weights x width. With RF > 1 both templates reshape the weights into
   one ROM of width multipliers x weight bits and depth RF; BRAM18 is the cheapest tiling of
   that ROM by the RAMB18 aspect ratios. With RF = 1 the weights are constants in logic (0 BRAM).
@@ -15,6 +19,7 @@ import math
 
 from flow.footprint import layer_footprint, stored_weight_bits
 from flow.runtime.reference import IntegerModel
+from flow.schedule import gather
 
 RAMB18_SHAPES = [(16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)]  # (depth, width)
 
@@ -35,6 +40,12 @@ def engine(weights: int, rf: int, wbits: int) -> dict:
     }
 
 
+def _table_bits(table) -> int:
+    """A stored table of unsigned integers, each at the width of the largest (at least 1 bit),
+    as flow/hls/block_sparse_dense.py types it."""
+    return table.size * max(1, int(table.max(initial=0)).bit_length())
+
+
 def layer_estimate(layer, rf: int, strategy: str = 'resource') -> dict | None:
     """Estimate for one reference layer; ``strategy`` applies to hls4ml's Dense."""
     fp = layer_footprint(layer)
@@ -48,13 +59,21 @@ def layer_estimate(layer, rf: int, strategy: str = 'resource') -> dict | None:
         ours = {'multipliers': 0, 'cycles': 1, 'weight_memory_bits': 0, 'bram18': 0}
     elif layer.kind == 'block_sparse_dense':
         kept = fp['kept_weights']
-        ours = engine(kept, rf, wbits)
+        sched = gather(layer, rf)
+        ours = {
+            'multipliers': sched.n_mult,
+            'cycles': rf,
+            'weight_memory_bits': sched.slots * wbits,  # padding is stored too
+            'bram18': bram18(sched.n_mult * wbits, rf) if rf > 1 else 0,
+            'index_bits': sum(_table_bits(t) for t in (sched.run_start, sched.seg_block)),
+            'padding': sched.padding,
+        }
     else:  # a plain Dense layer is hls4ml's own template on both sides
         kept = int((layer.weight != 0).sum())
         if strategy == 'latency' and rf == 1:
             dense['multipliers'] = kept  # HLS removes multiplies by constant zero
         ours = dict(dense)
-    ours['index_bits'] = fp['index_bits']
+    ours.setdefault('index_bits', fp['index_bits'])
     limit = {k: dense[k] * kept / (n_in * n_out) for k in ('multipliers', 'weight_memory_bits', 'bram18')}
     return {
         'kind': layer.kind,

@@ -1,14 +1,25 @@
-// Coarse-grain block-sparse dense layer (CGS), io_parallel.
+// Coarse-grain block-sparse dense layer (CGS), io_parallel: an output-stationary ("gather")
+// time-multiplexed MAC engine.
 //
-// Stores only the kept blocks and one output-block index per kept block; computes only on
-// them. Storage format (shared with flow/runtime/ref_block_sparse.py, which is the reference):
-//   weights[b * block_in * block_out + i * block_out + o]  kept block b, row i, column o
-//   block_index[b]                                         output block of kept block b
-// Kept blocks are ordered by input block-row; every row keeps kept_per_row blocks, so the input
-// block-row of block b is b / kept_per_row and needs no storage (equal fan-out, static schedule).
+// It mirrors the RTL design flow/rtl/engine.py driven by the `gather` schedule of
+// flow/schedule.py (measured by bench/bench_engine.py): the same schedule, stored the same way.
+// The flow computes the tables from the reference's packed kept blocks
+// (flow/runtime/ref_block_sparse.py); this header only walks them.
 //
-// Time-multiplexed MAC engine, as in the CGS hardware: n_kept / reuse_factor multipliers, each
-// reading its own weight bank (ARRAY_RESHAPE block), reuse_factor cycles at II=1.
+// - n_lanes lanes of block_out multipliers, one multiplier per column of a block (n_mult in all),
+//   reuse_factor cycles at II=1. In cycle t all multipliers of lane l read the same input.
+// - Segments: a lane works through the kept blocks of one output block-column for seg_len cycles;
+//   during segment s multiplier l*block_out + j adds into output seg_block[l][s]*block_out + j only,
+//   so each multiplier writes one output per segment (no write demultiplexer per multiplier).
+// - Runs: the inputs of a lane come in runs of run_len consecutive rows; run r starts at input
+//   run_start[l][r]*run_len, so one stored number names run_len cycles' inputs.
+// - Padding: a block-column whose kept rows do not fill whole segments, and lanes beyond the kept
+//   work, hold zero weights; they add 0 (the stored input index there is arbitrary but in range).
+// Weights: bank m = weights[m*reuse_factor .. m*reuse_factor + reuse_factor - 1], word t is what
+// multiplier m multiplies in cycle t.
+//
+// The input select comes from the run_start ROM: HLS sees a ROM read feeding a multiplexer over
+// data[]; the RTL model folds the constant ROM into the multiplexer, as synthesis does.
 #ifndef NNET_BLOCK_SPARSE_DENSE_H_
 #define NNET_BLOCK_SPARSE_DENSE_H_
 
@@ -20,33 +31,44 @@ struct block_sparse_dense_config {
     typedef float accum_t;
     typedef float bias_t;
     typedef float weight_t;
-    typedef unsigned index_t;
+    typedef unsigned run_t;
+    typedef unsigned seg_t;
 
     static const unsigned n_in = 8;
     static const unsigned n_out = 8;
     static const unsigned block_in = 1;
     static const unsigned block_out = 1;
-    static const unsigned kept_per_row = 1;
-    static const unsigned n_kept_blocks = 8;
-    static const unsigned n_kept = 8; // kept weights = n_kept_blocks * block_in * block_out
     static const unsigned reuse_factor = 1;
-    static const unsigned n_mult = 8; // multipliers = n_kept / reuse_factor
+    static const unsigned n_lanes = 8;
+    static const unsigned n_mult = 8;  // n_lanes * block_out
+    static const unsigned seg_len = 1; // cycles per output block-column segment; divides reuse_factor
+    static const unsigned run_len = 1; // consecutive inputs per run_start entry; divides seg_len
+    static const unsigned n_runs = 1;  // reuse_factor / run_len, per lane
+    static const unsigned n_segs = 1;  // reuse_factor / seg_len, per lane
+    static const unsigned n_slots = 8; // n_mult * reuse_factor stored weights, padding included
 };
 
 template <class data_T, class res_T, typename CONFIG_T>
 void block_sparse_dense(data_T data[CONFIG_T::n_in], res_T res[CONFIG_T::n_out],
-                        typename CONFIG_T::weight_t weights[CONFIG_T::n_kept],
-                        typename CONFIG_T::index_t block_index[CONFIG_T::n_kept_blocks],
+                        typename CONFIG_T::weight_t weights[CONFIG_T::n_slots],
+                        typename CONFIG_T::run_t run_start[CONFIG_T::n_lanes * CONFIG_T::n_runs],
+                        typename CONFIG_T::seg_t seg_block[CONFIG_T::n_lanes * CONFIG_T::n_segs],
                         typename CONFIG_T::bias_t biases[CONFIG_T::n_out]) {
-    static_assert(CONFIG_T::n_kept % CONFIG_T::reuse_factor == 0, "reuse_factor must divide the kept weight count");
-    static_assert(CONFIG_T::n_mult * CONFIG_T::reuse_factor == CONFIG_T::n_kept, "n_mult must be n_kept / reuse_factor");
+    static_assert(CONFIG_T::n_mult == CONFIG_T::n_lanes * CONFIG_T::block_out, "n_mult must be n_lanes * block_out");
+    static_assert(CONFIG_T::n_slots == CONFIG_T::n_mult * CONFIG_T::reuse_factor, "n_slots must be n_mult * reuse_factor");
+    static_assert(CONFIG_T::n_runs * CONFIG_T::run_len == CONFIG_T::reuse_factor &&
+                      CONFIG_T::n_segs * CONFIG_T::seg_len == CONFIG_T::reuse_factor,
+                  "runs and segments must tile the reuse_factor cycles");
     static_assert(CONFIG_T::n_in % CONFIG_T::block_in == 0 && CONFIG_T::n_out % CONFIG_T::block_out == 0,
                   "blocks must tile the kernel");
-    const unsigned block_size = CONFIG_T::block_in * CONFIG_T::block_out;
+    const unsigned bo = CONFIG_T::block_out;
+    const unsigned rf = CONFIG_T::reuse_factor;
 
-    #pragma HLS function_instantiate variable=weights,block_index,biases
+    #pragma HLS function_instantiate variable=weights,run_start,seg_block,biases
+    // One bank (ROM word of n_mult weights) per cycle; per lane one run_start and one seg_block.
     #pragma HLS ARRAY_RESHAPE variable=weights block factor=CONFIG_T::n_mult
-    #pragma HLS ARRAY_PARTITION variable=block_index complete
+    #pragma HLS ARRAY_RESHAPE variable=run_start block factor=CONFIG_T::n_lanes
+    #pragma HLS ARRAY_RESHAPE variable=seg_block block factor=CONFIG_T::n_lanes
     #pragma HLS ARRAY_PARTITION variable=biases complete
 
     typename CONFIG_T::accum_t acc[CONFIG_T::n_out];
@@ -59,19 +81,21 @@ InitAccum:
     }
 
 ReuseLoop:
-    for (unsigned ir = 0; ir < CONFIG_T::reuse_factor; ir++) {
+    for (unsigned t = 0; t < rf; t++) {
         #pragma HLS PIPELINE II=1 rewind
-    MultLoop:
-        for (unsigned im = 0; im < CONFIG_T::n_mult; im++) {
+    LaneLoop:
+        for (unsigned l = 0; l < CONFIG_T::n_lanes; l++) {
             #pragma HLS UNROLL
-            // Multiplier im reads word ir of its own bank.
-            const unsigned w = ir + CONFIG_T::reuse_factor * im;
-            const unsigned b = w / block_size;
-            const unsigned r = w % block_size;
-            const unsigned in = (b / CONFIG_T::kept_per_row) * CONFIG_T::block_in + r / CONFIG_T::block_out;
-            const unsigned out = (unsigned)block_index[b] * CONFIG_T::block_out + r % CONFIG_T::block_out;
-            // Full-precision product; the flow sizes accum_t so this cast and the sum are exact.
-            acc[out] += (typename CONFIG_T::accum_t)(data[in] * weights[w]);
+            const unsigned in = (unsigned)run_start[l * CONFIG_T::n_runs + t / CONFIG_T::run_len] * CONFIG_T::run_len +
+                                t % CONFIG_T::run_len;
+            const unsigned cb = seg_block[l * CONFIG_T::n_segs + t / CONFIG_T::seg_len];
+            const data_T x = data[in]; // shared by the lane's block_out multipliers
+        ColLoop:
+            for (unsigned j = 0; j < bo; j++) {
+                #pragma HLS UNROLL
+                // Full-precision product; the flow sizes accum_t so this cast and the sum are exact.
+                acc[cb * bo + j] += (typename CONFIG_T::accum_t)(x * weights[(l * bo + j) * rf + t]);
+            }
         }
     }
 

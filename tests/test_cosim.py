@@ -2,6 +2,8 @@
 on random block-sparse layers (shapes, blocks, densities, bit widths, ReuseFactors)."""
 
 import os
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -53,7 +55,7 @@ def check_cosim(tmp_path, model, in_type, cfg, n_vectors=64, seed=0):
 def layer_cases(draw):
     n_in = draw(st.sampled_from([8, 12, 16, 32]))
     n_out = draw(st.sampled_from([4, 8, 16, 24]))
-    bi = draw(st.sampled_from([d for d in (1, 2, 4, 8) if n_in % d == 0]))
+    bi = draw(st.sampled_from([d for d in (1, 2, 3, 4, 8) if n_in % d == 0]))  # 3: runs of non-power-of-2 length
     bo = draw(st.sampled_from([d for d in (1, 2, 4, 8) if n_out % d == 0]))
     drop = draw(st.sampled_from([0.0, 0.25, 0.5, 0.75]))
     wbits = draw(st.integers(2, 8))
@@ -76,8 +78,8 @@ def test_random_block_sparse_layers_match_reference_exactly(tmp_path_factory, ca
 
     model = build_keras(n_in, n_out, block, drop, wbits, wint, seed, head)
     n_kept = n_in * kept_per_row(n_out // block[1], drop) * block[1]
-    valid = [rf for rf in range(1, n_kept + 1) if n_kept % rf == 0]
-    layers = {'bs': {'reuse_factor': valid[rf_pick % len(valid)]}}
+    # any ReuseFactor 1..n_kept: most do not divide the layer's work and force zero padding
+    layers = {'bs': {'reuse_factor': 1 + rf_pick % n_kept}}
     if narrow:
         layers['bs']['result'] = 'ap_fixed<8,3,AP_RND_CONV,AP_SAT>'
     if head:
@@ -104,9 +106,80 @@ def test_a_wrong_weight_is_reported_with_its_layer_and_element(tmp_path):
     assert im.sizes() == {'x': 16, 'bs': 8, 'act': 8, 'head': 3}
 
 
-def test_reuse_factor_that_does_not_divide_kept_weights_is_refused(tmp_path):
+@pytest.mark.parametrize('rf', [7, 64])
+def test_reuse_factors_that_force_padding_or_the_most_match_reference(tmp_path, rf):
+    """16 x 8 at 50%, 4x4 blocks: 64 kept weights. RF 7 pads; RF 64 is one multiplier per column."""
+    model = build_keras(16, 8, (4, 4), 0.5, 4, 0, 1, False)
+    cfg = FlowConfig.load(None, model='user.h5', layers={'bs': {'reuse_factor': rf}})
+    check_cosim(tmp_path, model, FixedType(8, 2), cfg)
+
+
+def test_reuse_factor_beyond_the_kept_weights_is_refused(tmp_path):
     model = build_keras(16, 8, (4, 4), 0.5, 4, 0, 1, False)  # 16 x 8 at 50%: 64 kept weights
+    cfg = FlowConfig.load(None, model='user.h5', layers={'bs': {'reuse_factor': 65}})
+    im = to_integer_model(model, FixedType(8, 2))
+    with pytest.raises(ValueError, match=r"layer 'bs': ReuseFactor 65 is out of range; it must be 1 \.\. 64"):
+        convert_model(model, im, cfg, get_board('pynq-z2'), tmp_path / 'hls')
+
+
+def _config_struct(parameters_h: str, index: int) -> dict:
+    body = parameters_h[parameters_h.index(f'struct config{index} :'):]
+    body = body[:body.index('};')]
+    return {m[0]: int(m[1]) for m in re.findall(r'static const unsigned (\w+) = (\d+);', body)}
+
+
+def _array(firmware: Path, var: str) -> np.ndarray:
+    """An array as hls4ml writes it for synthesis (weights/<var>.h)."""
+    text = (firmware / 'weights' / f'{var}.h').read_text()
+    m = re.search(rf'{var}\[(\d+)\] = \{{([^}}]*)\}};', text)
+    values = np.array([float(v) for v in m[2].split(',')])
+    assert len(values) == int(m[1])
+    return values
+
+
+def test_generated_firmware_stores_the_gather_schedule(tmp_path):
+    """The emitted config, weight banks and tables are gather(reference, rf)'s, and the header
+    takes them in that layout (read back here, not through the flow's own checks)."""
+    from flow.hls import TEMPLATES_DIR
+    from flow.schedule import gather
+
+    rf = 7  # 64 kept weights: forces padding
+    model = build_keras(16, 8, (4, 4), 0.5, 4, 0, 1, False)
+    cfg = FlowConfig.load(None, model='user.h5', layers={'bs': {'reuse_factor': rf}})
+    im = to_integer_model(model, FixedType(8, 2))
+    hls_model = convert_model(model, im, cfg, get_board('pynq-z2'), tmp_path / 'hls')
+    layer, node = im.layers[1], hls_model.graph['bs']
+    sched = gather(layer, rf)
+    assert sched.padding > 0
+    firmware = tmp_path / 'hls' / 'firmware'
+    c = _config_struct((firmware / 'parameters.h').read_text(), node.index)
+    assert (c['n_lanes'], c['n_mult'], c['seg_len'], c['run_len'], c['reuse_factor']) == (
+        sched.n_lanes, sched.n_mult, sched.seg_len, sched.run_len, rf)
+    assert (c['n_runs'], c['n_segs'], c['n_slots']) == (rf // sched.run_len, rf // sched.seg_len, sched.n_mult * rf)
+    names = {w: node.get_weights(w).name for w in ('weight', 'run_start', 'seg_block')}
+    w = _array(firmware, names['weight'])
+    assert len(w) == sched.n_mult * rf
+    assert (w * 2**layer.weight_type.frac == sched.weights.reshape(-1)).all()  # bank m = words m*rf .. m*rf+rf-1
+    assert (_array(firmware, names['run_start']) == sched.run_start.reshape(-1)).all()
+    assert (_array(firmware, names['seg_block']) == sched.seg_block.reshape(-1)).all()
+    call = re.search(r'nnet::block_sparse_dense<[^>]*>\(\w+, \w+, (\w+), (\w+), (\w+), (\w+)\);',
+                     (firmware / f'{cfg.project_name}.cpp').read_text())
+    assert call.groups() == (names['weight'], names['run_start'], names['seg_block'], node.get_weights('bias').name)
+    header = (TEMPLATES_DIR / 'nnet_block_sparse_dense.h').read_text()
+    for line in ('weights[CONFIG_T::n_slots]', 'run_start[CONFIG_T::n_lanes * CONFIG_T::n_runs]',
+                 'seg_block[CONFIG_T::n_lanes * CONFIG_T::n_segs]', 'weights[(l * bo + j) * rf + t]',
+                 'ARRAY_RESHAPE variable=weights block factor=CONFIG_T::n_mult', 'flow/rtl/engine.py'):
+        assert line in header
+
+
+def test_a_drift_between_the_emitted_schedule_and_the_reference_is_caught_at_conversion(tmp_path):
+    """One reference weight off by one: the weight banks hls4ml would write are no longer
+    gather(reference)'s, and conversion stops before any C simulation."""
+    from flow.convert import ConversionMismatch
+
+    model = build_keras(16, 8, (4, 4), 0.5, 4, 0, 1, False)
     cfg = FlowConfig.load(None, model='user.h5', layers={'bs': {'reuse_factor': 7}})
     im = to_integer_model(model, FixedType(8, 2))
-    with pytest.raises(ValueError, match=r"layer 'bs': ReuseFactor 7 does not divide its 64 kept weights; nearest valid values: \[4, 8\]"):
+    im.layers[1].values[0, 0, 0] += 1
+    with pytest.raises(ConversionMismatch, match=r"layer 'bs': hls4ml's weight values are not the reference's \(84 vs 84 values"):
         convert_model(model, im, cfg, get_board('pynq-z2'), tmp_path / 'hls')

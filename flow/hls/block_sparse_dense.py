@@ -1,8 +1,9 @@
 """hls4ml extension for ``BlockSparseQDense`` (CGS): Keras handler, IR layer, Vitis templates.
 
 Everything goes through hls4ml's public extension API; nothing in site-packages is patched.
-The packed storage is computed by ``flow.runtime.ref_block_sparse.pack_blocks``, the same
-function the integer reference uses, so the two cannot drift apart.
+The packed kept blocks are computed by ``flow.runtime.ref_block_sparse.pack_blocks``, the same
+function the integer reference uses, so the two cannot drift apart; the template stores the
+``gather`` schedule of ``flow.schedule`` derived from them (weight banks, run_start, seg_block).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from hls4ml.model.attributes import Attribute, ConfigurableAttribute, TypeAttrib
 from hls4ml.model.layers import Layer
 from hls4ml.model.types import IntegerPrecisionType
 
-from flow.runtime.ref_block_sparse import index_bits, pack_blocks, unpack_blocks
+from flow.runtime.ref_block_sparse import BlockSparseDense as RefBlockSparseDense
+from flow.runtime.ref_block_sparse import pack_blocks, unpack_blocks
+from flow.schedule import gather
 from keras_models.masks import expand
 
 HEADER = 'nnet_block_sparse_dense.h'
@@ -29,8 +32,9 @@ def parse_block_sparse_qdense(keras_layer, input_names, input_shapes, data_reade
     return layer, output_shape
 
 
-def valid_reuse_factors(n_kept: int) -> list[int]:
-    return [rf for rf in range(1, n_kept + 1) if n_kept % rf == 0]
+def _unsigned(values) -> IntegerPrecisionType:
+    """Just enough bits for the largest stored value (at least 1)."""
+    return IntegerPrecisionType(max(1, int(np.max(values, initial=0)).bit_length()), signed=False)
 
 
 class BlockSparseDense(Layer):
@@ -41,10 +45,12 @@ class BlockSparseDense(Layer):
         Attribute('block_out'),
         WeightAttribute('weight'),
         WeightAttribute('bias'),
-        WeightAttribute('block_index'),
+        WeightAttribute('run_start'),
+        WeightAttribute('seg_block'),
         TypeAttribute('weight'),
         TypeAttribute('bias'),
-        TypeAttribute('block_index'),
+        TypeAttribute('run_start'),
+        TypeAttribute('seg_block'),
         TypeAttribute('accum'),
         ConfigurableAttribute('reuse_factor', default=1),
     ]
@@ -59,22 +65,33 @@ class BlockSparseDense(Layer):
         values, index, kept_per_row = pack_blocks(kernel, block_mask, block)
         n_kept = values.size
         rf = self.get_attr('reuse_factor')
-        if n_kept % rf:
-            valid = valid_reuse_factors(n_kept)
-            near = [v for v in (max((v for v in valid if v < rf), default=None), min((v for v in valid if v > rf), default=None)) if v]
-            raise ValueError(
-                f"layer '{self.name}': ReuseFactor {rf} does not divide its {n_kept} kept weights; "
-                f'nearest valid values: {near}'
-            )
+        # The gather schedule pads with zero weights, so any ReuseFactor works up to one cycle per kept weight.
+        if not 1 <= rf <= n_kept:
+            raise ValueError(f"layer '{self.name}': ReuseFactor {rf} is out of range; it must be 1 .. {n_kept} "
+                             f'(its kept weights)')
+        n_in, n_out = self.get_attr('n_in'), self.get_attr('n_out')
+        # The packed form stays available (dense_attributes); the template stores the schedule.
+        self.set_attr('packed_values', values)
+        self.set_attr('packed_index', index)
         self.set_attr('kept_per_row', kept_per_row)
-        self.set_attr('n_kept_blocks', len(index))
         self.set_attr('n_kept', n_kept)
-        self.add_weights_variable(name='weight', var_name='w{index}', data=values.reshape(-1), precision=wq.hls_type)
+        # The schedule places kept weights by position only (the reference's types play no part).
+        # It takes integer codes and the values here are real numbers, so schedule each weight's
+        # number 1..n_kept and look the values up: 0 (padding) picks weight 0.
+        ids = np.arange(1, n_kept + 1).reshape(values.shape)
+        ref = RefBlockSparseDense(self.name, out_type=None, n_in=n_in, n_out=n_out, block=block,
+                                  kept_per_row=kept_per_row, values=ids, index=index)
+        sched = gather(ref, rf)
+        weights = np.concatenate([[0.0], values.reshape(-1)])[sched.weights.reshape(-1)]
+        for attr in ('n_lanes', 'n_mult', 'seg_len', 'run_len'):
+            self.set_attr(attr, getattr(sched, attr))
+        self.set_attr('n_runs', rf // sched.run_len)
+        self.set_attr('n_segs', rf // sched.seg_len)
+        self.set_attr('n_slots', sched.slots)
+        self.add_weights_variable(name='weight', var_name='w{index}', data=weights, precision=wq.hls_type)
         self.add_weights_variable(name='bias', var_name='b{index}', quantizer=self.get_attr('bias_quantizer'))
-        bits = index_bits(self.get_attr('n_out'), block[1])
-        self.add_weights_variable(
-            name='block_index', var_name='bi{index}', data=index, precision=IntegerPrecisionType(bits, signed=False)
-        )
+        for name, var, data in (('run_start', 'rs{index}', sched.run_start), ('seg_block', 'sb{index}', sched.seg_block)):
+            self.add_weights_variable(name=name, var_name=var, data=data.reshape(-1), precision=_unsigned(data))
 
 
 config_template = """struct config{index} : nnet::block_sparse_dense_config {{
@@ -82,18 +99,22 @@ config_template = """struct config{index} : nnet::block_sparse_dense_config {{
     static const unsigned n_out = {n_out};
     static const unsigned block_in = {block_in};
     static const unsigned block_out = {block_out};
-    static const unsigned kept_per_row = {kept_per_row};
-    static const unsigned n_kept_blocks = {n_kept_blocks};
-    static const unsigned n_kept = {n_kept};
     static const unsigned reuse_factor = {reuse};
+    static const unsigned n_lanes = {n_lanes};
     static const unsigned n_mult = {n_mult};
+    static const unsigned seg_len = {seg_len};
+    static const unsigned run_len = {run_len};
+    static const unsigned n_runs = {n_runs};
+    static const unsigned n_segs = {n_segs};
+    static const unsigned n_slots = {n_slots};
     typedef {accum_t.name} accum_t;
     typedef {bias_t.name} bias_t;
     typedef {weight_t.name} weight_t;
-    typedef {block_index_t.name} index_t;
+    typedef {run_start_t.name} run_t;
+    typedef {seg_block_t.name} seg_t;
 }};\n"""
 
-function_template = 'nnet::block_sparse_dense<{input_t}, {output_t}, {config}>({input}, {output}, {w}, {bi}, {b});'
+function_template = 'nnet::block_sparse_dense<{input_t}, {output_t}, {config}>({input}, {output}, {w}, {rs}, {sb}, {b});'
 
 
 class BlockSparseDenseConfigTemplate(LayerConfigTemplate):
@@ -102,9 +123,7 @@ class BlockSparseDenseConfigTemplate(LayerConfigTemplate):
         self.template = config_template
 
     def format(self, node):
-        params = self._default_config_params(node)
-        params['n_mult'] = node.get_attr('n_kept') // node.get_attr('reuse_factor')
-        return self.template.format(**params)
+        return self.template.format(**self._default_config_params(node))
 
 
 class BlockSparseDenseFunctionTemplate(FunctionCallTemplate):
@@ -115,7 +134,8 @@ class BlockSparseDenseFunctionTemplate(FunctionCallTemplate):
     def format(self, node):
         params = self._default_function_params(node)
         params['w'] = node.get_weights('weight').name
-        params['bi'] = node.get_weights('block_index').name
+        params['rs'] = node.get_weights('run_start').name
+        params['sb'] = node.get_weights('seg_block').name
         params['b'] = node.get_weights('bias').name
         return self.template.format(**params)
 
@@ -126,7 +146,6 @@ def dense_attributes(node: BlockSparseDense) -> dict:
     quantized, masked one already; the config gives its precision (no quantizer)."""
     shape = (node.get_attr('n_in'), node.get_attr('n_out'))
     block = (node.get_attr('block_in'), node.get_attr('block_out'))
-    values = node.get_weights('weight').data.reshape(-1, *block)
-    kernel = unpack_blocks(values, node.get_weights('block_index').data, node.get_attr('kept_per_row'), shape, block)
+    kernel = unpack_blocks(node.get_attr('packed_values'), node.get_attr('packed_index'), node.get_attr('kept_per_row'), shape, block)
     keep = ('n_in', 'n_out', 'bias_data', 'bias_quantizer', 'activation', 'data_format')
     return {**{k: node.get_attr(k) for k in keep if k in node.attributes}, 'weight_data': kernel, 'weight_quantizer': None}

@@ -1,12 +1,15 @@
-"""Reference for the coarse-grain block-sparse dense layer (CGS), in the packed storage format
-the HLS template uses: only kept blocks, plus one output-block index per kept block.
+"""Reference for the coarse-grain block-sparse dense layer (CGS), in a packed storage format:
+only kept blocks, plus one output-block index per kept block.
 
-Packed format (shared with ``hls_templates/nnet_block_sparse_dense.h``):
+Packed format:
 - the kernel (n_in x n_out, Keras orientation) is tiled into blocks of ``block_in x block_out``;
 - every input block-row keeps exactly ``kept_per_row`` blocks (equal fan-out, static schedule);
 - ``values[b]`` is kept block ``b`` (row-major ``block_in x block_out``), blocks ordered by input
   block-row, then by output block; its input block-row is implicit (``b // kept_per_row``);
 - ``index[b]`` is its output block number: the only index stored.
+
+This packed format is the reference's (and the footprint's); the HLS template stores the gather
+schedule derived from it (``flow/schedule.py``: per-multiplier weight banks, run and segment tables).
 """
 
 from __future__ import annotations

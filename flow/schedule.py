@@ -151,11 +151,12 @@ def gather(layer: BlockSparseDense, rf: int) -> Schedule:
     def lanes_for(seg):
         return math.ceil(sum(math.ceil(s / seg) for s in steps) / (rf // seg))
 
-    # a segment is whole blocks or a whole part of one, so a lane's inputs come in runs of
-    # consecutive rows that one stored index names; among those, the fewest lanes, then the longest
-    candidates = [d for d in range(1, rf + 1) if rf % d == 0 and (d % bi == 0 or bi % d == 0)]
+    # the segment length giving the fewest lanes (then the longest). Segments start at multiples
+    # of seg_len in a column's steps and blocks at multiples of bi, so runs of gcd(seg_len, bi)
+    # steps never cross a block: consecutive rows, one stored index each
+    candidates = [d for d in range(1, rf + 1) if rf % d == 0]
     seg_len = min(candidates, key=lambda d: (lanes_for(d), -d))
-    run_len = min(seg_len, bi)
+    run_len = math.gcd(seg_len, bi)
     per_lane = rf // seg_len
 
     segments = []  # (output block, [kept block or -1 per step's block, row within block])

@@ -127,3 +127,23 @@ def test_output_cast_is_exact_on_every_accumulator_code_in_every_mode(tmp_path, 
         want = t.from_codes(codes[:, 0], acc_t.frac)
         bad = np.flatnonzero(got[:, k] != want)
         assert not len(bad), f'{t.hls()}: code {codes[bad[0], 0]} -> {got[bad[0], k]}, reference {want[bad[0]]}'
+
+
+@given(bi=st.integers(1, 9), bo=st.integers(1, 4), rows=st.integers(1, 5), cols=st.integers(1, 5),
+       drop=st.sampled_from([0.0, 0.5, 0.75]), rf=st.integers(1, 100), seed=st.integers(0, 2**31))
+@settings(max_examples=80, deadline=None)
+def test_gather_storage_names_every_slot(bi, bo, rows, cols, drop, rf, seed):
+    """What the HLS template stores (run_start, seg_block, the weight banks) reproduces the schedule
+    slot by slot, and the schedule computes exactly the layer's weights, for any RF and block."""
+    layer = random_layer(np.random.default_rng(seed), rows * bi, cols * bo, (bi, bo), drop, 4, FixedType(8, 3), None)
+    s = gather(layer, rf)
+    assert np.array_equal(s.dense_weight(), layer.dense_weight())
+    assert rf % s.seg_len == 0 and rf % s.run_len == 0 and s.seg_len % s.run_len == 0 and bi % s.run_len == 0
+    t = np.arange(rf)
+    for lane in range(s.n_lanes):
+        mine = slice(lane * bo, (lane + 1) * bo)
+        x = s.run_start[lane, t // s.run_len] * s.run_len + t % s.run_len
+        used = s.inputs[mine] >= 0
+        assert (np.where(used, s.inputs[mine], x) == x).all()
+        assert (s.outputs[mine] == s.seg_block[lane, t // s.seg_len] * bo + np.arange(bo)[:, None]).all()
+    assert s.n_mult * rf >= layer.values.size

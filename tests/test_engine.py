@@ -147,3 +147,23 @@ def test_gather_storage_names_every_slot(bi, bo, rows, cols, drop, rf, seed):
         assert (np.where(used, s.inputs[mine], x) == x).all()
         assert (s.outputs[mine] == s.seg_block[lane, t // s.seg_len] * bo + np.arange(bo)[:, None]).all()
     assert s.n_mult * rf >= layer.values.size
+
+
+def test_an_engine_mismatch_names_layer_sample_and_element(tmp_path, monkeypatch):
+    """The rtl step's engine check on a faulty engine (one accumulator LSB off on output 3)."""
+    from flow.rtl import build, engine
+    from flow.runtime.ref_layers import Input
+    from flow.verify import Mismatch
+
+    in_t = FixedType(6, 2)
+    layer = random_layer(np.random.default_rng(3), 16, 8, (4, 4), 0.5, 4, in_t, None)
+    prev = Input('x', in_t, shape=(16,))
+    x = np.random.default_rng(4).integers(in_t.min_code, in_t.max_code + 1, (20, 16))
+    trace = {'x': x, 'l': layer.forward(x, in_t)}
+    good = engine.engine_verilog
+    monkeypatch.setattr(engine, 'engine_verilog', lambda *a: good(*a).replace('cast_out(acc3)', "cast_out(acc3 + 1'b1)"))
+    with pytest.raises(Mismatch, match=r"RTL engine \(gather, RF 4\).*layer 'l', sample 0, element \(3,\): expected code"):
+        build.simulate_engines([(layer, prev, gather(layer, 4))], trace, tmp_path, 'p')
+    monkeypatch.setattr(engine, 'engine_verilog', good)
+    got = build.simulate_engines([(layer, prev, gather(layer, 4))], trace, tmp_path / 'ok', 'p')
+    assert got['l']['cycles_per_sample'] == (20 * 4 + 3) / 20

@@ -46,8 +46,9 @@ def _table_bits(table) -> int:
     return table.size * max(1, int(table.max(initial=0)).bit_length())
 
 
-def layer_estimate(layer, rf: int, strategy: str = 'resource') -> dict | None:
-    """Estimate for one reference layer; ``strategy`` applies to hls4ml's Dense."""
+def layer_estimate(layer, rf: int, strategy: str = 'resource', in_type=None) -> dict | None:
+    """Estimate for one reference layer; ``strategy`` applies to hls4ml's Dense. Given the layer's
+    input type, our engine's LUT/FF are estimated too (``Schedule.logic_estimate``)."""
     fp = layer_footprint(layer)
     if fp is None:
         return None
@@ -68,6 +69,9 @@ def layer_estimate(layer, rf: int, strategy: str = 'resource') -> dict | None:
             'index_bits': sum(_table_bits(t) for t in (sched.run_start, sched.seg_block)),
             'padding': sched.padding,
         }
+        if in_type is not None:
+            logic = sched.logic_estimate(in_type.width, layer.weight_type.width, layer.accum_type.width, layer.out_type.width)
+            ours['lut_estimate'], ours['ff_estimate'] = logic['lut'], logic['ff']
     else:  # a plain Dense layer is hls4ml's own template on both sides
         kept = int((layer.weight != 0).sum())
         if strategy == 'latency' and rf == 1:
@@ -91,8 +95,8 @@ def layer_estimate(layer, rf: int, strategy: str = 'resource') -> dict | None:
 def estimate_model(im: IntegerModel, cfg, board, rtl: dict | None = None) -> dict:
     """``rtl``: the rtl step's measured resources (reports/rtl_resources.json) when it built them."""
     layers = {}
-    for layer in im.layers:
-        est = layer_estimate(layer, cfg.reuse_for(layer.name), cfg.strategy_for(layer.name))
+    for prev, layer in zip(im.layers, im.layers[1:]):
+        est = layer_estimate(layer, cfg.reuse_for(layer.name), cfg.strategy_for(layer.name), prev.out_type)
         if est:
             layers[layer.name] = est
     total = {}
@@ -121,6 +125,14 @@ def estimate_model(im: IntegerModel, cfg, board, rtl: dict | None = None) -> dic
             if logic:
                 total['fit'][k] = {'used': sum(m[k] for m in logic.values()), 'available': cap_k, 'source': 'measured',
                                    'detail': detail}
+    else:  # no RTL level: our engines' LUT/FF from their schedules' estimate
+        engines = {n: l['ours'] for n, l in layers.items() if 'lut_estimate' in l['ours']}
+        others = [n for n in layers if n not in engines]
+        for k, cap_k in (('lut', cap.lut), ('ff', cap.ff)):
+            if engines:
+                total['fit'][k] = {'used': sum(o[f'{k}_estimate'] for o in engines.values()), 'available': cap_k,
+                                   'source': 'estimated', 'detail': f'the block-sparse engines {", ".join(engines)}' +
+                                   (f'; {", ".join(others)} not estimated' if others else '')}
     for v in total['fit'].values():
         v['margin'] = v['available'] - v['used']
     total['fits'] = all(v['margin'] >= 0 for v in total['fit'].values())

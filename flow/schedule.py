@@ -124,7 +124,8 @@ def _distinct_rows(a: np.ndarray) -> np.ndarray:
 def _packed(layer: BlockSparseDense):
     bi, bo = layer.block
     rows = np.arange(layer.n_kept_blocks) // layer.kept_per_row
-    return bi, bo, rows, np.asarray(layer.index, dtype=np.int64), np.asarray(layer.values, dtype=np.int64)
+    # values keep their dtype: integer codes (the reference), or real weights (the hls4ml extension)
+    return bi, bo, rows, np.asarray(layer.index, dtype=np.int64), np.asarray(layer.values)
 
 
 def scatter(layer: BlockSparseDense, rf: int) -> Schedule:
@@ -169,7 +170,7 @@ def gather(layer: BlockSparseDense, rf: int) -> Schedule:
     segments += [(None, [(-1, 0)] * seg_len)] * empty
 
     inputs = np.full((n_lanes * bo, rf), -1, dtype=np.int64)
-    weights = np.zeros((n_lanes * bo, rf), dtype=np.int64)
+    weights = np.zeros((n_lanes * bo, rf), dtype=values.dtype)
     outputs = np.zeros((n_lanes * bo, rf), dtype=np.int64)
     run_start = np.zeros((n_lanes, rf // run_len), dtype=np.int64)
     seg_block = np.zeros((n_lanes, per_lane), dtype=np.int64)

@@ -136,6 +136,11 @@ def test_user_model_file_with_yaml_config(default_build, tmp_path):
     est = json.loads((ctx.root / 'reports' / 'estimate.json').read_text())
     assert est['layers']['fc1']['ours']['multipliers'] == 1024 // 32
     assert est['layers']['fc1']['ours']['cycles'] == 32
+    # no RTL level: the block-sparse engines' LUT/FF come from their schedules, and say so
+    engines = [est['layers'][n]['ours'] for n in ('fc1', 'fc2')]
+    assert est['total']['fit']['lut']['source'] == 'estimated'
+    assert est['total']['fit']['lut']['used'] == sum(o['lut_estimate'] for o in engines) > 0
+    assert 'logits not estimated' in est['total']['fit']['ff']['detail']
     ref = json.loads((ctx.root / 'reference' / 'reference.json').read_text())
     fc2 = next(l for l in ref['layers'] if l['name'] == 'fc2')
     assert fc2['out_type'] == {'width': 10, 'integer': 5, 'signed': True, 'rounding': 'RND_CONV', 'overflow': 'SAT'}

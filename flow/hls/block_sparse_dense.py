@@ -76,13 +76,10 @@ class BlockSparseDense(Layer):
         self.set_attr('kept_per_row', kept_per_row)
         self.set_attr('n_kept', n_kept)
         # The schedule places kept weights by position only (the reference's types play no part).
-        # It takes integer codes and the values here are real numbers, so schedule each weight's
-        # number 1..n_kept and look the values up: 0 (padding) picks weight 0.
-        ids = np.arange(1, n_kept + 1).reshape(values.shape)
         ref = RefBlockSparseDense(self.name, out_type=None, n_in=n_in, n_out=n_out, block=block,
-                                  kept_per_row=kept_per_row, values=ids, index=index)
+                                  kept_per_row=kept_per_row, values=values, index=index)
         sched = gather(ref, rf)
-        weights = np.concatenate([[0.0], values.reshape(-1)])[sched.weights.reshape(-1)]
+        weights = sched.weights.reshape(-1)
         for attr in ('n_lanes', 'n_mult', 'seg_len', 'run_len'):
             self.set_attr(attr, getattr(sched, attr))
         self.set_attr('n_runs', rf // sched.run_len)

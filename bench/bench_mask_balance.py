@@ -69,7 +69,9 @@ def engine_cost(model, rf: int) -> dict:
             ref = BlockSparseDense(layer.name, None, n_in=n_in, n_out=n_out, block=tuple(layer.block_shape),
                                    kept_per_row=kpr, values=values, index=index)
             s = gather(ref, rf)
-            out[layer.name] = {'multipliers': s.n_mult, 'ideal': -(-values.size // rf), 'padding': s.padding}
+            st = s.stats()
+            out[layer.name] = {'multipliers': s.n_mult, 'ideal': -(-values.size // rf), 'padding': s.padding,
+                               'adder_inputs': st['adder_inputs'], 'gated_inputs': st['gated_inputs']}
     return out
 
 
@@ -97,7 +99,8 @@ def main() -> None:
             console.print(f'{mask} seed {seed}: test accuracy {acc:.4f}')
     t = Table(title=f'{args.dataset}: CGS (equal fan-out) vs cgs_balanced (equal fan-in too), {args.seeds} seeds, '
                     f'{args.epochs} epochs; engine at RF {args.rf}')
-    for c in ('mask', 'accuracy mean', 'accuracy std', 'multipliers (gather)', 'ideal', 'padding slots'):
+    for c in ('mask', 'accuracy mean', 'accuracy std', 'multipliers (gather)', 'ideal', 'padding slots', 'adder inputs',
+              'gated'):
         t.add_column(c, justify='right')
     summary = {}
     for mask in ('cgs', 'cgs_balanced'):
@@ -105,10 +108,13 @@ def main() -> None:
         eng = [r['engine'] for r in rows if r['mask'] == mask]
         mult = np.mean([sum(v['multipliers'] for v in e.values()) for e in eng])
         ideal = np.mean([sum(v['ideal'] for v in e.values()) for e in eng])
-        pad = np.mean([sum(v['padding'] for v in e.values()) for e in eng])
+        pad, adders, gated = (np.mean([sum(v[k] for v in e.values()) for e in eng])
+                              for k in ('padding', 'adder_inputs', 'gated_inputs'))
         summary[mask] = {'accuracy_mean': float(np.mean(accs)), 'accuracy_std': float(np.std(accs)),
-                         'multipliers': float(mult), 'ideal_multipliers': float(ideal), 'padding': float(pad)}
-        t.add_row(mask, f'{np.mean(accs):.4f}', f'{np.std(accs):.4f}', f'{mult:g}', f'{ideal:g}', f'{pad:g}')
+                         'multipliers': float(mult), 'ideal_multipliers': float(ideal), 'padding': float(pad),
+                         'adder_inputs': float(adders), 'gated_inputs': float(gated)}
+        t.add_row(mask, f'{np.mean(accs):.4f}', f'{np.std(accs):.4f}', f'{mult:g}', f'{ideal:g}', f'{pad:g}',
+                  f'{adders:g}', f'{gated:g}')
     print_table(t, console)
     diff = summary['cgs_balanced']['accuracy_mean'] - summary['cgs']['accuracy_mean']
     console.print(f'equal fan-in changes mean test accuracy by {diff * 100:+.2f} points (float software accuracy of the '

@@ -79,7 +79,12 @@ def main() -> None:
     ap.add_argument('--organisations', default=','.join(ORGANISATIONS))
     ap.add_argument('--family', default='xc7')
     ap.add_argument('--work', default=str(ROOT / 'bench' / 'work' / 'engine'))
+    ap.add_argument('--replot', action='store_true', help='only redraw engine.png from bench/results/engine.json')
     args = ap.parse_args()
+    results = ROOT / 'bench' / 'results'
+    if args.replot:
+        plot(json.loads((results / 'engine.json').read_text())['rows'], results / 'engine.png')
+        return
     if args.quick:
         args.sizes, args.drops, args.rfs = '128x128', '0.75', '16,64'
     sizes, block = pairs(args.sizes), pairs(args.block)[0]
@@ -154,7 +159,6 @@ def main() -> None:
     console.print('bold: the cheaper organisation (LUT+FF) at that point. limit = density x the dense engine (gather, '
                   'the same weights, every block kept); products are DSPs, so LUT+FF is the logic around the multipliers.')
 
-    results = ROOT / 'bench' / 'results'
     results.mkdir(parents=True, exist_ok=True)
     out = {'family': args.family, 'mask': args.mask, 'block': list(block), 'wbits': args.wbits, 'input': IN_T.hls(),
            'output': OUT_T.hls(), 'rows': rows}
@@ -170,7 +174,7 @@ def plot(rows: list, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     sizes = sorted({tuple(r['size']) for r in rows})
-    fig, axes = plt.subplots(1, len(sizes), figsize=(6 * len(sizes), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(sizes), figsize=(max(9, 6 * len(sizes)), 4.8), squeeze=False)
     for ax, size in zip(axes[0], sizes):
         for (org, drop) in sorted({(r['organisation'], r['drop']) for r in rows if tuple(r['size']) == size}):
             pts = sorted((r['rf'], r['lut_ff_vs_limit']) for r in rows if tuple(r['size']) == size and
@@ -184,7 +188,7 @@ def plot(rows: list, path: Path) -> None:
         ax.set_ylabel('LUT+FF / density limit')
         ax.set_title(f'{size[0]}x{size[1]}')
         ax.legend(fontsize=8)
-    fig.suptitle('Sparse engine logic against density x dense (1.0 = perfect scaling, 1.5 = the target)')
+    fig.suptitle('Sparse engine LUT+FF / (density x dense engine); 1.0 = scales with density, 1.5 = target', fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -129,7 +129,7 @@ def main() -> None:
         dense_name = f'{size[0]}x{size[1]}_dense_rf{rf}_gather'
         d = measured.get(dense_name)
         density = lay.values.size / (size[0] * size[1])
-        est = sched.logic_estimate(IN_T.width, lay.weight_type.width, lay.accum_type.width, OUT_T.width)
+        est = sched.logic_estimate(lay, IN_T)
         row = {'size': list(size), 'drop': drop, 'density': density, 'rf': rf, 'organisation': org,
                'multipliers': sched.n_mult, 'padding': sched.padding, **{k: m[k] for k in MEASURED},
                'estimate': {'lut': est['lut'], 'ff': est['ff']}, 'dense': {k: d[k] for k in MEASURED} if d else None}

@@ -70,7 +70,7 @@ def layer_estimate(layer, rf: int, strategy: str = 'resource', in_type=None) -> 
             'padding': sched.padding,
         }
         if in_type is not None:
-            logic = sched.logic_estimate(in_type.width, layer.weight_type.width, layer.accum_type.width, layer.out_type.width)
+            logic = sched.logic_estimate(layer, in_type)
             ours['lut_estimate'], ours['ff_estimate'] = logic['lut'], logic['ff']
     else:  # a plain Dense layer is hls4ml's own template on both sides
         kept = int((layer.weight != 0).sum())

@@ -100,12 +100,13 @@ class Schedule:
             'input_mux_legs': int(sum(len(np.unique(r[r >= 0])) for r in _distinct_rows(self.inputs))),
         }
 
-    def logic_estimate(self, wx: int, ww: int, acc: int, wy: int, dsp: bool = True) -> dict:
+    def logic_estimate(self, layer: BlockSparseDense, in_type, dsp: bool = True) -> dict:
         """LUT and FF of the engine (flow/rtl/engine.py) on this schedule, from unit costs of a
         6-input-LUT fabric, not fitted to measurements (bench/bench_engine.py reports how far off):
         a LUT is a 4:1 multiplexer bit, 64 ROM bits, one adder bit; a product goes to a DSP
         (its register inside) unless ``dsp`` is false; per output a rounding adder and a
-        saturating compare. ``wx`` etc. are the input, weight, accumulator and output widths."""
+        saturating compare. ``layer`` gives the weight, accumulator and output widths, ``in_type`` the input's."""
+        wx, ww, acc, wy = in_type.width, layer.weight_type.width, layer.accum_type.width, layer.out_type.width
         rom_luts = math.ceil(self.rf / 64) * ww * sum(len(set(r.tolist())) > 1 for r in self.weights)
         mux_luts = sum(wx * math.ceil((len(np.unique(r[r >= 0])) - 1) / 3) for r in _distinct_rows(self.inputs))
         st = self.stats()

@@ -123,9 +123,8 @@ def simulate_engines(engines: list, ref_trace: dict, folder, project: str) -> di
         out[layer.name] = {'source': sim.source, 'top': top, 'organisation': sched.organisation,
                            'reuse_factor': sched.rf, 'multipliers': sched.n_mult, 'padding': sched.padding,
                            'cycles_per_sample': run.cycles_per_sample, 'latency': run.latency,
-                           'estimate': {k: v for k, v in sched.logic_estimate(
-                               prev.out_type.width, layer.weight_type.width, layer.accum_type.width,
-                               layer.out_type.width).items() if k != 'parts'}}
+                           'estimate': {k: v for k, v in sched.logic_estimate(layer, prev.out_type).items()
+                                        if k != 'parts'}}
     return out
 
 

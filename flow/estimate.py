@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 
-from flow.footprint import layer_footprint, stored_weight_bits
+from flow.footprint import layer_footprint
 from flow.runtime.reference import IntegerModel
 from flow.schedule import gather
 
@@ -46,34 +46,44 @@ def _table_bits(table) -> int:
     return table.size * max(1, int(table.max(initial=0)).bit_length())
 
 
+def gather_engine(layer, rf: int, in_type=None) -> dict:
+    """The block-sparse template: the gather schedule's multipliers and stored slots (padding included)."""
+    wbits = layer.weight_code_bits
+    sched = gather(layer, rf)
+    ours = {
+        'multipliers': sched.n_mult,
+        'cycles': rf,
+        'weight_memory_bits': sched.slots * wbits,  # padding is stored too
+        'bram18': bram18(sched.n_mult * wbits, rf) if rf > 1 else 0,
+        'index_bits': sum(_table_bits(t) for t in (sched.run_start, sched.seg_block)),
+        'padding': sched.padding,
+    }
+    if in_type is not None:
+        logic = sched.logic_estimate(layer, in_type)
+        ours['lut_estimate'], ours['ff_estimate'] = logic['lut'], logic['ff']
+    return ours
+
+
+# layer kind -> its template's estimate (layer, ReuseFactor, input type); a kind not listed is
+# built by hls4ml's own Dense, the baseline
+ENGINES = {'block_sparse_dense': gather_engine}
+
+
 def layer_estimate(layer, rf: int, strategy: str = 'resource', in_type=None) -> dict | None:
     """Estimate for one reference layer; ``strategy`` applies to hls4ml's Dense. Given the layer's
-    input type, our engine's LUT/FF are estimated too (``Schedule.logic_estimate``)."""
+    input type, our engine's LUT/FF are estimated too where its kind can (``Schedule.logic_estimate``)."""
     fp = layer_footprint(layer)
     if fp is None:
         return None
     n_in, n_out = fp['shape']
-    wbits = stored_weight_bits(layer)
-    dense = engine(n_in * n_out, rf, wbits)
+    dense = engine(n_in * n_out, rf, layer.weight_code_bits)
+    kept = int((layer.dense_weight() != 0).sum())
     if strategy == 'distributed_arithmetic':  # hls4ml's DA Dense: constants in shift-add logic, no multiplier
-        kept = int((layer.dense_weight() != 0).sum())
         ours = {'multipliers': 0, 'cycles': 1, 'weight_memory_bits': 0, 'bram18': 0}
-    elif layer.kind == 'block_sparse_dense':
+    elif layer.kind in ENGINES:
         kept = fp['kept_weights']
-        sched = gather(layer, rf)
-        ours = {
-            'multipliers': sched.n_mult,
-            'cycles': rf,
-            'weight_memory_bits': sched.slots * wbits,  # padding is stored too
-            'bram18': bram18(sched.n_mult * wbits, rf) if rf > 1 else 0,
-            'index_bits': sum(_table_bits(t) for t in (sched.run_start, sched.seg_block)),
-            'padding': sched.padding,
-        }
-        if in_type is not None:
-            logic = sched.logic_estimate(layer, in_type)
-            ours['lut_estimate'], ours['ff_estimate'] = logic['lut'], logic['ff']
+        ours = ENGINES[layer.kind](layer, rf, in_type)
     else:  # a plain Dense layer is hls4ml's own template on both sides
-        kept = int((layer.weight != 0).sum())
         if strategy == 'latency' and rf == 1:
             dense['multipliers'] = kept  # HLS removes multiplies by constant zero
         ours = dict(dense)

@@ -1,7 +1,7 @@
 """Memory footprint: every bit the hardware stores, against the same network dense in float.
 
-Counted per layer: kept weight values at their width, index bits (one per kept block for
-block-sparse layers), biases at their width. hls4ml's own Dense stores every weight, zeros too.
+Counted per layer by its reference class (``RefLayer.storage``): kept weight values at their
+width, index or codeword bits, biases at their width. hls4ml's own Dense stores every weight.
 Baselines: the same layer dense (all n_in x n_out weights + biases) at float32 and float64.
 """
 
@@ -10,33 +10,15 @@ from __future__ import annotations
 from flow.runtime.reference import IntegerModel
 
 
-def stored_weight_bits(layer) -> int:
-    """Bits hls4ml stores per weight: its fixed type, or a sign and an exponent for po2 weights."""
-    return 1 + layer.exponent_bits if layer.kind == 'dense_po2' else layer.weight_type.width
-
-
 def layer_footprint(layer) -> dict | None:
-    if layer.kind == 'block_sparse_dense':
-        kept = int(layer.values.size)
-        index_bits = layer.n_kept_blocks * layer.index_bits
-        n_in, n_out = layer.n_in, layer.n_out
-    elif layer.kind in ('dense', 'dense_po2'):
-        n_in, n_out = layer.weight.shape
-        kept, index_bits = n_in * n_out, 0
-    else:
+    """The layer's stored bits (its reference class counts its own format) against it dense in float."""
+    st = layer.storage()
+    if st is None:
         return None
+    n_in, n_out = st['shape']
     params = n_in * n_out + n_out
-    fp = {
-        'kind': layer.kind,
-        'shape': [n_in, n_out],
-        'kept_weights': kept,
-        'density': kept / (n_in * n_out),
-        'weight_bits': kept * stored_weight_bits(layer),
-        'index_bits': index_bits,
-        'bias_bits': n_out * layer.bias_type.width,
-        'dense_float32_bits': params * 32,
-        'dense_float64_bits': params * 64,
-    }
+    fp = {'kind': layer.kind, **st, 'density': st['kept_weights'] / (n_in * n_out),
+          'dense_float32_bits': params * 32, 'dense_float64_bits': params * 64}
     fp['total_bits'] = fp['weight_bits'] + fp['index_bits'] + fp['bias_bits']
     return fp
 

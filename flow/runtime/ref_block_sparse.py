@@ -81,6 +81,16 @@ class BlockSparseDense(_Accumulating):
     def index_bits(self) -> int:
         return index_bits(self.n_out, self.block[1])
 
+    @property
+    def weight_code_bits(self) -> int:
+        return self.weight_type.width
+
+    def storage(self):
+        """Kept weights at their width, one output-block index per kept block (the input block-row is implicit)."""
+        return {'shape': [self.n_in, self.n_out], 'kept_weights': int(self.values.size),
+                'weight_bits': int(self.values.size) * self.weight_code_bits,
+                'index_bits': self.n_kept_blocks * self.index_bits, 'bias_bits': self.n_out * self.bias_type.width}
+
     def dense_weight(self) -> np.ndarray:
         return unpack_blocks(self.values, self.index, self.kept_per_row, (self.n_in, self.n_out), self.block)
 

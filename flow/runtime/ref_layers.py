@@ -35,6 +35,12 @@ class RefLayer:
     def check(self, in_type: FixedType) -> None:
         """Raise ValueError if this layer's types cannot be computed exactly from ``in_type``."""
 
+    def storage(self) -> dict | None:
+        """What the hardware stores for this layer's weights (flow/footprint.py), None for a layer
+        without a kernel: shape (n_in, n_out), kept_weights, and the bits of the weights, of their
+        index (or codewords) and of the biases. Each kind counts its own format."""
+        return None
+
     # serialization: scalars/types go to JSON, arrays to npz (prefixed with the layer name)
     def scalars(self) -> dict:
         return {}
@@ -148,6 +154,16 @@ class Dense(_Accumulating):
         return self.weight
 
     @property
+    def weight_code_bits(self) -> int:
+        """Bits hls4ml stores per weight."""
+        return self.weight_type.width
+
+    def storage(self):
+        n_in, n_out = self.weight.shape  # hls4ml's Dense stores every weight, zeros too
+        return {'shape': [n_in, n_out], 'kept_weights': n_in * n_out, 'weight_bits': n_in * n_out * self.weight_code_bits,
+                'index_bits': 0, 'bias_bits': n_out * self.bias_type.width}
+
+    @property
     def n_in(self):
         return self.weight.shape[0]
 
@@ -223,6 +239,10 @@ class DensePo2(Dense):
                     f'{self.exponent_bits}-bit exponents and input {in_type.hls()}), which {what} it; '
                     f'use a quantized_po2 with a narrower exponent range or change the previous layer\'s result type'
                 )
+
+    @property
+    def weight_code_bits(self):
+        return 1 + self.exponent_bits  # a sign and an exponent
 
     def scalars(self):
         return {**super().scalars(), 'exponent_bits': self.exponent_bits}

@@ -16,13 +16,21 @@ from flow.runtime.fixed import FixedType
 from flow.runtime.reference import IntegerModel
 from flow.schedule import gather
 
-DENSE_KINDS = ('dense', 'dense_po2', 'block_sparse_dense')  # ReuseFactor and accumulator
+DENSE_KINDS = ('dense', 'dense_po2', 'block_sparse_dense', 'sst_dense')  # ReuseFactor and accumulator
 HLS4ML_DENSE = ('dense', 'dense_po2')  # hls4ml's own Dense: Strategy
 # Strategy 'distributed_arithmetic' (hls4ml 1.3.0 + da4ml: a multiplier-free shift-and-add graph of
 # the constant kernel, zeros cost nothing; ReuseFactor 1): these kinds are then built by hls4ml's own
 # Dense with the kernel zeros included (flow.hls swaps our IR layers for it: DENSE_EQUIVALENTS).
 DA = 'distributed_arithmetic'
-DA_KINDS = DENSE_KINDS
+DA_KINDS = ('dense', 'dense_po2', 'block_sparse_dense')
+
+
+def _sst_codes(layer, rf):
+    """The SST template's codeword ROM: n_dec * rf words, padded with codeword 0 (no non-zero)."""
+    import numpy as np
+
+    codes = np.ravel(layer.codes)
+    return np.concatenate([codes, np.zeros(-len(codes) % rf, dtype=codes.dtype)])
 
 
 def _gather(table: str):
@@ -40,15 +48,18 @@ WEIGHTS = {
     'block_sparse_dense': {'weight': (_gather('weights'), 'weight_type'), 'bias': ('bias', 'bias_type'),
                            'run_start': (_gather('run_start'), None), 'seg_block': (_gather('seg_block'), None)},
     'batchnorm': {'scale': ('scale', 'weight_type'), 'bias': ('bias', 'bias_type')},
+    'sst_dense': {'code': (_sst_codes, None), 'pattern': (lambda layer, rf: layer.code.decoder_rom(), None),
+                  'scale': ('scale', 'scale_type'), 'bias': ('bias', 'bias_type')},
 }
 # Weights hls4ml stores as a sign and an exponent (ExponentPrecisionType, taken from the QKeras
 # quantizer, not from the config): the reference field giving the exponent's width.
 EXPONENT_WEIGHTS = {'dense_po2': {'weight': 'exponent_bits'}}
-# Every table parameter of an activation, set explicitly from the reference and checked after
-# conversion: hls4ml layer attribute -> reference field (or a fixed value).
+# Every table parameter of an activation (and SST's sum type), set explicitly from the reference and
+# checked after conversion: hls4ml layer attribute -> reference field (or a fixed value).
 TABLE_ATTRS = {
     'sigmoid': {'table_size': 'table_size', 'table_t': 'table_type'},
     'tanh': {'table_size': 'table_size', 'table_t': 'table_type'},
+    'sst_dense': {'sum_t': 'sum_type'},  # the type of the +-input sums
     'softmax': {'implementation': 'implementation', 'exp_table_size': 'exp_table_size', 'inv_table_size': 'inv_table_size',
                 'exp_table_t': 'exp_table_type', 'inv_table_t': 'inv_table_type', 'accum_t': 'accum_type',
                 'inv_inp_t': 'inv_inp_type', 'inp_norm_t': 'inp_norm_type'},
@@ -233,6 +244,8 @@ def check_against_reference(hls_model, im: IntegerModel, cfg: FlowConfig) -> Non
             checks.append(('accum', node.get_attr('accum_t').precision, layer.accum_type))
         if layer.kind in ACTIVATION_KINDS:
             checks += _activation_checks(name, node, layer)
+        else:
+            checks += [(a, node.get_attr(a).precision, t) for a, t in _table_attrs(layer).items() if isinstance(t, FixedType)]
         for what, got, want in checks:
             if _fixed_of(got) != want:
                 raise ConversionMismatch(f"layer '{name}': hls4ml chose {what} type {got}, the reference needs {want.hls()}")

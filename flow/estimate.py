@@ -64,9 +64,25 @@ def gather_engine(layer, rf: int, in_type=None) -> dict:
     return ours
 
 
+def sst_engine(layer, rf: int, in_type=None) -> dict:
+    """The SST template: n_dec decoders, each K add/subtract slots per cycle, no multiplier in the
+    datapath; the scale is one constant product per output (a shift, no multiplier, when it is a
+    power of two). Its ROM: n_dec codewords per cycle; the pattern ROM is the index."""
+    n_work = layer.codes.size
+    n_dec = math.ceil(n_work / rf)
+    bits = layer.code.code_bits
+    return {
+        'multipliers': 0 if layer.scale_po2 else layer.n_out,
+        'adders': n_dec * layer.nonzeros + n_dec,  # the K-input add/subtract and the accumulate
+        'cycles': rf,
+        'weight_memory_bits': n_dec * rf * bits,  # codewords, padding included
+        'bram18': bram18(n_dec * bits, rf) if rf > 1 else 0,
+    }
+
+
 # layer kind -> its template's estimate (layer, ReuseFactor, input type); a kind not listed is
 # built by hls4ml's own Dense, the baseline
-ENGINES = {'block_sparse_dense': gather_engine}
+ENGINES = {'block_sparse_dense': gather_engine, 'sst_dense': sst_engine}
 
 
 def layer_estimate(layer, rf: int, strategy: str = 'resource', in_type=None) -> dict | None:

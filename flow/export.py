@@ -26,6 +26,8 @@ from flow.runtime.fixed import MAX_WIDTH, FixedType
 from flow.runtime.ref_activations import HardSigmoid, HardTanh, Sigmoid, Softmax, Tanh, index_bits
 from flow.runtime.ref_block_sparse import BlockSparseDense, pack_blocks
 from flow.runtime.ref_layers import BatchNorm, Dense, DensePo2, Flatten, Input, Linear, ReLU, sum_bound
+from flow.runtime.ref_sst import SSTDense
+from flow.runtime.sst_code import SSTCode
 from flow.runtime.reference import IntegerModel
 
 
@@ -162,6 +164,34 @@ def export_block_sparse_qdense(layer, in_t, ov):
     return BlockSparseDense(
         name=layer.name, n_in=n_in, n_out=n_out, block=layer.block_shape, kept_per_row=k, values=values, index=index, **kw
     )
+
+
+def export_sst_qdense(layer, in_t, ov):
+    """SSTQDense: the (N, K) ternary pattern as codewords, the quantized scale as the narrowest
+    fixed type holding it exactly, the effective weights t * scale (on the scale's grid) sizing the
+    accumulator. The ternary pattern comes from ``ternary_kernel``, the function the hls4ml
+    extension uses too (tests check it equals the layer's own TensorFlow top-k)."""
+    from keras_models.sst import ternary_kernel
+
+    where = f"layer '{layer.name}'"
+    t = ternary_kernel(layer.kernel.numpy(), layer.group, layer.nonzeros).astype(np.int64)
+    scale = np.asarray(layer.quantized_scale(), dtype=np.float64)
+    s_t, _ = exact_fixed_type(scale, f'{where} scale', 'use a scale_quantizer with fewer bits')
+    s_full = np.broadcast_to(scale, (layer.units,))
+
+    def sst_kernel(_layer, _where):
+        return s_t, t * s_full, {}
+
+    kw, _ = _dense_types(layer, in_t, ov, kernel=sst_kernel)
+    x_max = max(abs(in_t.min_code), abs(in_t.max_code))
+    bound = int(np.abs(t).sum(axis=0).max(initial=0)) * x_max
+    width = bound.bit_length() + 1
+    if width > MAX_WIDTH:
+        raise UnsupportedModel(f'{where}: the sum of +-inputs needs {width} bits; narrow the input precision')
+    return SSTDense(name=layer.name, n_in=t.shape[0], n_out=layer.units, group=layer.group, nonzeros=layer.nonzeros,
+                    per_output_scale=layer.per_output_scale, scale_type=s_t, sum_type=FixedType(width, width - in_t.frac),
+                    codes=SSTCode(layer.group, layer.nonzeros).encode(t), scale=s_t.from_float_exact(s_full, f'{where} scale'),
+                    **kw)
 
 
 # --- layers without arithmetic -----------------------------------------------------------------
@@ -511,6 +541,7 @@ def export_activation(layer, in_t, ov):
 EXPORTERS = {
     'QDense': export_qdense,  # kernel quantized_bits or quantized_po2 (QDENSE_KERNELS)
     'BlockSparseQDense': export_block_sparse_qdense,
+    'SSTQDense': export_sst_qdense,
     'QActivation': export_activation,  # by quantizer: QKERAS_ACTIVATIONS
     'Activation': export_activation,  # by name: KERAS_ACTIVATIONS
     'Softmax': export_activation,

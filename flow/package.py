@@ -23,7 +23,7 @@ from pathlib import Path
 from flow.build_dir import sha256, write_json
 from flow.notebook import write_notebook
 
-RUNTIME_FILES = ('__init__.py', 'fixed.py', 'ref_layers.py', 'ref_activations.py', 'ref_block_sparse.py', 'reference.py',
+RUNTIME_FILES = ('__init__.py', 'fixed.py', 'ref_layers.py', 'ref_activations.py', 'ref_block_sparse.py', 'ref_sst.py', 'sst_code.py', 'reference.py',
                  'stream.py', 'driver.py')
 RUNTIME_DIR = Path(__file__).resolve().parent / 'runtime'
 

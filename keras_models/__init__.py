@@ -10,6 +10,7 @@ import importlib
 
 BUILTIN = {
     'digits_mlp': 'keras_models.digits_mlp',
+    'fashion_sst_mlp': 'keras_models.fashion_sst_mlp',
 }
 
 

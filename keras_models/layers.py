@@ -95,6 +95,9 @@ def custom_objects() -> dict:
     objects = {}
     _add_supported_quantized_objects(objects)
     objects['BlockSparseQDense'] = BlockSparseQDense
+    from .sst import SSTQDense
+
+    objects['SSTQDense'] = SSTQDense
     return objects
 
 

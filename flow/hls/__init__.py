@@ -61,10 +61,13 @@ def register() -> None:
     from hls4ml.model.optimizer import register_pass
 
     from . import block_sparse_dense as bsd
+    from . import sst_dense as sst
 
     extensions = [
         ('BlockSparseQDense', bsd.parse_block_sparse_qdense, bsd.BlockSparseDense,
          (bsd.BlockSparseDenseConfigTemplate, bsd.BlockSparseDenseFunctionTemplate), bsd.HEADER, bsd.dense_attributes),
+        ('SSTQDense', sst.parse_sst_qdense, sst.SSTDense, (sst.SSTDenseConfigTemplate, sst.SSTDenseFunctionTemplate),
+         sst.HEADER, None),
     ]
     for keras_name, handler, ir_class, templates, header, dense_equivalent in extensions:
         source = TEMPLATES_DIR / header

@@ -1,0 +1,95 @@
+"""Reference for the SST dense layer: structured sparse ternary codes (flow/runtime/sst_code.py)
+times a scale, plus a bias. The arithmetic of the hardware (hls_templates/nnet_sst_dense.h):
+
+- per output o: sum_o = sum over the kept inputs of +x or -x (additions and subtractions of the
+  selected input codes, exact in ``sum_type``: no multiplier);
+- acc_o = sum_o * scale_o + bias_o, exact in ``accum_type`` (a product by a constant, once per
+  output; a power-of-two scale is a shift);
+- out_o = cast(acc_o) to ``out_type``.
+
+``scale`` holds one code of ``scale_type`` per output (all equal for a per-layer scale, which is
+then stored once). ``weight_type`` is the type of the effective weights t * scale: it sizes
+the accumulator bound and hls4ml's Dense with the same weights (the estimate's baseline).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from .fixed import FixedType
+from .ref_layers import _Accumulating, register_kind
+from .sst_code import SSTCode
+
+
+@register_kind
+@dataclass
+class SSTDense(_Accumulating):
+    kind = 'sst_dense'
+    n_in: int = 0
+    n_out: int = 0
+    group: int = 8
+    nonzeros: int = 2
+    per_output_scale: bool = True
+    scale_type: FixedType = None
+    sum_type: FixedType = None
+    codes: np.ndarray = field(default=None, repr=False)  # (n_out, n_in / group) codewords
+    scale: np.ndarray = field(default=None, repr=False)  # (n_out,) codes of scale_type
+
+    @property
+    def code(self) -> SSTCode:
+        return SSTCode(self.group, self.nonzeros)
+
+    @cached_property
+    def ternary(self) -> np.ndarray:
+        """(n_in, n_out) in {-1, 0, 1}, int64."""
+        return self.code.decode(self.codes).astype(np.int64)
+
+    def check(self, in_type: FixedType) -> None:
+        super().check(in_type)
+        bound = int(np.abs(self.ternary).sum(axis=0).max(initial=0)) * max(abs(in_type.min_code), abs(in_type.max_code))
+        if self.sum_type.frac != in_type.frac or bound > self.sum_type.max_code:
+            raise ValueError(f"layer '{self.name}': the sum of +-inputs needs {bound.bit_length() + 1} bits at the input's "
+                             f'{in_type.frac} fractional bits; sum type {self.sum_type.hls()} cannot hold it')
+
+    def forward(self, x, in_type):
+        pf = self._check_accum(in_type)
+        s = np.asarray(x, dtype=np.int64) @ self.ternary  # additions and subtractions only
+        return self._finish(s * self.scale.astype(np.int64), pf)
+
+    def dense_weight(self) -> np.ndarray:
+        return self.ternary * self.scale.astype(np.int64)
+
+    @property
+    def weight_code_bits(self) -> int:
+        return self.weight_type.width
+
+    @property
+    def scale_po2(self) -> bool:
+        """Every scale a power of two: applying it is a shift (wiring for a constant)."""
+        s = self.scale.astype(np.int64)
+        return bool(np.all((s > 0) & ((s & (s - 1)) == 0)))
+
+    @property
+    def n_scales(self) -> int:
+        return self.n_out if self.per_output_scale else 1
+
+    def storage(self):
+        """Codewords (``code_bits`` per group of ``group`` weights), the scales, the biases, and the
+        decoder's pattern ROM (counted as index: it is what turns codewords into positions)."""
+        code = self.code
+        return {'shape': [self.n_in, self.n_out], 'kept_weights': int(np.count_nonzero(self.ternary)),
+                'weight_bits': int(self.codes.size) * code.code_bits,
+                'index_bits': code.n_patterns * code.nonzeros * code.rom_entry_bits,
+                'scale_bits': self.n_scales * self.scale_type.width,
+                'bias_bits': self.n_out * self.bias_type.width}
+
+    def scalars(self):
+        return {**super().scalars(), 'n_in': self.n_in, 'n_out': self.n_out, 'group': self.group, 'nonzeros': self.nonzeros,
+                'per_output_scale': self.per_output_scale, 'scale_type': self.scale_type.to_dict(),
+                'sum_type': self.sum_type.to_dict()}
+
+    def arrays(self):
+        return {'codes': self.codes, 'scale': self.scale, 'bias': self.bias}

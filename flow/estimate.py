@@ -176,12 +176,12 @@ def print_estimate(est: dict, console) -> None:
     from flow.progress import print_table
 
     t = Table(title='Estimate: ours vs hls4ml Dense (same weights, same ReuseFactor)')
-    for col in ('layer', 'RF', 'kept', 'mult', 'mult dense', 'cycles', 'mem bits', 'mem dense', 'BRAM18', 'BRAM18 dense'):
+    for col in ('layer', 'RF', 'kept', 'mult', 'mult dense', 'adders', 'cycles', 'mem bits', 'mem dense', 'BRAM18', 'BRAM18 dense'):
         t.add_column(col, justify='right')
     for name, l in est['layers'].items():
         o, d = l['ours'], l['hls4ml_dense']
         t.add_row(name, str(l['reuse_factor']), str(l['kept_weights']), str(o['multipliers']), str(d['multipliers']),
-                  str(o['cycles']), str(o['weight_memory_bits']), str(d['weight_memory_bits']), str(o['bram18']), str(d['bram18']))
+                  str(o.get('adders', '-')), str(o['cycles']), str(o['weight_memory_bits']), str(d['weight_memory_bits']), str(o['bram18']), str(d['bram18']))
     print_table(t, console)
     tot = est['total']
     verdict = '[green]fits[/]' if tot['fits'] else '[red]does not fit[/]'

@@ -97,8 +97,8 @@ def qkeras_comparable(im: IntegerModel) -> tuple[list[str], str]:
         if isinstance(layer, _Accumulating):
             bound, frac = layer.sum_bound(in_t)
             stop = None
-            if bound > FLOAT32_EXACT_INT:
-                stop = (f'its sums reach {bound} LSBs, beyond the 2^24 that float32 holds exactly, and QKeras computes '
+            if (f32 := layer.float32_bound(in_t)) > FLOAT32_EXACT_INT:
+                stop = (f'its sums reach {f32} LSBs, beyond the 2^24 that float32 holds exactly, and QKeras computes '
                         'in float32, so its sums can round')
             elif not layer.accum_type.holds(bound, frac):
                 stop = (f'its accumulator {layer.accum_type.hls()} cannot hold every sum of this layer (up to {bound} '

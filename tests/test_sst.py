@@ -285,3 +285,44 @@ def test_sst_csim_equals_reference(tmp_path_factory, case):
     cpp = (tmp / 'hls' / 'firmware' / 'sparsenet.cpp').read_text()
     assert re.search(r'nnet::sst_dense<[^;]*>\(x, layer2_out', cpp), 'sst0 must be built by nnet::sst_dense'
     assert products_on_data((tmp / 'hls' / 'firmware' / 'nnet_utils' / 'nnet_sst_dense.h').read_text()) == []
+
+
+def test_float32_bound_keeps_outputs_with_different_scales_apart():
+    """Per-output power-of-two scales 2^-20 and 1: the generic bound puts both on a 2^-20 grid and
+    exceeds 2^24, but QKeras multiplies each output's exact +-x sum by its own scale: exact."""
+    from flow.runtime.ref_sst import SSTDense
+    from flow.verify import FLOAT32_EXACT_INT
+
+    code = SSTCode(4, 2)
+    t = np.zeros((8, 2), dtype=int)
+    t[[0, 5], 0], t[[1, 2], 1] = 1, -1
+    in_t, s_t, b_t = FixedType(8, 8, signed=False), FixedType(23, 3), FixedType(8, 3)
+    layer = SSTDense('s', out_type=FixedType(40, 20), weight_type=s_t, bias_type=b_t, accum_type=FixedType(60, 20),
+                     bias=np.array([3, -5]), n_in=8, n_out=2, group=4, nonzeros=2, scale_type=s_t, sum_type=FixedType(12, 12),
+                     codes=code.encode(t), scale=np.array([1, 1 << 20]))
+    assert layer.sum_bound(in_t)[0] > FLOAT32_EXACT_INT
+    # output 0 (scale 2^-20): 510 + bias 3/32 on the 2^-20 grid; output 1 (scale 1): 510 * 32 + 5 on the bias's 2^-5 grid
+    assert layer.float32_bound(in_t) == max(510 + (3 << 15), (510 << 5) + 5)
+    x = np.array([[255] * 8, [0, 7, 3, 1, 0, 9, 2, 0]])
+    want = (x @ t) * np.array([1, 1 << 20]) + (np.array([3, -5]) << 15)
+    assert np.array_equal(layer.forward(x, in_t), want)
+
+
+@pytest.mark.slow
+def test_builtin_sst_model_runs_the_flow_bit_exact(tmp_path):
+    """The built-in fashion_sst_mlp (untrained: the flow's exactness does not depend on training)
+    through the flow: C simulation == reference on every golden vector, no multiplier in its SST
+    layers, 1 bit per weight."""
+    import json
+
+    from flow.config import FlowConfig
+    from flow.steps import run_flow
+
+    run_flow(FlowConfig.load(None, model='fashion_sst_mlp', epochs=0, n_golden=32), tmp_path, to_step='estimate')
+    report = json.loads((tmp_path / 'reports' / 'verify.json').read_text())
+    assert report['reference_vs_csim'] == {'equal_vectors': 32, 'exact': True}
+    assert report['accelerator_testbench'].startswith('PASS: 32 samples,')
+    est = json.loads((tmp_path / 'reports' / 'estimate.json').read_text())['layers']
+    assert est['fc1']['ours']['multipliers'] == est['fc2']['ours']['multipliers'] == 0
+    fp = json.loads((tmp_path / 'reference' / 'footprint.json').read_text())['layers']
+    assert fp['fc1']['weight_bits'] == 784 * 256 and fp['fc2']['weight_bits'] == 256 * 128

@@ -127,6 +127,11 @@ class _Accumulating(RefLayer):
     def sum_bound(self, in_type: FixedType) -> tuple[int, int]:
         return sum_bound(self.dense_weight(), self.weight_type, self.bias, self.bias_type, in_type)
 
+    def float32_bound(self, in_type: FixedType) -> int:
+        """The largest magnitude, in units of its own LSB, of any value QKeras' float32 computation
+        of this layer meets (every partial sum: QKeras adds x * w in float32). Exact while <= 2^24."""
+        return self.sum_bound(in_type)[0]
+
     def dense_weight(self) -> np.ndarray:
         """The (n_in, n_out) weight codes, zeros included."""
         raise NotImplementedError

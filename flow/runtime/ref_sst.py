@@ -59,6 +59,23 @@ class SSTDense(_Accumulating):
         s = np.asarray(x, dtype=np.int64) @ self.ternary  # additions and subtractions only
         return self._finish(s * self.scale.astype(np.int64), pf)
 
+    def float32_bound(self, in_type: FixedType) -> int:
+        """QKeras computes dot(x, t) * scale + bias per output (keras_models/sst.py): the sum of
+        +-x, its product with the scale, and the biased result, each in units of its own LSB.
+        Tighter than the generic bound: outputs with different power-of-two scales never mix."""
+        x_max = max(abs(in_type.min_code), abs(in_type.max_code))
+        dots = np.abs(self.ternary).sum(axis=0) * x_max  # LSB 2^-in.frac
+        worst = int(dots.max(initial=0))
+        for o in range(self.n_out):
+            c, b = int(self.scale[o]), int(self.bias[o])
+            tz = (c & -c).bit_length() - 1 if c else 0
+            s_frac = self.scale_type.frac - tz  # the scale is (c >> tz) * 2^-s_frac
+            frac = max(in_type.frac + s_frac, self.bias_type.frac)
+            prod = int(dots[o]) * (abs(c) >> tz)
+            total = (prod << (frac - in_type.frac - s_frac)) + (abs(b) << (frac - self.bias_type.frac))
+            worst = max(worst, prod, total)
+        return worst
+
     def dense_weight(self) -> np.ndarray:
         return self.ternary * self.scale.astype(np.int64)
 

@@ -290,30 +290,15 @@ def test_save_load_round_trip_of_every_activation(tmp_path):
 def test_shipped_runtime_runs_activations_with_numpy_only(tmp_path):
     """The files the package copies to the board load and run a reference with every activation
     kind, with TensorFlow, hls4ml and the flow itself made unimportable."""
-    import shutil
-    import sys
-
-    from flow.package import RUNTIME_DIR, RUNTIME_FILES
     from flow.runtime.ref_layers import Input
+    from shipped_runtime import predict_with_shipped_runtime
 
     in_t = FixedType(10, 4)
     sig = table_activation(Sigmoid, 'sig', in_t, F('ap_fixed<12,2>'), Overrides(table_size=256))
     hard = hard_activation(HardSigmoid, 'hs', sig.out_type, None, QKERAS_HARD)
     m = IntegerModel([Input('x', out_type=in_t, shape=(4,)), sig, hard, softmax_layer('sm', hard.out_type, 4)])
-    (tmp_path / 'ref').mkdir()
-    m.save(tmp_path / 'ref')
-    (tmp_path / 'board' / 'runtime').mkdir(parents=True)
-    (tmp_path / 'board' / '__init__.py').write_text('')
-    for f in RUNTIME_FILES:
-        shutil.copy(RUNTIME_DIR / f, tmp_path / 'board' / 'runtime' / f)
     x = np.random.default_rng(0).integers(in_t.min_code, in_t.max_code + 1, size=(20, 4))
-    np.save(tmp_path / 'x.npy', x)
-    code = ("import sys; sys.modules.update(tensorflow=None, hls4ml=None, flow=None, qkeras=None)\n"
-            "import numpy as np\nfrom board.runtime.reference import IntegerModel\n"
-            f"m = IntegerModel.load({str(tmp_path / 'ref')!r})\n"
-            f"np.save({str(tmp_path / 'y.npy')!r}, m.predict_codes(np.load({str(tmp_path / 'x.npy')!r})))\n")
-    subprocess.run([sys.executable, '-c', code], cwd=tmp_path, check=True)
-    assert np.array_equal(np.load(tmp_path / 'y.npy'), m.predict_codes(x))
+    assert np.array_equal(predict_with_shipped_runtime(tmp_path, m, x), m.predict_codes(x))
 
 
 # --- Keras/QKeras models -------------------------------------------------------------------------

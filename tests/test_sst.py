@@ -159,6 +159,10 @@ def test_reference_equals_qkeras_code_for_code(tmp_path):
     im.save(tmp_path)
     again = IntegerModel.load(tmp_path)
     assert np.array_equal(again.trace(x)['sst1'], trace['sst1'])
+    # the board decodes the codewords with the shipped numpy-only runtime
+    from shipped_runtime import predict_with_shipped_runtime
+
+    assert np.array_equal(predict_with_shipped_runtime(tmp_path / 'board_run', im, x[:20]), trace['sst1'][:20])
 
 
 def test_bad_sst_layers_are_refused_with_the_fix():

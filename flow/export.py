@@ -778,6 +778,8 @@ def to_integer_model(model, input_type: FixedType, overrides: dict[str, Override
                                        f'lookup tables; this layer ({ref.kind}) has none')
             layers.append(ref)
             t, flat = ref.out_type, ref.flat_output if seq else flat or isinstance(ref, Flatten)
+            if seq and not flat:
+                shape = (shape[0], ref.units)  # the time steps stay, the features are now its hidden state
     unknown = set(overrides) - {layer.name for layer in layers}
     if unknown:
         stripped = unknown & {layer.name for layer in full.layers} - {layer.name for layer in model.layers}

@@ -10,7 +10,10 @@ Per time step t (initial h = c = 0), with every tensor on a fixed-point grid:
     c = cell_quantizer(f * c + i * g)               quantized_bits: round half to even, saturate
     h = state_quantizer(o * activation(c))          quantized_bits: round half to even, saturate
 
-Gate column order in both kernels and the bias: i, f, g, o (Keras' LSTM order). The quantizers
+The two state casts are QKeras' quantized_bits(bits, integer) as an activation: round half to even
+onto the 2^-(bits-1-integer) grid, then saturate to the code range, i.e. ap_fixed<bits, integer + 1,
+AP_RND_CONV, AP_SAT> (AP_SAT_SYM with symmetric=1; flow/quantizers.py); the reference casts with
+exactly these modes. Gate column order in both kernels and the bias: i, f, g, o (Keras' LSTM order). The quantizers
 are QKeras' own objects, so this float computation is what flow/runtime/ref_lstm.py computes on
 integer codes; it is exact in float32 while every value stays within 2^24 of its LSB
 (``BlockSparseLSTM.float32_bound`` in the reference says where).

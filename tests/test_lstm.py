@@ -248,9 +248,9 @@ def test_refusals():
     real = build((3, 4), lstm(4, 'lstm', block_shape=(2, 2), recurrent_activation=quantized_sigmoid(8, use_real_sigmoid=True)))
     with pytest.raises(UnsupportedModel, match=r"recurrent_activation must be quantized_sigmoid\(bits\) in its hard form"):
         to_integer_model(real, IN_T)
-    dense_on_seq = build((3, 4), lstm(4, 'lstm', block_shape=(2, 2), return_sequences=True),
+    dense_on_seq = build((3, 4), lstm(6, 'lstm', block_shape=(2, 2), return_sequences=True),
                          QDense(2, kernel_quantizer=qb(4, 0), bias_quantizer=qb(8, 3), name='fc'))
-    with pytest.raises(UnsupportedModel, match=r"layer 'fc' \(dense\) gets a .* put a Flatten before it"):
+    with pytest.raises(UnsupportedModel, match=r"layer 'fc' \(dense\) gets a \(3, 6\) tensor.* put a Flatten before it"):
         to_integer_model(dense_on_seq, IN_T)
     seq_out = build((3, 4), lstm(4, 'lstm', block_shape=(2, 2), return_sequences=True))
     with pytest.raises(UnsupportedModel, match='add a Flatten'):

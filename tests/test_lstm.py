@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from flow.export import UnsupportedModel, to_integer_model
+from flow.export import Overrides, UnsupportedModel, to_integer_model
 from flow.runtime.fixed import FixedType
 from flow.runtime.ref_block_sparse import index_bits
 from flow.runtime.reference import IntegerModel
@@ -241,6 +241,8 @@ def test_refusals():
         ref.check(FixedType(16, 11))  # a wider input than the accumulator was sized for
     with pytest.raises(ValueError, match=r"layer 'lstm'.*fewer fractional bits"):
         ref.check(FixedType(16, 2))
+    with pytest.raises(UnsupportedModel, match=r"layer 'lstm': setting 'accum' does not apply"):
+        to_integer_model(model, IN_T, {'lstm': Overrides(accum='ap_fixed<24,8>')})
     narrow = type(ref)(**{**ref.__dict__, 'cell_sum_type': FixedType(8, 4)})
     with pytest.raises(ValueError, match=r'ap_fixed<8,4> cannot hold f \* c \+ i \* g exactly'):
         narrow.check(IN_T)

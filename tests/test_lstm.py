@@ -298,3 +298,15 @@ def test_training_keeps_dropped_weights_zero():
     k, r = layer.kernel.numpy(), layer.recurrent_kernel.numpy()
     assert np.all(k[~wm] == 0.0) and np.all(r[~rm] == 0.0)
     assert np.any(k[wm] != before[wm])  # the kept weights did train
+
+
+def test_float32_exact_at_the_edge():
+    """A 16-bit cell state (frac 15) under 8-bit gates: f * c + i * g needs 23 fraction bits and up to
+    16711680 LSBs, just under float32's 2^24, and the straight-through difference of the saturating
+    cell cast stays within it too: the reference calls it exact, and Keras agrees code for code."""
+    import tensorflow as tf
+
+    layer = lstm(4, 'lstm', (6, 8, 8, (16, 0), (8, 0)), block_shape=(2, 2), return_sequences=True)
+    model = build((8, 4), layer, tf.keras.layers.Flatten(name='flat'), seed=3)
+    im, _ = assert_exact(model, codes_for((8, 4), 256, 2))
+    assert 2**23 < im.layers[1].float32_bound(IN_T) <= 2**24

@@ -50,6 +50,15 @@ def _exact_sum_bound(*terms: tuple[int, int]) -> tuple[int, int]:
     return sum(b << (frac - f) for b, f in terms), frac
 
 
+def _ste_bound(x_bound: int, x_frac: int, q: FixedType) -> int:
+    """QKeras' quantizers return x + (q(x) - x) (straight-through): with both exact, the sum is q(x)
+    exactly when the difference is a float32 integer of the finer LSB. Its magnitude is at most
+    how far x reaches past q's range, or one LSB of q inside it."""
+    frac = max(x_frac, q.frac)
+    inner = min(q.max_code, -q.min_code) << (frac - q.frac)  # q's range holds [-inner, inner] LSBs
+    return max((x_bound << (frac - x_frac)) - inner, 1 << (frac - q.frac))
+
+
 def pack_gates(weight: np.ndarray, block_mask: np.ndarray, block: tuple[int, int]):
     """(n, 4u) codes with one (n/bi, u/bo) block mask shared by the gates -> (values (4, kept, bi, bo),
     index (kept,), kept_per_row): the same kept blocks in each gate, so one index serves all four."""
@@ -170,14 +179,13 @@ class BlockSparseLSTM(RefLayer):
         """The largest magnitude, in units of its own LSB, of any value the float32 Keras layer meets
         in a step (exact while <= 2^24): the gate sums z; the hard sigmoid's 0.5 z + 0.5 in [0, 1]
         (outside it float32 rounds monotonically and the clip gives the same); f c + i g and
-        o tanh(c); and QKeras' straight-through x + (q(x) - x) in each state quantizer, whose
-        difference spans |x| + |q(x)|."""
+        o tanh(c); and the difference q(x) - x in QKeras' straight-through x + (q(x) - x) of each
+        state quantizer (``_ste_bound``)."""
         zb, zf = self.z_bound(in_type)
         sb, sf = self.cell_sum_bound()
         pb, pf = self.hidden_product_bound()
-        c, h = self.cell_type, self.out_type
-        return max(zb, 1 << max(zf + 1, 0), 1 << max(c.frac + 1, 0), sb, pb,
-                   _exact_sum_bound((sb, sf), (_mag(c), c.frac))[0], _exact_sum_bound((pb, pf), (_mag(h), h.frac))[0])
+        return max(zb, 1 << max(zf + 1, 0), 1 << max(self.cell_type.frac + 1, 0), sb, pb,
+                   _ste_bound(sb, sf, self.cell_type), _ste_bound(pb, pf, self.out_type))
 
     def qkeras_inexact(self, in_type: FixedType) -> str | None:
         """Why QKeras' float32 layer can differ from this reference, or None where it is exact."""

@@ -26,6 +26,7 @@ from flow.runtime.fixed import MAX_WIDTH, FixedType
 from flow.runtime.ref_activations import HardSigmoid, HardTanh, Sigmoid, Softmax, Tanh, index_bits
 from flow.runtime.ref_block_sparse import BlockSparseDense, pack_blocks
 from flow.runtime.ref_layers import BatchNorm, Dense, DensePo2, Flatten, Input, Linear, ReLU, sum_bound
+from flow.runtime.ref_lstm import BlockSparseLSTM, pack_gates
 from flow.runtime.ref_sst import SSTDense
 from flow.runtime.sst_code import SSTCode
 from flow.runtime.reference import IntegerModel
@@ -192,6 +193,56 @@ def export_sst_qdense(layer, in_t, ov):
                     per_output_scale=layer.per_output_scale, scale_type=s_t, sum_type=FixedType(width, width - in_t.frac),
                     codes=SSTCode(layer.group, layer.nonzeros).encode(t), scale=s_t.from_float_exact(s_full, f'{where} scale'),
                     **kw)
+
+
+def _exact_type(bound: int, frac: int, where: str, fix: str) -> FixedType:
+    """The narrowest signed type holding every multiple of 2^-frac up to bound LSBs."""
+    width = bound.bit_length() + 1
+    if width > MAX_WIDTH:
+        raise UnsupportedModel(f'{where} needs {width} bits exactly, more than the {MAX_WIDTH}-bit codes the reference '
+                               f'computes with; {fix}')
+    return FixedType(width, width - frac)
+
+
+def export_block_sparse_qlstm(layer, in_t, ov):
+    """BlockSparseQLSTM: every type from its quantizers (weights and bias quantized_bits; gates
+    quantized_sigmoid and cell activation quantized_tanh in their hard forms; cell and hidden state
+    quantized_bits, i.e. AP_RND_CONV and AP_SAT), the gate sums, f c + i g and o tanh(c) in the
+    exact types sized from the weights and these types."""
+    where = f"layer '{layer.name}'"
+    for f in ('accum', 'result', 'table_size', 'table_t'):
+        _no_override(layer, ov, f, 'every type of the LSTM comes from its quantizers or is sized exactly')
+    w_t = weight_type(layer.kernel_quantizer_internal, f'{where} kernel')
+    u_t = weight_type(layer.recurrent_quantizer_internal, f'{where} recurrent kernel')
+    b_t = weight_type(layer.bias_quantizer_internal, f'{where} bias')
+    for q, name, real, arg in ((layer.gate_activation, 'quantized_sigmoid', 'use_real_sigmoid', 'recurrent_activation'),
+                               (layer.cell_activation, 'quantized_tanh', 'use_real_tanh', 'activation')):
+        got, c = _config(q)
+        if got != name or c.get(real):
+            raise UnsupportedModel(f'{where}: {arg} must be {name}(bits) in its hard form (exact in hardware and in '
+                                   f'float32); got {got}{" with " + real if c.get(real) else ""}')
+    gate_t = sigmoid_type(layer.gate_activation, f'{where} recurrent_activation')
+    act_t = tanh_type(layer.cell_activation, f'{where} activation')
+    cell_t = quantized_bits_activation_type(layer.cell_quantizer_internal, f'{where} cell_quantizer')
+    h_t = quantized_bits_activation_type(layer.state_quantizer_internal, f'{where} state_quantizer')
+    w_mask, u_mask = layer.element_masks_numpy()
+    w = w_t.from_float_exact(np.asarray(layer.kernel_quantizer_internal(layer.kernel.numpy())) * w_mask,
+                             f'{where} quantized kernel')
+    u = u_t.from_float_exact(np.asarray(layer.recurrent_quantizer_internal(layer.recurrent_kernel.numpy())) * u_mask,
+                             f'{where} quantized recurrent kernel')
+    b = b_t.from_float_exact(np.asarray(layer.bias_quantizer_internal(layer.bias.numpy())), f'{where} quantized bias')
+    values, index, k = pack_gates(w, layer.get_block_mask(), layer.block_shape)
+    r_values, r_index, r_k = pack_gates(u, layer.get_recurrent_block_mask(), layer.recurrent_block_shape)
+    ref = BlockSparseLSTM(
+        name=layer.name, out_type=h_t, n_in=w.shape[0], units=layer.units, return_sequences=layer.return_sequences,
+        block=layer.block_shape, recurrent_block=layer.recurrent_block_shape, kept_per_row=k, recurrent_kept_per_row=r_k,
+        weight_type=w_t, recurrent_type=u_t, bias_type=b_t, gate_type=gate_t, act_type=act_t, cell_type=cell_t,
+        values=values, index=index, recurrent_values=r_values, recurrent_index=r_index, bias=b)
+    ref.accum_type = _exact_type(*ref.z_bound(in_t), f'{where}: the gate sums x W + h U + b',
+                                 'narrow the input, weight or hidden state precision')
+    ref.cell_sum_type = _exact_type(*ref.cell_sum_bound(), f'{where}: f * c + i * g', 'narrow the cell_quantizer')
+    ref.hidden_product_type = _exact_type(*ref.hidden_product_bound(), f'{where}: o * tanh(c)', 'use fewer activation bits')
+    return ref
 
 
 # --- layers without arithmetic -----------------------------------------------------------------
@@ -542,6 +593,7 @@ EXPORTERS = {
     'QDense': export_qdense,  # kernel quantized_bits or quantized_po2 (QDENSE_KERNELS)
     'BlockSparseQDense': export_block_sparse_qdense,
     'SSTQDense': export_sst_qdense,
+    'BlockSparseQLSTM': export_block_sparse_qlstm,  # takes (time steps, features): BlockSparseLSTM.sequence_input
     'QActivation': export_activation,  # by quantizer: QKERAS_ACTIVATIONS
     'Activation': export_activation,  # by name: KERAS_ACTIVATIONS
     'Softmax': export_activation,
@@ -714,14 +766,20 @@ def to_integer_model(model, input_type: FixedType, overrides: dict[str, Override
         except ValueError as e:  # a quantizer or type the hardware cannot reproduce exactly
             raise UnsupportedModel(str(e)) from e
         for ref in refs:
-            if not flat and not (ref.elementwise or isinstance(ref, Flatten)):
+            seq = getattr(ref, 'sequence_input', False)  # a recurrent layer: takes (time steps, features)
+            if seq and flat:
+                raise UnsupportedModel(f"layer '{ref.name}' ({ref.kind}) takes a (time steps, features) sequence but gets "
+                                       'a flat vector; remove the Flatten before it')
+            if not flat and not (ref.elementwise or isinstance(ref, Flatten) or seq):
                 raise UnsupportedModel(f"layer '{ref.name}' ({ref.kind}) gets a {shape} tensor; this flow's layers act on "
                                        'flat vectors: put a Flatten before it')
             if (ov.table_size or ov.table_t) and not isinstance(ref, TABLE_LAYERS):
                 raise UnsupportedModel(f"layer '{ref.name}': table_size/table_t apply to sigmoid, tanh and softmax "
                                        f'lookup tables; this layer ({ref.kind}) has none')
             layers.append(ref)
-            t, flat = ref.out_type, flat or isinstance(ref, Flatten)
+            t, flat = ref.out_type, ref.flat_output if seq else flat or isinstance(ref, Flatten)
+            if seq and not flat:
+                shape = (shape[0], ref.units)  # the time steps stay, the features are now its hidden state
     unknown = set(overrides) - {layer.name for layer in layers}
     if unknown:
         stripped = unknown & {layer.name for layer in full.layers} - {layer.name for layer in model.layers}

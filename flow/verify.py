@@ -108,6 +108,9 @@ def qkeras_comparable(im: IntegerModel) -> tuple[list[str], str]:
                         'does and QKeras does not model')
             if stop:
                 return names, f"from layer '{layer.name}' on: {stop}"
+        elif (own := getattr(layer, 'qkeras_inexact', None)) and (stop := own(in_t)):
+            # a layer that bounds its own float32 computation step by step (the LSTM)
+            return names, f"from layer '{layer.name}' on: {stop}"
         names.append(layer.name)
         in_t = layer.out_type
     return names, 'every layer is exact in QKeras (quantizers matched, float32 sums exact)'

@@ -98,6 +98,9 @@ def custom_objects() -> dict:
     from .sst import SSTQDense
 
     objects['SSTQDense'] = SSTQDense
+    from .lstm import BlockSparseQLSTM
+
+    objects['BlockSparseQLSTM'] = BlockSparseQLSTM
     return objects
 
 

@@ -124,7 +124,7 @@ def _distinct_rows(a: np.ndarray) -> np.ndarray:
 
 def _packed(layer: BlockSparseDense):
     bi, bo = layer.block
-    rows = np.arange(layer.n_kept_blocks) // layer.kept_per_row
+    rows = layer.block_rows()  # each kept block's input block-row; dropped rows never appear
     # values keep their dtype: integer codes (the reference), or real weights (the hls4ml extension)
     return bi, bo, rows, np.asarray(layer.index, dtype=np.int64), np.asarray(layer.values)
 

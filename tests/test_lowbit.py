@@ -15,6 +15,7 @@ from flow.runtime.fixed import FixedType
 from flow.runtime.ref_block_sparse import BlockSparseDense, block_rows, pack_blocks, row_index_bits, unpack_blocks
 from flow.schedule import gather
 from keras_models.masks import expand, make_block_mask
+from test_cosim import check_cosim  # one compile: convert, g++, compare every vector (at import: it holds a @given)
 
 # --- quantizer types ---------------------------------------------------------------------------
 
@@ -243,11 +244,10 @@ def chains(draw):
 
 @pytest.mark.csim
 @given(chains())
-@settings(max_examples=int(os.environ.get('LOWBIT_COSIM_EXAMPLES', 3)), deadline=None,
+@settings(max_examples=int(os.environ.get('LOWBIT_COSIM_EXAMPLES', 4)), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_random_low_bit_masked_chains_match_reference_exactly(tmp_path_factory, case):
     from flow.config import FlowConfig
-    from test_cosim import check_cosim
 
     n_in, specs, seed, rf_picks = case
     model = build_chain(specs, n_in, seed)
@@ -260,3 +260,22 @@ def test_random_low_bit_masked_chains_match_reference_exactly(tmp_path_factory, 
     im, _ = check_cosim(tmp_path_factory.mktemp('lowbit'), model, FixedType(8, 3), cfg, seed=seed)
     kinds = {lay.name: lay.weight_type for lay in im.layers if lay.kind == 'block_sparse_dense'}
     assert len(kinds) == 4
+
+
+@pytest.mark.csim
+def test_binary_zeros_survive_into_the_c_simulation(tmp_path):
+    """Every latent weight of the binary layer is 0.0, which QKeras makes +alpha: only the mask
+    (applied after the quantizer, and carried into the template's weights) keeps the dropped rows
+    at 0. Also alphas below and above 1 (types ap_fixed<2,-1>, ap_fixed<2,3>) and all four masks."""
+    from flow.config import FlowConfig
+
+    specs = [(16, 'binary', 0.125, 'rows', 0.5), (8, 'ternary', 2, 'columns', 0.5),
+             (16, '2bit', 1, 'block', 0.75), (8, '3bit', 1, 'element', 0.5)]
+    model = build_chain(specs, 16, 21)
+    layer = model.get_layer('bs0')
+    layer.kernel.assign(np.zeros(layer.kernel.shape, np.float32))
+    layers = {'bs0': {'reuse_factor': 5}, 'bs1': {'reuse_factor': 3}, 'bs2': {'reuse_factor': 7}, 'bs3': {'reuse_factor': 1}}
+    im, _ = check_cosim(tmp_path, model, FixedType(8, 3), FlowConfig.load(None, model='user.h5', layers=layers))
+    bs0 = im.layers[1]
+    assert bs0.weight_type == FixedType(2, -1) and set(np.unique(bs0.dense_weight()).tolist()) == {0, 1}
+    assert isinstance(bs0.kept_per_row, list) and 0 in bs0.kept_per_row  # dropped input rows

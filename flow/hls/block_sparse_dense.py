@@ -61,8 +61,10 @@ class BlockSparseDense(Layer):
         block = (self.get_attr('block_in'), self.get_attr('block_out'))
         block_mask = np.asarray(self.get_attr('block_mask_data')).astype(bool)
         wq = self.get_attr('weight_quantizer')
-        # Mask after quantization, exactly as the Keras layer and the reference do.
-        kernel = wq(self.get_attr('weight_data')) * expand(block_mask, block)
+        # Mask after quantization, exactly as the Keras layer and the reference do. The QKeras
+        # function itself: hls4ml's binary wrapper would turn -a/+a into XNOR codes 0/1.
+        kernel = np.asarray(wq.quantizer_fn(np.asarray(self.get_attr('weight_data'), dtype=np.float32)))
+        kernel = kernel * expand(block_mask, block)
         values, index, kept_per_row = pack_blocks(kernel, block_mask, block)
         n_kept = values.size
         rf = self.get_attr('reuse_factor')

@@ -16,13 +16,14 @@ from .layers import BlockSparseQDense
 
 DATASET = 'fashion_mnist'
 INPUT_PRECISION = 'ap_fixed<9,1>'  # pixels k/256, k = 0..255: exactly on this grid
-# PYNQ-Z2 (220 DSPs): 64 + 64 multipliers for the binary layers (50176 and 8192 kept weights over
-# 784 and 128 cycles), 80 for hls4ml's Resource Dense; a few epochs train it.
+# PYNQ-Z2 (220 DSPs): 64 + 32 multipliers for the binary layers (50176 and 4096 kept weights over
+# 784 and 128 cycles), 80 for hls4ml's Resource Dense: 176 (estimate step); 3-4 s an epoch here.
 FLOW_DEFAULTS = {
     'input_precision': INPUT_PRECISION,
     'epochs': 10,
     'batch_size': 128,
     'learning_rate': 3e-3,
+    'rtl': False,  # da4ml's shift-add RTL of the 784x128 layer ran > 12 min here; `rtl: true` in a config turns it on
     'layers': {'fc1': {'reuse_factor': 784}, 'fc2': {'reuse_factor': 128}, 'logits': {'reuse_factor': 8, 'strategy': 'resource'}},
 }
 

@@ -25,6 +25,7 @@ FLOW_DEFAULTS = {
     'epochs': 10,
     'batch_size': 128,
     'learning_rate': 3e-3,
+    'rtl': False,  # da4ml's shift-add RTL of the 784x128 layer ran > 12 min here; `rtl: true` in a config turns it on
     'layers': {'fc1': {'reuse_factor': 196}, 'fc2': {'reuse_factor': 16}, 'logits': {'reuse_factor': 8, 'strategy': 'resource'}},
 }
 

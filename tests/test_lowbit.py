@@ -191,7 +191,7 @@ def build_chain(specs, n_in, seed):
     return random_weights(tf.keras.Model(inp, x), seed, kernel=1.0, bias=2)
 
 
-def test_binary_zeros_survive_into_the_reference_and_match_keras():
+def test_binary_zeros_survive_into_the_reference_and_match_keras(tmp_path):
     """binary maps the dropped (0.0) latent weights to +alpha; after the mask they are 0 in the
     reference's kernel, and the reference's outputs are QKeras' exactly."""
     model = build_chain([(8, 'binary', 0.25, 'rows', 0.5)], 16, 3)
@@ -209,6 +209,33 @@ def test_binary_zeros_survive_into_the_reference_and_match_keras():
     x = in_t.to_float(x_codes)
     keras = model.predict(x, verbose=0)
     assert np.array_equal(im.out_type.from_float_exact(keras, 'keras output'), im.predict_codes(x_codes))
+    # the saved reference (what the board package carries) keeps the per-row counts
+    from flow.runtime.reference import IntegerModel
+
+    assert isinstance(bs.kept_per_row, list)
+    (tmp_path / 'ref').mkdir()
+    im.save(tmp_path / 'ref')
+    loaded = IntegerModel.load(tmp_path / 'ref')
+    assert loaded.layers[1].kept_per_row == bs.kept_per_row
+    assert np.array_equal(loaded.predict_codes(x_codes), im.predict_codes(x_codes))
+
+
+@pytest.mark.parametrize('name, kernel', [('fashion_binary_mlp', 'binary'), ('fashion_lowbit_mlp', 'quantized_bits')])
+def test_builtin_low_bit_models_export_with_their_input_precision(name, kernel):
+    from flow.export import _quantizer_name
+    from keras_models import BUILTIN, get
+
+    assert name in BUILTIN
+    module = get(name)
+    model = module.build(0)
+    im = to_integer_model(model, FixedType.parse(module.INPUT_PRECISION))
+    sparse = [lay for lay in im.layers if lay.kind == 'block_sparse_dense']
+    assert [lay.name for lay in sparse] == ['fc1', 'fc2'] and module.DATASET == 'fashion_mnist'
+    assert {_quantizer_name(model.get_layer(lay.name).kernel_quantizer_internal) for lay in sparse} == {kernel}
+    for lay in sparse:  # every ReuseFactor default is within the layer's kept weights
+        assert 1 <= module.FLOW_DEFAULTS['layers'][lay.name]['reuse_factor'] <= lay.values.size
+    density = sum(lay.values.size for lay in sparse) / sum(lay.n_in * lay.n_out for lay in sparse)
+    assert density == (0.5 if kernel == 'binary' else 0.125)
 
 
 def test_mask_and_quantizer_are_saved_with_the_model(tmp_path):

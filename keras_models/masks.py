@@ -1,8 +1,10 @@
 """Fixed random block masks, drawn once before training (numpy only).
 
 A mask is a boolean array over blocks of the Keras kernel (n_in x n_out): shape
-(n_in / block_in, n_out / block_out). A method is one function registered in ``MASK_METHODS``;
-HCGS adds its hierarchical generator here without touching the layer or the flow.
+(n_in / block_in, n_out / block_out). A method is one function registered in ``MASK_METHODS``:
+block-wise CGS (element-wise with 1x1 blocks), balanced CGS, and row-/column-wise structured
+sparsity (whole inputs / outputs dropped); HCGS adds its hierarchical generator here without
+touching the layer or the flow.
 """
 
 from __future__ import annotations

@@ -146,6 +146,8 @@ def test_reference_forward_with_dropped_rows_equals_the_dense_product():
     in_t = FixedType(6, 3)
     x = rng.integers(in_t.min_code, in_t.max_code + 1, (20, 16))
     assert np.array_equal(layer.forward(x, in_t), (x @ w) << (layer.accum_type.frac - in_t.frac))
+    # the footprint counts the kept-row bitmap (16 block-rows) and the common count (4 -> 3 bits)
+    assert layer.storage()['index_bits'] == 32 * 2 + 16 + 3 and layer.storage()['kept_weights'] == 8 * 8
     # a dropped input changes nothing
     x2 = x.copy()
     x2[:, ~mask.any(axis=1)] = in_t.max_code

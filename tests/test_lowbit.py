@@ -123,7 +123,8 @@ def _layer(mask, block, rng, n_in, n_out):
 def test_the_schedule_never_reads_dropped_inputs_nor_computes_dropped_outputs(rf):
     rng = np.random.default_rng(rf)
     n_in, n_out, block = 32, 16, (2, 2)
-    mask = make_block_mask('rows', 'l', (n_in, n_out), block, 0.75, 7) & make_block_mask('columns', 'l', (n_in, n_out), block, 0.5, 8)
+    mask = (make_block_mask('rows', 'l', (n_in, n_out), block, 0.75, 7)
+            & make_block_mask('columns', 'l', (n_in, n_out), block, 0.5, 8))
     layer, w = _layer(mask, block, rng, n_in, n_out)
     sched = gather(layer, rf)
     kept_in = np.flatnonzero(expand(mask, block).any(axis=1))
@@ -157,11 +158,11 @@ def test_reference_forward_with_dropped_rows_equals_the_dense_product():
 # --- Keras models through the reference ---------------------------------------------------------
 
 
-QUANTIZERS = {
-    'binary': lambda a: __import__('qkeras').binary(alpha=a),
-    'ternary': lambda a: __import__('qkeras').ternary(alpha=a, threshold=0.4 * a),
-    '2bit': lambda a: __import__('qkeras').quantized_bits(2, 0, alpha=1),
-    '3bit': lambda a: __import__('qkeras').quantized_bits(3, 0, alpha=1),
+QUANTIZERS = {  # name -> kernel quantizer from (qkeras, alpha); alpha only for binary/ternary
+    'binary': lambda q, a: q.binary(alpha=a),
+    'ternary': lambda q, a: q.ternary(alpha=a, threshold=0.4 * a),
+    '2bit': lambda q, a: q.quantized_bits(2, 0, alpha=1),
+    '3bit': lambda q, a: q.quantized_bits(3, 0, alpha=1),
 }
 MASKS = {  # name -> (mask method, block shape as a function of the layer's (n_in, n_out))
     'element': ('cgs', lambda n_in, n_out: (1, 1)),
@@ -174,6 +175,7 @@ MASKS = {  # name -> (mask method, block shape as a function of the layer's (n_i
 def build_chain(specs, n_in, seed):
     """x -> one BlockSparseQDense per (n_out, quantizer, alpha, mask, drop), each with a
     quantized_relu, so a compile covers several bit widths and masks."""
+    import qkeras
     import tensorflow as tf
     from qkeras import QActivation, quantized_bits, quantized_relu
 
@@ -186,7 +188,7 @@ def build_chain(specs, n_in, seed):
     for i, (n_out, qname, alpha, mname, drop) in enumerate(specs):
         method, block = MASKS[mname]
         x = BlockSparseQDense(n_out, block_shape=block(width, n_out), drop_rate=drop, mask_method=method,
-                              mask_seed=seed + i, kernel_quantizer=QUANTIZERS[qname](alpha),
+                              mask_seed=seed + i, kernel_quantizer=QUANTIZERS[qname](qkeras, alpha),
                               bias_quantizer=quantized_bits(8, 3, alpha=1), name=f'bs{i}')(x)
         x = QActivation(quantized_relu(6, 2), name=f'relu{i}')(x)
         width = n_out
@@ -323,7 +325,8 @@ def test_rtl_engine_with_dropped_rows_and_columns_equals_the_reference(tmp_path)
 
     rng = np.random.default_rng(11)
     n_in, n_out, block = 24, 12, (2, 2)
-    mask = make_block_mask('rows', 'l', (n_in, n_out), block, 0.5, 1) & make_block_mask('columns', 'l', (n_in, n_out), block, 0.5, 2)
+    mask = (make_block_mask('rows', 'l', (n_in, n_out), block, 0.5, 1)
+            & make_block_mask('columns', 'l', (n_in, n_out), block, 0.5, 2))
     w = rng.integers(-1, 2, (n_in, n_out)) * expand(mask, block)
     w_t, b_t, in_t = FixedType(2, 0), FixedType(8, 3), FixedType(8, 3)
     bias = rng.integers(b_t.min_code, b_t.max_code + 1, n_out)

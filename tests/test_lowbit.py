@@ -339,3 +339,15 @@ def test_rtl_engine_with_dropped_rows_and_columns_equals_the_reference(tmp_path)
     run = simulate(tmp_path, sched, layer, in_t, x)
     assert np.array_equal(run.codes, layer.forward(x, in_t))
     assert sched.slots - sched.padding == values.size == 12 * 6  # 12 kept inputs x 6 kept outputs, nothing else
+
+
+@pytest.mark.csim
+def test_distributed_arithmetic_builds_binary_and_ternary_masked_layers_exactly(tmp_path):
+    """strategy distributed_arithmetic: hls4ml's Dense from the masked codes (dropped rows and
+    columns as zeros, which cost nothing there), alphas 2^-3 and 2 included."""
+    from flow.config import FlowConfig
+
+    model = build_chain([(8, 'binary', 0.125, 'rows', 0.5), (8, 'ternary', 2, 'columns', 0.5)], 16, 4)
+    da = {'reuse_factor': 1, 'strategy': 'distributed_arithmetic'}
+    im, _ = check_cosim(tmp_path, model, FixedType(8, 3), FlowConfig.load(None, model='user.h5', layers={'bs0': da, 'bs1': da}))
+    assert [lay.weight_type for lay in im.layers if lay.kind == 'block_sparse_dense'] == [FixedType(2, -1), FixedType(2, 3)]

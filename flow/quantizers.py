@@ -61,7 +61,7 @@ def weight_type(q, where: str) -> FixedType:
 SPARSE_ONLY_KERNELS = {
     'binary': 'as 1-bit XNOR codes {0, 1} (XnorPrecisionType) multiplied by +-x (product weight_binary), so alpha '
               'is lost and no weight can be 0',
-    'ternary': 'as ap_int<2> codes, which truncate an alpha below 1 to 0 and scale none above',
+    'ternary': 'as ap_int<2> values, which hold no alpha but 1 (0.5 truncates to 0, +2 wraps to -2)',
 }
 
 

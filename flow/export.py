@@ -15,6 +15,7 @@ import numpy as np
 from flow.errors import BadInput
 from flow.quantizers import (
     _config,
+    kernel_type,
     po2_exponent_bits,
     quantized_bits_activation_type,
     relu_type,
@@ -151,15 +152,23 @@ def export_qdense(layer, in_t, ov):
     return cls(name=layer.name, weight=w_codes, **kw)
 
 
+def _sparse_kernel(layer, where: str):
+    """A block-sparse kernel: quantized_bits, binary or ternary (flow.quantizers.kernel_type), its
+    values as the quantizer gives them (binary: 0 is +alpha; the caller masks them after)."""
+    w_t = kernel_type(layer.kernel_quantizer_internal, where)
+    return w_t, np.asarray(layer.kernel_quantizer_internal(layer.kernel.numpy())), {}
+
+
 def export_block_sparse_qdense(layer, in_t, ov):
     from keras_models.masks import expand
 
     name = _quantizer_name(layer.kernel_quantizer_internal)
     if name in QDENSE_KERNELS:
         raise UnsupportedModel(f"layer '{layer.name}' kernel: {name} is not supported by the block-sparse template "
-                               '(it multiplies fixed-point weights); use quantized_bits(bits, integer, alpha=1), or a QDense')
+                               '(it multiplies fixed-point weights); use quantized_bits(bits, integer, alpha=1), binary or '
+                               'ternary (alpha a power of two), or a QDense')
     block_mask = layer.get_block_mask()
-    kw, w_codes = _dense_types(layer, in_t, ov, element_mask=expand(block_mask, layer.block_shape))
+    kw, w_codes = _dense_types(layer, in_t, ov, kernel=_sparse_kernel, element_mask=expand(block_mask, layer.block_shape))
     values, index, k = pack_blocks(w_codes, block_mask, layer.block_shape)
     n_in, n_out = w_codes.shape
     return BlockSparseDense(

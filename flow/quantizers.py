@@ -6,6 +6,8 @@ refused when QKeras and the generated hardware would not agree bit for bit.
 
 from __future__ import annotations
 
+import numpy as np
+
 from flow.runtime.fixed import FixedType
 
 
@@ -29,6 +31,12 @@ def weight_type(q, where: str) -> FixedType:
             f'{where}: no quantizer; float weights cannot be reproduced bit-exactly. '
             'Use quantized_bits(bits, integer, alpha=1).'
         )
+    if name in SPARSE_ONLY_KERNELS:
+        raise UnsupportedQuantizer(
+            f'{where}: {name} is deployed by BlockSparseQDense only: hls4ml 1.3.0 builds a QDense {name} kernel '
+            f'{SPARSE_ONLY_KERNELS[name]}. Use BlockSparseQDense(units, drop_rate=0.0, kernel_quantizer={name}(alpha=1)) '
+            '(or with a mask), whose template stores the exact values {-alpha, 0, +alpha}'
+        )
     if name != 'quantized_bits':
         raise UnsupportedQuantizer(f'{where}: quantizer {name} is not supported by this flow; use quantized_bits(bits, integer, '
                                    'alpha=1) (or quantized_po2(bits) for a QDense kernel)')
@@ -46,6 +54,67 @@ def weight_type(q, where: str) -> FixedType:
     if integer >= bits:
         raise UnsupportedQuantizer(f'{where}: quantized_bits({bits}, {integer}) needs integer < bits')
     return FixedType(bits, integer + 1, signed=True)
+
+
+# What hls4ml 1.3.0 makes of these kernels on its own Dense (read from hls4ml/model/quantizers.py
+# and backends/fpga/fpga_backend.py): why weight_type refuses them there.
+SPARSE_ONLY_KERNELS = {
+    'binary': 'as 1-bit XNOR codes {0, 1} (XnorPrecisionType) multiplied by +-x (product weight_binary), so alpha '
+              'is lost and no weight can be 0',
+    'ternary': 'as ap_int<2> values, which hold no alpha but 1 (0.5 truncates to 0, +2 wraps to -2)',
+}
+
+
+def _po2_alpha(name: str, c: dict, where: str) -> int:
+    """log2 of a binary/ternary quantizer's alpha, which must be a fixed power of two."""
+    alpha = c.get('alpha')
+    fix = f'use {name}(alpha=1) or another fixed power of two (e.g. alpha=0.125)'
+    if alpha is None or isinstance(alpha, str) or np.ndim(alpha) != 0:
+        # alpha=None becomes 'auto_po2' inside QDense (learned per output channel); 'auto' is learned too
+        raise UnsupportedQuantizer(f'{where}: {name} alpha={alpha!r} is a learned per-channel scale the flow cannot '
+                                   f'deploy exactly; {fix}')
+    mant, exp = np.frexp(float(alpha))
+    if mant != 0.5:
+        raise UnsupportedQuantizer(f'{where}: {name} alpha={alpha!r} is not a power of two, so alpha * code is not on a '
+                                   f'fixed-point grid; {fix}')
+    if c.get('use_stochastic_rounding'):
+        raise UnsupportedQuantizer(f'{where}: stochastic rounding cannot be reproduced; use use_stochastic_rounding=False')
+    return int(exp) - 1
+
+
+def _sign_code_type(log2_alpha: int) -> FixedType:
+    """{-a, 0, +a} with a = 2**log2_alpha: codes -1, 0, 1 in a signed 2-bit type of step a. A mask
+    puts 0 among binary weights too, so binary needs the same type as ternary."""
+    return FixedType(2, 2 + log2_alpha, signed=True)
+
+
+def binary_type(q, where: str) -> FixedType:
+    """QKeras ``binary(use_01=False, alpha=2**k)``: +-alpha, with 0 mapped to +alpha (sign(0) is made
+    +1), which is why masks act after the quantizer."""
+    _, c = _config(q)
+    if c.get('use_01'):
+        raise UnsupportedQuantizer(f'{where}: binary(use_01=True) gives {{0, alpha}} weights, which this flow does not '
+                                   'deploy; use binary(use_01=False, alpha=1)')
+    return _sign_code_type(_po2_alpha('binary', c, where))
+
+
+def ternary_type(q, where: str) -> FixedType:
+    """QKeras ``ternary(alpha=2**k, threshold=t)``: +-alpha where |x| >= t (0.33 when None), else 0.
+    A numeric threshold only moves which weights are 0; a learned ('auto') alpha is refused."""
+    _, c = _config(q)
+    if isinstance(c.get('threshold'), str):
+        raise UnsupportedQuantizer(f"{where}: ternary threshold={c['threshold']!r} is computed from the weights; give a number "
+                                   '(or None for 0.33)')
+    return _sign_code_type(_po2_alpha('ternary', c, where))
+
+
+# Kernel quantizer -> its exact type, for the block-sparse template (fixed-point weights, 0 allowed).
+KERNEL_TYPES = {'binary': binary_type, 'ternary': ternary_type}
+
+
+def kernel_type(q, where: str) -> FixedType:
+    """Type of a BlockSparseQDense kernel (quantized_bits, binary or ternary), masked zeros included."""
+    return KERNEL_TYPES.get(_config(q)[0], weight_type)(q, where)
 
 
 def relu_type(q, where: str) -> FixedType:

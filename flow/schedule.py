@@ -16,7 +16,8 @@ distinct input a multiplier reads is a leg of its input multiplexer. Two organis
   ``block_out`` multipliers of a lane share one input per cycle. Works for any block mask:
   a column with fewer kept blocks is padded with zero weights to whole segments. With as many
   kept blocks in every block-column (``cgs_balanced`` masks) and a segment that divides the
-  column, there is no padding and every multiplier owns fixed outputs.
+  column, there is no padding and every multiplier owns fixed outputs. Lanes exist only for kept
+  blocks: inputs of dropped block-rows are never read, dropped block-columns get no segment.
 
 Everything here is numpy on the reference's packed format (``ref_block_sparse``); the RTL engine
 (``flow/rtl/engine.py``) and the HLS template (``nnet_block_sparse_dense.h``) follow the tables.
@@ -124,7 +125,7 @@ def _distinct_rows(a: np.ndarray) -> np.ndarray:
 
 def _packed(layer: BlockSparseDense):
     bi, bo = layer.block
-    rows = np.arange(layer.n_kept_blocks) // layer.kept_per_row
+    rows = layer.block_rows()  # each kept block's input block-row; dropped rows never appear
     # values keep their dtype: integer codes (the reference), or real weights (the hls4ml extension)
     return bi, bo, rows, np.asarray(layer.index, dtype=np.int64), np.asarray(layer.values)
 

@@ -16,7 +16,10 @@
 // - Padding: a block-column whose kept rows do not fill whole segments, and lanes beyond the kept
 //   work, hold zero weights; they add 0 (the stored input index there is arbitrary but in range).
 // Weights: bank m = weights[m*reuse_factor .. m*reuse_factor + reuse_factor - 1], word t is what
-// multiplier m multiplies in cycle t.
+// multiplier m multiplies in cycle t. Binary/ternary kernels arrive as 2-bit codes -1/0/+1 whose
+// step is the layer's alpha (weight_t = ap_fixed<2, 2 + log2 alpha>).
+// Row- and column-wise masks: the tables name only kept blocks, so a dropped input is never read
+// and a dropped output gets no multiplier (it is its bias).
 //
 // The input select comes from the run_start ROM: HLS sees a ROM read feeding a multiplexer over
 // data[]; the RTL model folds the constant ROM into the multiplexer, as synthesis does.

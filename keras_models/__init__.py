@@ -11,6 +11,8 @@ import importlib
 BUILTIN = {
     'digits_mlp': 'keras_models.digits_mlp',
     'fashion_sst_mlp': 'keras_models.fashion_sst_mlp',
+    'fashion_binary_mlp': 'keras_models.fashion_binary_mlp',
+    'fashion_lowbit_mlp': 'keras_models.fashion_lowbit_mlp',
 }
 
 

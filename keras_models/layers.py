@@ -37,6 +37,9 @@ class BlockSparseQDense(QDense):
     layer is built and stored as a non-trainable weight, so a saved model carries the exact mask.
     The mask is applied after the kernel quantizer: a quantizer may map 0 to a non-zero code
     (QKeras ``binary`` maps 0 to +1), and the hardware must see exact zeros in dropped blocks.
+    Kernels: ``quantized_bits``, ``binary`` or ``ternary`` (alpha a fixed power of two; flow.quantizers).
+    ``mask_method`` names a generator of keras_models.masks: 'cgs' (block-wise; element-wise with
+    block_shape (1, 1)), 'cgs_balanced', 'rows' (whole inputs dropped), 'columns' (whole outputs).
     """
 
     def __init__(self, units, block_shape=(8, 8), drop_rate=0.75, mask_method='cgs', mask_seed=0, **kwargs):

@@ -1,8 +1,10 @@
 """Fixed random block masks, drawn once before training (numpy only).
 
 A mask is a boolean array over blocks of the Keras kernel (n_in x n_out): shape
-(n_in / block_in, n_out / block_out). A method is one function registered in ``MASK_METHODS``;
-HCGS adds its hierarchical generator here without touching the layer or the flow.
+(n_in / block_in, n_out / block_out). A method is one function registered in ``MASK_METHODS``:
+block-wise CGS (element-wise with 1x1 blocks), balanced CGS, and row-/column-wise structured
+sparsity (whole inputs / outputs dropped); HCGS adds its hierarchical generator here without
+touching the layer or the flow.
 """
 
 from __future__ import annotations
@@ -78,6 +80,32 @@ def cgs_balanced_block_mask(layer_name, shape, block, drop, seed) -> np.ndarray:
             mask[r1, c2] = mask[r2, c1] = True
             kept[a], kept[b] = (r1, c2), (r2, c1)
     return mask[rng.permutation(rows)][:, rng.permutation(cols)]
+
+
+def _kept_lines(n: int, drop: float, seed) -> np.ndarray:
+    """A random set of round((1 - drop) * n) of n lines (at least one), as a boolean vector."""
+    k = kept_per_row(n, drop)
+    keep = np.zeros(n, dtype=bool)
+    keep[np.random.default_rng(seed).choice(n, size=k, replace=False)] = True
+    return keep
+
+
+@register_mask('rows')
+def row_mask(layer_name, shape, block, drop, seed) -> np.ndarray:
+    """Row-wise structured sparsity (Yin et al., Asilomar 2017): whole input block-rows dropped at
+    random (ratio ``drop``), i.e. inputs the layer never reads; kept rows keep every block. With
+    block (1, bo) single inputs are dropped. The packed format then stores a kept-row bitmap."""
+    rows, cols = check_tiling(layer_name, shape, block)
+    return np.repeat(_kept_lines(rows, drop, seed)[:, None], cols, axis=1)
+
+
+@register_mask('columns')
+def column_mask(layer_name, shape, block, drop, seed) -> np.ndarray:
+    """Column-wise structured sparsity: whole output block-columns (groups of output neurons)
+    dropped at random; those outputs are the bias alone, never computed. Every input block-row
+    keeps the same blocks, so the index cost is CGS's (one output-block index per kept block)."""
+    rows, cols = check_tiling(layer_name, shape, block)
+    return np.repeat(_kept_lines(cols, drop, seed)[None, :], rows, axis=0)
 
 
 def make_block_mask(method: str, layer_name, shape, block, drop, seed) -> np.ndarray:

@@ -134,3 +134,48 @@ def test_balanced_masks_are_random_and_reproducible():
     assert np.array_equal(a, b) and not np.array_equal(a, c)
     # not the regular start pattern: some row's kept columns are not consecutive (mod 16)
     assert any(set(np.diff(np.sort(np.flatnonzero(r)))) != {1} for r in a)
+
+
+@given(
+    rows=st.integers(1, 12), cols=st.integers(1, 12), bi=st.sampled_from([1, 2, 4]), bo=st.sampled_from([1, 2, 4]),
+    drop=st.floats(0.0, 0.95), seed=st.integers(0, 2**31),
+)
+@settings(max_examples=60, deadline=None)
+def test_row_and_column_masks_keep_whole_lines_at_the_drop_rate(rows, cols, bi, bo, drop, seed):
+    r = make_block_mask('rows', 'l', (rows * bi, cols * bo), (bi, bo), drop, seed)
+    c = make_block_mask('columns', 'l', (rows * bi, cols * bo), (bi, bo), drop, seed)
+    assert r.shape == c.shape == (rows, cols)
+    kept_r, kept_c = r.any(axis=1), c.any(axis=0)
+    assert np.array_equal(r, np.outer(kept_r, np.ones(cols, bool)))  # a kept row keeps every block
+    assert np.array_equal(c, np.outer(np.ones(rows, bool), kept_c))
+    assert kept_r.sum() == max(1, round((1 - drop) * rows)) and kept_c.sum() == max(1, round((1 - drop) * cols))
+
+
+def test_row_and_column_masks_are_registered_seeded_and_refuse_bad_tiling():
+    from keras_models.masks import MASK_METHODS
+
+    assert {'cgs', 'cgs_balanced', 'rows', 'columns'} <= set(MASK_METHODS)
+    for method in ('rows', 'columns'):
+        a, b, c = (make_block_mask(method, 'l', (64, 64), (2, 2), 0.5, s) for s in (1, 1, 2))
+        assert np.array_equal(a, b) and not np.array_equal(a, c)
+        with pytest.raises(BlockShapeError, match=r"layer 'l': block 3x2"):
+            make_block_mask(method, 'l', (64, 64), (3, 2), 0.5, 0)
+
+
+@pytest.mark.parametrize('method', ['rows', 'columns'])
+def test_row_and_column_masks_are_saved_with_the_model(tmp_path, method):
+    import tensorflow as tf
+    from qkeras import quantized_bits, ternary
+
+    from keras_models.layers import BlockSparseQDense, load_model
+
+    inp = tf.keras.Input((16,))
+    out = BlockSparseQDense(8, block_shape=(2, 2), drop_rate=0.5, mask_method=method, mask_seed=4,
+                            kernel_quantizer=ternary(alpha=1), bias_quantizer=quantized_bits(8, 3, alpha=1), name='bs')(inp)
+    model = tf.keras.Model(inp, out)
+    mask = model.get_layer('bs').get_block_mask()
+    assert np.array_equal(mask, make_block_mask(method, 'bs', (16, 8), (2, 2), 0.5, 4))
+    model.save(tmp_path / 'm.h5')
+    loaded = load_model(tmp_path / 'm.h5').get_layer('bs')
+    assert loaded.mask_method == method and np.array_equal(loaded.get_block_mask(), mask)
+    tf.keras.backend.clear_session()

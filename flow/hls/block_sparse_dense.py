@@ -14,8 +14,9 @@ from hls4ml.converters.keras.qkeras import parse_qdense_layer
 from hls4ml.converters.keras_v2_to_hls import get_weights_data
 from hls4ml.model.attributes import Attribute, ConfigurableAttribute, TypeAttribute, WeightAttribute
 from hls4ml.model.layers import Layer
-from hls4ml.model.types import IntegerPrecisionType
+from hls4ml.model.types import FixedPrecisionType, IntegerPrecisionType
 
+from flow.quantizers import kernel_type
 from flow.runtime.ref_block_sparse import BlockSparseDense as RefBlockSparseDense
 from flow.runtime.ref_block_sparse import pack_blocks, unpack_blocks
 from flow.schedule import gather
@@ -60,8 +61,10 @@ class BlockSparseDense(Layer):
         block = (self.get_attr('block_in'), self.get_attr('block_out'))
         block_mask = np.asarray(self.get_attr('block_mask_data')).astype(bool)
         wq = self.get_attr('weight_quantizer')
-        # Mask after quantization, exactly as the Keras layer and the reference do.
-        kernel = wq(self.get_attr('weight_data')) * expand(block_mask, block)
+        # Mask after quantization, exactly as the Keras layer and the reference do. The QKeras
+        # function itself: hls4ml's binary wrapper would turn -a/+a into XNOR codes 0/1.
+        kernel = np.asarray(wq.quantizer_fn(np.asarray(self.get_attr('weight_data'), dtype=np.float32)))
+        kernel = kernel * expand(block_mask, block)
         values, index, kept_per_row = pack_blocks(kernel, block_mask, block)
         n_kept = values.size
         rf = self.get_attr('reuse_factor')
@@ -85,7 +88,11 @@ class BlockSparseDense(Layer):
         self.set_attr('n_runs', rf // sched.run_len)
         self.set_attr('n_segs', rf // sched.seg_len)
         self.set_attr('n_slots', sched.slots)
-        self.add_weights_variable(name='weight', var_name='w{index}', data=weights, precision=wq.hls_type)
+        # The reference's exact type, not wq.hls_type: hls4ml gives a binary kernel a 1-bit XNOR type
+        # ({0, 1}), which cannot hold the masked zeros nor the padding; check_against_reference compares.
+        w_t = kernel_type(wq.qkeras_config, f"layer '{self.name}' kernel")
+        self.add_weights_variable(name='weight', var_name='w{index}', data=weights,
+                                  precision=FixedPrecisionType(w_t.width, w_t.integer, signed=w_t.signed))
         self.add_weights_variable(name='bias', var_name='b{index}', quantizer=self.get_attr('bias_quantizer'))
         for name, var, data in (('run_start', 'rs{index}', sched.run_start), ('seg_block', 'sb{index}', sched.seg_block)):
             self.add_weights_variable(name=name, var_name=var, data=data.reshape(-1), precision=_unsigned(data))

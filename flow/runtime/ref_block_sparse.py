@@ -1,15 +1,19 @@
-"""Reference for the coarse-grain block-sparse dense layer (CGS), in a packed storage format:
-only kept blocks, plus one output-block index per kept block.
+"""Reference for the coarse-grain block-sparse dense layer (CGS, and row/column/element-wise
+structured sparsity), in a packed storage format: only kept blocks, plus one output-block index
+per kept block.
 
 Packed format:
 - the kernel (n_in x n_out, Keras orientation) is tiled into blocks of ``block_in x block_out``;
-- every input block-row keeps exactly ``kept_per_row`` blocks (equal fan-out, static schedule);
 - ``values[b]`` is kept block ``b`` (row-major ``block_in x block_out``), blocks ordered by input
-  block-row, then by output block; its input block-row is implicit (``b // kept_per_row``);
-- ``index[b]`` is its output block number: the only index stored.
+  block-row, then by output block; ``index[b]`` is its output block number;
+- its input block-row comes from ``kept_per_row`` (``block_rows``): an int when every input
+  block-row keeps that many blocks (CGS: the row is implicit, ``b // kept_per_row``, no further
+  index), or one count per input block-row when they differ (row-wise masks drop whole
+  block-rows: count 0). The unequal case stores extra index bits (``row_index_bits``).
 
 This packed format is the reference's (and the footprint's); the HLS template stores the gather
-schedule derived from it (``flow/schedule.py``: per-multiplier weight banks, run and segment tables).
+schedule derived from it (``flow/schedule.py``: per-multiplier weight banks, run and segment tables),
+which only ever reads inputs of kept blocks and computes outputs of kept blocks.
 """
 
 from __future__ import annotations
@@ -21,19 +25,31 @@ import numpy as np
 from .ref_layers import _Accumulating, register_kind
 
 
+def block_rows(kept_per_row, n_kept: int) -> np.ndarray:
+    """The input block-row of each kept block (packed order)."""
+    if np.ndim(kept_per_row) == 0:
+        return np.arange(n_kept) // int(kept_per_row)
+    counts = np.asarray(kept_per_row, dtype=np.int64)
+    if counts.sum() != n_kept:
+        raise ValueError(f'kept_per_row counts sum to {int(counts.sum())}, but there are {n_kept} kept blocks')
+    return np.repeat(np.arange(len(counts)), counts)
+
+
 def pack_blocks(weight: np.ndarray, block_mask: np.ndarray, block: tuple[int, int]):
-    """(n_in, n_out) weights + (n_in/bi, n_out/bo) bool block mask -> (values, index, kept_per_row)."""
+    """(n_in, n_out) weights + (n_in/bi, n_out/bo) bool block mask -> (values, index, kept_per_row);
+    ``kept_per_row`` is an int when every block-row keeps as many blocks, else a list of counts."""
     bi, bo = block
     n_in, n_out = weight.shape
     rows, cols = block_mask.shape
     if (rows * bi, cols * bo) != (n_in, n_out):
         raise ValueError(f'block mask {block_mask.shape} x block {block} does not tile weights {weight.shape}')
     kept = block_mask.sum(axis=1)
-    if np.any(kept != kept[0]) or kept[0] == 0:
-        raise ValueError(f'every input block-row must keep the same, non-zero number of blocks; got {sorted(set(kept.tolist()))}')
+    if kept.sum() == 0:
+        raise ValueError('the block mask keeps no block; keep at least one (a lower drop rate)')
     rr, cc = np.nonzero(block_mask)  # row-major: ordered by row, then column
     tiles = weight.reshape(rows, bi, cols, bo).transpose(0, 2, 1, 3)  # (rows, cols, bi, bo)
-    return tiles[rr, cc].copy(), cc.astype(np.int64), int(kept[0])
+    equal = bool(np.all(kept == kept[0]))
+    return tiles[rr, cc].copy(), cc.astype(np.int64), int(kept[0]) if equal else [int(k) for k in kept]
 
 
 def index_bits(n_out: int, block_out: int) -> int:
@@ -41,13 +57,26 @@ def index_bits(n_out: int, block_out: int) -> int:
     return max(1, int(np.ceil(np.log2(n_out // block_out))))
 
 
+def row_index_bits(kept_per_row, n_cols: int) -> int:
+    """Index bits that locate kept blocks' input block-rows, beyond the per-block output index:
+    none when every block-row keeps as many (an int); when only some block-rows keep blocks, all
+    of them as many (row-wise masks), a kept-row bitmap (1 bit per block-row) plus that count;
+    otherwise a count per block-row (0 .. n_cols)."""
+    if np.ndim(kept_per_row) == 0:
+        return 0
+    counts = np.asarray(kept_per_row, dtype=np.int64)
+    count_bits = max(1, int(n_cols).bit_length())
+    if len(set(counts[counts > 0].tolist())) == 1:
+        return len(counts) + count_bits
+    return len(counts) * count_bits
+
+
 def unpack_blocks(values, index, kept_per_row, shape, block):
     """Inverse of pack_blocks: the dense (n_in, n_out) matrix with zeros in dropped blocks."""
     bi, bo = block
     n_in, n_out = shape
     tiles = np.zeros((n_in // bi, n_out // bo, bi, bo), dtype=values.dtype)
-    rows = np.arange(len(index)) // kept_per_row
-    tiles[rows, index] = values
+    tiles[block_rows(kept_per_row, len(index)), index] = values
     return tiles.transpose(0, 2, 1, 3).reshape(n_in, n_out)
 
 
@@ -58,7 +87,7 @@ class BlockSparseDense(_Accumulating):
     n_in: int = 0
     n_out: int = 0
     block: tuple = (1, 1)
-    kept_per_row: int = 1
+    kept_per_row: int | list = 1  # int: every input block-row keeps as many; list: a count per block-row
     values: np.ndarray = field(default=None, repr=False)  # (n_kept_blocks, bi, bo) codes
     index: np.ndarray = field(default=None, repr=False)  # (n_kept_blocks,) output block numbers
 
@@ -66,12 +95,14 @@ class BlockSparseDense(_Accumulating):
         pf = self._check_accum(in_type)
         bi, bo = self.block
         n = x.shape[0]
-        rows = np.arange(len(self.index)) // self.kept_per_row
-        xb = x.reshape(n, self.n_in // bi, bi)[:, rows, :]  # (n, kept, bi): only kept blocks' inputs
+        xb = x.reshape(n, self.n_in // bi, bi)[:, self.block_rows(), :]  # (n, kept, bi): only kept blocks' inputs
         prod = np.einsum('nki,kio->nko', xb, self.values.astype(np.int64))
         acc = np.zeros((n, self.n_out // bo, bo), dtype=np.int64)
         np.add.at(acc, (slice(None), self.index), prod)
         return self._finish(acc.reshape(n, self.n_out), pf)
+
+    def block_rows(self) -> np.ndarray:
+        return block_rows(self.kept_per_row, self.n_kept_blocks)
 
     @property
     def n_kept_blocks(self) -> int:
@@ -86,10 +117,12 @@ class BlockSparseDense(_Accumulating):
         return self.weight_type.width
 
     def storage(self):
-        """Kept weights at their width, one output-block index per kept block (the input block-row is implicit)."""
+        """Kept weights at their width, one output-block index per kept block, plus ``row_index_bits``
+        (0 when every input block-row keeps as many blocks: the row is implicit)."""
+        index = self.n_kept_blocks * self.index_bits + row_index_bits(self.kept_per_row, self.n_out // self.block[1])
         return {'shape': [self.n_in, self.n_out], 'kept_weights': int(self.values.size),
                 'weight_bits': int(self.values.size) * self.weight_code_bits,
-                'index_bits': self.n_kept_blocks * self.index_bits, 'bias_bits': self.n_out * self.bias_type.width}
+                'index_bits': index, 'bias_bits': self.n_out * self.bias_type.width}
 
     def dense_weight(self) -> np.ndarray:
         return unpack_blocks(self.values, self.index, self.kept_per_row, (self.n_in, self.n_out), self.block)

@@ -329,4 +329,4 @@ def test_builtin_sst_model_runs_the_flow_bit_exact(tmp_path):
     est = json.loads((tmp_path / 'reports' / 'estimate.json').read_text())['layers']
     assert est['fc1']['ours']['multipliers'] == est['fc2']['ours']['multipliers'] == 0
     fp = json.loads((tmp_path / 'reference' / 'footprint.json').read_text())['layers']
-    assert fp['fc1']['weight_bits'] == 784 * 256 and fp['fc2']['weight_bits'] == 256 * 128
+    assert fp['fc1']['weight_bits'] == 784 * 128 and fp['fc2']['weight_bits'] == 128 * 64

@@ -172,7 +172,8 @@ def export_block_sparse_qdense(layer, in_t, ov):
     values, index, k = pack_blocks(w_codes, block_mask, layer.block_shape)
     n_in, n_out = w_codes.shape
     return BlockSparseDense(
-        name=layer.name, n_in=n_in, n_out=n_out, block=layer.block_shape, kept_per_row=k, values=values, index=index, **kw
+        name=layer.name, n_in=n_in, n_out=n_out, block=layer.block_shape, kept_per_row=k, values=values, index=index,
+        levels=[list(b) for b, _ in layer.levels] if len(layer.levels) > 1 else None, **kw
     )
 
 

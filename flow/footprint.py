@@ -47,5 +47,8 @@ def print_footprint(fp: dict, console) -> None:
         t.add_row(name, str(f['kept_weights']), f"{f['density']:.3f}", str(f['weight_bits']), str(f['index_bits']),
                   str(f['scale_bits']), str(f['bias_bits']), str(f['total_bits']), str(f['dense_float32_bits']), str(f['dense_float64_bits']))
     print_table(t, console)
+    for name, f in fp['layers'].items():
+        if len(f.get('index_bits_per_level', ())) > 1:  # HCGS: what each level's index costs
+            console.print(f"{name}: index per level {' + '.join(map(str, f['index_bits_per_level']))} bits")
     tot = fp['total']
     console.print(f"footprint: {tot['ratio_vs_float32']:.1f}x smaller than dense float32, {tot['ratio_vs_float64']:.1f}x than float64")

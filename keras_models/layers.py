@@ -7,7 +7,7 @@ import tensorflow as tf
 from qkeras import QDense
 from qkeras.utils import _add_supported_quantized_objects
 
-from .masks import make_block_mask
+from .masks import make_hierarchical_mask
 
 try:  # the flow hides TensorFlow/Keras warnings unless --verbose
     from flow.quiet import quiet_python
@@ -40,12 +40,19 @@ class BlockSparseQDense(QDense):
     Kernels: ``quantized_bits``, ``binary`` or ``ternary`` (alpha a fixed power of two; flow.quantizers).
     ``mask_method`` names a generator of keras_models.masks: 'cgs' (block-wise; element-wise with
     block_shape (1, 1)), 'cgs_balanced', 'rows' (whole inputs dropped), 'columns' (whole outputs).
+    ``levels`` (HCGS): [(block, drop), ...] coarsest first, e.g. [((32, 32), 0.75), ((4, 4), 0.75)]
+    for 16x; the last level is ``block_shape``/``drop_rate`` (one level: CGS). The stored mask is
+    over the finest blocks (keras_models.masks.make_hierarchical_mask).
     """
 
-    def __init__(self, units, block_shape=(8, 8), drop_rate=0.75, mask_method='cgs', mask_seed=0, **kwargs):
+    def __init__(self, units, block_shape=(8, 8), drop_rate=0.75, mask_method='cgs', mask_seed=0, levels=None, **kwargs):
         super().__init__(units, **kwargs)
+        if levels:
+            levels = [(tuple(int(b) for b in blk), float(d)) for blk, d in levels]
+            block_shape, drop_rate = levels[-1]
         self.block_shape = tuple(int(b) for b in block_shape)
         self.drop_rate = float(drop_rate)
+        self.levels = levels or [(self.block_shape, self.drop_rate)]
         self.mask_method = mask_method
         self.mask_seed = int(mask_seed)
         self._user_kernel_constraint = self.kernel_constraint
@@ -53,7 +60,7 @@ class BlockSparseQDense(QDense):
 
     def build(self, input_shape):
         n_in = int(input_shape[-1])
-        mask = make_block_mask(self.mask_method, self.name, (n_in, self.units), self.block_shape, self.drop_rate, self.mask_seed)
+        mask = make_hierarchical_mask(self.mask_method, self.name, (n_in, self.units), self.levels, self.mask_seed)
         self.block_mask = self.add_weight(
             name='block_mask',
             shape=mask.shape,
@@ -86,6 +93,7 @@ class BlockSparseQDense(QDense):
             drop_rate=self.drop_rate,
             mask_method=self.mask_method,
             mask_seed=self.mask_seed,
+            levels=[[list(b), d] for b, d in self.levels] if len(self.levels) > 1 else None,
         )
         return config
 

@@ -114,6 +114,29 @@ def make_block_mask(method: str, layer_name, shape, block, drop, seed) -> np.nda
     return MASK_METHODS[method](layer_name, shape, block, drop, seed)
 
 
+def make_hierarchical_mask(method: str, layer_name, shape, levels, seed) -> np.ndarray:
+    """HCGS (Kadetotad et al., JSSC 2020): ``levels`` = [(block, drop), ...], coarsest first. Level 1
+    draws a ``method`` mask over the kernel's level-1 blocks; every further level tiles each kept
+    block of the level above into its own sub-blocks and draws a ``method`` mask inside it (with
+    'cgs': the same number kept per input sub-block-row, at random, each kept block its own
+    draw). Returns the mask over the finest level's blocks. One level is ``method`` itself (CGS is
+    HCGS with one level); with 'cgs' at every level each finest block-row keeps the product of the
+    kept counts, so the finest mask is a CGS mask and the same reference and template serve it."""
+    (block, drop), *rest = [(tuple(int(b) for b in blk), float(d)) for blk, d in levels]
+    mask = make_block_mask(method, layer_name, shape, block, drop, seed)
+    for depth, (sub, sub_drop) in enumerate(rest, start=2):
+        if block[0] % sub[0] or block[1] % sub[1]:
+            raise BlockShapeError(f"layer '{layer_name}': HCGS level {depth} block {sub[0]}x{sub[1]} does not divide level "
+                                  f'{depth - 1} block {block[0]}x{block[1]}; pick sub-blocks whose sides divide it')
+        fi, fo = block[0] // sub[0], block[1] // sub[1]
+        fine = np.zeros((mask.shape[0] * fi, mask.shape[1] * fo), dtype=bool)
+        for r, c in np.argwhere(mask):  # an independent, reproducible draw per kept block
+            child = int(np.random.SeedSequence([int(seed), depth, int(r), int(c)]).generate_state(1)[0])
+            fine[r * fi:(r + 1) * fi, c * fo:(c + 1) * fo] = make_block_mask(method, layer_name, block, sub, sub_drop, child)
+        mask, block = fine, sub
+    return mask
+
+
 def expand(block_mask: np.ndarray, block: tuple[int, int]) -> np.ndarray:
     """Block mask -> element mask of the kernel's shape."""
     return np.kron(block_mask, np.ones(block, dtype=block_mask.dtype))

@@ -88,6 +88,8 @@ class BlockSparseDense(_Accumulating):
     n_out: int = 0
     block: tuple = (1, 1)
     kept_per_row: int | list = 1  # int: every input block-row keeps as many; list: a count per block-row
+    # HCGS: the block shape of every level, coarsest first, ending with ``block`` (None: one level, CGS)
+    levels: list | None = None
     values: np.ndarray = field(default=None, repr=False)  # (n_kept_blocks, bi, bo) codes
     index: np.ndarray = field(default=None, repr=False)  # (n_kept_blocks,) output block numbers
 
@@ -116,13 +118,27 @@ class BlockSparseDense(_Accumulating):
     def weight_code_bits(self) -> int:
         return self.weight_type.width
 
+    def level_index_bits(self) -> list[int]:
+        """Index bits per level (HCGS): each kept block of a level stores which output block of its
+        parent it is (the whole kernel for level 1), the input side implicit by equal fan-out; one
+        level (CGS) is one output-block index per kept block."""
+        shapes = [tuple(b) for b in (self.levels or [self.block])]
+        rows, cols = self.block_rows() * self.block[0], self.index * self.block[1]  # each kept block's first element
+        bits, parent_out = [], self.n_out
+        for bi, bo in shapes:
+            kept = len({(int(r) // bi, int(c) // bo) for r, c in zip(rows, cols)})
+            bits.append(kept * index_bits(parent_out, bo))
+            parent_out = bo
+        return bits
+
     def storage(self):
-        """Kept weights at their width, one output-block index per kept block, plus ``row_index_bits``
-        (0 when every input block-row keeps as many blocks: the row is implicit)."""
-        index = self.n_kept_blocks * self.index_bits + row_index_bits(self.kept_per_row, self.n_out // self.block[1])
+        """Kept weights at their width, the index of every level (``level_index_bits``), plus
+        ``row_index_bits`` (0 when every input block-row keeps as many blocks: the row is implicit)."""
+        levels = self.level_index_bits()
+        index = sum(levels) + row_index_bits(self.kept_per_row, self.n_out // self.block[1])
         return {'shape': [self.n_in, self.n_out], 'kept_weights': int(self.values.size),
                 'weight_bits': int(self.values.size) * self.weight_code_bits,
-                'index_bits': index, 'bias_bits': self.n_out * self.bias_type.width}
+                'index_bits': index, 'index_bits_per_level': levels, 'bias_bits': self.n_out * self.bias_type.width}
 
     def dense_weight(self) -> np.ndarray:
         return unpack_blocks(self.values, self.index, self.kept_per_row, (self.n_in, self.n_out), self.block)
@@ -134,6 +150,7 @@ class BlockSparseDense(_Accumulating):
             'n_out': self.n_out,
             'block': list(self.block),
             'kept_per_row': self.kept_per_row,
+            'levels': [list(b) for b in self.levels] if self.levels else None,
         }
 
     def arrays(self):

@@ -133,7 +133,7 @@ def plot(rows, path: Path, title: str) -> None:
         ax.annotate(f"{r['method']} ({r['ratio_vs_float32']:.1f}x)", (r['total_bits'] / 8 / 1024, 100 * r['accuracy']),
                     textcoords='offset points', xytext=(6, 4), fontsize=9)
     ax.set_xscale('log')
-    ax.set_xlabel('stored bits (index, codewords, scales, biases included), KiB, log scale')
+    ax.set_xlabel('stored memory (index, codewords, scales, biases included), KiB, log scale')
     ax.set_ylabel('test accuracy, %')
     ax.set_title(title, fontsize=10)
     ax.grid(True, which='both', alpha=0.3)

@@ -108,8 +108,16 @@ def ternary_type(q, where: str) -> FixedType:
     return _sign_code_type(_po2_alpha('ternary', c, where))
 
 
+def sign_magnitude_type(q, where: str) -> FixedType:
+    """keras_models.quantizers ``sign_magnitude(bits)`` (HCGS): +-k / 2^(bits-1), k = 1 .. 2^(bits-1),
+    so +-1 included and 0 from the mask: ap_fixed<bits + 1, 2> holds them all. (The hardware stores
+    that two's-complement code: one bit more than the paper's sign + (bits - 1)-bit magnitude.)"""
+    bits = int(_config(q)[1]['bits'])
+    return FixedType(bits + 1, 2, signed=True)
+
+
 # Kernel quantizer -> its exact type, for the block-sparse template (fixed-point weights, 0 allowed).
-KERNEL_TYPES = {'binary': binary_type, 'ternary': ternary_type}
+KERNEL_TYPES = {'binary': binary_type, 'ternary': ternary_type, 'sign_magnitude': sign_magnitude_type}
 
 
 def kernel_type(q, where: str) -> FixedType:

@@ -106,7 +106,10 @@ def custom_objects() -> dict:
     objects = {}
     _add_supported_quantized_objects(objects)
     objects['BlockSparseQDense'] = BlockSparseQDense
+    from .quantizers import sign_magnitude
     from .sst import SSTQDense
+
+    objects['sign_magnitude'] = sign_magnitude
 
     objects['SSTQDense'] = SSTQDense
     from .lstm import BlockSparseQLSTM

@@ -81,3 +81,39 @@ def test_layer_saves_its_levels_and_runs_bit_exact(tmp_path):
     im, _ = check_cosim(tmp_path / 'c', model, FixedType(8, 2), cfg)
     st = im.layers[1].storage()
     assert len(st['index_bits_per_level']) == 2 and st['kept_weights'] == 64 * 32 // 4
+
+
+def test_sign_magnitude_quantizer_has_no_zero_code_and_deploys_exactly(tmp_path):
+    """The HCGS papers' quantizer: levels +-k/4 for 3 bits (k = 1..4), nearest (halves up), clipped,
+    never 0; straight-through gradient inside [-1, 1]. On a masked layer the zeros come from the
+    mask only, and the reference (an exact ap_fixed<4,2>) equals QKeras code for code."""
+    import tensorflow as tf
+    from qkeras import quantized_bits
+
+    from flow.export import to_integer_model
+    from flow.verify import qkeras_outputs
+    from keras_models.layers import BlockSparseQDense, load_model
+    from keras_models.quantizers import sign_magnitude
+
+    q = sign_magnitude(3)
+    x = tf.constant([-2.0, -1.0, -0.6, -0.374, 0.0, 0.124, 0.125, 0.375, 0.9, 3.0])
+    assert q(x).numpy().tolist() == [-1.0, -1.0, -0.5, -0.25, 0.25, 0.25, 0.25, 0.5, 1.0, 1.0]
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = tf.reduce_sum(q(x))
+    assert tape.gradient(y, x).numpy().tolist() == [0, 1, 1, 1, 1, 1, 1, 1, 1, 0]
+
+    inp = tf.keras.Input((32,), name='x')
+    out = BlockSparseQDense(16, levels=[((8, 8), 0.5), ((2, 2), 0.5)], mask_seed=1, name='h', kernel_quantizer=q,
+                            bias_quantizer=quantized_bits(8, 3, alpha=1))(inp)
+    model = tf.keras.Model(inp, out)
+    model.save(tmp_path / 'm.h5')
+    model = load_model(tmp_path / 'm.h5')
+    in_t = FixedType(6, 2)
+    im = to_integer_model(model, in_t)
+    layer = im.layers[1]
+    assert layer.weight_type == FixedType(4, 2) and np.all(layer.values != 0)  # no zero code among kept weights
+    assert np.count_nonzero(layer.dense_weight()) == 32 * 16 // 4
+    xc = np.random.default_rng(0).integers(in_t.min_code, in_t.max_code + 1, (50, 32))
+    got = qkeras_outputs(model, im, in_t.to_float(xc))['h'] * 2.0**layer.out_type.frac
+    assert np.array_equal(got, im.predict_codes(xc))

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 from hls4ml.backends.template import FunctionCallTemplate, LayerConfigTemplate
-from hls4ml.converters.keras.qkeras import parse_qdense_layer
+from hls4ml.converters.keras.core import parse_dense_layer
+from hls4ml.converters.keras.qkeras import get_quantizer_from_config
 from hls4ml.converters.keras_v2_to_hls import get_weights_data
 from hls4ml.model.attributes import Attribute, ConfigurableAttribute, TypeAttribute, WeightAttribute
 from hls4ml.model.layers import Layer
 from hls4ml.model.types import FixedPrecisionType, IntegerPrecisionType
+from qkeras.quantizers import get_quantizer
 
 from flow.quantizers import kernel_type
 from flow.runtime.ref_block_sparse import BlockSparseDense as RefBlockSparseDense
@@ -26,7 +28,13 @@ HEADER = 'nnet_block_sparse_dense.h'
 
 
 def parse_block_sparse_qdense(keras_layer, input_names, input_shapes, data_reader):
-    layer, output_shape = parse_qdense_layer(keras_layer, input_names, input_shapes, data_reader)
+    # The kernel quantizer is the QKeras function itself: hls4ml's wrapper knows quantized_bits,
+    # binary and ternary only (it prints 'Unsupported quantizer' for sign_magnitude) and turns
+    # binary's -a/+a into XNOR codes 0/1. The reference gives the weights' exact type.
+    layer, output_shape = parse_dense_layer(keras_layer, input_names, input_shapes, data_reader)
+    layer['kernel_quantizer_config'] = keras_layer['config']['kernel_quantizer']
+    layer['weight_quantizer'] = get_quantizer(layer['kernel_quantizer_config'])
+    layer['bias_quantizer'] = get_quantizer_from_config(keras_layer, 'bias')
     layer['class_name'] = 'BlockSparseDense'
     layer['block_in'], layer['block_out'] = (int(b) for b in keras_layer['config']['block_shape'])
     layer['block_mask_data'] = get_weights_data(data_reader, layer['name'], 'block_mask')
@@ -61,9 +69,8 @@ class BlockSparseDense(Layer):
         block = (self.get_attr('block_in'), self.get_attr('block_out'))
         block_mask = np.asarray(self.get_attr('block_mask_data')).astype(bool)
         wq = self.get_attr('weight_quantizer')
-        # Mask after quantization, exactly as the Keras layer and the reference do. The QKeras
-        # function itself: hls4ml's binary wrapper would turn -a/+a into XNOR codes 0/1.
-        kernel = np.asarray(wq.quantizer_fn(np.asarray(self.get_attr('weight_data'), dtype=np.float32)))
+        # Mask after quantization, exactly as the Keras layer and the reference do.
+        kernel = np.asarray(wq(np.asarray(self.get_attr('weight_data'), dtype=np.float32)))
         kernel = kernel * expand(block_mask, block)
         values, index, kept_per_row = pack_blocks(kernel, block_mask, block)
         n_kept = values.size
@@ -90,7 +97,7 @@ class BlockSparseDense(Layer):
         self.set_attr('n_slots', sched.slots)
         # The reference's exact type, not wq.hls_type: hls4ml gives a binary kernel a 1-bit XNOR type
         # ({0, 1}), which cannot hold the masked zeros nor the padding; check_against_reference compares.
-        w_t = kernel_type(wq.qkeras_config, f"layer '{self.name}' kernel")
+        w_t = kernel_type(self.get_attr('kernel_quantizer_config'), f"layer '{self.name}' kernel")
         self.add_weights_variable(name='weight', var_name='w{index}', data=weights,
                                   precision=FixedPrecisionType(w_t.width, w_t.integer, signed=w_t.signed))
         self.add_weights_variable(name='bias', var_name='b{index}', quantizer=self.get_attr('bias_quantizer'))

@@ -13,6 +13,7 @@ BUILTIN = {
     'fashion_sst_mlp': 'keras_models.fashion_sst_mlp',
     'fashion_binary_mlp': 'keras_models.fashion_binary_mlp',
     'fashion_lowbit_mlp': 'keras_models.fashion_lowbit_mlp',
+    'keywords_hcgs_mlp': 'keras_models.keywords_hcgs_mlp',
 }
 
 

@@ -247,7 +247,9 @@ def export_block_sparse_qlstm(layer, in_t, ov):
         name=layer.name, out_type=h_t, n_in=w.shape[0], units=layer.units, return_sequences=layer.return_sequences,
         block=layer.block_shape, recurrent_block=layer.recurrent_block_shape, kept_per_row=k, recurrent_kept_per_row=r_k,
         weight_type=w_t, recurrent_type=u_t, bias_type=b_t, gate_type=gate_t, act_type=act_t, cell_type=cell_t,
-        values=values, index=index, recurrent_values=r_values, recurrent_index=r_index, bias=b)
+        values=values, index=index, recurrent_values=r_values, recurrent_index=r_index, bias=b,
+        levels=[list(b) for b, _ in layer.levels] if len(layer.levels) > 1 else None,
+        recurrent_levels=[list(b) for b, _ in layer.recurrent_levels] if len(layer.recurrent_levels) > 1 else None)
     ref.accum_type = _exact_type(*ref.z_bound(in_t), f'{where}: the gate sums x W + h U + b',
                                  'narrow the input, weight or hidden state precision')
     ref.cell_sum_type = _exact_type(*ref.cell_sum_bound(), f'{where}: f * c + i * g', 'narrow the cell_quantizer')

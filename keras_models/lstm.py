@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 from qkeras.quantizers import get_quantizer
 
-from .masks import expand, make_block_mask
+from .masks import expand, make_hierarchical_mask
 
 GATES = 4  # i, f, g, o
 # the recurrent kernel's mask is drawn from another seed than the input kernel's (independent masks)
@@ -69,7 +69,7 @@ class BlockSparseQLSTM(tf.keras.layers.Layer):
     """
 
     def __init__(self, units, block_shape=(4, 4), recurrent_block_shape=None, drop_rate=0.5, recurrent_drop_rate=None,
-                 mask_method='cgs', mask_seed=0, return_sequences=False,
+                 mask_method='cgs', mask_seed=0, return_sequences=False, levels=None, recurrent_levels=None,
                  kernel_quantizer='quantized_bits(6, 0, alpha=1)', recurrent_quantizer='quantized_bits(6, 0, alpha=1)',
                  bias_quantizer='quantized_bits(8, 2, alpha=1)', recurrent_activation='quantized_sigmoid(8)',
                  activation='quantized_tanh(8)', cell_quantizer='quantized_bits(12, 3, alpha=1)',
@@ -77,10 +77,20 @@ class BlockSparseQLSTM(tf.keras.layers.Layer):
                  recurrent_initializer='orthogonal', unit_forget_bias=True, **kwargs):
         super().__init__(**kwargs)
         self.units = int(units)
+        # HCGS: [(block, drop), ...] coarsest first per kernel; the last level is the block shape
+        levels = [(tuple(int(b) for b in blk), float(d)) for blk, d in levels] if levels else None
+        recurrent_levels = [(tuple(int(b) for b in blk), float(d)) for blk, d in recurrent_levels] if recurrent_levels \
+            else (levels if recurrent_block_shape is None else None)
+        if levels:
+            block_shape, drop_rate = levels[-1]
+        if recurrent_levels:
+            recurrent_block_shape, recurrent_drop_rate = recurrent_levels[-1]
         self.block_shape = tuple(int(b) for b in block_shape)
         self.recurrent_block_shape = tuple(int(b) for b in (recurrent_block_shape or block_shape))
         self.drop_rate = float(drop_rate)
         self.recurrent_drop_rate = float(self.drop_rate if recurrent_drop_rate is None else recurrent_drop_rate)
+        self.levels = levels or [(self.block_shape, self.drop_rate)]
+        self.recurrent_levels = recurrent_levels or [(self.recurrent_block_shape, self.recurrent_drop_rate)]
         self.mask_method = mask_method
         self.mask_seed = int(mask_seed)
         self.return_sequences = bool(return_sequences)
@@ -111,9 +121,9 @@ class BlockSparseQLSTM(tf.keras.layers.Layer):
             raise ValueError(f"layer '{self.name}': needs a (batch, time steps, features) input with a fixed number of "
                              f'time steps and features, got {tuple(input_shape)}; give the Input a shape like (49, 40)')
         n_in, u = int(input_shape[-1]), self.units
-        w_mask = make_block_mask(self.mask_method, self.name, (n_in, u), self.block_shape, self.drop_rate, self.mask_seed)
-        u_mask = make_block_mask(self.mask_method, f'{self.name} (recurrent kernel)', (u, u), self.recurrent_block_shape,
-                                 self.recurrent_drop_rate, self.mask_seed + RECURRENT_SEED_OFFSET)
+        w_mask = make_hierarchical_mask(self.mask_method, self.name, (n_in, u), self.levels, self.mask_seed)
+        u_mask = make_hierarchical_mask(self.mask_method, f'{self.name} (recurrent kernel)', (u, u), self.recurrent_levels,
+                                        self.mask_seed + RECURRENT_SEED_OFFSET)
         self.block_mask = self.add_weight(name='block_mask', shape=w_mask.shape, trainable=False, dtype='float32',
                                           initializer=tf.keras.initializers.Constant(w_mask.astype(np.float32)))
         self.recurrent_block_mask = self.add_weight(
@@ -194,6 +204,8 @@ class BlockSparseQLSTM(tf.keras.layers.Layer):
             units=self.units, block_shape=list(self.block_shape), recurrent_block_shape=list(self.recurrent_block_shape),
             drop_rate=self.drop_rate, recurrent_drop_rate=self.recurrent_drop_rate, mask_method=self.mask_method,
             mask_seed=self.mask_seed, return_sequences=self.return_sequences,
+            levels=[[list(b), d] for b, d in self.levels] if len(self.levels) > 1 else None,
+            recurrent_levels=[[list(b), d] for b, d in self.recurrent_levels] if len(self.recurrent_levels) > 1 else None,
             kernel_quantizer=_serialize(self.kernel_quantizer_internal),
             recurrent_quantizer=_serialize(self.recurrent_quantizer_internal),
             bias_quantizer=_serialize(self.bias_quantizer_internal),

@@ -117,3 +117,32 @@ def test_sign_magnitude_quantizer_has_no_zero_code_and_deploys_exactly(tmp_path)
     xc = np.random.default_rng(0).integers(in_t.min_code, in_t.max_code + 1, (50, 32))
     got = qkeras_outputs(model, im, in_t.to_float(xc))['h'] * 2.0**layer.out_type.frac
     assert np.array_equal(got, im.predict_codes(xc))
+
+
+def test_hcgs_lstm_shares_each_level_mask_across_gates(tmp_path):
+    """An HCGS LSTM (the paper's use): each kernel's two-level mask is shared by the four gates,
+    saved with the model; the footprint counts each level's index once per kernel; the reference
+    still equals the Keras layer code for code."""
+    import tensorflow as tf
+
+    from flow.export import to_integer_model
+    from flow.verify import qkeras_outputs
+    from keras_models.layers import load_model
+    from keras_models.lstm import BlockSparseQLSTM
+
+    inp = tf.keras.Input((5, 16), name='x')
+    lstm = BlockSparseQLSTM(16, levels=[((8, 8), 0.5), ((2, 2), 0.5)], mask_seed=2, name='lstm')
+    model = tf.keras.Model(inp, lstm(inp))
+    model.save(tmp_path / 'm.h5')
+    model = load_model(tmp_path / 'm.h5')
+    lstm = model.get_layer('lstm')
+    assert lstm.levels == lstm.recurrent_levels == [((8, 8), 0.5), ((2, 2), 0.5)]
+    np.testing.assert_array_equal(lstm.get_block_mask(), make_hierarchical_mask('cgs', 'lstm', (16, 16), lstm.levels, 2))
+    in_t = FixedType(8, 3)
+    im = to_integer_model(model, in_t)
+    st = im.layers[1].storage()
+    # per kernel: 2 kept 8x8 blocks of 2 per block-row x 1 bit, 16 kept 2x2 blocks x 2 bits (of 4 inside)
+    assert st['index_bits_per_level'] == [2 * (2 * 1), 2 * (16 * 2)] and st['index_bits'] == 68
+    x = np.random.default_rng(0).integers(in_t.min_code, in_t.max_code + 1, (40, 5 * 16))
+    got = qkeras_outputs(model, im, in_t.to_float(x))['lstm'] * 2.0**im.layers[1].out_type.frac
+    assert np.array_equal(got, im.predict_codes(x))

@@ -71,6 +71,21 @@ def row_index_bits(kept_per_row, n_cols: int) -> int:
     return len(counts) * count_bits
 
 
+def level_index_bits(rows, cols, block, levels, n_out: int) -> list[int]:
+    """Index bits per level (HCGS) of the kept blocks at block-rows ``rows``, block-columns ``cols``
+    (of ``block``): each kept block of a level stores which output block of its parent it is (the
+    whole kernel's for level 1), the input side implicit by equal fan-out. ``levels``: the block
+    shapes, coarsest first, ending with ``block``; None is one level (CGS: one output-block index
+    per kept block)."""
+    first_in, first_out = np.asarray(rows) * block[0], np.asarray(cols) * block[1]  # each kept block's first element
+    bits, parent_out = [], n_out
+    for bi, bo in [tuple(b) for b in (levels or [block])]:
+        kept = len({(int(r) // bi, int(c) // bo) for r, c in zip(first_in, first_out)})
+        bits.append(kept * index_bits(parent_out, bo))
+        parent_out = bo
+    return bits
+
+
 def unpack_blocks(values, index, kept_per_row, shape, block):
     """Inverse of pack_blocks: the dense (n_in, n_out) matrix with zeros in dropped blocks."""
     bi, bo = block
@@ -119,17 +134,7 @@ class BlockSparseDense(_Accumulating):
         return self.weight_type.width
 
     def level_index_bits(self) -> list[int]:
-        """Index bits per level (HCGS): each kept block of a level stores which output block of its
-        parent it is (the whole kernel for level 1), the input side implicit by equal fan-out; one
-        level (CGS) is one output-block index per kept block."""
-        shapes = [tuple(b) for b in (self.levels or [self.block])]
-        rows, cols = self.block_rows() * self.block[0], self.index * self.block[1]  # each kept block's first element
-        bits, parent_out = [], self.n_out
-        for bi, bo in shapes:
-            kept = len({(int(r) // bi, int(c) // bo) for r, c in zip(rows, cols)})
-            bits.append(kept * index_bits(parent_out, bo))
-            parent_out = bo
-        return bits
+        return level_index_bits(self.block_rows(), self.index, self.block, self.levels, self.n_out)
 
     def storage(self):
         """Kept weights at their width, the index of every level (``level_index_bits``), plus

@@ -24,12 +24,13 @@ numpy only (runs on the board).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import zip_longest
 
 import numpy as np
 
 from .fixed import FixedType
 from .ref_activations import HardSigmoid, HardTanh
-from .ref_block_sparse import index_bits, pack_blocks, unpack_blocks
+from .ref_block_sparse import block_rows, level_index_bits, pack_blocks, unpack_blocks
 from .ref_layers import RefLayer, register_kind
 
 GATES = 4  # i, f, g, o
@@ -85,6 +86,9 @@ class BlockSparseLSTM(RefLayer):
     recurrent_block: tuple = (1, 1)
     kept_per_row: int = 1
     recurrent_kept_per_row: int = 1
+    # HCGS: each mask's level block shapes, coarsest first, ending with its block (None: one level)
+    levels: list | None = None
+    recurrent_levels: list | None = None
     weight_type: FixedType = None  # W
     recurrent_type: FixedType = None  # U
     bias_type: FixedType = None
@@ -128,15 +132,18 @@ class BlockSparseLSTM(RefLayer):
         return max(self.weight_type.width, self.recurrent_type.width)
 
     def storage(self):
-        """Kept weights of both kernels at their widths, one index per kept block of each mask
-        (shared by the four gates: counted once), the 4u biases. Shape: [x, h] -> 4u."""
+        """Kept weights of both kernels at their widths, the index of each mask (one per kept block
+        and level, shared by the four gates: counted once), the 4u biases. Shape: [x, h] -> 4u."""
         u = self.units
         kept = int(self.values.size + self.recurrent_values.size)
+        levels = level_index_bits(block_rows(self.kept_per_row, len(self.index)), self.index, self.block, self.levels, u)
+        recurrent_levels = level_index_bits(block_rows(self.recurrent_kept_per_row, len(self.recurrent_index)),
+                                            self.recurrent_index, self.recurrent_block, self.recurrent_levels, u)
         return {'shape': [self.n_in + u, GATES * u], 'kept_weights': kept,
                 'weight_bits': int(self.values.size) * self.weight_type.width
                 + int(self.recurrent_values.size) * self.recurrent_type.width,
-                'index_bits': len(self.index) * index_bits(u, self.block[1])
-                + len(self.recurrent_index) * index_bits(u, self.recurrent_block[1]),
+                'index_bits': sum(levels) + sum(recurrent_levels),
+                'index_bits_per_level': [a + b for a, b in zip_longest(levels, recurrent_levels, fillvalue=0)],
                 'bias_bits': GATES * u * self.bias_type.width}
 
     # --- exactness ----------------------------------------------------------------------------
@@ -236,6 +243,7 @@ class BlockSparseLSTM(RefLayer):
         return {'n_in': self.n_in, 'units': self.units, 'return_sequences': self.return_sequences,
                 'block': list(self.block), 'recurrent_block': list(self.recurrent_block),
                 'kept_per_row': self.kept_per_row, 'recurrent_kept_per_row': self.recurrent_kept_per_row,
+                'levels': self.levels, 'recurrent_levels': self.recurrent_levels,
                 **{k: getattr(self, k).to_dict() for k in self.TYPES}}
 
     def arrays(self):

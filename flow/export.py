@@ -222,8 +222,8 @@ def export_block_sparse_qlstm(layer, in_t, ov):
     where = f"layer '{layer.name}'"
     for f in ('accum', 'result', 'table_size', 'table_t'):
         _no_override(layer, ov, f, 'every type of the LSTM comes from its quantizers or is sized exactly')
-    w_t = weight_type(layer.kernel_quantizer_internal, f'{where} kernel')
-    u_t = weight_type(layer.recurrent_quantizer_internal, f'{where} recurrent kernel')
+    w_t = kernel_type(layer.kernel_quantizer_internal, f'{where} kernel')
+    u_t = kernel_type(layer.recurrent_quantizer_internal, f'{where} recurrent kernel')
     b_t = weight_type(layer.bias_quantizer_internal, f'{where} bias')
     for q, name, real, arg in ((layer.gate_activation, 'quantized_sigmoid', 'use_real_sigmoid', 'recurrent_activation'),
                                (layer.cell_activation, 'quantized_tanh', 'use_real_tanh', 'activation')):

@@ -1,0 +1,167 @@
+"""Benchmark: HCGS compression of a keyword-spotting LSTM, accuracy vs memory.
+
+The same network (49 frames x 40 log-mel bands -> LSTM(units) -> 10-way QDense head, spoken
+keywords synthesized with espeak-ng, test voices never trained on) at 1x, 4x, 8x and 16x HCGS
+compression of both LSTM kernels (two levels, one mask per kernel shared by the four gates), with
+3- and 6-bit sign-magnitude weights (the papers' quantizer), against the same LSTM dense in float
+(Keras' LSTM, trained the same way). Accuracy of the compressed models is the hardware's: the
+integer reference (what the C simulation and the board compute, bit for bit) on every test clip.
+Memory: every stored bit of the LSTM and head (weights, the index per level, biases).
+
+  --units 64 --epochs 20 --seed 0 --ratios 1,4,8,16 --bits 3,6   (--quick: 4 epochs, 1x/16x, 3-bit)
+Writes bench/results/hcgs_lstm.{json,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from flow import quiet  # noqa: E402,F401  (TensorFlow log silencing)
+from flow.progress import print_table  # noqa: E402
+
+console = Console()
+INPUT_PRECISION = 'ap_fixed<9,3>'  # the keyword features' grid (flow/keywords.py)
+# compression -> (level-1 drop, level-2 drop): 1 / ((1 - d1)(1 - d2)), as the HCGS papers configure it
+RATIOS = {1: (0.0, 0.0), 4: (0.5, 0.5), 8: (0.75, 0.5), 16: (0.75, 0.75)}
+
+
+def levels(ratio: int, outer: tuple, inner: tuple):
+    d1, d2 = RATIOS[ratio]
+    return [(outer, d1), (inner, d2)]
+
+
+def build(ratio, bits, units, seed):
+    import tensorflow as tf
+    from qkeras import QDense, quantized_bits
+
+    from keras_models.lstm import BlockSparseQLSTM
+    from keras_models.quantizers import sign_magnitude
+
+    inp = tf.keras.Input((49, 40), name='features')
+    if ratio is None:  # the float baseline
+        x = tf.keras.layers.LSTM(units, name='lstm')(inp)
+        return tf.keras.Model(inp, tf.keras.layers.Dense(10, name='logits')(x))
+    q = sign_magnitude(bits)
+    if units % 64:
+        raise SystemExit(f'--units {units}: use a multiple of 64 (16-wide level-1 blocks, 4 per gate row at least, so 16x is 16x)')
+    b1 = 16  # level-1 blocks: 8 inputs x 16 outputs (40 inputs), 16 x 16 recurrent; level 2: 4x4
+    x = BlockSparseQLSTM(units, levels=levels(ratio, (8, b1), (4, 4)), recurrent_levels=levels(ratio, (b1, b1), (4, 4)),
+                         mask_seed=seed * 10 + 1, kernel_quantizer=q, recurrent_quantizer=q, name='lstm')(inp)
+    out = QDense(10, kernel_quantizer=quantized_bits(6, 0, alpha=1), bias_quantizer=quantized_bits(8, 3, alpha=1),
+                 name='logits')(x)
+    return tf.keras.Model(inp, out)
+
+
+def run(ratio, bits, units, epochs, seed, data):
+    import tensorflow as tf
+
+    from flow.export import to_integer_model
+    from flow.footprint import footprint
+    from flow.progress import KerasProgress
+    from flow.runtime.fixed import FixedType
+
+    tf.keras.utils.set_random_seed(seed)
+    model = build(ratio, bits, units, seed)
+    model.compile(tf.keras.optimizers.Adam(3e-3), tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=['accuracy'])
+    name = 'float' if ratio is None else f'{ratio}x, {bits}-bit'
+    with KerasProgress(epochs, f'training {name}') as cb:
+        model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=32, verbose=0, callbacks=[cb])
+    keras_acc = float(model.evaluate(data.x_test, data.y_test, verbose=0)[1])
+    row = {'name': name, 'ratio': ratio, 'bits': bits, 'keras_accuracy': keras_acc}
+    if ratio is None:
+        params = int(sum(np.prod(w.shape) for w in model.get_weights()))
+        return {**row, 'accuracy': keras_acc, 'memory_bits': 32 * params, 'source': 'Keras float32'}
+    in_t = FixedType.parse(INPUT_PRECISION)
+    im = to_integer_model(model, in_t)
+    logits = im.predict_codes(in_t.from_float_exact(data.x_test.reshape(len(data.x_test), -1), 'test clips'))
+    fp = footprint(im)
+    lstm = fp['layers']['lstm']
+    return {**row, 'accuracy': float(np.mean(np.argmax(logits, axis=1) == data.y_test)), 'memory_bits': fp['total']['total_bits'],
+            'index_bits_per_level': lstm.get('index_bits_per_level'), 'density': lstm['density'],
+            'source': 'integer reference (= C simulation = board)'}
+
+
+def plot(rows, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for bits, marker in ((3, 'o'), (6, 's')):
+        pts = sorted((r['memory_bits'], r['accuracy'], r['ratio']) for r in rows if r['bits'] == bits)
+        if pts:
+            ax.plot([p[0] / 8192 for p in pts], [100 * p[1] for p in pts], marker=marker, label=f'HCGS, {bits}-bit')
+            for m, a, ratio in pts:
+                ax.annotate(f'{ratio}x', (m / 8192, 100 * a), textcoords='offset points', xytext=(5, 4), fontsize=8)
+    for r in rows:
+        if r['ratio'] is None:
+            ax.scatter(r['memory_bits'] / 8192, 100 * r['accuracy'], color='k', marker='*', s=90, label='dense float32')
+    ax.set_xscale('log')
+    ax.set_xlabel('stored memory (index per level, biases included), KiB, log scale')
+    ax.set_ylabel('test accuracy (held-out voices), %')
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which='both', alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    from flow.datasets import load, on_grid
+    from flow.runtime.fixed import FixedType
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--units', type=int, default=64)
+    ap.add_argument('--epochs', type=int, default=20)
+    ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--ratios', default='1,4,8,16')
+    ap.add_argument('--bits', default='3,6')
+    ap.add_argument('--quick', action='store_true', help='4 epochs, 1x and 16x at 3 bits (a smoke run)')
+    args = ap.parse_args()
+    if args.quick:
+        args.epochs, args.ratios, args.bits = 4, '1,16', '3'
+    ratios = [int(r) for r in args.ratios.split(',')]
+    bad = [r for r in ratios if r not in RATIOS]
+    if bad:
+        ap.error(f'ratios {bad} unknown; known: {sorted(RATIOS)}')
+    data, _ = on_grid(load('keywords', args.seed), FixedType.parse(INPUT_PRECISION))  # as the flow feeds the hardware
+    rows = [run(None, None, args.units, args.epochs, args.seed, data)]
+    rows += [run(r, int(b), args.units, args.epochs, args.seed, data) for b in args.bits.split(',') for r in ratios]
+    base = rows[0]
+    t = Table(title=f'Keyword LSTM({args.units}), {args.epochs} epochs, seed {args.seed}: HCGS compression vs dense float')
+    for c in ('model', 'test accuracy', 'vs float (points)', 'LSTM density', 'stored bits', 'x smaller than float32',
+              'index per level (bits)', 'accuracy from'):
+        t.add_column(c, justify='right')
+    for r in rows:
+        r['ratio_vs_float32'] = base['memory_bits'] / r['memory_bits']
+        t.add_row(r['name'], f"{100 * r['accuracy']:.2f}%", f"{100 * (r['accuracy'] - base['accuracy']):+.2f}",
+                  f"{r.get('density', 1.0):.4f}", str(r['memory_bits']), f"{r['ratio_vs_float32']:.1f}",
+                  ' + '.join(map(str, r.get('index_bits_per_level') or [])) or '-', r['source'])
+    print_table(t, console)
+    console.print(f'test set: {data.source}', soft_wrap=True)
+    results = ROOT / 'bench' / 'results'
+    results.mkdir(parents=True, exist_ok=True)
+    name = 'hcgs_lstm_quick' if args.quick else 'hcgs_lstm'
+    (results / f'{name}.json').write_text(json.dumps({'args': vars(args), 'rows': rows}, indent=1))
+    plot(rows, results / f'{name}.png', f'Keyword LSTM({args.units}): accuracy vs memory, HCGS 1x-16x')
+    console.print(f'wrote {results / name}.json and .png')
+
+
+if __name__ == '__main__':
+    main()

@@ -17,6 +17,14 @@ except ImportError:
     pass
 
 
+def bias_and_activation(layer, output):
+    """A QDense's tail: the quantized bias, then the activation (as QDense.call does)."""
+    if layer.use_bias:
+        bias = layer.bias_quantizer_internal(layer.bias) if layer.bias_quantizer else layer.bias
+        output = tf.keras.backend.bias_add(output, bias, data_format='channels_last')
+    return output if layer.activation is None else layer.activation(output)
+
+
 class _ZeroDroppedBlocks(tf.keras.constraints.Constraint):
     """Applies the layer's other kernel constraint, then zeroes the dropped blocks. Keras runs it
     after every optimizer step, so dropped weights stay exactly 0.0 (they never train)."""
@@ -77,13 +85,7 @@ class BlockSparseQDense(QDense):
 
     def call(self, inputs):
         kernel = self.kernel_quantizer_internal(self.kernel) if self.kernel_quantizer else self.kernel
-        output = tf.keras.backend.dot(inputs, kernel * self.element_mask())
-        if self.use_bias:
-            bias = self.bias_quantizer_internal(self.bias) if self.bias_quantizer else self.bias
-            output = tf.keras.backend.bias_add(output, bias, data_format='channels_last')
-        if self.activation is not None:
-            output = self.activation(output)
-        return output
+        return bias_and_activation(self, tf.keras.backend.dot(inputs, kernel * self.element_mask()))
 
     def get_config(self):
         config = super().get_config()

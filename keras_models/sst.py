@@ -25,6 +25,8 @@ import tensorflow as tf
 from qkeras import QDense, quantized_po2
 from qkeras.quantizers import get_quantizer
 
+from .layers import bias_and_activation
+
 DEFAULT_SCALE_QUANTIZER = 'quantized_po2(8)'
 
 
@@ -110,13 +112,7 @@ class SSTQDense(QDense):
             self.sst_step.assign_add(1)
             t = self.kernel + tf.stop_gradient(t - self.kernel)  # straight-through
             s = self.scale + tf.stop_gradient(s - self.scale)
-        output = tf.keras.backend.dot(inputs, t) * s
-        if self.use_bias:
-            bias = self.bias_quantizer_internal(self.bias) if self.bias_quantizer else self.bias
-            output = tf.keras.backend.bias_add(output, bias, data_format='channels_last')
-        if self.activation is not None:
-            output = self.activation(output)
-        return output
+        return bias_and_activation(self, tf.keras.backend.dot(inputs, t) * s)
 
     def get_config(self):
         config = super().get_config()

@@ -227,22 +227,9 @@ def test_save_load_round_trip(tmp_path):
     assert [l.to_json() for l in back.layers] == [l.to_json() for l in im.layers]
     assert np.array_equal(back.predict_codes(x), im.predict_codes(x))
     # the board's runtime (the files the package ships, numpy only) loads and runs it too
-    import shutil
-    import subprocess
-    import sys
+    from shipped_runtime import predict_with_shipped_runtime
 
-    from flow.package import RUNTIME_DIR, RUNTIME_FILES
-
-    (tmp_path / 'board' / 'runtime').mkdir(parents=True)
-    (tmp_path / 'board' / '__init__.py').write_text('')
-    for f in RUNTIME_FILES:
-        shutil.copy(RUNTIME_DIR / f, tmp_path / 'board' / 'runtime' / f)
-    np.save(tmp_path / 'x.npy', x)
-    code = ('import sys; sys.modules.update(tensorflow=None, hls4ml=None, flow=None, qkeras=None, keras_models=None)\n'
-            'import numpy as np\nfrom board.runtime.reference import IntegerModel\n'
-            f"np.save('y.npy', IntegerModel.load({str(tmp_path)!r}).predict_codes(np.load('x.npy')))\n")
-    subprocess.run([sys.executable, '-c', code], cwd=tmp_path, check=True)
-    assert np.array_equal(np.load(tmp_path / 'y.npy'), im.predict_codes(x))
+    assert np.array_equal(predict_with_shipped_runtime(tmp_path / 'board_run', im, x), im.predict_codes(x))
     # the verify step's QKeras view (a flat input reshaped to the sequence) gives the same codes
     q = qkeras_outputs(loaded, im, IN_T.to_float(x).reshape(len(x), -1))
     assert np.array_equal(q['fc'] * 2.0**im.out_type.frac, im.predict_codes(x))

@@ -87,7 +87,98 @@ def check_cosim(tmp_path, model, cfg, in_type=IN_T, n_vectors=24, seed=0):
     return im, lib
 
 
-def test_one_lstm_matches_reference(tmp_path):
-    model = build((5, 8), lstm(8, 'lstm', block_shape=(2, 2), drop_rate=0.5))
-    cfg = FlowConfig.load(None, model='user.h5')
+def n_kept_blocks(im, name):
+    layer = next(l for l in im.layers if l.name == name)
+    return max(len(layer.index), len(layer.recurrent_index))
+
+
+@st.composite
+def lstm_cases(draw):
+    steps = draw(st.integers(1, 6))
+    n_in = draw(st.sampled_from([2, 4, 6, 8]))
+    units = draw(st.sampled_from([2, 4, 6, 8]))
+    block = (draw(st.sampled_from([d for d in (1, 2) if n_in % d == 0])), draw(st.sampled_from([d for d in (1, 2) if units % d == 0])))
+    rblock = (draw(st.sampled_from([d for d in (1, 2) if units % d == 0])), draw(st.sampled_from([d for d in (1, 2) if units % d == 0])))
+    drop = draw(st.sampled_from([0.0, 0.5]))
+    kbits, sbits, tbits = draw(st.integers(3, 8)), draw(st.integers(3, 8)), draw(st.integers(3, 8))
+    cell = (draw(st.integers(6, 12)), draw(st.integers(1, 3)))
+    hidden = (draw(st.integers(4, 8)), draw(st.integers(0, 1)))
+    seq = draw(st.booleans())
+    head = draw(st.booleans())
+    in_type = FixedType(draw(st.integers(4, 8)), draw(st.integers(1, 3)), rounding='RND_CONV', overflow='SAT')
+    rf_pick = draw(st.integers(0, 100))
+    seed = draw(st.integers(0, 10_000))
+    return steps, n_in, units, block, rblock, drop, (kbits, sbits, tbits, cell, hidden), seq, head, in_type, rf_pick, seed
+
+
+@given(lstm_cases())
+@settings(max_examples=int(os.environ.get('COSIM_EXAMPLES', 3)), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_random_lstms_match_reference_exactly(tmp_path_factory, case):
+    """Random shapes, blocks, densities, bit widths, sequence lengths, ReuseFactors; the last h or
+    every h (then Flatten); with or without a dense head."""
+    import tensorflow as tf
+
+    steps, n_in, units, block, rblock, drop, (kb, sb, tb, cell, hidden), seq, head, in_type, rf_pick, seed = case
+    layers = [lstm(units, 'lstm', kb, sb, tb, cell, hidden, block_shape=block, recurrent_block_shape=rblock,
+                   drop_rate=drop, mask_seed=seed, return_sequences=seq)]
+    if seq:
+        layers.append(tf.keras.layers.Flatten(name='flat'))
+    if head:
+        layers.append(dense_head(3))
+    model = build((steps, n_in), *layers, seed=seed)
+    most = n_kept_blocks(to_integer_model(model, in_type), 'lstm')
+    cfg = FlowConfig.load(None, model='user.h5', layers={'lstm': {'reuse_factor': 1 + rf_pick % most}})
+    check_cosim(tmp_path_factory.mktemp('lstm'), model, cfg, in_type, seed=seed)
+
+
+def test_stacked_lstms_with_a_dense_head_match_reference(tmp_path):
+    """LSTM (every h) -> LSTM (last h) -> dense: the second takes the first's (T, units) sequence;
+    time-multiplexed MACs (ReuseFactor 3 and 2, neither divides the kept blocks)."""
+    model = build((4, 6), lstm(8, 'lstm1', block_shape=(2, 2), drop_rate=0.5, return_sequences=True),
+                  lstm(4, 'lstm2', kbits=5, block_shape=(2, 2), recurrent_block_shape=(1, 2), drop_rate=0.5),
+                  dense_head(3), seed=3)
+    cfg = FlowConfig.load(None, model='user.h5', layers={'lstm1': {'reuse_factor': 3}, 'lstm2': {'reuse_factor': 2}})
+    im, _ = check_cosim(tmp_path, model, cfg, seed=3)
+    assert im.sizes() == {'x': 24, 'lstm1': 32, 'lstm2': 4, 'head': 3}
+
+
+@pytest.mark.parametrize('rf', [1, 5, 16])
+def test_reuse_factors_match_reference(tmp_path, rf):
+    """8 inputs x 8 units, 2x2 blocks at 50%: 8 kept blocks of W and 8 of U; RF 5 leaves idle
+    padding cycles, 16 is the most (the W lanes idle for half of them)."""
+    model = build((3, 8), lstm(8, 'lstm', block_shape=(2, 2), recurrent_block_shape=(2, 1), drop_rate=0.5), seed=1)
+    cfg = FlowConfig.load(None, model='user.h5', layers={'lstm': {'reuse_factor': rf}})
     check_cosim(tmp_path, model, cfg)
+
+
+def test_reuse_factor_beyond_the_kept_blocks_is_refused(tmp_path):
+    model = build((3, 8), lstm(8, 'lstm', block_shape=(2, 2), drop_rate=0.5))  # 8 kept blocks per kernel
+    cfg = FlowConfig.load(None, model='user.h5', layers={'lstm': {'reuse_factor': 9}})
+    with pytest.raises(ValueError, match=r"layer 'lstm': ReuseFactor 9 is out of range; it must be 1 \.\. 8"):
+        convert(tmp_path, model, cfg)
+
+
+@pytest.mark.parametrize('weight', ['weight', 'recurrent_weight', 'bias', 'weight_index', 'recurrent_index'])
+def test_a_corrupted_emitted_table_is_a_conversion_mismatch(tmp_path, weight):
+    """Every table hls4ml would write for the LSTM is compared with the reference's arrays exactly."""
+    model = build((3, 4), lstm(4, 'lstm', block_shape=(2, 2), drop_rate=0.5))
+    cfg = FlowConfig.load(None, model='user.h5')
+    im, hls_model = convert(tmp_path, model, cfg)
+    var = hls_model.graph['lstm'].get_weights(weight)
+    var.data = np.array(var.data, copy=True)
+    var.data.flat[0] = var.data.flat[0] + (1 if 'index' in weight else 2.0**-6)
+    with pytest.raises(ConversionMismatch, match=rf"layer 'lstm': hls4ml's {weight} values are not the reference's"):
+        check_against_reference(hls_model, im, cfg)
+
+
+def test_a_wrong_lstm_type_is_a_conversion_mismatch(tmp_path):
+    model = build((3, 4), lstm(4, 'lstm', block_shape=(2, 2), drop_rate=0.5))
+    cfg = FlowConfig.load(None, model='user.h5')
+    im, hls_model = convert(tmp_path, model, cfg)
+    node = hls_model.graph['lstm']
+    from hls4ml.model.types import FixedPrecisionType, NamedType
+
+    node.set_attr('cell_t', NamedType('lstm_cell_t', FixedPrecisionType(12, 4)))
+    with pytest.raises(ConversionMismatch, match=r"layer 'lstm': hls4ml chose cell_t type"):
+        check_against_reference(hls_model, im, cfg)

@@ -196,8 +196,12 @@ def rtl(ctx: Context) -> dict:
     from flow.rtl import tools
     from flow.rtl.build import build_rtl, not_built
 
+    from flow.rtl.logic import no_rtl
+
     if not ctx.config.rtl:
         return not_built(ctx, 'rtl: false in the config')
+    if reason := no_rtl(ctx.reference()):  # before the tools: installing them would not help
+        return not_built(ctx, reason)
     missing = tools.missing()
     if missing:
         raise ToolMissing(f'the RTL level needs {"; ".join(missing)}; rerun with `--from-step rtl` once installed')

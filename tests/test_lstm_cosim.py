@@ -182,3 +182,32 @@ def test_a_wrong_lstm_type_is_a_conversion_mismatch(tmp_path):
     node.set_attr('cell_t', NamedType('lstm_cell_t', FixedPrecisionType(12, 4)))
     with pytest.raises(ConversionMismatch, match=r"layer 'lstm': hls4ml chose cell_t type"):
         check_against_reference(hls_model, im, cfg)
+
+
+def test_user_lstm_model_runs_the_flow_bit_exact(tmp_path):
+    """A saved user model (LSTM -> every h -> Flatten -> dense) with (n, T, F) sequence data, through
+    the flow to 'estimate': C simulation == reference, the accelerator streams T x F codes per
+    sample and its testbench passes; the RTL level says it is not built for the LSTM."""
+    import tensorflow as tf
+
+    from flow.steps import run_flow
+
+    steps, feats = 4, 3
+    model = build((steps, feats), lstm(4, 'lstm', block_shape=(1, 2), drop_rate=0.5, return_sequences=True),
+                  tf.keras.layers.Flatten(name='flat'), dense_head(3), seed=7)
+    model.save(tmp_path / 'user.h5')
+    rng = np.random.default_rng(7)
+    x = rng.integers(-16, 16, size=(40, steps, feats)) / 8.0  # on the ap_fixed<8,3> grid
+    np.savez(tmp_path / 'seq.npz', x_train=x[:24], y_train=rng.integers(0, 3, 24), x_test=x[24:], y_test=rng.integers(0, 3, 16))
+    cfg = FlowConfig.load(None, model=str(tmp_path / 'user.h5'), dataset=str(tmp_path / 'seq.npz'), epochs=0,
+                          n_golden=16, input_precision='ap_fixed<8,3>', rtl=True, layers={'lstm': {'reuse_factor': 2}})
+    ctx = run_flow(cfg, tmp_path / 'b', to_step='estimate')
+    report = json.loads((ctx.root / 'reports' / 'verify.json').read_text())
+    assert report['reference_vs_csim'] == {'equal_vectors': 16, 'exact': True}
+    assert report['accelerator_testbench'].startswith('PASS: 16 samples,')
+    assert report['rtl']['built'] is False and 'not built for recurrent layers' in report['rtl']['reason']
+    assert np.load(ctx.root / 'golden' / 'input_codes.npy').shape == (16, steps * feats)
+    fmt = json.loads((ctx.root / 'golden' / 'stream_format.json').read_text())
+    assert fmt['n_in'] == steps * feats and fmt['n_out'] == 3
+    est = json.loads((ctx.root / 'reports' / 'estimate.json').read_text())['layers']['lstm']
+    assert est['ours']['cycles'] == steps * est['ours']['cycles_per_step'] and est['ours']['cycles_per_step'] >= 2

@@ -143,10 +143,10 @@ def test_stacked_lstms_with_a_dense_head_match_reference(tmp_path):
     assert im.sizes() == {'x': 24, 'lstm1': 32, 'lstm2': 4, 'head': 3}
 
 
-@pytest.mark.parametrize('rf', [1, 5, 16])
+@pytest.mark.parametrize('rf', [1, 16])
 def test_reuse_factors_match_reference(tmp_path, rf):
-    """8 inputs x 8 units, 2x2 blocks at 50%: 8 kept blocks of W and 8 of U; RF 5 leaves idle
-    padding cycles, 16 is the most (the W lanes idle for half of them)."""
+    """8 inputs x 8 units at 50%: 8 kept 2x2 blocks of W, 16 kept 2x1 blocks of U; RF 16 is the
+    most (the W lanes idle for half of the cycles). RFs that divide nothing: the stacked test."""
     model = build((3, 8), lstm(8, 'lstm', block_shape=(2, 2), recurrent_block_shape=(2, 1), drop_rate=0.5), seed=1)
     cfg = FlowConfig.load(None, model='user.h5', layers={'lstm': {'reuse_factor': rf}})
     check_cosim(tmp_path, model, cfg)
@@ -170,6 +170,18 @@ def test_a_corrupted_emitted_table_is_a_conversion_mismatch(tmp_path, weight):
     var.data.flat[0] = var.data.flat[0] + (1 if 'index' in weight else 2.0**-6)
     with pytest.raises(ConversionMismatch, match=rf"layer 'lstm': hls4ml's {weight} values are not the reference's"):
         check_against_reference(hls_model, im, cfg)
+
+
+@pytest.mark.parametrize('cls', ['LSTM', 'GRU'])
+def test_a_keras_recurrent_layer_is_refused_pointing_to_the_block_sparse_lstm(cls):
+    import tensorflow as tf
+
+    from flow.export import UnsupportedModel
+
+    inp = tf.keras.Input((3, 4), name='x')
+    model = tf.keras.Model(inp, getattr(tf.keras.layers, cls)(4, name='rnn')(inp))
+    with pytest.raises(UnsupportedModel, match=rf"layer 'rnn' \({cls}\): not supported.*keras_models\.lstm\.BlockSparseQLSTM"):
+        to_integer_model(model, IN_T)
 
 
 def test_a_wrong_lstm_type_is_a_conversion_mismatch(tmp_path):

@@ -143,6 +143,16 @@ def test_stacked_lstms_with_a_dense_head_match_reference(tmp_path):
     assert im.sizes() == {'x': 24, 'lstm1': 32, 'lstm2': 4, 'head': 3}
 
 
+def test_every_h_as_the_output_matches_reference(tmp_path):
+    """LSTM (every h) -> Flatten as the last layer: hls4ml removes the final Flatten (the array is
+    the same in io_parallel); one time step, so the sequence is a single h."""
+    import tensorflow as tf
+
+    model = build((1, 2), lstm(2, 'lstm', kbits=3, sbits=3, tbits=3, cell=(6, 1), hidden=(4, 0), block_shape=(1, 1),
+                               drop_rate=0.0, return_sequences=True), tf.keras.layers.Flatten(name='flat'))
+    check_cosim(tmp_path, model, FlowConfig.load(None, model='user.h5'), FixedType(4, 1, rounding='RND_CONV', overflow='SAT'))
+
+
 @pytest.mark.parametrize('rf', [1, 16])
 def test_reuse_factors_match_reference(tmp_path, rf):
     """8 inputs x 8 units at 50%: 8 kept 2x2 blocks of W, 16 kept 2x1 blocks of U; RF 16 is the

@@ -11,6 +11,8 @@ Model (documented so it can be checked against csynth reports when Vitis HLS run
 - weight memory = stored weights x width. With RF > 1 both templates reshape the weights into
   one ROM of width multipliers x weight bits and depth RF; BRAM18 is the cheapest tiling of
   that ROM by the RAMB18 aspect ratios. With RF = 1 the weights are constants in logic (0 BRAM).
+- the block-sparse LSTM (``lstm_engine``): its [x_t, h] x 4u product per time step, T steps one
+  after another; the dense baseline is hls4ml's Dense on the same [x_t, h] kernel, T times.
 """
 
 from __future__ import annotations

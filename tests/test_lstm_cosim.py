@@ -139,8 +139,15 @@ def test_stacked_lstms_with_a_dense_head_match_reference(tmp_path):
                   lstm(4, 'lstm2', kbits=5, block_shape=(2, 2), recurrent_block_shape=(1, 2), drop_rate=0.5),
                   dense_head(3), seed=3)
     cfg = FlowConfig.load(None, model='user.h5', layers={'lstm1': {'reuse_factor': 3}, 'lstm2': {'reuse_factor': 2}})
-    im, _ = check_cosim(tmp_path, model, cfg, seed=3)
+    im, lib = check_cosim(tmp_path, model, cfg, seed=3)
     assert im.sizes() == {'x': 24, 'lstm1': 32, 'lstm2': 4, 'head': 3}
+    # a wrong reference bias of lstm2 is traced to lstm2 (lstm1 still agrees), element by element
+    from flow.verify import Mismatch
+
+    im.layers[2].bias[:] *= -1  # the same magnitudes: within the accumulator
+    x_codes = np.full((2, 24), IN_T.max_code)
+    with pytest.raises(Mismatch, match=r"layer 'lstm2', sample 0"):
+        compare_reference_csim(im, lib, IN_T.to_float(x_codes), x_codes)
 
 
 def test_every_h_as_the_output_matches_reference(tmp_path):

@@ -195,7 +195,6 @@ def rtl(ctx: Context) -> dict:
     """da4ml RTL of the network, Verilator on the golden vectors (exact), yosys resources per layer."""
     from flow.rtl import tools
     from flow.rtl.build import build_rtl, not_built
-
     from flow.rtl.logic import no_rtl
 
     if not ctx.config.rtl:

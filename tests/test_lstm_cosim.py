@@ -240,3 +240,21 @@ def test_user_lstm_model_runs_the_flow_bit_exact(tmp_path):
     assert fmt['n_in'] == steps * feats and fmt['n_out'] == 3
     est = json.loads((ctx.root / 'reports' / 'estimate.json').read_text())['layers']['lstm']
     assert est['ours']['cycles'] == steps * est['ours']['cycles_per_step'] and est['ours']['cycles_per_step'] >= 2
+
+
+def test_estimate_counts_one_index_per_kept_block_and_every_time_step():
+    """8 inputs x 8 units: W 2x2 blocks (8 kept), U 2x1 blocks (16 kept); RF 4 -> 2 W lanes and
+    4 U lanes of 4 gates x block products; 5 steps of RF + overhead cycles; the indices are
+    stored once per kernel for the four gates."""
+    from flow.estimate import LSTM_STEP_OVERHEAD, layer_estimate
+
+    model = build((5, 8), lstm(8, 'lstm', block_shape=(2, 2), recurrent_block_shape=(2, 1), drop_rate=0.5), seed=1)
+    im = to_integer_model(model, IN_T)
+    layer = im.layers[1]
+    assert (len(layer.index), len(layer.recurrent_index)) == (8, 16)
+    est = layer_estimate(layer, 4, in_type=IN_T, in_size=5 * 8)
+    ours = est['ours']
+    assert ours['multipliers'] == 2 * 4 * 2 * 2 + 4 * 4 * 2 * 1
+    assert ours['cycles'] == 5 * (4 + LSTM_STEP_OVERHEAD) and est['hls4ml_dense']['cycles'] == 5 * 4
+    assert ours['index_bits'] == 8 * 2 + 16 * 3  # output blocks 0..3 (2 bits) and 0..7 (3 bits), not x 4 gates
+    assert ours['weight_memory_bits'] == (layer.values.size + layer.recurrent_values.size) * 6

@@ -11,6 +11,8 @@ Model (documented so it can be checked against csynth reports when Vitis HLS run
 - weight memory = stored weights x width. With RF > 1 both templates reshape the weights into
   one ROM of width multipliers x weight bits and depth RF; BRAM18 is the cheapest tiling of
   that ROM by the RAMB18 aspect ratios. With RF = 1 the weights are constants in logic (0 BRAM).
+- the block-sparse LSTM (``lstm_engine``): its [x_t, h] x 4u product per time step, T steps one
+  after another; the dense baseline is hls4ml's Dense on the same [x_t, h] kernel, T times.
 """
 
 from __future__ import annotations
@@ -80,25 +82,59 @@ def sst_engine(layer, rf: int, in_type=None) -> dict:
     }
 
 
+LSTM_STEP_OVERHEAD = 2  # cycles per time step after the MAC: the hard activations, then c and h (dependent products)
+
+
+def lstm_engine(layer, rf: int, in_type=None, steps: int = 1) -> dict:
+    """The block-sparse LSTM template (hls_templates/nnet_block_sparse_lstm.h): per kernel
+    ceil(kept blocks / RF) lanes, each one kept block's bi x bo products for the 4 gates per cycle;
+    the time steps run one after another (h and c carry over): steps x (RF + overhead) cycles.
+    Weights are the packed kept blocks (no padding stored); ONE index per kept block of each
+    kernel, shared by the 4 gates, at the width the template stores it. The 3 x units products
+    of the cell and hidden updates (f c, i g, o tanh(c)) are counted apart: the dense baseline has them too."""
+    kernels = ((layer.values, layer.index, layer.block, layer.weight_type.width),
+               (layer.recurrent_values, layer.recurrent_index, layer.recurrent_block, layer.recurrent_type.width))
+    mult = rom_bits = bram = 0
+    for values, index, (bi, bo), wbits in kernels:
+        lanes = math.ceil(len(index) / rf)
+        mult += lanes * 4 * bi * bo
+        rom_bits += values.size * wbits
+        bram += bram18(lanes * 4 * bi * bo * wbits, rf) if rf > 1 else 0
+    return {
+        'multipliers': mult,
+        'state_multipliers': 3 * layer.units,
+        'cycles_per_step': rf + LSTM_STEP_OVERHEAD,
+        'cycles': steps * (rf + LSTM_STEP_OVERHEAD),
+        'weight_memory_bits': rom_bits,
+        'bram18': bram,
+        'index_bits': _table_bits(layer.index) + _table_bits(layer.recurrent_index),
+    }
+
+
 # layer kind -> its template's estimate (layer, ReuseFactor, input type); a kind not listed is
 # built by hls4ml's own Dense, the baseline
-ENGINES = {'block_sparse_dense': gather_engine, 'sst_dense': sst_engine}
+ENGINES = {'block_sparse_dense': gather_engine, 'sst_dense': sst_engine, 'block_sparse_lstm': lstm_engine}
 
 
-def layer_estimate(layer, rf: int, strategy: str = 'resource', in_type=None) -> dict | None:
+def layer_estimate(layer, rf: int, strategy: str = 'resource', in_type=None, in_size: int | None = None) -> dict | None:
     """Estimate for one reference layer; ``strategy`` applies to hls4ml's Dense. Given the layer's
-    input type, our engine's LUT/FF are estimated too where its kind can (``Schedule.logic_estimate``)."""
+    input type, our engine's LUT/FF are estimated too where its kind can (``Schedule.logic_estimate``).
+    ``in_size``: the layer's input size, which gives a recurrent layer its time steps."""
     fp = layer_footprint(layer)
     if fp is None:
         return None
     n_in, n_out = fp['shape']
     dense = engine(n_in * n_out, rf, layer.weight_code_bits)
+    seq = {}
+    if getattr(layer, 'sequence_input', False):  # both sides run the [x_t, h] product once per time step
+        seq = {'steps': (in_size or layer.n_in) // layer.n_in}
+        dense['cycles'] *= seq['steps']
     kept = int((layer.dense_weight() != 0).sum())
     if strategy == 'distributed_arithmetic':  # hls4ml's DA Dense: constants in shift-add logic, no multiplier
         ours = {'multipliers': 0, 'cycles': 1, 'weight_memory_bits': 0, 'bram18': 0}
     elif layer.kind in ENGINES:
         kept = fp['kept_weights']
-        ours = ENGINES[layer.kind](layer, rf, in_type)
+        ours = ENGINES[layer.kind](layer, rf, in_type, **seq)
     else:  # a plain Dense layer is hls4ml's own template on both sides
         if strategy == 'latency' and rf == 1:
             dense['multipliers'] = kept  # HLS removes multiplies by constant zero
@@ -120,9 +156,10 @@ def layer_estimate(layer, rf: int, strategy: str = 'resource', in_type=None) -> 
 
 def estimate_model(im: IntegerModel, cfg, board, rtl: dict | None = None) -> dict:
     """``rtl``: the rtl step's measured resources (reports/rtl_resources.json) when it built them."""
-    layers = {}
+    layers, sizes = {}, im.sizes()
     for prev, layer in zip(im.layers, im.layers[1:]):
-        est = layer_estimate(layer, cfg.reuse_for(layer.name), cfg.strategy_for(layer.name), prev.out_type)
+        est = layer_estimate(layer, cfg.reuse_for(layer.name), cfg.strategy_for(layer.name), prev.out_type,
+                             sizes[prev.name])
         if est:
             layers[layer.name] = est
     total = {}

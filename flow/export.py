@@ -629,8 +629,11 @@ UNSUPPORTED_FIX = {
         'Conv1D', 'Conv2D', 'QConv1D', 'QConv2D', 'DepthwiseConv2D', 'QDepthwiseConv2D', 'SeparableConv2D',
         'MaxPooling1D', 'MaxPooling2D', 'AveragePooling1D', 'AveragePooling2D', 'GlobalAveragePooling1D',
         'GlobalAveragePooling2D', 'GlobalMaxPooling2D')},
-    **{c: _DENSE_ONLY + 'recurrent layers need a template of their own' for c in (
-        'LSTM', 'GRU', 'SimpleRNN', 'QLSTM', 'QGRU', 'QSimpleRNN')},
+    **{c: 'use keras_models.lstm.BlockSparseQLSTM (quantized, hard sigmoid/tanh, block masks shared by the 4 gates; '
+          'drop_rate=0 keeps every weight): the one recurrent layer with an exact reference and HLS template'
+       for c in ('LSTM', 'QLSTM')},
+    **{c: 'recurrent layers other than LSTM have no template; use keras_models.lstm.BlockSparseQLSTM'
+       for c in ('GRU', 'SimpleRNN', 'QGRU', 'QSimpleRNN')},
     **{c: _DENSE_ONLY + 'the model must be a single chain without merges' for c in (
         'Add', 'Concatenate', 'Multiply', 'Subtract', 'Average', 'Maximum', 'Minimum')},
 }

@@ -61,6 +61,7 @@ def register() -> None:
     from hls4ml.model.optimizer import register_pass
 
     from . import block_sparse_dense as bsd
+    from . import block_sparse_lstm as lstm
     from . import sst_dense as sst
 
     extensions = [
@@ -68,6 +69,8 @@ def register() -> None:
          (bsd.BlockSparseDenseConfigTemplate, bsd.BlockSparseDenseFunctionTemplate), bsd.HEADER, bsd.dense_attributes),
         ('SSTQDense', sst.parse_sst_qdense, sst.SSTDense, (sst.SSTDenseConfigTemplate, sst.SSTDenseFunctionTemplate),
          sst.HEADER, None),
+        ('BlockSparseQLSTM', lstm.parse_block_sparse_qlstm, lstm.BlockSparseLSTM,
+         (lstm.BlockSparseLSTMConfigTemplate, lstm.BlockSparseLSTMFunctionTemplate), lstm.HEADER, None),
     ]
     for keras_name, handler, ir_class, templates, header, dense_equivalent in extensions:
         source = TEMPLATES_DIR / header

@@ -149,8 +149,24 @@ def _hard_tanh(layer, x, in_type: FixedType):
     return cast(_clipped(layer, x) * 2.0 - 1.0, layer.out_type, f'layer {layer.name!r}')
 
 
+def recurrent_reason(layer: RefLayer) -> str | None:
+    """Why the RTL level is not built for a recurrent layer (None for any other): no tool can change it."""
+    if getattr(layer, 'sequence_input', False):
+        return (f'layer {layer.name!r} ({layer.kind}): the RTL level is not built for recurrent layers (a da4ml graph is '
+                'one combinational function of the input, the LSTM a loop over time steps with state); its hardware '
+                'is the HLS template, checked bit-exact in C simulation by the verify step')
+    return None
+
+
+def no_rtl(im: IntegerModel) -> str | None:
+    """The first reason, whatever the tools installed, that the network has no RTL level."""
+    return next((r for layer in im.layers[1:] if (r := recurrent_reason(layer))), None)
+
+
 def layer_logic(layer: RefLayer, x, in_type: FixedType):
     """``layer`` applied to the da4ml array ``x`` (values of ``in_type``)."""
+    if reason := recurrent_reason(layer):
+        raise NoLogic(reason)
     layer.check(in_type)
     if layer.kind in LOGIC:
         return LOGIC[layer.kind](layer, x, in_type)

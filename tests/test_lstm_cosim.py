@@ -1,0 +1,260 @@
+"""Co-simulation of the block-sparse LSTM template (hls_templates/nnet_block_sparse_lstm.h):
+hls4ml C simulation == the integer reference (flow/runtime/ref_lstm.py) on every output code,
+over random shapes, blocks, bit widths, sequence lengths, ReuseFactors, return_sequences, a
+stacked LSTM with a dense head; a corrupted emitted weight is caught by the conversion check;
+one small user LSTM model runs the flow to 'estimate' bit-exact."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from flow.boards import get_board
+from flow.config import FlowConfig
+from flow.convert import ConversionMismatch, check_against_reference, compile_csim, convert_model
+from flow.export import to_integer_model
+from flow.runtime.fixed import FixedType
+from flow.verify import compare_reference_csim, csim_library
+
+pytestmark = pytest.mark.csim
+
+IN_T = FixedType(8, 3, rounding='RND_CONV', overflow='SAT')
+
+
+def qb(bits, integer):
+    from qkeras import quantized_bits
+
+    return quantized_bits(bits, integer, alpha=1)
+
+
+def lstm(units, name, kbits=6, sbits=8, tbits=8, cell=(12, 3), hidden=(8, 0), **kw):
+    from qkeras import quantized_sigmoid, quantized_tanh
+
+    from keras_models.lstm import BlockSparseQLSTM
+
+    return BlockSparseQLSTM(units, name=name, kernel_quantizer=qb(kbits, 0), recurrent_quantizer=qb(kbits, 0),
+                            recurrent_activation=quantized_sigmoid(sbits), activation=quantized_tanh(tbits),
+                            cell_quantizer=qb(*cell), state_quantizer=qb(*hidden), **kw)
+
+
+def build(shape, *layers, seed=0):
+    """Input -> layers; kernels uniform in [-1.5, 1.5] (saturating quantizers too), biases in
+    [-2, 2], so gates, cell and hidden state reach their clips and saturations."""
+    import tensorflow as tf
+
+    from keras_models.lstm import BlockSparseQLSTM
+
+    tf.keras.utils.set_random_seed(seed)
+    inp = tf.keras.Input(shape, name='x')
+    x = inp
+    for layer in layers:
+        x = layer(x)
+    model = tf.keras.Model(inp, x)
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if hasattr(layer, 'kernel'):
+            for n in ('kernel', 'recurrent_kernel') if isinstance(layer, BlockSparseQLSTM) else ('kernel',):
+                v = getattr(layer, n)
+                v.assign(rng.uniform(-1.5, 1.5, v.shape))
+            layer.bias.assign(rng.uniform(-2, 2, layer.bias.shape))
+    return model
+
+
+def dense_head(n, name='head'):
+    from qkeras import QDense
+
+    return QDense(n, kernel_quantizer=qb(5, 0), bias_quantizer=qb(8, 2), name=name)
+
+
+def convert(tmp_path, model, cfg, in_type=IN_T):
+    im = to_integer_model(model, in_type)
+    hls_model = convert_model(model, im, cfg, get_board('pynq-z2'), tmp_path / 'hls')
+    return im, hls_model
+
+
+def check_cosim(tmp_path, model, cfg, in_type=IN_T, n_vectors=24, seed=0):
+    im, _ = convert(tmp_path, model, cfg, in_type)
+    compile_csim(tmp_path / 'hls')
+    lib = csim_library(tmp_path, im, cfg.project_name)
+    rng = np.random.default_rng(seed)
+    n = int(np.prod(im.input.shape))  # T x F codes per sample, flat as the C simulation takes them
+    x_codes = rng.integers(in_type.min_code, in_type.max_code + 1, size=(n_vectors, n))
+    x_codes[0], x_codes[1] = in_type.max_code, in_type.min_code
+    compare_reference_csim(im, lib, in_type.to_float(x_codes), x_codes)  # raises naming layer/element
+    return im, lib
+
+
+def n_kept_blocks(im, name):
+    layer = next(l for l in im.layers if l.name == name)
+    return max(len(layer.index), len(layer.recurrent_index))
+
+
+@st.composite
+def lstm_cases(draw):
+    steps = draw(st.integers(1, 6))
+    n_in = draw(st.sampled_from([2, 4, 6, 8]))
+    units = draw(st.sampled_from([2, 4, 6, 8]))
+    block = (draw(st.sampled_from([d for d in (1, 2) if n_in % d == 0])), draw(st.sampled_from([d for d in (1, 2) if units % d == 0])))
+    rblock = (draw(st.sampled_from([d for d in (1, 2) if units % d == 0])), draw(st.sampled_from([d for d in (1, 2) if units % d == 0])))
+    drop = draw(st.sampled_from([0.0, 0.5]))
+    kbits, sbits, tbits = draw(st.integers(3, 8)), draw(st.integers(3, 8)), draw(st.integers(3, 8))
+    cell = (draw(st.integers(6, 12)), draw(st.integers(1, 3)))
+    hidden = (draw(st.integers(4, 8)), draw(st.integers(0, 1)))
+    seq = draw(st.booleans())
+    head = draw(st.booleans())
+    in_type = FixedType(draw(st.integers(4, 8)), draw(st.integers(1, 3)), rounding='RND_CONV', overflow='SAT')
+    rf_pick = draw(st.integers(0, 100))
+    seed = draw(st.integers(0, 10_000))
+    return steps, n_in, units, block, rblock, drop, (kbits, sbits, tbits, cell, hidden), seq, head, in_type, rf_pick, seed
+
+
+@given(lstm_cases())
+@settings(max_examples=int(os.environ.get('COSIM_EXAMPLES', 3)), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_random_lstms_match_reference_exactly(tmp_path_factory, case):
+    """Random shapes, blocks, densities, bit widths, sequence lengths, ReuseFactors; the last h or
+    every h (then Flatten); with or without a dense head."""
+    import tensorflow as tf
+
+    steps, n_in, units, block, rblock, drop, (kb, sb, tb, cell, hidden), seq, head, in_type, rf_pick, seed = case
+    layers = [lstm(units, 'lstm', kb, sb, tb, cell, hidden, block_shape=block, recurrent_block_shape=rblock,
+                   drop_rate=drop, mask_seed=seed, return_sequences=seq)]
+    if seq:
+        layers.append(tf.keras.layers.Flatten(name='flat'))
+    if head:
+        layers.append(dense_head(3))
+    model = build((steps, n_in), *layers, seed=seed)
+    most = n_kept_blocks(to_integer_model(model, in_type), 'lstm')
+    cfg = FlowConfig.load(None, model='user.h5', layers={'lstm': {'reuse_factor': 1 + rf_pick % most}})
+    check_cosim(tmp_path_factory.mktemp('lstm'), model, cfg, in_type, seed=seed)
+
+
+def test_stacked_lstms_with_a_dense_head_match_reference(tmp_path):
+    """LSTM (every h) -> LSTM (last h) -> dense: the second takes the first's (T, units) sequence;
+    time-multiplexed MACs (ReuseFactor 3 and 2, neither divides the kept blocks)."""
+    model = build((4, 6), lstm(8, 'lstm1', block_shape=(2, 2), drop_rate=0.5, return_sequences=True),
+                  lstm(4, 'lstm2', kbits=5, block_shape=(2, 2), recurrent_block_shape=(1, 2), drop_rate=0.5),
+                  dense_head(3), seed=3)
+    cfg = FlowConfig.load(None, model='user.h5', layers={'lstm1': {'reuse_factor': 3}, 'lstm2': {'reuse_factor': 2}})
+    im, lib = check_cosim(tmp_path, model, cfg, seed=3)
+    assert im.sizes() == {'x': 24, 'lstm1': 32, 'lstm2': 4, 'head': 3}
+    # a wrong reference bias of lstm2 is traced to lstm2 (lstm1 still agrees), element by element
+    from flow.verify import Mismatch
+
+    im.layers[2].bias[:] *= -1  # the same magnitudes: within the accumulator
+    x_codes = np.full((2, 24), IN_T.max_code)
+    with pytest.raises(Mismatch, match=r"layer 'lstm2', sample 0"):
+        compare_reference_csim(im, lib, IN_T.to_float(x_codes), x_codes)
+
+
+def test_every_h_as_the_output_matches_reference(tmp_path):
+    """LSTM (every h) -> Flatten as the last layer: hls4ml removes the final Flatten (the array is
+    the same in io_parallel); one time step, so the sequence is a single h."""
+    import tensorflow as tf
+
+    model = build((1, 2), lstm(2, 'lstm', kbits=3, sbits=3, tbits=3, cell=(6, 1), hidden=(4, 0), block_shape=(1, 1),
+                               drop_rate=0.0, return_sequences=True), tf.keras.layers.Flatten(name='flat'))
+    check_cosim(tmp_path, model, FlowConfig.load(None, model='user.h5'), FixedType(4, 1, rounding='RND_CONV', overflow='SAT'))
+
+
+def test_the_largest_reuse_factor_matches_reference(tmp_path):
+    """8 inputs x 8 units at 50%: 8 kept 2x2 blocks of W, 16 kept 2x1 blocks of U; RF 16 is the
+    most (the W lanes idle for half of the cycles). RF 1: the every-h test; RFs that divide
+    nothing: the stacked test; random RFs: the random test."""
+    model = build((3, 8), lstm(8, 'lstm', block_shape=(2, 2), recurrent_block_shape=(2, 1), drop_rate=0.5), seed=1)
+    cfg = FlowConfig.load(None, model='user.h5', layers={'lstm': {'reuse_factor': 16}})
+    check_cosim(tmp_path, model, cfg)
+
+
+def test_reuse_factor_beyond_the_kept_blocks_is_refused(tmp_path):
+    model = build((3, 8), lstm(8, 'lstm', block_shape=(2, 2), drop_rate=0.5))  # 8 kept blocks per kernel
+    cfg = FlowConfig.load(None, model='user.h5', layers={'lstm': {'reuse_factor': 9}})
+    with pytest.raises(ValueError, match=r"layer 'lstm': ReuseFactor 9 is out of range; it must be 1 \.\. 8"):
+        convert(tmp_path, model, cfg)
+
+
+@pytest.mark.parametrize('weight', ['weight', 'recurrent_weight', 'bias', 'weight_index', 'recurrent_index'])
+def test_a_corrupted_emitted_table_is_a_conversion_mismatch(tmp_path, weight):
+    """Every table hls4ml would write for the LSTM is compared with the reference's arrays exactly."""
+    model = build((3, 4), lstm(4, 'lstm', block_shape=(2, 2), drop_rate=0.5))
+    cfg = FlowConfig.load(None, model='user.h5')
+    im, hls_model = convert(tmp_path, model, cfg)
+    var = hls_model.graph['lstm'].get_weights(weight)
+    var.data = np.array(var.data, copy=True)
+    var.data.flat[0] = var.data.flat[0] + (1 if 'index' in weight else 2.0**-6)
+    with pytest.raises(ConversionMismatch, match=rf"layer 'lstm': hls4ml's {weight} values are not the reference's"):
+        check_against_reference(hls_model, im, cfg)
+
+
+@pytest.mark.parametrize('cls', ['LSTM', 'GRU'])
+def test_a_keras_recurrent_layer_is_refused_pointing_to_the_block_sparse_lstm(cls):
+    import tensorflow as tf
+
+    from flow.export import UnsupportedModel
+
+    inp = tf.keras.Input((3, 4), name='x')
+    model = tf.keras.Model(inp, getattr(tf.keras.layers, cls)(4, name='rnn')(inp))
+    with pytest.raises(UnsupportedModel, match=rf"layer 'rnn' \({cls}\): not supported.*keras_models\.lstm\.BlockSparseQLSTM"):
+        to_integer_model(model, IN_T)
+
+
+def test_a_wrong_lstm_type_is_a_conversion_mismatch(tmp_path):
+    model = build((3, 4), lstm(4, 'lstm', block_shape=(2, 2), drop_rate=0.5))
+    cfg = FlowConfig.load(None, model='user.h5')
+    im, hls_model = convert(tmp_path, model, cfg)
+    node = hls_model.graph['lstm']
+    from hls4ml.model.types import FixedPrecisionType, NamedType
+
+    node.set_attr('cell_t', NamedType('lstm_cell_t', FixedPrecisionType(12, 4)))
+    with pytest.raises(ConversionMismatch, match=r"layer 'lstm': hls4ml chose cell_t type"):
+        check_against_reference(hls_model, im, cfg)
+
+
+def test_user_lstm_model_runs_the_flow_bit_exact(tmp_path):
+    """A saved user model (LSTM -> every h -> Flatten -> dense) with (n, T, F) sequence data, through
+    the flow to 'estimate': C simulation == reference, the accelerator streams T x F codes per
+    sample and its testbench passes; the RTL level says it is not built for the LSTM."""
+    import tensorflow as tf
+
+    from flow.steps import run_flow
+
+    steps, feats = 4, 3
+    model = build((steps, feats), lstm(4, 'lstm', block_shape=(1, 2), drop_rate=0.5, return_sequences=True),
+                  tf.keras.layers.Flatten(name='flat'), dense_head(3), seed=7)
+    model.save(tmp_path / 'user.h5')
+    rng = np.random.default_rng(7)
+    x = rng.integers(-16, 16, size=(40, steps, feats)) / 8.0  # on the ap_fixed<8,3> grid
+    np.savez(tmp_path / 'seq.npz', x_train=x[:24], y_train=rng.integers(0, 3, 24), x_test=x[24:], y_test=rng.integers(0, 3, 16))
+    cfg = FlowConfig.load(None, model=str(tmp_path / 'user.h5'), dataset=str(tmp_path / 'seq.npz'), epochs=0,
+                          n_golden=16, input_precision='ap_fixed<8,3>', rtl=True, layers={'lstm': {'reuse_factor': 2}})
+    ctx = run_flow(cfg, tmp_path / 'b', to_step='estimate')
+    report = json.loads((ctx.root / 'reports' / 'verify.json').read_text())
+    assert report['reference_vs_csim'] == {'equal_vectors': 16, 'exact': True}
+    assert report['accelerator_testbench'].startswith('PASS: 16 samples,')
+    assert report['rtl']['built'] is False and 'not built for recurrent layers' in report['rtl']['reason']
+    assert np.load(ctx.root / 'golden' / 'input_codes.npy').shape == (16, steps * feats)
+    fmt = json.loads((ctx.root / 'golden' / 'stream_format.json').read_text())
+    assert fmt['n_in'] == steps * feats and fmt['n_out'] == 3
+    est = json.loads((ctx.root / 'reports' / 'estimate.json').read_text())['layers']['lstm']
+    assert est['ours']['cycles'] == steps * est['ours']['cycles_per_step'] and est['ours']['cycles_per_step'] >= 2
+
+
+def test_estimate_counts_one_index_per_kept_block_and_every_time_step():
+    """8 inputs x 8 units: W 2x2 blocks (8 kept), U 2x1 blocks (16 kept); RF 4 -> 2 W lanes and
+    4 U lanes of 4 gates x block products; 5 steps of RF + overhead cycles; the indices are
+    stored once per kernel for the four gates."""
+    from flow.estimate import LSTM_STEP_OVERHEAD, layer_estimate
+
+    model = build((5, 8), lstm(8, 'lstm', block_shape=(2, 2), recurrent_block_shape=(2, 1), drop_rate=0.5), seed=1)
+    im = to_integer_model(model, IN_T)
+    layer = im.layers[1]
+    assert (len(layer.index), len(layer.recurrent_index)) == (8, 16)
+    est = layer_estimate(layer, 4, in_type=IN_T, in_size=5 * 8)
+    ours = est['ours']
+    assert ours['multipliers'] == 2 * 4 * 2 * 2 + 4 * 4 * 2 * 1
+    assert ours['cycles'] == 5 * (4 + LSTM_STEP_OVERHEAD) and est['hls4ml_dense']['cycles'] == 5 * 4
+    assert ours['index_bits'] == 8 * 2 + 16 * 3  # output blocks 0..3 (2 bits) and 0..7 (3 bits), not x 4 gates
+    assert ours['weight_memory_bits'] == (layer.values.size + layer.recurrent_values.size) * 6

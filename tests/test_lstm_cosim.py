@@ -258,3 +258,18 @@ def test_estimate_counts_one_index_per_kept_block_and_every_time_step():
     assert ours['cycles'] == 5 * (4 + LSTM_STEP_OVERHEAD) and est['hls4ml_dense']['cycles'] == 5 * 4
     assert ours['index_bits'] == 8 * 2 + 16 * 3  # output blocks 0..3 (2 bits) and 0..7 (3 bits), not x 4 gates
     assert ours['weight_memory_bits'] == (layer.values.size + layer.recurrent_values.size) * 6
+
+
+def test_hcgs_lstm_with_sign_magnitude_weights_matches_reference(tmp_path):
+    """The paper's configuration in small: two-level HCGS masks on both kernels (shared by the four
+    gates), sign-magnitude weights (no zero code), a dense head: C simulation == reference."""
+    from keras_models.quantizers import sign_magnitude
+
+    q = sign_magnitude(3)
+    layer = lstm(16, 'lstm', levels=[((8, 8), 0.5), ((2, 2), 0.5)], mask_seed=4)
+    layer.kernel_quantizer_internal = layer.recurrent_quantizer_internal = q
+    model = build((4, 16), layer, dense_head(3), seed=4)
+    cfg = FlowConfig.load(None, model='user.h5', layers={'lstm': {'reuse_factor': 3}})
+    im, _ = check_cosim(tmp_path, model, cfg)
+    ref = next(l for l in im.layers if l.name == 'lstm')
+    assert ref.levels == ref.recurrent_levels == [[8, 8], [2, 2]] and ref.weight_type == FixedType(4, 2)

@@ -170,7 +170,9 @@ def estimate_model(im: IntegerModel, cfg, board, rtl: dict | None = None) -> dic
     cap = board.resources
     total['board'] = board.name
     total['fit'] = {
-        'dsp': {'used': total['ours']['multipliers'], 'available': cap.dsp, 'source': 'estimated'},
+        # the LSTM's cell/hidden products (state_multipliers) need multipliers too
+        'dsp': {'used': total['ours']['multipliers'] + sum(l['ours'].get('state_multipliers', 0) for l in layers.values()),
+                'available': cap.dsp, 'source': 'estimated'},
         'bram18': {'used': total['ours']['bram18'], 'available': cap.bram18, 'source': 'estimated'},
     }
     measured = rtl if rtl and rtl.get('built') else None

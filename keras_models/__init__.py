@@ -14,6 +14,7 @@ BUILTIN = {
     'fashion_binary_mlp': 'keras_models.fashion_binary_mlp',
     'fashion_lowbit_mlp': 'keras_models.fashion_lowbit_mlp',
     'keywords_hcgs_mlp': 'keras_models.keywords_hcgs_mlp',
+    'keywords_hcgs_lstm': 'keras_models.keywords_hcgs_lstm',
 }
 
 

@@ -21,4 +21,7 @@ BUILTIN = {
 def get(name: str):
     if name not in BUILTIN:
         raise KeyError(f'unknown built-in model {name!r}; built-in models: {sorted(BUILTIN)} (or pass a saved .h5/.keras file)')
-    return importlib.import_module(BUILTIN[name])
+    module = importlib.import_module(BUILTIN[name])
+    from . import layers  # noqa: F401  (importing it hides TensorFlow/Keras logs and warnings, as for every model)
+
+    return module

@@ -18,6 +18,7 @@ from flow.convert import ConversionMismatch, check_against_reference, compile_cs
 from flow.export import to_integer_model
 from flow.runtime.fixed import FixedType
 from flow.verify import compare_reference_csim, csim_library
+from test_lstm import build  # random weights that reach every clip and saturation
 
 pytestmark = pytest.mark.csim
 
@@ -38,29 +39,6 @@ def lstm(units, name, kbits=6, sbits=8, tbits=8, cell=(12, 3), hidden=(8, 0), **
     return BlockSparseQLSTM(units, name=name, kernel_quantizer=qb(kbits, 0), recurrent_quantizer=qb(kbits, 0),
                             recurrent_activation=quantized_sigmoid(sbits), activation=quantized_tanh(tbits),
                             cell_quantizer=qb(*cell), state_quantizer=qb(*hidden), **kw)
-
-
-def build(shape, *layers, seed=0):
-    """Input -> layers; kernels uniform in [-1.5, 1.5] (saturating quantizers too), biases in
-    [-2, 2], so gates, cell and hidden state reach their clips and saturations."""
-    import tensorflow as tf
-
-    from keras_models.lstm import BlockSparseQLSTM
-
-    tf.keras.utils.set_random_seed(seed)
-    inp = tf.keras.Input(shape, name='x')
-    x = inp
-    for layer in layers:
-        x = layer(x)
-    model = tf.keras.Model(inp, x)
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if hasattr(layer, 'kernel'):
-            for n in ('kernel', 'recurrent_kernel') if isinstance(layer, BlockSparseQLSTM) else ('kernel',):
-                v = getattr(layer, n)
-                v.assign(rng.uniform(-1.5, 1.5, v.shape))
-            layer.bias.assign(rng.uniform(-2, 2, layer.bias.shape))
-    return model
 
 
 def dense_head(n, name='head'):

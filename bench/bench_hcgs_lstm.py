@@ -8,7 +8,7 @@ compression of both LSTM kernels (two levels, one mask per kernel shared by the 
 integer reference (what the C simulation and the board compute, bit for bit) on every test clip.
 Memory: every stored bit of the LSTM and head (weights, the index per level, biases).
 
-  --units 64 --epochs 20 --seed 0 --ratios 1,4,8,16 --bits 3,6   (--quick: 4 epochs, 1x/16x, 3-bit)
+  --units 128 --epochs 20 --seed 0 --ratios 1,4,8,16 --bits 3,6   (--quick: 4 epochs, 1x/16x, 3-bit)
 Writes bench/results/hcgs_lstm.{json,png}.
 """
 
@@ -127,7 +127,7 @@ def main() -> None:
     from flow.runtime.fixed import FixedType
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--units', type=int, default=64)
+    ap.add_argument('--units', type=int, default=128)
     ap.add_argument('--epochs', type=int, default=20)
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--ratios', default='1,4,8,16')

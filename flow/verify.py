@@ -62,9 +62,14 @@ def csim_library(root, im: IntegerModel, project: str) -> CSimLibrary:
     return CSimLibrary(libs[0], project, sizes[0], sizes[-1], root / 'hls' / 'firmware' / 'weights')
 
 
-def describe(where: str, m) -> str:
+def describe(where: str, m, im: IntegerModel | None = None) -> str:
+    """The first mismatch in words; with the model, where the element sits in its layer (an LSTM's
+    time step and unit)."""
     layer, sample, element, exp, act = m
-    return f'{where}: first difference in layer {layer!r}, sample {sample}, element {element}: expected code {exp}, got {act}'
+    ref = {l.name: l for l in im.layers}.get(layer) if im is not None else None
+    loc = ref.locate(tuple(int(i) for i in np.atleast_1d(element))) if ref is not None else ''
+    at = f'element {element}' + (f' ({loc})' if loc else '')
+    return f'{where}: first difference in layer {layer!r}, sample {sample}, {at}: expected code {exp}, got {act}'
 
 
 def qkeras_outputs(model, im: IntegerModel, x) -> dict[str, np.ndarray]:
@@ -144,7 +149,7 @@ def compare_reference_csim(im: IntegerModel, lib: CSimLibrary, x, x_codes, ref_t
     traced = lib.trace(x, im.sizes())
     by_layer = {l.name: to_codes(traced[l.name], l.out_type.frac) for l in im.layers if l.name in traced}
     m = first_mismatch(ref_trace, by_layer) or first_mismatch({'output': ref_out}, {'output': csim_codes})
-    raise Mismatch(describe('reference vs C simulation', m))
+    raise Mismatch(describe('reference vs C simulation', m, im))
 
 
 def verify_build(ctx) -> dict:
@@ -173,7 +178,7 @@ def verify_build(ctx) -> dict:
                ((l.name, l) for l in im.layers[1:]) if name in comparable}
     m = first_mismatch(ref_trace, q_codes)
     if m:
-        raise Mismatch(describe('QKeras vs reference', m) + f' ({why})')
+        raise Mismatch(describe('QKeras vs reference', m, im) + f' ({why})')
     exact = len(comparable) == len(im.layers) - 1
     report['qkeras_vs_reference'] = {
         'exact_layers': comparable,

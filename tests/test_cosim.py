@@ -21,7 +21,8 @@ from user_models import random_weights
 pytestmark = pytest.mark.csim
 
 
-def build_keras(n_in, n_out, block, drop, wbits, wint, seed, with_head):
+def build_keras(n_in, n_out, block, drop, wbits, wint, seed, with_head, outer=None):
+    """``outer``: an HCGS level above the block, ((block_in, block_out), drop), or None (CGS)."""
     import tensorflow as tf
     from qkeras import QActivation, QDense, quantized_bits, quantized_relu
 
@@ -30,6 +31,7 @@ def build_keras(n_in, n_out, block, drop, wbits, wint, seed, with_head):
     tf.keras.utils.set_random_seed(seed)
     inp = tf.keras.Input((n_in,), name='x')
     x = BlockSparseQDense(n_out, block_shape=block, drop_rate=drop, mask_seed=seed, name='bs',
+                          levels=[outer, (block, drop)] if outer else None,
                           kernel_quantizer=quantized_bits(wbits, wint, alpha=1),
                           bias_quantizer=quantized_bits(8, 2, alpha=1))(inp)
     if with_head:
@@ -66,18 +68,22 @@ def layer_cases(draw):
     seed = draw(st.integers(0, 10_000))
     rf_pick = draw(st.integers(0, 100))
     narrow = draw(st.booleans())  # also exercise a rounding/saturating result cast
-    return n_in, n_out, (bi, bo), drop, wbits, wint, in_type, head, seed, rf_pick, narrow
+    outer = None  # or an HCGS level above the blocks: multiples of them that tile the kernel
+    if draw(st.booleans()):
+        fi = draw(st.sampled_from([d for d in range(1, n_in // bi + 1) if (n_in // bi) % d == 0]))
+        fo = draw(st.sampled_from([d for d in range(1, n_out // bo + 1) if (n_out // bo) % d == 0]))
+        outer = ((bi * fi, bo * fo), draw(st.sampled_from([0.0, 0.5])))
+    return n_in, n_out, (bi, bo), drop, wbits, wint, in_type, head, seed, rf_pick, narrow, outer
 
 
 @given(layer_cases())
 @settings(max_examples=int(os.environ.get('COSIM_EXAMPLES', 6)), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_random_block_sparse_layers_match_reference_exactly(tmp_path_factory, case):
-    n_in, n_out, block, drop, wbits, wint, in_type, head, seed, rf_pick, narrow = case
-    from keras_models.masks import kept_per_row
-
-    model = build_keras(n_in, n_out, block, drop, wbits, wint, seed, head)
-    n_kept = n_in * kept_per_row(n_out // block[1], drop) * block[1]
+    """Random CGS and two-level HCGS layers (shapes, blocks, densities, bit widths, ReuseFactors)."""
+    n_in, n_out, block, drop, wbits, wint, in_type, head, seed, rf_pick, narrow, outer = case
+    model = build_keras(n_in, n_out, block, drop, wbits, wint, seed, head, outer)
+    n_kept = int(to_integer_model(model, in_type).layers[1].values.size)
     # any ReuseFactor 1..n_kept: most do not divide the layer's work and force zero padding
     layers = {'bs': {'reuse_factor': 1 + rf_pick % n_kept}}
     if narrow:

@@ -86,20 +86,29 @@ def lstm_cases(draw):
     in_type = FixedType(draw(st.integers(4, 8)), draw(st.integers(1, 3)), rounding='RND_CONV', overflow='SAT')
     rf_pick = draw(st.integers(0, 100))
     seed = draw(st.integers(0, 10_000))
-    return steps, n_in, units, block, rblock, drop, (kbits, sbits, tbits, cell, hidden), seq, head, in_type, rf_pick, seed
+    levels = {}  # or HCGS: a level above each kernel's blocks (multiples of them that tile it), drop 0 or 0.5
+    if draw(st.booleans()):
+        def outer(rows, cols, b):
+            fi = draw(st.sampled_from([d for d in range(1, rows // b[0] + 1) if (rows // b[0]) % d == 0]))
+            fo = draw(st.sampled_from([d for d in range(1, cols // b[1] + 1) if (cols // b[1]) % d == 0]))
+            return (b[0] * fi, b[1] * fo)
+        d1 = draw(st.sampled_from([0.0, 0.5]))
+        levels = {'levels': [(outer(n_in, units, block), d1), (block, drop)],
+                  'recurrent_levels': [(outer(units, units, rblock), d1), (rblock, drop)]}
+    return steps, n_in, units, block, rblock, drop, (kbits, sbits, tbits, cell, hidden), seq, head, in_type, rf_pick, seed, levels
 
 
 @given(lstm_cases())
 @settings(max_examples=int(os.environ.get('COSIM_EXAMPLES', 3)), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_random_lstms_match_reference_exactly(tmp_path_factory, case):
-    """Random shapes, blocks, densities, bit widths, sequence lengths, ReuseFactors; the last h or
-    every h (then Flatten); with or without a dense head."""
+    """Random shapes, blocks, densities, HCGS levels, bit widths, sequence lengths, ReuseFactors; the
+    last h or every h (then Flatten); with or without a dense head."""
     import tensorflow as tf
 
-    steps, n_in, units, block, rblock, drop, (kb, sb, tb, cell, hidden), seq, head, in_type, rf_pick, seed = case
+    steps, n_in, units, block, rblock, drop, (kb, sb, tb, cell, hidden), seq, head, in_type, rf_pick, seed, levels = case
     layers = [lstm(units, 'lstm', kb, sb, tb, cell, hidden, block_shape=block, recurrent_block_shape=rblock,
-                   drop_rate=drop, mask_seed=seed, return_sequences=seq)]
+                   drop_rate=drop, mask_seed=seed, return_sequences=seq, **levels)]
     if seq:
         layers.append(tf.keras.layers.Flatten(name='flat'))
     if head:
@@ -122,9 +131,15 @@ def test_stacked_lstms_with_a_dense_head_match_reference(tmp_path):
     # a wrong reference bias of lstm2 is traced to lstm2 (lstm1 still agrees), element by element
     from flow.verify import Mismatch
 
+    bias = im.layers[2].bias.copy()
     im.layers[2].bias[:] *= -1  # the same magnitudes: within the accumulator
     x_codes = np.full((2, 24), IN_T.max_code)
-    with pytest.raises(Mismatch, match=r"layer 'lstm2', sample 0"):
+    with pytest.raises(Mismatch, match=r"layer 'lstm2', sample 0, element \(\d+,\) \(unit \d+, after the last time step\)"):
+        compare_reference_csim(im, lib, IN_T.to_float(x_codes), x_codes)
+    # a wrong lstm1 is named with its time step: a sequence layer's outputs are (step, unit)
+    im.layers[2].bias[:] = bias
+    im.layers[1].bias[:] *= -1
+    with pytest.raises(Mismatch, match=r"layer 'lstm1', sample 0, element \(0, (\d+)\) \(time step 0, unit \1\)"):
         compare_reference_csim(im, lib, IN_T.to_float(x_codes), x_codes)
 
 

@@ -10,7 +10,8 @@ DMA's length register, sent and received through pynq's own AxiDMA driver, unpac
 returned as fresh arrays (never the DMA buffers, which are freed after each transfer).
 
 Inputs are a batch of shape (n, n_in), or one sample of shape (n_in,) which gives one output of
-shape (n_out,). Anything else is refused before a transfer, never reshaped: a transposed batch
+shape (n_out,); a model whose input is a sequence also takes (n, frames, features) or one
+(frames, features) sample, sent time-major. Anything else is refused before a transfer: a transposed batch
 or the wrong model's inputs would otherwise run and return plausible-looking outputs. Codes
 (predict_codes) must be integers within the input type's range; floats (predict) must lie on
 its grid. Zero samples give an empty (0, n_out) result without a transfer.
@@ -116,11 +117,20 @@ class SparseOverlay(pynq.Overlay):
         return self.format.out_type.to_float(self.predict_codes(codes, batch_size))
 
     def _check_shape(self, x: np.ndarray, what: str) -> bool:
-        """True for one sample (n_in,), False for a batch (n, n_in); anything else is refused."""
-        n_in = self.format.n_in
-        if x.shape == (n_in,) or (x.ndim == 2 and x.shape[1] == n_in):
-            return x.ndim == 1
-        raise ValueError(f'expected {what} of shape (n, {n_in}), or ({n_in},) for one sample; got {x.shape}')
+        """True for one sample, False for a batch: flat, (n, n_in) or (n_in,), or in the model's own
+        input shape (a sequence: (n, frames, features) or (frames, features)), taken in C order as
+        the reference reads flat rows; anything else is refused."""
+        n_in, shape = self.format.n_in, tuple(self.reference.input.shape)
+        if x.ndim == 2 and x.shape[1] == n_in:
+            return False
+        if x.shape == (n_in,):
+            return True
+        if len(shape) > 1 and x.shape[1:] == shape:
+            return False
+        if len(shape) > 1 and x.shape == shape:
+            return True
+        model = f', or (n, {", ".join(map(str, shape))}) / {shape} in the model\'s input shape' if len(shape) > 1 else ''
+        raise ValueError(f'expected {what} of shape (n, {n_in}), or ({n_in},) for one sample{model}; got {x.shape}')
 
     def _input_codes(self, x_codes) -> tuple[np.ndarray, bool]:
         """Validated (n, n_in) int64 codes, and whether one 1-D sample was given."""

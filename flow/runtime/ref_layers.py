@@ -35,6 +35,11 @@ class RefLayer:
     def check(self, in_type: FixedType) -> None:
         """Raise ValueError if this layer's types cannot be computed exactly from ``in_type``."""
 
+    def locate(self, element: tuple) -> str:
+        """Where output element ``element`` (its index in one sample's output) sits, in words, for
+        mismatch reports; '' when the index says it all."""
+        return ''
+
     def storage(self) -> dict | None:
         """What the hardware stores for this layer's weights (flow/footprint.py), None for a layer
         without a kernel: shape (n_in, n_out), kept_weights, and the bits of the weights, of their

@@ -209,6 +209,14 @@ class BlockSparseLSTM(RefLayer):
         return (HardSigmoid(name=f'{self.name}_gate', out_type=self.gate_type, **kw),
                 HardTanh(name=f'{self.name}_act', out_type=self.act_type, **kw))
 
+    def locate(self, element: tuple) -> str:
+        """An output code's time step and unit. The gates are inside the step: a wrong h at step t
+        comes from that step's gates or cell (or an earlier step's, through h and c)."""
+        if self.return_sequences:
+            t, u = element if len(element) == 2 else divmod(element[0], self.units)  # (T, units), or flattened
+            return f'time step {t}, unit {u}'
+        return f'unit {element[-1]}, after the last time step'
+
     def forward(self, x, in_type):
         self.check(in_type)
         x = np.asarray(x, dtype=np.int64)

@@ -188,3 +188,23 @@ def test_a_dma_too_small_for_one_sample_is_explained(board, monkeypatch):
     monkeypatch.setattr(ol, 'max_transfer_bytes', ol.format.word_bytes)  # before: batches of 0 samples
     with pytest.raises(RuntimeError, match='exceeds the DMA length register'):
         ol.predict_codes(np.zeros((2, ol.format.n_in), dtype=np.int64))
+
+
+def test_a_sequence_model_takes_its_own_input_shape(board):
+    """A model whose input is (frames, features) (an LSTM): batches (n, frames, features) and one
+    (frames, features) sample run time-major, exactly as flat rows; a wrong shape is refused."""
+    _, ol, dev = board
+    x, expected, _ = ol.golden()
+    shape = ol.reference.input.shape
+    ol.reference.input.shape = (8, 8)  # the same 64 codes per sample, as 8 frames x 8 features
+    try:
+        assert np.array_equal(ol.predict_codes(x.reshape(-1, 8, 8)), expected)
+        assert np.array_equal(ol.predict_codes(x[5].reshape(8, 8)), expected[5])
+        assert np.array_equal(ol.predict(ol.format.in_type.to_float(x).reshape(-1, 8, 8)),
+                              ol.format.out_type.to_float(expected))
+        dev.transfers.clear()
+        with pytest.raises(ValueError, match=re.escape("or (n, 8, 8) / (8, 8) in the model's input shape; got (3, 4, 16)")):
+            ol.predict_codes(x[:3].reshape(3, 4, 16))
+        assert sends(dev) == []
+    finally:
+        ol.reference.input.shape = shape

@@ -194,13 +194,10 @@ def export_sst_qdense(layer, in_t, ov):
         return s_t, t * s_full, {}
 
     kw, _ = _dense_types(layer, in_t, ov, kernel=sst_kernel)
-    x_max = max(abs(in_t.min_code), abs(in_t.max_code))
-    bound = int(np.abs(t).sum(axis=0).max(initial=0)) * x_max
-    width = bound.bit_length() + 1
-    if width > MAX_WIDTH:
-        raise UnsupportedModel(f'{where}: the sum of +-inputs needs {width} bits; narrow the input precision')
+    bound = int(np.abs(t).sum(axis=0).max(initial=0)) * max(abs(in_t.min_code), abs(in_t.max_code))
+    sum_t = _exact_type(bound, in_t.frac, f'{where}: the sum of +-inputs', 'narrow the input precision')
     return SSTDense(name=layer.name, n_in=t.shape[0], n_out=layer.units, group=layer.group, nonzeros=layer.nonzeros,
-                    per_output_scale=layer.per_output_scale, scale_type=s_t, sum_type=FixedType(width, width - in_t.frac),
+                    per_output_scale=layer.per_output_scale, scale_type=s_t, sum_type=sum_t,
                     codes=SSTCode(layer.group, layer.nonzeros).encode(t), scale=s_t.from_float_exact(s_full, f'{where} scale'),
                     **kw)
 

@@ -17,8 +17,8 @@ from hls4ml.backends.template import FunctionCallTemplate, LayerConfigTemplate
 from hls4ml.converters.keras_v2_to_hls import get_weights_data, parse_default_keras_layer
 from hls4ml.model.attributes import Attribute, ConfigurableAttribute, TypeAttribute, WeightAttribute
 from hls4ml.model.layers import Layer
-from hls4ml.model.types import IntegerPrecisionType
 
+from flow.hls.block_sparse_dense import _unsigned
 from flow.runtime.ref_lstm import GATES, HARD_CONST_TYPE, HARD_HALF, pack_gates
 
 HEADER = 'nnet_block_sparse_lstm.h'
@@ -58,10 +58,6 @@ def parse_block_sparse_qlstm(keras_layer, input_names, input_shapes, data_reader
     u = layer['units']
     out = [shape[0], layer['n_steps'], u] if layer['return_sequences'] else [shape[0], u]
     return layer, out
-
-
-def _unsigned(values) -> IntegerPrecisionType:
-    return IntegerPrecisionType(max(1, int(np.max(values, initial=0)).bit_length()), signed=False)
 
 
 def lstm_tables(node) -> dict:

@@ -26,6 +26,7 @@ from flow.quantizers import (
 from flow.runtime.fixed import MAX_WIDTH, FixedType
 from flow.runtime.ref_activations import HardSigmoid, HardTanh, Sigmoid, Softmax, Tanh, index_bits
 from flow.runtime.ref_block_sparse import BlockSparseDense, pack_blocks
+from flow.runtime.ref_conv import BlockSparseConv2D, Conv2D, MaxPool2D, same_padding
 from flow.runtime.ref_layers import BatchNorm, Dense, DensePo2, Flatten, Input, Linear, ReLU, sum_bound
 from flow.runtime.ref_lstm import BlockSparseLSTM, pack_gates
 from flow.runtime.ref_sst import SSTDense
@@ -159,22 +160,87 @@ def _sparse_kernel(layer, where: str):
     return w_t, np.asarray(layer.kernel_quantizer_internal(layer.kernel.numpy())), {}
 
 
-def export_block_sparse_qdense(layer, in_t, ov):
-    from keras_models.masks import expand
-
+def _refuse_po2_block_sparse(layer):
     name = _quantizer_name(layer.kernel_quantizer_internal)
     if name in QDENSE_KERNELS:
         raise UnsupportedModel(f"layer '{layer.name}' kernel: {name} is not supported by the block-sparse template "
                                '(it multiplies fixed-point weights); use quantized_bits(bits, integer, alpha=1), binary or '
                                'ternary (alpha a power of two), or a QDense')
-    block_mask = layer.get_block_mask()
-    kw, w_codes = _dense_types(layer, in_t, ov, kernel=_sparse_kernel, element_mask=expand(block_mask, layer.block_shape))
+
+
+def _block_sparse_fields(layer, w_codes: np.ndarray, block_mask: np.ndarray) -> dict:
+    """The packed kept blocks of a (n_in, n_out) kernel under its block mask (BlockSparseDense fields)."""
     values, index, k = pack_blocks(w_codes, block_mask, layer.block_shape)
     n_in, n_out = w_codes.shape
-    return BlockSparseDense(
-        name=layer.name, n_in=n_in, n_out=n_out, block=layer.block_shape, kept_per_row=k, values=values, index=index,
-        levels=[list(b) for b, _ in layer.levels] if len(layer.levels) > 1 else None, **kw
-    )
+    return dict(n_in=n_in, n_out=n_out, block=layer.block_shape, kept_per_row=k, values=values, index=index,
+                levels=[list(b) for b, _ in layer.levels] if len(layer.levels) > 1 else None)
+
+
+def export_block_sparse_qdense(layer, in_t, ov):
+    from keras_models.masks import expand
+
+    _refuse_po2_block_sparse(layer)
+    block_mask = layer.get_block_mask()
+    kw, w_codes = _dense_types(layer, in_t, ov, kernel=_sparse_kernel, element_mask=expand(block_mask, layer.block_shape))
+    return BlockSparseDense(name=layer.name, **_block_sparse_fields(layer, w_codes, block_mask), **kw)
+
+
+# --- convolutions and pooling (channels last; io_stream) ---------------------------------------
+
+
+def _window_geometry(layer, window: str, paddings=('valid', 'same')) -> dict:
+    """PatchGeometry fields of a Keras Conv2D/pooling layer (``window``: its kernel_size/pool_size)."""
+    c = layer.get_config()
+    where = f"layer '{layer.name}' ({type(layer).__name__})"
+    if c.get('data_format', 'channels_last') != 'channels_last':
+        raise UnsupportedModel(f"{where}: data_format {c['data_format']!r}; the accelerator streams pixels with their "
+                               "channels last: use data_format='channels_last'")
+    if tuple(c.get('dilation_rate', (1, 1))) != (1, 1) or c.get('groups', 1) != 1:
+        raise UnsupportedModel(f'{where}: dilation_rate {tuple(c.get("dilation_rate"))} / groups {c.get("groups", 1)}; '
+                               "hls4ml's line buffer computes undilated, ungrouped windows: use dilation_rate=1, groups=1")
+    if c['padding'] not in paddings:
+        raise UnsupportedModel(f"{where}: padding {c['padding']!r} is not supported here; use padding="
+                               + ' or '.join(repr(p) for p in paddings))
+    in_shape = tuple(int(d) for d in layer.input_shape[1:])
+    filt = tuple(int(k) for k in c[window])
+    strides = tuple(int(k) for k in (c.get('strides') or filt))
+    pads = (0, 0, 0, 0)
+    if c['padding'] == 'same':
+        pads = same_padding(in_shape[0], filt[0], strides[0]) + same_padding(in_shape[1], filt[1], strides[1])
+    return dict(in_shape=in_shape, filt=filt, strides=strides, pads=pads)
+
+
+def export_qconv2d(layer, in_t, ov):
+    """QConv2D -> hls4ml's Conv2D: the kernel as a (kh * kw * C, F) matrix applied to every patch."""
+    geometry = _window_geometry(layer, 'kernel_size')
+    if _quantizer_name(layer.kernel_quantizer_internal) in QDENSE_KERNELS:
+        raise UnsupportedModel(f"layer '{layer.name}' kernel: quantized_po2 convolutions are not supported; use "
+                               'quantized_bits(bits, integer, alpha=1)')
+    kw, w_codes = _dense_types(layer, in_t, ov)
+    return Conv2D(name=layer.name, weight=w_codes.reshape(-1, layer.filters), **geometry, **kw)
+
+
+def export_block_sparse_qconv2d(layer, in_t, ov):
+    """BlockSparseQConv2D: the (kh * kw * C, F) matrix is block-sparse with the channel mask
+    repeated for every kernel position; packed like a BlockSparseQDense kernel."""
+    from keras_models.masks import expand
+
+    geometry = _window_geometry(layer, 'kernel_size')
+    _refuse_po2_block_sparse(layer)
+    block_mask = layer.get_block_mask()
+    kw, w_codes = _dense_types(layer, in_t, ov, kernel=_sparse_kernel,
+                               element_mask=expand(block_mask, layer.block_shape)[None, None])
+    positions = geometry['filt'][0] * geometry['filt'][1]
+    fields = _block_sparse_fields(layer, w_codes.reshape(-1, layer.filters), np.tile(block_mask, (positions, 1)))
+    return BlockSparseConv2D(name=layer.name, **fields, **geometry, **kw)
+
+
+def export_maxpool2d(layer, in_t, ov):
+    """MaxPooling2D -> hls4ml's Pooling2D (max): exact in the input's type ('same' padding would pad
+    with zeros in hls4ml, not ignore the border as Keras does)."""
+    _no_override(layer, ov, 'result', 'the largest input is exact in the input type')
+    _no_override(layer, ov, 'accum', 'hls4ml compares the inputs in the input type')
+    return MaxPool2D(name=layer.name, out_type=in_t, **_window_geometry(layer, 'pool_size', paddings=('valid',)))
 
 
 def export_sst_qdense(layer, in_t, ov):
@@ -321,9 +387,9 @@ def export_batchnorm(layer, in_t, ov):
     axis = c.get('axis', -1)
     axis = list(axis) if isinstance(axis, (list, tuple)) else [axis]
     rank = len(layer.input_shape)
-    if rank != 2 or [a % rank for a in axis] != [1]:
+    if [a % rank for a in axis] != [rank - 1]:
         raise UnsupportedModel(f"layer '{layer.name}': BatchNormalization over axis {axis} of a {rank - 1}-d tensor; "
-                               'only the features of a flat tensor (after a dense layer or Flatten) are supported')
+                               'only the last axis (the features, or an image\'s channels) is supported: use axis=-1')
     (scale, bias), (tf_scale, tf_bias) = _batchnorm_float(layer)
     if np.all(scale == 1) and np.all(bias == 0):
         return []  # hls4ml's RemoveNopBatchNormalization drops it
@@ -603,6 +669,9 @@ EXPORTERS = {
     'BlockSparseQDense': export_block_sparse_qdense,
     'SSTQDense': export_sst_qdense,
     'BlockSparseQLSTM': export_block_sparse_qlstm,  # takes (time steps, features): BlockSparseLSTM.sequence_input
+    'QConv2D': export_qconv2d,  # takes (height, width, channels): io_stream
+    'BlockSparseQConv2D': export_block_sparse_qconv2d,
+    'MaxPooling2D': export_maxpool2d,
     'QActivation': export_activation,  # by quantizer: QKERAS_ACTIVATIONS
     'Activation': export_activation,  # by name: KERAS_ACTIVATIONS
     'Softmax': export_activation,
@@ -612,26 +681,32 @@ EXPORTERS = {
 }
 
 # What to change, for Keras/QKeras layers users commonly have that this flow cannot deploy.
-_DENSE_ONLY = 'this flow deploys chains of dense layers (io_parallel); '
 UNSUPPORTED_FIX = {
     'Dense': 'use qkeras.QDense with kernel_quantizer=quantized_bits(bits, integer, alpha=1) and a bias_quantizer '
              '(float weights cannot be reproduced bit-exactly)',
+    'Conv2D': 'use qkeras.QConv2D with kernel_quantizer=quantized_bits(bits, integer, alpha=1) and a bias_quantizer '
+              '(float weights cannot be reproduced bit-exactly), or keras_models.conv.BlockSparseQConv2D',
     'ReLU': "use QActivation(quantized_relu(bits, integer)) or Activation('relu')",
     'LeakyReLU': 'use QActivation(quantized_relu(bits, integer)) (negative_slope=0)',
     'QBatchNormalization': "use a Keras BatchNormalization (the reference mirrors hls4ml's float32 scale and bias)",
     'QDenseBatchnorm': 'use a QDense followed by a Keras BatchNormalization',
-    'Reshape': 'use Flatten (only to flatten the input before the first dense layer)',
+    'QConv2DBatchnorm': 'use a QConv2D followed by a Keras BatchNormalization',
+    'Reshape': 'use Flatten (to flatten images before the dense layers), or give the model its image shape as input',
     'InputLayer': 'the model must have a single input',
-    **{c: _DENSE_ONLY + 'replace it by Flatten and dense layers' for c in (
-        'Conv1D', 'Conv2D', 'QConv1D', 'QConv2D', 'DepthwiseConv2D', 'QDepthwiseConv2D', 'SeparableConv2D',
-        'MaxPooling1D', 'MaxPooling2D', 'AveragePooling1D', 'AveragePooling2D', 'GlobalAveragePooling1D',
-        'GlobalAveragePooling2D', 'GlobalMaxPooling2D')},
+    'ZeroPadding2D': "use padding='same' in the convolution after it",
+    **{c: 'use MaxPooling2D (exact in the input type) or a strided QConv2D' for c in (
+        'AveragePooling2D', 'GlobalAveragePooling2D', 'GlobalMaxPooling2D')},
+    **{c: 'this flow deploys 2-D convolutions (QConv2D, BlockSparseQConv2D); for 1-D data use a (1, width, channels) '
+          'input with (1, k) kernels' for c in ('Conv1D', 'QConv1D', 'MaxPooling1D', 'AveragePooling1D',
+                                              'GlobalAveragePooling1D')},
+    **{c: 'depthwise and separable convolutions have no template here; use QConv2D' for c in (
+        'DepthwiseConv2D', 'QDepthwiseConv2D', 'SeparableConv2D', 'QSeparableConv2D')},
     **{c: 'use keras_models.lstm.BlockSparseQLSTM (quantized, hard sigmoid/tanh, block masks shared by the 4 gates; '
           'drop_rate=0 keeps every weight): the one recurrent layer with an exact reference and HLS template'
        for c in ('LSTM', 'QLSTM')},
     **{c: 'recurrent layers other than LSTM have no template; use keras_models.lstm.BlockSparseQLSTM'
        for c in ('GRU', 'SimpleRNN', 'QGRU', 'QSimpleRNN')},
-    **{c: _DENSE_ONLY + 'the model must be a single chain without merges' for c in (
+    **{c: 'the model must be a single chain without merges' for c in (
         'Add', 'Concatenate', 'Multiply', 'Subtract', 'Average', 'Maximum', 'Minimum')},
 }
 
@@ -765,33 +840,26 @@ def to_integer_model(model, input_type: FixedType, overrides: dict[str, Override
     overrides = overrides or {}
     shape = tuple(int(d) for d in model.inputs[0].shape[1:])
     layers = [Input(name=input_layer_name(model), out_type=input_type, shape=shape)]
-    t, flat = input_type, len(shape) == 1
+    t = input_type
     for name, export in export_steps(model):
         ov = overrides.get(name, Overrides())
         try:
             out = export(t, ov)
             refs = out if isinstance(out, list) else [out]  # [] for a node hls4ml removes
             for ref in refs:
+                _check_rank(ref, shape)
                 ref.check(t)
         except UnsupportedModel:
             raise
         except ValueError as e:  # a quantizer or type the hardware cannot reproduce exactly
             raise UnsupportedModel(str(e)) from e
         for ref in refs:
-            seq = getattr(ref, 'sequence_input', False)  # a recurrent layer: takes (time steps, features)
-            if seq and flat:
-                raise UnsupportedModel(f"layer '{ref.name}' ({ref.kind}) takes a (time steps, features) sequence but gets "
-                                       'a flat vector; remove the Flatten before it')
-            if not flat and not (ref.elementwise or isinstance(ref, Flatten) or seq):
-                raise UnsupportedModel(f"layer '{ref.name}' ({ref.kind}) gets a {shape} tensor; this flow's layers act on "
-                                       'flat vectors: put a Flatten before it')
             if (ov.table_size or ov.table_t) and not isinstance(ref, TABLE_LAYERS):
                 raise UnsupportedModel(f"layer '{ref.name}': table_size/table_t apply to sigmoid, tanh and softmax "
                                        f'lookup tables; this layer ({ref.kind}) has none')
             layers.append(ref)
-            t, flat = ref.out_type, ref.flat_output if seq else flat or isinstance(ref, Flatten)
-            if seq and not flat:
-                shape = (shape[0], ref.units)  # the time steps stay, the features are now its hidden state
+            shape = tuple(ref.forward(np.zeros((1, *shape), dtype=np.int64), t).shape[1:])  # its output per sample
+            t = ref.out_type
     unknown = set(overrides) - {layer.name for layer in layers}
     if unknown:
         stripped = unknown & {layer.name for layer in full.layers} - {layer.name for layer in model.layers}
@@ -800,10 +868,22 @@ def to_integer_model(model, input_type: FixedType, overrides: dict[str, Override
         hint += f' ({sorted(removed)} removed by hls4ml: no-ops)' if removed else ''
         raise UnsupportedModel(f'per-layer settings name layers the model does not have: {sorted(unknown)}{hint}; '
                                f'its layers: {[layer.name for layer in layers]}')
-    if not flat:
+    if len(shape) != 1:
         raise UnsupportedModel(f'the output is a {shape} tensor; the accelerator streams flat vectors: add a Flatten')
     _check_streamable(layers[0], layers[-1])
     return IntegerModel(layers)
+
+
+RANK_FIX = {1: 'it acts on flat vectors: put a Flatten before it', 2: 'it takes a (time steps, features) sequence: '
+            'remove the Flatten before it', 3: 'it takes (height, width, channels) images: give the model an image '
+            'input, e.g. Input((28, 28, 1)), and no Flatten before it'}
+
+
+def _check_rank(ref, shape: tuple) -> None:
+    """Refuse a layer the tensor reaching it does not fit (each reference kind says what it takes)."""
+    if ref.elementwise or ref.input_rank is None or len(shape) == ref.input_rank:
+        return
+    raise UnsupportedModel(f"layer '{ref.name}' ({ref.kind}) gets a {shape} tensor; {RANK_FIX[ref.input_rank]}")
 
 
 def _check_streamable(first, last) -> None:

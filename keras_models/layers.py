@@ -117,6 +117,9 @@ def custom_objects() -> dict:
     from .lstm import BlockSparseQLSTM
 
     objects['BlockSparseQLSTM'] = BlockSparseQLSTM
+    from .conv import BlockSparseQConv2D
+
+    objects['BlockSparseQConv2D'] = BlockSparseQConv2D
     return objects
 
 

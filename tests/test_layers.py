@@ -368,9 +368,9 @@ def test_batchnorm_refusals_name_the_layer_and_the_fix():
     with pytest.raises(UnsupportedModel, match=r"layer 'bn': setting 'accum' does not apply \(hls4ml's BatchNormalization "
                                                r'computes x \* scale \+ bias at full precision\)'):
         to_integer_model(bn, F('ap_fixed<8,3>'), {'bn': Overrides(accum='ap_fixed<20,8>')})
-    with pytest.raises(UnsupportedModel, match=r"layer 'bn': BatchNormalization over axis \[2\] of a 2-d tensor; only the "
-                                               r'features of a flat tensor'):
-        to_integer_model(chain((4, 4), tf.keras.layers.BatchNormalization(name='bn'), tf.keras.layers.Flatten(name='f')),
+    with pytest.raises(UnsupportedModel, match=r"layer 'bn': BatchNormalization over axis \[1\] of a 2-d tensor; only the "
+                                               r"last axis \(the features, or an image's channels\) is supported"):
+        to_integer_model(chain((4, 4), tf.keras.layers.BatchNormalization(axis=1, name='bn'), tf.keras.layers.Flatten(name='f')),
                          F('ap_fixed<8,3>'))
     tiny = chain(4, qdense(3, 'd'), tf.keras.layers.BatchNormalization(name='bn'))
     tiny.get_layer('bn').set_weights([np.array([1e-30, 1, 1]), np.zeros(3), np.zeros(3), np.ones(3)])
@@ -387,7 +387,7 @@ def test_refusals_name_the_layer_what_is_missing_and_the_fix():
 
     with pytest.raises(UnsupportedModel, match=r"layer 'd' \(dense\) gets a \(4, 4\) tensor.*put a Flatten before it"):
         to_integer_model(chain((4, 4), qdense(3, 'd')), F('ap_fixed<8,3>'))
-    with pytest.raises(UnsupportedModel, match=r"layer 'c' \(Conv1D\): not supported; .*replace it by Flatten and dense"):
+    with pytest.raises(UnsupportedModel, match=r"layer 'c' \(Conv1D\): not supported; .*this flow deploys 2-D convolutions .*\(1, k\) kernels"):
         to_integer_model(chain((4, 4), tf.keras.layers.Conv1D(2, 2, name='c')), F('ap_fixed<8,3>'))
     with pytest.raises(UnsupportedModel, match=r"layer 'r' \(ReLU\): not supported; .*use QActivation\(quantized_relu"):
         to_integer_model(chain(4, qdense(3, 'd'), tf.keras.layers.ReLU(name='r')), F('ap_fixed<8,3>'))

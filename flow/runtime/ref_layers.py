@@ -26,6 +26,7 @@ class RefLayer:
 
     kind = 'base'
     elementwise = False  # True: acts on each element alone, so any input shape is fine
+    input_rank = 1  # the per-sample input rank it takes: 1 flat vectors, 3 images (H, W, C); None any
     name: str
     out_type: FixedType
 
@@ -213,6 +214,7 @@ class Flatten(RefLayer):
     """Keras Flatten, hls4ml's Reshape: in io_parallel an alias of its input (no code, no cast)."""
 
     kind = 'flatten'
+    input_rank = None
 
     def forward(self, x, in_type):
         return np.asarray(x).reshape(len(x), -1)
@@ -267,6 +269,7 @@ class BatchNorm(_Accumulating):
     exactly. ``float_note`` says why TensorFlow's float computation differs from these values."""
 
     kind = 'batchnorm'
+    input_rank = None  # per feature: the last axis (an image's channels)
     scale: np.ndarray = field(default=None, repr=False)
     float_note: str = ''
 

@@ -78,7 +78,8 @@ class BlockSparseLSTM(RefLayer):
     """Input (n, T, n_in) codes -> (n, T, units) when ``return_sequences``, else (n, units): h at the last step."""
 
     kind = 'block_sparse_lstm'
-    sequence_input = True  # takes (time steps, features); flow/export.py accepts it on a non-flat input
+    sequence_input = True  # takes (time steps, features)
+    input_rank = 2
     n_in: int = 0
     units: int = 0
     return_sequences: bool = False
@@ -106,10 +107,6 @@ class BlockSparseLSTM(RefLayer):
 
     TYPES = ('weight_type', 'recurrent_type', 'bias_type', 'accum_type', 'gate_type', 'act_type', 'cell_sum_type',
              'cell_type', 'hidden_product_type')
-
-    @property
-    def flat_output(self) -> bool:
-        return not self.return_sequences
 
     # --- the weights --------------------------------------------------------------------------
 

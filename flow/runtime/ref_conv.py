@@ -1,0 +1,141 @@
+"""Reference for 2-D convolutions and max pooling on (n, H, W, C) codes, channels last.
+
+A convolution is, per output pixel, a dense product of the (kh, kw, C) input patch (flattened in
+that order, hls4ml's line-buffer order) with the kernel seen as a (kh * kw * C, F) matrix. So each
+convolution kind is a dense kind plus the patch geometry: hls4ml's Conv2D is ``Dense`` per pixel,
+a block-sparse QConv2D is ``BlockSparseDense`` per pixel (its channel mask repeated for every
+kernel position) and the hardware runs the same block-sparse kernel on each patch.
+numpy only (runs on the board).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .ref_block_sparse import BlockSparseDense, level_index_bits, row_index_bits
+from .ref_layers import Dense, RefLayer, register_kind
+
+
+def same_padding(size: int, filt: int, stride: int) -> tuple[int, int]:
+    """Keras/hls4ml 'same' padding along one axis: (before, after), the odd one after."""
+    total = max(filt - stride, 0) if size % stride == 0 else max(filt - size % stride, 0)
+    return total // 2, total - total // 2
+
+
+@dataclass
+class PatchGeometry:
+    """Where a sliding window (filter or pool) reads: input (H, W, C), window, strides and zero
+    padding (top, bottom, left, right)."""
+
+    in_shape: tuple = (1, 1, 1)
+    filt: tuple = (1, 1)
+    strides: tuple = (1, 1)
+    pads: tuple = (0, 0, 0, 0)
+    input_rank = 3
+
+    @property
+    def out_hw(self) -> tuple[int, int]:
+        (h, w, _), (kh, kw), (sh, sw), (pt, pb, pl, pr) = self.in_shape, self.filt, self.strides, self.pads
+        return (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
+
+    def windows(self, x: np.ndarray) -> np.ndarray:
+        """(n, H, W, C) -> (n, out_h, out_w, kh, kw, C): the input each output pixel sees."""
+        x = np.asarray(x, dtype=np.int64).reshape(len(x), *self.in_shape)
+        pt, pb, pl, pr = self.pads
+        x = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+        win = np.lib.stride_tricks.sliding_window_view(x, tuple(self.filt), axis=(1, 2))  # (n, H', W', C, kh, kw)
+        oh, ow = self.out_hw
+        win = win[:, : oh * self.strides[0] : self.strides[0], : ow * self.strides[1] : self.strides[1]]
+        return win.transpose(0, 1, 2, 4, 5, 3)
+
+    def locate(self, element: tuple) -> str:
+        if len(element) != 3:
+            return ''
+        r, c, ch = element
+        return f'pixel (row {r}, column {c}), channel {ch}'
+
+    def geometry(self) -> dict:
+        return {'in_shape': list(self.in_shape), 'filt': list(self.filt), 'strides': list(self.strides),
+                'pads': list(self.pads)}
+
+    @classmethod
+    def _tuples(cls, layer):
+        for f in ('in_shape', 'filt', 'strides', 'pads'):
+            setattr(layer, f, tuple(getattr(layer, f)))
+        return layer
+
+
+class _Convolution(PatchGeometry):
+    """A dense kind applied to every patch (the dense kind's forward on (pixels, kh * kw * C))."""
+
+    @property
+    def positions(self) -> int:
+        return self.filt[0] * self.filt[1]
+
+    def forward(self, x, in_type):
+        p = self.windows(x)
+        n, oh, ow = p.shape[:3]
+        out = super().forward(p.reshape(n * oh * ow, -1), in_type)
+        return out.reshape(n, oh, ow, -1)
+
+    def pixels_per_image(self) -> tuple[int, int]:
+        """(input pixels streamed, output pixels computed) per image (estimate)."""
+        h, w, _ = self.in_shape
+        pt, pb, pl, pr = self.pads
+        oh, ow = self.out_hw
+        return (h + pt + pb) * (w + pl + pr), oh * ow
+
+    def scalars(self):
+        return {**super().scalars(), **self.geometry()}
+
+    @classmethod
+    def from_json(cls, d, arrays):
+        return cls._tuples(super().from_json(d, arrays))
+
+
+@register_kind
+@dataclass
+class Conv2D(_Convolution, Dense):
+    """hls4ml's Conv2D (io_stream, line buffer): ``weight`` is the (kh * kw * C, F) kernel codes."""
+
+    kind = 'conv2d'
+
+
+@register_kind
+@dataclass
+class BlockSparseConv2D(_Convolution, BlockSparseDense):
+    """Block-sparse QConv2D: the packed (kh * kw * C, F) matrix whose block mask is the channel
+    mask repeated for every kernel position (position-major, like the patch)."""
+
+    kind = 'block_sparse_conv2d'
+
+    def storage(self):
+        """As the dense kernel, but the index once: every kernel position repeats the channel mask."""
+        s = super().storage()
+        per_position = self.n_kept_blocks // self.positions
+        rows = self.in_shape[2] // self.block[0]
+        kpr = self.kept_per_row if np.ndim(self.kept_per_row) == 0 else list(self.kept_per_row)[:rows]
+        levels = level_index_bits(self.block_rows()[:per_position], self.index[:per_position], self.block, self.levels,
+                                  self.n_out)
+        s.update(index_bits=sum(levels) + row_index_bits(kpr, self.n_out // self.block[1]), index_bits_per_level=levels)
+        return s
+
+
+@register_kind
+@dataclass
+class MaxPool2D(PatchGeometry, RefLayer):
+    """hls4ml's Pooling2D (max): the largest code of each window, in the input's type."""
+
+    kind = 'maxpool2d'
+
+    def forward(self, x, in_type):
+        return self.out_type.from_codes(self.windows(x).max(axis=(3, 4)), in_type.frac)
+
+    def scalars(self):
+        return self.geometry()
+
+    @classmethod
+    def from_json(cls, d, arrays):
+        return cls._tuples(super().from_json(d, arrays))

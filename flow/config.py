@@ -62,7 +62,9 @@ class FlowConfig(BaseModel):
     batch_size: int = 32
     learning_rate: float = 3e-3
     input_precision: str = 'ap_fixed<16,6>'  # a built-in model brings its own
-    io_type: Literal['io_parallel'] = 'io_parallel'
+    # auto: io_stream when a layer needs it (convolutions, pooling) or when io_parallel's registers would
+    # not fit the board (flow.convert.resolve_io_type), else io_parallel
+    io_type: Literal['auto', 'io_parallel', 'io_stream'] = 'auto'
     clock_period_ns: float | None = None  # default: the board's PL clock
     reuse_factor: int = Field(1, ge=1)
     strategy: Literal['latency', 'resource', 'distributed_arithmetic'] = 'latency'

@@ -16,8 +16,9 @@ from flow.runtime.fixed import FixedType
 from flow.runtime.reference import IntegerModel
 from flow.schedule import gather
 
-DENSE_KINDS = ('dense', 'dense_po2', 'block_sparse_dense', 'sst_dense', 'block_sparse_lstm')  # ReuseFactor and accumulator
-HLS4ML_DENSE = ('dense', 'dense_po2')  # hls4ml's own Dense: Strategy
+DENSE_KINDS = ('dense', 'dense_po2', 'block_sparse_dense', 'sst_dense', 'block_sparse_lstm', 'conv2d',
+               'block_sparse_conv2d')  # ReuseFactor and accumulator
+HLS4ML_DENSE = ('dense', 'dense_po2', 'conv2d')  # hls4ml's own Dense and Conv2D: Strategy
 # Strategy 'distributed_arithmetic' (hls4ml 1.3.0 + da4ml: a multiplier-free shift-and-add graph of
 # the constant kernel, zeros cost nothing; ReuseFactor 1): these kinds are then built by hls4ml's own
 # Dense with the kernel zeros included (flow.hls swaps our IR layers for it: DENSE_EQUIVALENTS).
@@ -48,6 +49,7 @@ WEIGHTS = {
     'block_sparse_dense': {'weight': (_gather('weights'), 'weight_type'), 'bias': ('bias', 'bias_type'),
                            'run_start': (_gather('run_start'), None), 'seg_block': (_gather('seg_block'), None)},
     'batchnorm': {'scale': ('scale', 'weight_type'), 'bias': ('bias', 'bias_type')},
+    'conv2d': {'weight': ('weight', 'weight_type'), 'bias': ('bias', 'bias_type')},  # (kh, kw, C, F) = (kh * kw * C, F)
     'sst_dense': {'code': (_sst_codes, None), 'pattern': (lambda layer, rf: layer.code.decoder_rom(), None),
                   'scale': ('scale', 'scale_type'), 'bias': ('bias', 'bias_type')},
     # the reference's packed arrays as they are: (4, kept, bi, bo) per kernel, one index per kept block
@@ -55,6 +57,7 @@ WEIGHTS = {
                           'bias': ('bias', 'bias_type'), 'weight_index': ('index', None),
                           'recurrent_index': ('recurrent_index', None)},
 }
+WEIGHTS['block_sparse_conv2d'] = WEIGHTS['block_sparse_dense']  # the same kernel, per patch
 # Weights hls4ml stores as a sign and an exponent (ExponentPrecisionType, taken from the QKeras
 # quantizer, not from the config): the reference field giving the exponent's width.
 EXPONENT_WEIGHTS = {'dense_po2': {'weight': 'exponent_bits'}}
@@ -64,6 +67,7 @@ TABLE_ATTRS = {
     'sigmoid': {'table_size': 'table_size', 'table_t': 'table_type'},
     'tanh': {'table_size': 'table_size', 'table_t': 'table_type'},
     'sst_dense': {'sum_t': 'sum_type'},  # the type of the +-input sums
+    'maxpool2d': {'accum_t': 'out_type'},  # hls4ml compares the window in accum_t: the input's type
     'block_sparse_lstm': {'gate_t': 'gate_type', 'act_t': 'act_type', 'cell_sum_t': 'cell_sum_type',
                           'cell_t': 'cell_type', 'hidden_product_t': 'hidden_product_type'},  # per-step types
     'softmax': {'implementation': 'implementation', 'exp_table_size': 'exp_table_size', 'inv_table_size': 'inv_table_size',
@@ -108,6 +112,40 @@ def hls_config(im: IntegerModel, cfg: FlowConfig, removed: dict[str, FixedType] 
         'Model': {'Precision': 'ap_fixed<16,6>', 'ReuseFactor': cfg.reuse_factor, 'Strategy': 'Latency'},
         'LayerName': layers,
     }
+
+
+def check_io_type(im: IntegerModel, cfg: FlowConfig) -> None:
+    """Refuse an io_type a layer has no implementation in (each reference kind lists its ``io_types``)."""
+    if cfg.io_type != 'auto':
+        for layer in im.layers:
+            if cfg.io_type not in layer.io_types:
+                raise BadInput(f"layer '{layer.name}' ({layer.kind}) is built in {' or '.join(layer.io_types)} only, the config "
+                               f"says io_type: {cfg.io_type}; set io_type: {layer.io_types[0]} (or auto)")
+        return
+    only = {t: [l.name for l in im.layers if l.io_types == (t,)] for t in IO_TYPES}
+    if all(only.values()):
+        raise BadInput(f'the model has layers built in io_stream only ({", ".join(only["io_stream"])}) and in io_parallel only '
+                       f'({", ".join(only["io_parallel"])}); one accelerator needs one io_type: drop one kind')
+
+
+IO_TYPES = ('io_parallel', 'io_stream')
+PARALLEL_FF_SHARE = 4  # auto: io_parallel while its layer outputs (registers) take at most 1/4 of the board's FFs
+
+
+def resolve_io_type(im: IntegerModel, cfg: FlowConfig, board) -> str:
+    """The io_type the accelerator is built in: the config's, or for 'auto' the one every layer has
+    (io_stream for convolutions and pooling, io_parallel for an LSTM), and when both would do,
+    io_parallel unless the layer outputs it keeps in registers exceed 1/4 of the board's flip-flops
+    (a large MLP streams instead)."""
+    check_io_type(im, cfg)
+    if cfg.io_type != 'auto':
+        return cfg.io_type
+    possible = [t for t in IO_TYPES if all(t in layer.io_types for layer in im.layers)]
+    if len(possible) == 1:
+        return possible[0]
+    sizes = im.sizes()
+    register_bits = sum(sizes[layer.name] * layer.out_type.width for layer in im.layers)
+    return 'io_stream' if register_bits * PARALLEL_FF_SHARE > board.resources.ff else 'io_parallel'
 
 
 def uses_da(layer, cfg: FlowConfig) -> bool:
@@ -194,8 +232,8 @@ def _weight_checks(name, node, layer) -> list:
             checks.append((weight, var.type.precision, grid))
         frac = 0 if grid is None else grid.frac
         data = np.asarray(var.data, dtype=np.float64)
-        if weight == 'weight' and node.get_attr('_weights_transposed', False):  # Resource strategy: (n_out, n_in)
-            data = data.T
+        if weight == 'weight' and node.get_attr('_weights_transposed', False):  # Resource: (n_out, n_in) / (F, kh, kw, C)
+            data = np.moveaxis(data, 0, -1)
         got = np.ravel(data) * 2.0**frac
         want = np.ravel(codes_field(layer, node.get_attr('reuse_factor')) if callable(codes_field) else getattr(layer, codes_field))
         bad = np.flatnonzero(got != want) if got.shape == want.shape else [0]
@@ -228,24 +266,45 @@ def _da_checks(name, node, layer) -> list:
     return []
 
 
+def inserted_nodes(im: IntegerModel, io_type: str) -> dict[str, FixedType]:
+    """Nodes hls4ml adds that the reference computes inside a layer, with the type they must pass on
+    unchanged: in io_stream, a ZeroPadding2D ('zp2d_<conv>') before every padded convolution."""
+    if io_type != 'io_stream':
+        return {}
+    inserted, t = {}, im.in_type
+    for layer in im.layers:
+        if any(getattr(layer, 'pads', ())) and hasattr(layer, 'positions'):
+            inserted[f'zp2d_{layer.name}'] = t
+        t = layer.out_type
+    return inserted
+
+
 def check_against_reference(hls_model, im: IntegerModel, cfg: FlowConfig) -> None:
     """Every node of the converted graph is a reference layer with the same types."""
     ref = {layer.name: layer for layer in im.layers}
     nodes = dict(hls_model.graph)
-    extra = [n for n in nodes if n not in ref]
+    inserted = inserted_nodes(im, hls_model.config.get_config_value('IOType'))
+    extra = [n for n in nodes if n not in ref and n not in inserted]
     # hls4ml's RemoveFinalReshape drops a final Flatten (e.g. after an LSTM's every h): in io_parallel
     # the output array is the same, uncast
     final = im.layers[-1]
     missing = [n for n in ref if n not in nodes and not (ref[n] is final and final.kind == 'flatten')]
+    missing += [n for n in inserted if n not in nodes]
     if extra or missing:
         raise ConversionMismatch(f'hls4ml graph differs from the reference: extra nodes {extra}, missing {missing}')
+    for name, want in inserted.items():
+        got = nodes.pop(name).get_output_variable().type.precision
+        if _fixed_of(got) != want:
+            raise ConversionMismatch(f"node '{name}' (hls4ml's zero padding): type {got}, the input's is {want.hls()}")
     for name, node in nodes.items():
         layer = ref[name]
         if layer.kind in DENSE_KINDS and node.get_attr('reuse_factor') != cfg.reuse_for(name):
-            valid = node.model.config.backend.get_valid_reuse_factors(node.get_attr('n_in'), node.get_attr('n_out'))
+            backend = node.model.config.backend
+            n_in, n_out = backend.get_layer_mult_size(node)[:2] if node.get_attr('n_in') is None else \
+                (node.get_attr('n_in'), node.get_attr('n_out'))
             raise ConversionMismatch(
                 f"layer '{name}': hls4ml changed ReuseFactor {cfg.reuse_for(name)} to {node.get_attr('reuse_factor')}; "
-                f'valid values for hls4ml Dense {node.get_attr("n_in")}x{node.get_attr("n_out")}: {valid}'
+                f'valid values for hls4ml {node.class_name} ({n_in}x{n_out} products): {backend.get_valid_reuse_factors(n_in, n_out)}'
             )
         checks = [('result', node.get_output_variable().type.precision, layer.out_type)]
         checks += _da_checks(name, node, layer) if uses_da(layer, cfg) else _weight_checks(name, node, layer)
@@ -260,7 +319,8 @@ def check_against_reference(hls_model, im: IntegerModel, cfg: FlowConfig) -> Non
                 raise ConversionMismatch(f"layer '{name}': hls4ml chose {what} type {got}, the reference needs {want.hls()}")
 
 
-def convert_model(keras_model, im: IntegerModel, cfg: FlowConfig, board, output_dir: Path):
+def convert_model(keras_model, im: IntegerModel, cfg: FlowConfig, board, output_dir: Path, io_type: str | None = None):
+    """``io_type``: resolve_io_type's choice (computed here when not given)."""
     import hls4ml
 
     from flow.export import deployed_model, removed_nodes
@@ -274,7 +334,7 @@ def convert_model(keras_model, im: IntegerModel, cfg: FlowConfig, board, output_
         output_dir=str(output_dir),
         project_name=cfg.project_name,
         backend='Vitis',
-        io_type=cfg.io_type,
+        io_type=io_type or resolve_io_type(im, cfg, board),
         part=board.part,
         clock_period=cfg.clock_period_ns or board.clock_period_ns,
     )

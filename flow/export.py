@@ -204,6 +204,12 @@ def _window_geometry(layer, window: str, paddings=('valid', 'same')) -> dict:
     in_shape = tuple(int(d) for d in layer.input_shape[1:])
     filt = tuple(int(k) for k in c[window])
     strides = tuple(int(k) for k in (c.get('strides') or filt))
+    if window == 'kernel_size' and filt[0] == 1 and strides[0] > 1:
+        # hls4ml 1.3.0's io_stream line buffer for one-row filters (compute_output_buffer_1d) never
+        # skips rows: it would compute every row (measured in the C simulation)
+        raise UnsupportedModel(f"{where}: a filter of height 1 with vertical stride {strides[0]}; hls4ml's line buffer "
+                               'ignores the vertical stride of one-row filters: use strides (1, w) and a MaxPooling2D, '
+                               'or a filter height of 2 or more')
     pads = (0, 0, 0, 0)
     if c['padding'] == 'same':
         pads = same_padding(in_shape[0], filt[0], strides[0]) + same_padding(in_shape[1], filt[1], strides[1])
@@ -901,8 +907,9 @@ def _check_streamable(first, last) -> None:
 
 def reference_for(model, cfg) -> IntegerModel:
     """The integer reference of ``model`` under the flow config: the full deployability check."""
-    from flow.convert import check_strategies
+    from flow.convert import check_io_type, check_strategies
 
     im = to_integer_model(model, FixedType.parse(cfg.input_precision), layer_overrides(cfg), cfg.output)
     check_strategies(im, cfg)
+    check_io_type(im, cfg)
     return im

@@ -27,6 +27,7 @@
 #define NNET_BLOCK_SPARSE_DENSE_H_
 
 #include "nnet_common.h"
+#include "nnet_stream_vector.h"
 
 namespace nnet {
 
@@ -107,6 +108,23 @@ Result:
         #pragma HLS UNROLL
         res[o] = (res_T)acc[o];
     }
+}
+
+// io_stream: the same kernel on the gathered input vector (nnet_stream_vector.h).
+template <class data_T, class res_T, typename CONFIG_T>
+void block_sparse_dense(hls::stream<data_T> &data_stream, hls::stream<res_T> &res_stream,
+                        typename CONFIG_T::weight_t weights[CONFIG_T::n_slots],
+                        typename CONFIG_T::run_t run_start[CONFIG_T::n_lanes * CONFIG_T::n_runs],
+                        typename CONFIG_T::seg_t seg_block[CONFIG_T::n_lanes * CONFIG_T::n_segs],
+                        typename CONFIG_T::bias_t biases[CONFIG_T::n_out]) {
+    typename data_T::value_type data[CONFIG_T::n_in];
+    #pragma HLS ARRAY_PARTITION variable=data complete
+    typename res_T::value_type res[CONFIG_T::n_out];
+    #pragma HLS ARRAY_PARTITION variable=res complete
+    read_vector<data_T, CONFIG_T::n_in>(data_stream, data);
+    block_sparse_dense<typename data_T::value_type, typename res_T::value_type, CONFIG_T>(data, res, weights, run_start,
+                                                                                        seg_block, biases);
+    write_vector<res_T, CONFIG_T::n_out>(res, res_stream);
 }
 
 } // namespace nnet

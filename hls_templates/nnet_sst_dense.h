@@ -15,6 +15,7 @@
 #define NNET_SST_DENSE_H_
 
 #include "nnet_common.h"
+#include "nnet_stream_vector.h"
 
 namespace nnet {
 
@@ -95,6 +96,21 @@ ApplyScale:
         acc += (typename CONFIG_T::accum_t)biases[o];
         res[o] = (res_T)acc;
     }
+}
+
+// io_stream: the same kernel on the gathered input vector (nnet_stream_vector.h).
+template <class data_T, class res_T, typename CONFIG_T>
+void sst_dense(hls::stream<data_T> &data_stream, hls::stream<res_T> &res_stream,
+               typename CONFIG_T::code_t codes[CONFIG_T::n_dec * CONFIG_T::reuse_factor],
+               typename CONFIG_T::pattern_t pattern[CONFIG_T::n_patterns * CONFIG_T::nonzeros],
+               typename CONFIG_T::scale_t scale[CONFIG_T::n_out], typename CONFIG_T::bias_t biases[CONFIG_T::n_out]) {
+    typename data_T::value_type data[CONFIG_T::n_in];
+    #pragma HLS ARRAY_PARTITION variable=data complete
+    typename res_T::value_type res[CONFIG_T::n_out];
+    #pragma HLS ARRAY_PARTITION variable=res complete
+    read_vector<data_T, CONFIG_T::n_in>(data_stream, data);
+    sst_dense<typename data_T::value_type, typename res_T::value_type, CONFIG_T>(data, res, codes, pattern, scale, biases);
+    write_vector<res_T, CONFIG_T::n_out>(res, res_stream);
 }
 
 } // namespace nnet

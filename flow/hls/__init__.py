@@ -16,6 +16,7 @@ from pathlib import Path
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / 'hls_templates'
 BACKENDS = ('Vitis', 'Vivado')
+STREAM_HEADER = 'nnet_stream_vector.h'
 DA_STRATEGY = 'distributed_arithmetic'  # hls4ml 1.3.0's spelling (it also takes 'da')
 DA_PASS = 'flow_da_as_hls4ml_dense'
 # our IR class name -> function(node) giving the attributes of hls4ml's Dense with the same weights
@@ -60,6 +61,7 @@ def register() -> None:
     from hls4ml.model.flow import update_flow
     from hls4ml.model.optimizer import register_pass
 
+    from . import block_sparse_conv2d as conv
     from . import block_sparse_dense as bsd
     from . import block_sparse_lstm as lstm
     from . import sst_dense as sst
@@ -71,7 +73,11 @@ def register() -> None:
          sst.HEADER, None),
         ('BlockSparseQLSTM', lstm.parse_block_sparse_qlstm, lstm.BlockSparseLSTM,
          (lstm.BlockSparseLSTMConfigTemplate, lstm.BlockSparseLSTMFunctionTemplate), lstm.HEADER, None),
+        ('BlockSparseQConv2D', conv.parse_block_sparse_qconv2d, conv.BlockSparseConv2D,
+         (conv.BlockSparseConv2DConfigTemplate, conv.BlockSparseConv2DFunctionTemplate), bsd.HEADER, None),
     ]
+    for backend_name in BACKENDS:  # shared by the headers: io_stream adapters of our vector kernels
+        hls4ml.backends.get_backend(backend_name).register_source(TEMPLATES_DIR / STREAM_HEADER)
     for keras_name, handler, ir_class, templates, header, dense_equivalent in extensions:
         source = TEMPLATES_DIR / header
         if not source.is_file():

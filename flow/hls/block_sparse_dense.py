@@ -66,47 +66,52 @@ class BlockSparseDense(Layer):
 
     def initialize(self):
         self.add_output_variable([self.get_attr('n_out')])
-        block = (self.get_attr('block_in'), self.get_attr('block_out'))
         block_mask = np.asarray(self.get_attr('block_mask_data')).astype(bool)
-        wq = self.get_attr('weight_quantizer')
-        # Mask after quantization, exactly as the Keras layer and the reference do.
-        kernel = np.asarray(wq(np.asarray(self.get_attr('weight_data'), dtype=np.float32)))
-        kernel = kernel * expand(block_mask, block)
-        values, index, kept_per_row = pack_blocks(kernel, block_mask, block)
-        n_kept = values.size
-        rf = self.get_attr('reuse_factor')
-        # The gather schedule pads with zero weights, so any ReuseFactor works up to one cycle per kept weight.
-        if not 1 <= rf <= n_kept:
-            raise ValueError(f"layer '{self.name}': ReuseFactor {rf} is out of range; it must be 1 .. {n_kept} "
-                             f'(its kept weights)')
-        n_in, n_out = self.get_attr('n_in'), self.get_attr('n_out')
-        # The packed form stays available (dense_attributes); the template stores the schedule.
-        self.set_attr('packed_values', values)
-        self.set_attr('packed_index', index)
-        self.set_attr('kept_per_row', kept_per_row)
-        self.set_attr('n_kept', n_kept)
-        # The schedule places kept weights by position only (the reference's types play no part).
-        ref = RefBlockSparseDense(self.name, out_type=None, n_in=n_in, n_out=n_out, block=block,
-                                  kept_per_row=kept_per_row, values=values, index=index)
-        sched = gather(ref, rf)
-        weights = sched.weights.reshape(-1)
-        for attr in ('n_lanes', 'n_mult', 'seg_len', 'run_len'):
-            self.set_attr(attr, getattr(sched, attr))
-        self.set_attr('n_runs', rf // sched.run_len)
-        self.set_attr('n_segs', rf // sched.seg_len)
-        self.set_attr('n_slots', sched.slots)
-        # The reference's exact type, not wq.hls_type: hls4ml gives a binary kernel a 1-bit XNOR type
-        # ({0, 1}), which cannot hold the masked zeros nor the padding; check_against_reference compares.
-        w_t = kernel_type(self.get_attr('kernel_quantizer_config'), f"layer '{self.name}' kernel")
-        self.add_weights_variable(name='weight', var_name='w{index}', data=weights,
-                                  precision=FixedPrecisionType(w_t.width, w_t.integer, signed=w_t.signed))
-        self.add_weights_variable(name='bias', var_name='b{index}', quantizer=self.get_attr('bias_quantizer'))
-        for name, var, data in (('run_start', 'rs{index}', sched.run_start), ('seg_block', 'sb{index}', sched.seg_block)):
-            self.add_weights_variable(name=name, var_name=var, data=data.reshape(-1), precision=_unsigned(data))
+        add_gather_weights(self, np.asarray(self.get_attr('weight_data'), dtype=np.float32), block_mask)
 
 
-config_template = """struct config{index} : nnet::block_sparse_dense_config {{
-    static const unsigned n_in = {n_in};
+def add_gather_weights(node, kernel, block_mask) -> None:
+    """Quantize and mask a (n_in, n_out) kernel (block mask over (n_in / block_in, n_out / block_out)),
+    pack its kept blocks and add the gather schedule's weight banks, run_start and seg_block
+    tables, and the bias, as the node's weight variables (also used per patch by convolutions)."""
+    block = (node.get_attr('block_in'), node.get_attr('block_out'))
+    wq = node.get_attr('weight_quantizer')
+    # Mask after quantization, exactly as the Keras layer and the reference do.
+    kernel = np.asarray(wq(kernel)) * expand(block_mask, block)
+    values, index, kept_per_row = pack_blocks(kernel, block_mask, block)
+    n_kept = values.size
+    rf = node.get_attr('reuse_factor')
+    # The gather schedule pads with zero weights, so any ReuseFactor works up to one cycle per kept weight.
+    if not 1 <= rf <= n_kept:
+        raise ValueError(f"layer '{node.name}': ReuseFactor {rf} is out of range; it must be 1 .. {n_kept} "
+                         f'(its kept weights)')
+    n_in, n_out = kernel.shape
+    # The packed form stays available (dense_attributes); the template stores the schedule.
+    node.set_attr('packed_values', values)
+    node.set_attr('packed_index', index)
+    node.set_attr('kept_per_row', kept_per_row)
+    node.set_attr('n_kept', n_kept)
+    # The schedule places kept weights by position only (the reference's types play no part).
+    ref = RefBlockSparseDense(node.name, out_type=None, n_in=n_in, n_out=n_out, block=block,
+                              kept_per_row=kept_per_row, values=values, index=index)
+    sched = gather(ref, rf)
+    for attr in ('n_lanes', 'n_mult', 'seg_len', 'run_len'):
+        node.set_attr(attr, getattr(sched, attr))
+    node.set_attr('n_runs', rf // sched.run_len)
+    node.set_attr('n_segs', rf // sched.seg_len)
+    node.set_attr('n_slots', sched.slots)
+    # The reference's exact type, not wq.hls_type: hls4ml gives a binary kernel a 1-bit XNOR type
+    # ({0, 1}), which cannot hold the masked zeros nor the padding; check_against_reference compares.
+    w_t = kernel_type(node.get_attr('kernel_quantizer_config'), f"layer '{node.name}' kernel")
+    node.add_weights_variable(name='weight', var_name='w{index}', data=sched.weights.reshape(-1),
+                              precision=FixedPrecisionType(w_t.width, w_t.integer, signed=w_t.signed))
+    node.add_weights_variable(name='bias', var_name='b{index}', quantizer=node.get_attr('bias_quantizer'))
+    for name, var, data in (('run_start', 'rs{index}', sched.run_start), ('seg_block', 'sb{index}', sched.seg_block)):
+        node.add_weights_variable(name=name, var_name=var, data=data.reshape(-1), precision=_unsigned(data))
+
+
+# The schedule's numbers (also the per-patch kernel of a block-sparse convolution's mult config).
+config_fields = """    static const unsigned n_in = {n_in};
     static const unsigned n_out = {n_out};
     static const unsigned block_in = {block_in};
     static const unsigned block_out = {block_out};
@@ -123,7 +128,8 @@ config_template = """struct config{index} : nnet::block_sparse_dense_config {{
     typedef {weight_t.name} weight_t;
     typedef {run_start_t.name} run_t;
     typedef {seg_block_t.name} seg_t;
-}};\n"""
+"""
+config_template = 'struct config{index} : nnet::block_sparse_dense_config {{\n' + config_fields + '}};\n'
 
 function_template = 'nnet::block_sparse_dense<{input_t}, {output_t}, {config}>({input}, {output}, {w}, {rs}, {sb}, {b});'
 
@@ -137,18 +143,18 @@ class BlockSparseDenseConfigTemplate(LayerConfigTemplate):
         return self.template.format(**self._default_config_params(node))
 
 
+def table_names(node) -> dict:
+    return {'w': node.get_weights('weight').name, 'rs': node.get_weights('run_start').name,
+            'sb': node.get_weights('seg_block').name, 'b': node.get_weights('bias').name}
+
+
 class BlockSparseDenseFunctionTemplate(FunctionCallTemplate):
     def __init__(self):
         super().__init__(BlockSparseDense, include_header=[f'nnet_utils/{HEADER}'])
         self.template = function_template
 
     def format(self, node):
-        params = self._default_function_params(node)
-        params['w'] = node.get_weights('weight').name
-        params['rs'] = node.get_weights('run_start').name
-        params['sb'] = node.get_weights('seg_block').name
-        params['b'] = node.get_weights('bias').name
-        return self.template.format(**params)
+        return self.template.format(**self._default_function_params(node), **table_names(node))
 
 
 def dense_attributes(node: BlockSparseDense) -> dict:

@@ -34,6 +34,7 @@ class PatchGeometry:
     strides: tuple = (1, 1)
     pads: tuple = (0, 0, 0, 0)
     input_rank = 3
+    io_types = ('io_stream',)  # hls4ml's line buffer
 
     @property
     def out_hw(self) -> tuple[int, int]:

@@ -27,6 +27,7 @@ class RefLayer:
     kind = 'base'
     elementwise = False  # True: acts on each element alone, so any input shape is fine
     input_rank = 1  # the per-sample input rank it takes: 1 flat vectors, 3 images (H, W, C); None any
+    io_types = ('io_parallel', 'io_stream')  # the hls4ml io_types it is built in
     name: str
     out_type: FixedType
 

@@ -80,6 +80,7 @@ class BlockSparseLSTM(RefLayer):
     kind = 'block_sparse_lstm'
     sequence_input = True  # takes (time steps, features)
     input_rank = 2
+    io_types = ('io_parallel',)  # nnet_block_sparse_lstm.h takes the whole sequence as an array
     n_in: int = 0
     units: int = 0
     return_sequences: bool = False

@@ -6,6 +6,7 @@ equal hls4ml's own C simulation (``hls_model.predict``) code for code, several s
 transfer."""
 
 import ctypes
+import math
 import re
 
 import numpy as np
@@ -89,7 +90,7 @@ def pack_sizes(hls_dir) -> dict:
     for name in ('input_t', 'result_t'):
         m = re.search(rf'typedef nnet::array<[^;]*>,\s*([0-9*]+)>\s*{name};', text)
         assert m, f'{name} is not an nnet::array pack in defines.h'
-        sizes[name] = int(eval(m.group(1)))  # hls4ml writes e.g. "2*1"
+        sizes[name] = math.prod(int(f) for f in m.group(1).split('*'))  # hls4ml writes e.g. "2*1"
     return sizes
 
 

@@ -39,7 +39,16 @@ def fill(template: Path, values: dict) -> str:
     return text
 
 
-def write_sources(hls_dir: Path, project: str, fmt: StreamFormat) -> list[Path]:
+TOP_TEMPLATES = {'io_parallel': 'axi_top.cpp.in', 'io_stream': 'axi_top_stream.cpp.in'}
+
+
+def write_sources(hls_dir: Path, project: str, fmt: StreamFormat, io_type: str = 'io_parallel') -> list[Path]:
+    """The accelerator's C++ (top, header, C-sim bridge, testbench) for the hls4ml project in
+    ``hls_dir``. ``io_type`` is the project's: io_parallel tops take arrays (the top reads the whole
+    sample, then calls the model), io_stream tops take hls::stream of nnet::array packs (a DATAFLOW
+    region: lanes -> packs, the model, packs -> lanes). The stream format is the same for both."""
+    if io_type not in TOP_TEMPLATES:
+        raise ValueError(f'io_type {io_type!r} has no accelerator top; use one of {sorted(TOP_TEMPLATES)}')
     out_t = fmt.out_type
     values = {
         'PROJECT': project, 'TOP': top_name(project), 'GUARD': f'{project.upper()}_AXI_H_',
@@ -51,7 +60,7 @@ def write_sources(hls_dir: Path, project: str, fmt: StreamFormat) -> list[Path]:
     }
     files = {
         hls_dir / 'firmware' / f'{project}_axi.h': 'axi_top.h.in',
-        hls_dir / 'firmware' / f'{project}_axi.cpp': 'axi_top.cpp.in',
+        hls_dir / 'firmware' / f'{project}_axi.cpp': TOP_TEMPLATES[io_type],
         hls_dir / f'{project}_axi_bridge.cpp': 'axi_bridge.cpp.in',
         hls_dir / f'{project}_axi_tb.cpp': 'axi_tb.cpp.in',
     }

@@ -1,4 +1,4 @@
-"""Resource estimates per layer, for our block-sparse template and for hls4ml's own Dense.
+"""Resource estimates per layer, for our templates and for hls4ml's own Dense / Conv2D.
 
 Model (documented so it can be checked against csynth reports when Vitis HLS runs):
 - cycles of the MAC loop = ReuseFactor (II=1); hls4ml's Dense: multipliers = ceil(weights / ReuseFactor);
@@ -20,8 +20,13 @@ from __future__ import annotations
 import math
 
 from flow.footprint import layer_footprint
+from flow.runtime.ref_conv import PatchGeometry
 from flow.runtime.reference import IntegerModel
 from flow.schedule import gather
+
+IO_TYPES = ('io_parallel', 'io_stream')
+LINE_BUFFER_BRAM_MIN_BITS = 18 * 1024  # a line-buffer shift register holding this many bits or more: BRAM18, else SRLs
+SRL_DEPTH = 32  # SRLC32E: one LUT is a 32-deep shift register of one bit
 
 RAMB18_SHAPES = [(16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)]  # (depth, width)
 
@@ -112,17 +117,86 @@ def lstm_engine(layer, rf: int, in_type=None, steps: int = 1) -> dict:
 
 
 # layer kind -> its template's estimate (layer, ReuseFactor, input type); a kind not listed is
-# built by hls4ml's own Dense, the baseline
+# built by hls4ml's own Dense, the baseline. A kind derived from a listed one (a convolution from
+# its dense kind) runs that engine per patch (``engine_for``).
 ENGINES = {'block_sparse_dense': gather_engine, 'sst_dense': sst_engine, 'block_sparse_lstm': lstm_engine}
+
+
+def engine_for(layer):
+    """The engine of the first class in the layer's MRO whose own ``kind`` is listed in ENGINES
+    (None: hls4ml's Dense). A convolution's per-patch engine is thus its dense base's."""
+    for cls in type(layer).__mro__:
+        kind = cls.__dict__.get('kind')
+        if kind in ENGINES:
+            return ENGINES[kind]
+    return None
+
+
+def stream_pixels(layer) -> tuple[int, int]:
+    """(input pixels streamed, padding included; output pixels) per image of a windowed layer."""
+    if hasattr(layer, 'pixels_per_image'):
+        return layer.pixels_per_image()
+    (h, w, _), (pt, pb, pl, pr) = layer.in_shape, layer.pads
+    oh, ow = layer.out_hw
+    return (h + pt + pb) * (w + pl + pr), oh * ow
+
+
+def line_buffer(layer, in_bits: int) -> dict:
+    """hls4ml's line buffer of a windowed layer: (window height - 1) x C shift registers of depth the
+    padded input width, ``in_bits`` wide; each in SRLs, or in BRAM18 from LINE_BUFFER_BRAM_MIN_BITS."""
+    (_, w, c), (fh, _), (_, _, pl, pr) = layer.in_shape, layer.filt, layer.pads
+    depth, regs = w + pl + pr, (fh - 1) * c
+    in_bram = depth * in_bits >= LINE_BUFFER_BRAM_MIN_BITS
+    return {
+        'line_buffer_bits': regs * depth * in_bits,
+        'line_buffer_bram18': regs * bram18(in_bits, depth) if in_bram else 0,
+        'line_buffer_srl_luts': 0 if in_bram else regs * math.ceil(depth / SRL_DEPTH) * in_bits,
+    }
+
+
+def _streamed(est: dict, layer, in_type) -> dict:
+    """A windowed layer in io_stream: its engine (if any) runs once per streamed input pixel, behind
+    a line buffer; the same on both sides (ours reuses hls4ml's line buffer)."""
+    if in_type is None:
+        raise ValueError(f"layer '{layer.name}': its line buffer needs the input type (in_type)")
+    in_pixels, out_pixels = stream_pixels(layer)
+    est['pixels'] = {'in': in_pixels, 'out': out_pixels}
+    lb = line_buffer(layer, in_type.width)
+    for side in ('ours', 'hls4ml_dense'):
+        e = est[side]
+        e['cycles_per_pixel'] = e['cycles']
+        e['cycles'] = in_pixels * e['cycles']
+        e.update(lb)
+    return est
+
+
+def _window_estimate(layer, in_type) -> dict:
+    """A windowed layer without weights (max pooling): comparisons and a line buffer, II = 1."""
+    fh, fw = layer.filt
+    c = layer.in_shape[2]
+    side = {'multipliers': 0, 'cycles': 1, 'weight_memory_bits': 0, 'bram18': 0, 'index_bits': 0}
+    return _streamed({
+        'kind': layer.kind,
+        'shape': [fh * fw * c, c],
+        'reuse_factor': 1,
+        'kept_weights': 0,
+        'density': None,
+        'ours': dict(side),
+        'hls4ml_dense': dict(side),
+        'ratio_ours_vs_dense': dict.fromkeys(('multipliers', 'weight_memory_bits', 'bram18')),
+        'ratio_ours_vs_limit': dict.fromkeys(('multipliers', 'weight_memory_bits', 'bram18')),
+    }, layer, in_type)
 
 
 def layer_estimate(layer, rf: int, strategy: str = 'resource', in_type=None, in_size: int | None = None) -> dict | None:
     """Estimate for one reference layer; ``strategy`` applies to hls4ml's Dense. Given the layer's
     input type, our engine's LUT/FF are estimated too where its kind can (``Schedule.logic_estimate``).
-    ``in_size``: the layer's input size, which gives a recurrent layer its time steps."""
+    ``in_size``: the layer's input size, which gives a recurrent layer its time steps. A windowed
+    layer (convolution, pooling: a ``PatchGeometry``) streams pixels through a line buffer and needs
+    ``in_type``; its cycles are per image."""
     fp = layer_footprint(layer)
     if fp is None:
-        return None
+        return _window_estimate(layer, in_type) if isinstance(layer, PatchGeometry) else None
     n_in, n_out = fp['shape']
     dense = engine(n_in * n_out, rf, layer.weight_code_bits)
     seq = {}
@@ -130,18 +204,19 @@ def layer_estimate(layer, rf: int, strategy: str = 'resource', in_type=None, in_
         seq = {'steps': (in_size or layer.n_in) // layer.n_in}
         dense['cycles'] *= seq['steps']
     kept = int((layer.dense_weight() != 0).sum())
+    ours_engine = engine_for(layer)
     if strategy == 'distributed_arithmetic':  # hls4ml's DA Dense: constants in shift-add logic, no multiplier
         ours = {'multipliers': 0, 'cycles': 1, 'weight_memory_bits': 0, 'bram18': 0}
-    elif layer.kind in ENGINES:
+    elif ours_engine is not None:
         kept = fp['kept_weights']
-        ours = ENGINES[layer.kind](layer, rf, in_type, **seq)
+        ours = ours_engine(layer, rf, in_type, **seq)
     else:  # a plain Dense layer is hls4ml's own template on both sides
         if strategy == 'latency' and rf == 1:
             dense['multipliers'] = kept  # HLS removes multiplies by constant zero
         ours = dict(dense)
     ours.setdefault('index_bits', fp['index_bits'])
     limit = {k: dense[k] * kept / (n_in * n_out) for k in ('multipliers', 'weight_memory_bits', 'bram18')}
-    return {
+    est = {
         'kind': layer.kind,
         'shape': [n_in, n_out],
         'reuse_factor': rf,
@@ -152,10 +227,15 @@ def layer_estimate(layer, rf: int, strategy: str = 'resource', in_type=None, in_
         'ratio_ours_vs_dense': {k: (ours[k] / dense[k] if dense[k] else None) for k in ('multipliers', 'weight_memory_bits', 'bram18')},
         'ratio_ours_vs_limit': {k: (ours[k] / limit[k] if limit[k] else None) for k in limit},
     }
+    return _streamed(est, layer, in_type) if isinstance(layer, PatchGeometry) else est
 
 
-def estimate_model(im: IntegerModel, cfg, board, rtl: dict | None = None) -> dict:
-    """``rtl``: the rtl step's measured resources (reports/rtl_resources.json) when it built them."""
+def estimate_model(im: IntegerModel, cfg, board, rtl: dict | None = None, io_type: str = 'io_parallel') -> dict:
+    """``rtl``: the rtl step's measured resources (reports/rtl_resources.json) when it built them.
+    ``io_type``: hls4ml's IOType; in io_stream the layers run concurrently (dataflow), so the model's
+    ``interval`` is its slowest layer's cycles per image (``cycles``, the latency, stays the sum)."""
+    if io_type not in IO_TYPES:
+        raise ValueError(f'unknown io_type {io_type!r}; known: {", ".join(IO_TYPES)}')
     layers, sizes = {}, im.sizes()
     for prev, layer in zip(im.layers, im.layers[1:]):
         est = layer_estimate(layer, cfg.reuse_for(layer.name), cfg.strategy_for(layer.name), prev.out_type,
@@ -165,16 +245,30 @@ def estimate_model(im: IntegerModel, cfg, board, rtl: dict | None = None) -> dic
     total = {}
     for side in ('ours', 'hls4ml_dense'):
         total[side] = {k: sum(l[side][k] for l in layers.values()) for k in ('multipliers', 'weight_memory_bits', 'bram18')}
-        # layers run one after another in io_parallel: latency adds up
+        # latency adds up: one after another in io_parallel, and the first pixel's way through in io_stream
         total[side]['cycles'] = sum(l[side]['cycles'] for l in layers.values())
+        if any('line_buffer_bits' in l[side] for l in layers.values()):
+            for k in ('line_buffer_bits', 'line_buffer_bram18', 'line_buffer_srl_luts'):
+                total[side][k] = sum(l[side].get(k, 0) for l in layers.values())
+        if io_type == 'io_stream' and layers:  # dataflow: a new image every slowest-layer's cycles
+            slowest = max(layers, key=lambda n: layers[n][side]['cycles'])
+            total[side]['interval'], total[side]['slowest_layer'] = layers[slowest][side]['cycles'], slowest
+    if io_type == 'io_stream':
+        total['io_type'] = io_type
     cap = board.resources
     total['board'] = board.name
     total['fit'] = {
         # the LSTM's cell/hidden products (state_multipliers) need multipliers too
         'dsp': {'used': total['ours']['multipliers'] + sum(l['ours'].get('state_multipliers', 0) for l in layers.values()),
                 'available': cap.dsp, 'source': 'estimated'},
-        'bram18': {'used': total['ours']['bram18'], 'available': cap.bram18, 'source': 'estimated'},
+        'bram18': {'used': total['ours']['bram18'] + total['ours'].get('line_buffer_bram18', 0), 'available': cap.bram18,
+                   'source': 'estimated'},
     }
+    if 'line_buffer_bits' in total['ours']:
+        total['fit']['bram18']['detail'] = (f"weight ROMs {total['ours']['bram18']} + line buffers "
+                                            f"{total['ours']['line_buffer_bram18']} (shift registers of "
+                                            f'{LINE_BUFFER_BRAM_MIN_BITS} bits or more; the others in SRLs: '
+                                            f"{total['ours']['line_buffer_srl_luts']} LUTs)")
     measured = rtl if rtl and rtl.get('built') else None
     if measured:
         # the rtl step synthesized exactly these layers' logic: da4ml's, as hls4ml's DA strategy builds
@@ -214,15 +308,31 @@ def print_estimate(est: dict, console) -> None:
 
     from flow.progress import print_table
 
-    t = Table(title='Estimate: ours vs hls4ml Dense (same weights, same ReuseFactor)')
-    for col in ('layer', 'RF', 'kept', 'mult', 'mult dense', 'adders', 'cycles', 'mem bits', 'mem dense', 'BRAM18', 'BRAM18 dense'):
+    t = Table(title='Estimate: ours vs hls4ml (same weights, same ReuseFactor)')
+    streamed = any('line_buffer_bits' in l['ours'] for l in est['layers'].values())
+    cols = ['layer', 'RF', 'kept', 'mult', 'mult dense', 'adders', 'cycles/image', 'mem bits', 'mem dense', 'BRAM18',
+            'BRAM18 dense']
+    if streamed:  # windowed layers (io_stream): their pixels and line buffers
+        cols += ['pixels in/out', 'line buf bits', 'line buf BRAM18', 'line buf SRL LUTs']
+    for col in cols:
         t.add_column(col, justify='right')
     for name, l in est['layers'].items():
         o, d = l['ours'], l['hls4ml_dense']
-        t.add_row(name, str(l['reuse_factor']), str(l['kept_weights']), str(o['multipliers']), str(d['multipliers']),
-                  str(o.get('adders', '-')), str(o['cycles']), str(o['weight_memory_bits']), str(d['weight_memory_bits']), str(o['bram18']), str(d['bram18']))
+        row = [name, str(l['reuse_factor']), str(l['kept_weights']), str(o['multipliers']), str(d['multipliers']),
+               str(o.get('adders', '-')), str(o['cycles']), str(o['weight_memory_bits']), str(d['weight_memory_bits']),
+               str(o['bram18']), str(d['bram18'])]
+        if streamed:
+            px = l.get('pixels')
+            row += [f"{px['in']}/{px['out']}" if px else '-'] + [str(o.get(k, '-')) for k in
+                                                                ('line_buffer_bits', 'line_buffer_bram18', 'line_buffer_srl_luts')]
+        t.add_row(*row)
     print_table(t, console)
     tot = est['total']
+    if 'interval' in tot['ours']:
+        o, d = tot['ours'], tot['hls4ml_dense']
+        console.print(f"{tot.get('io_type', 'io_stream')} (dataflow): latency {o['cycles']} cycles (hls4ml {d['cycles']}), "
+                      f"interval {o['interval']} cycles per image, slowest layer {o['slowest_layer']} "
+                      f"(hls4ml {d['interval']}, {d['slowest_layer']})", soft_wrap=True)
     verdict = '[green]fits[/]' if tot['fits'] else '[red]does not fit[/]'
     margins = ', '.join(f"{k}: {v['used']}/{v['available']} (margin {v['margin']}, {v['source']})"
                         for k, v in tot['fit'].items())

@@ -70,6 +70,30 @@ fresh_check = ol.check_reference(fresh)
 print("fresh random inputs vs the integer reference:", fresh_check)
 assert fresh_check.passed, fresh_check
 '''),
+        _md('## Golden images and their predicted classes (a model whose input is an image)'),
+        _code('''
+shape = ol.input_shape
+if len(shape) == 3:  # (H, W, C): the golden vectors are flat rows, pixel after pixel, channels fastest
+    x_img, _, img_labels = ol.golden()
+    n_show = min(4, len(x_img))
+    images = ol.format.in_type.to_float(x_img[:n_show]).reshape(n_show, *shape)
+    predicted = ol.predict(images).argmax(1)  # the image shape goes to the board as it is
+    titles = [f"predicted {p}" + ("" if img_labels is None else f" (label {img_labels[i]})") for i, p in enumerate(predicted)]
+    print(f"input images {shape[0]}x{shape[1]}, {shape[2]} channel(s):", "; ".join(titles))
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:
+        plt = None
+        print("matplotlib not installed: no pictures")
+    if plt is not None:
+        img_fig, axes = plt.subplots(1, n_show, figsize=(2.5 * n_show, 2.8), squeeze=False)
+        for ax, image, title in zip(axes[0], images, titles):
+            ax.imshow(image[:, :, 0], cmap="gray")  # channel 0
+            ax.set_title(title); ax.axis("off")
+        plt.tight_layout(); plt.show()
+else:
+    print(f"the model's input is {shape}, not an image: nothing to show")
+'''),
         _md('## Latency and throughput over batch sizes'),
         _code('''
 rows = ol.benchmark(batch_sizes=(1, 8, 64, 512, 4096))

@@ -1,6 +1,7 @@
 """Footprint arithmetic and the resource estimate model, on hand-counted layers."""
 
 import numpy as np
+import pytest
 
 from flow.estimate import bram18, engine, layer_estimate
 from flow.footprint import footprint
@@ -92,3 +93,170 @@ def test_block_sparse_estimate_follows_the_gather_schedule():
     assert layer_estimate(layer, rf=24)['ours'] == {
         'multipliers': 48, 'cycles': 24, 'weight_memory_bits': 1152 * 4, 'bram18': 6, 'index_bits': (18 + 18) * 3,
         'padding': 128}
+
+
+# --- convolutional networks (io_stream): hls4ml's line buffer, our block-sparse kernel per patch ---
+
+IN8 = FixedType(8, 4)  # 4 fractional bits: with 3-bit-fraction weights the products fit ACC's 8
+
+
+def _sparse_conv(drop, in_shape=(8, 8, 16), filt=(3, 3), pads=(1, 1, 1, 1), n_out=16, block=(4, 4), method='cgs_balanced'):
+    """A BlockSparseConv2D (as export_block_sparse_qconv2d builds it): one channel block mask
+    (C/bi x F/bo) repeated at every kernel position, weights all one where kept."""
+    from flow.runtime.ref_conv import BlockSparseConv2D
+    from keras_models.masks import make_block_mask
+
+    c = in_shape[2]
+    mask = np.tile(make_block_mask(method, 'conv', (c, n_out), block, drop, 0), (filt[0] * filt[1], 1))
+    w = np.ones((filt[0] * filt[1] * c, n_out), np.int64) * expand(mask, block)
+    values, index, k = pack_blocks(w, mask, block)
+    return BlockSparseConv2D('conv', out_type=ACC, weight_type=W4, bias_type=B8, accum_type=ACC,
+                             bias=np.zeros(n_out, np.int64), n_in=w.shape[0], n_out=n_out, block=block, kept_per_row=k,
+                             values=values, index=index, in_shape=in_shape, filt=filt, strides=(1, 1), pads=pads)
+
+
+def _dense_conv(weight, in_shape=(8, 8, 16), filt=(3, 3), pads=(1, 1, 1, 1), name='conv', out_type=ACC):
+    from flow.runtime.ref_conv import Conv2D
+
+    return Conv2D(name, out_type=out_type, weight_type=W4, bias_type=B8, accum_type=ACC,
+                  bias=np.zeros(weight.shape[1], np.int64), weight=weight, in_shape=in_shape, filt=filt, strides=(1, 1),
+                  pads=pads)
+
+
+@pytest.mark.parametrize('drop, ratio', [(0.5, 0.5), (0.75, 0.25)])
+def test_block_sparse_conv_against_hls4ml_conv(drop, ratio):
+    """3x3 conv, 16 -> 16 channels, 4x4 channel blocks (balanced), RF 36: hls4ml's Conv2D on the same
+    (144 x 16) weights, zeros included, needs 144 * 16 / 36 = 64 multipliers and stores 144 x 16 x 4
+    bits; ours keeps (1 - drop) of the blocks in every block-column: 9 positions x 4 x (1 - drop)
+    kept blocks of 4 rows per column, whole segments of 36 cycles, so (1 - drop) x 64 multipliers
+    and (1 - drop) of the weight bits, no padding."""
+    conv = _sparse_conv(drop)
+    est = layer_estimate(conv, rf=36, in_type=IN8)
+    o, d = est['ours'], est['hls4ml_dense']
+    assert est['shape'] == [144, 16] and est['kept_weights'] == int(144 * 16 * (1 - drop))
+    assert d['multipliers'] == 64 and d['weight_memory_bits'] == 144 * 16 * 4
+    assert o['multipliers'] == 64 * ratio and o['weight_memory_bits'] == 144 * 16 * 4 * ratio and o['padding'] == 0
+    assert est['ratio_ours_vs_dense']['multipliers'] == ratio
+    assert est['ratio_ours_vs_dense']['weight_memory_bits'] == ratio
+    # the baseline is exactly hls4ml's own Conv2D on the same weights (zeros included)
+    base = layer_estimate(_dense_conv(conv.dense_weight()), rf=36, in_type=IN8)
+    assert base['hls4ml_dense'] == d and base['ours'] == {**d, 'index_bits': 0}
+    # Latency strategy at RF 1: HLS drops the multiplies by constant zero
+    assert layer_estimate(_dense_conv(conv.dense_weight()), rf=1, strategy='latency', in_type=IN8)[
+        'hls4ml_dense']['multipliers'] == est['kept_weights']
+
+
+def test_conv_cycles_per_image_are_padded_pixels_times_reuse():
+    """8x8 input, 'same' padding of 1: 10 x 10 = 100 pixels streamed, 64 windows computed."""
+    from flow.runtime.ref_conv import MaxPool2D
+
+    conv = _sparse_conv(0.5)
+    assert conv.pixels_per_image() == (100, 64)
+    for rf in (36, 72):
+        est = layer_estimate(conv, rf=rf, in_type=IN8)
+        assert est['pixels'] == {'in': 100, 'out': 64}
+        for side in ('ours', 'hls4ml_dense'):
+            assert est[side]['cycles'] == 100 * rf and est[side]['cycles_per_pixel'] == rf
+    valid = layer_estimate(_sparse_conv(0.5, pads=(0, 0, 0, 0)), rf=36, in_type=IN8)
+    assert valid['ours']['cycles'] == 64 * 36 and valid['pixels'] == {'in': 64, 'out': 36}
+    pool = layer_estimate(MaxPool2D('pool', out_type=IN8, in_shape=(8, 8, 16), filt=(2, 2), strides=(2, 2)), rf=4,
+                          in_type=IN8)
+    assert pool['ours']['cycles'] == pool['hls4ml_dense']['cycles'] == 64  # II = 1, no ReuseFactor
+    assert pool['ours']['multipliers'] == 0 and pool['ours']['weight_memory_bits'] == 0
+    padded = MaxPool2D('pool', out_type=IN8, in_shape=(6, 6, 16), filt=(2, 2), strides=(2, 2), pads=(1, 1, 1, 1))
+    assert layer_estimate(padded, rf=1, in_type=IN8)['pixels'] == {'in': 64, 'out': 16}
+
+
+def test_line_buffer_for_a_known_geometry():
+    """(kh - 1) x C shift registers of the padded width, input bits wide; SRLs below one RAMB18."""
+    from flow.estimate import LINE_BUFFER_BRAM_MIN_BITS, line_buffer
+    from flow.runtime.ref_conv import MaxPool2D
+
+    est = layer_estimate(_sparse_conv(0.75), rf=36, in_type=IN8)  # 2 x 16 registers, 10 deep, 8 bits
+    for side in ('ours', 'hls4ml_dense'):
+        assert est[side]['line_buffer_bits'] == 2 * 16 * 10 * 8
+        assert est[side]['line_buffer_bram18'] == 0 and est[side]['line_buffer_srl_luts'] == 2 * 16 * 8
+    conv5 = _dense_conv(np.ones((5 * 5 * 3, 4), np.int64), in_shape=(28, 28, 3), filt=(5, 5), pads=(0, 0, 0, 0))
+    assert line_buffer(conv5, 6) == {'line_buffer_bits': 4 * 3 * 28 * 6, 'line_buffer_bram18': 0,
+                                     'line_buffer_srl_luts': 4 * 3 * 1 * 6}
+    pool = MaxPool2D('pool', out_type=IN8, in_shape=(8, 8, 16), filt=(2, 2), strides=(2, 2))
+    assert layer_estimate(pool, rf=1, in_type=IN8)['ours']['line_buffer_bits'] == 1 * 16 * 8 * 8
+    # a 2048-wide image of 9-bit pixels: each shift register holds one RAMB18's 18 Kb (2048 x 9)
+    assert 2048 * 9 == LINE_BUFFER_BRAM_MIN_BITS
+    wide = _dense_conv(np.ones((18, 4), np.int64), in_shape=(4, 2048, 2), pads=(0, 0, 0, 0))
+    assert line_buffer(wide, 9) == {'line_buffer_bits': 2 * 2 * 2048 * 9, 'line_buffer_bram18': 4, 'line_buffer_srl_luts': 0}
+    narrower = _dense_conv(np.ones((18, 4), np.int64), in_shape=(4, 2047, 2), pads=(0, 0, 0, 0))
+    assert line_buffer(narrower, 9) == {'line_buffer_bits': 2 * 2 * 2047 * 9, 'line_buffer_bram18': 0,
+                                        'line_buffer_srl_luts': 4 * 64 * 9}
+
+
+def _cnn(width=2048):
+    """Input (4, width, 2) 9-bit -> 3x3 conv (valid, 4 filters) -> 2x2 max pool -> flatten -> dense 2."""
+    from flow.runtime.ref_conv import MaxPool2D
+    from flow.runtime.ref_layers import Flatten
+
+    in_t, out_t = FixedType(9, 5), FixedType(8, 4)
+    conv = _dense_conv(np.ones((18, 4), np.int64), in_shape=(4, width, 2), pads=(0, 0, 0, 0), out_type=out_t)
+    ow = width - 2
+    pool = MaxPool2D('pool', out_type=out_t, in_shape=(2, ow, 4), filt=(2, 2), strides=(2, 2))
+    dense = Dense('out', out_type=ACC, weight_type=W4, bias_type=B8, accum_type=ACC,
+                  weight=np.ones((ow // 2 * 4, 2), np.int64), bias=np.zeros(2, np.int64))
+    return IntegerModel([Input('x', out_type=in_t, shape=(4, width, 2)), conv, pool, Flatten('flat', out_type=out_t), dense])
+
+
+def _cfg_board():
+    from types import SimpleNamespace
+
+    reuse = {'conv': 9, 'out': 4}
+    cfg = SimpleNamespace(reuse_for=lambda n: reuse.get(n, 1), strategy_for=lambda n: 'resource')
+    board = SimpleNamespace(name='test board', resources=SimpleNamespace(dsp=100, bram18=100, lut=10_000, ff=20_000))
+    return cfg, board
+
+
+def test_io_stream_interval_is_the_slowest_layer_and_latency_the_sum():
+    from flow.estimate import estimate_model
+
+    im = _cnn()
+    cfg, board = _cfg_board()
+    stream = estimate_model(im, cfg, board, io_type='io_stream')
+    layers = stream['layers']
+    assert list(layers) == ['conv', 'pool', 'out']
+    cycles = {n: l['ours']['cycles'] for n, l in layers.items()}
+    # conv: 4 x 2048 pixels at RF 9; pool: 2 x 2046 pixels at II 1; dense: RF 4, once per image
+    assert cycles == {'conv': 4 * 2048 * 9, 'pool': 2 * 2046, 'out': 4}
+    for side in ('ours', 'hls4ml_dense'):
+        tot = stream['total'][side]
+        assert tot['cycles'] == sum(l[side]['cycles'] for l in layers.values())
+        assert tot['interval'] == max(l[side]['cycles'] for l in layers.values()) == 4 * 2048 * 9
+        assert tot['slowest_layer'] == 'conv' and tot['interval'] < tot['cycles']
+    # the board verdict counts the line buffers' BRAM18: the conv's 2 x 2 registers of 2048 x 9 bits
+    fit = stream['total']['fit']['bram18']
+    assert layers['conv']['ours']['line_buffer_bram18'] == 4
+    assert fit['used'] == sum(l['ours']['bram18'] + l['ours']['line_buffer_bram18'] for l in layers.values() if 'line_buffer_bram18' in l['ours']) \
+        + layers['out']['ours']['bram18']
+    assert fit['used'] >= 4
+    parallel = estimate_model(im, cfg, board)  # io_parallel: what existed, the sum
+    assert 'interval' not in parallel['total']['ours']
+    assert parallel['total']['ours']['cycles'] == stream['total']['ours']['cycles']
+    with pytest.raises(ValueError, match='io_type'):
+        estimate_model(im, cfg, board, io_type='io_serial')
+
+
+def test_conv_rows_print_cycles_and_line_buffer():
+    import io
+
+    from rich.console import Console
+
+    from flow.estimate import estimate_model, print_estimate
+
+    cfg, board = _cfg_board()
+    est = estimate_model(_cnn(), cfg, board, io_type='io_stream')
+    out = io.StringIO()
+    print_estimate(est, Console(file=out, width=80, force_terminal=False))
+    text = out.getvalue()
+    assert '…' not in text and 'ours vs hls4ml (same weights, same ReuseFactor)' in text
+    conv_row = next(line for line in text.splitlines() if line.lstrip('│ ').startswith('conv '))
+    conv = est['layers']['conv']['ours']
+    for number in (conv['cycles'], conv['line_buffer_bits'], '8192/4092'):
+        assert str(number) in conv_row
+    assert f"interval {conv['cycles']} cycles per image" in text

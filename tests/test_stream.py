@@ -41,3 +41,29 @@ def test_bad_inputs():
         fmt.unpack_outputs(np.zeros(8, dtype=np.uint8), 2)
     with pytest.raises(ValueError, match='wider than 32 bits'):
         StreamFormat(4, 2, FixedType(40, 4), FixedType(8, 4))
+
+
+@pytest.mark.parametrize('io_type', ['io_parallel', 'io_stream'])
+def test_the_accelerator_top_follows_the_io_type(tmp_path, io_type):
+    """io_parallel keeps its array top; io_stream gets the DATAFLOW top over nnet::array packs;
+    header, bridge and testbench are shared. Nothing compiled here (tests/test_accel_stream.py does)."""
+    from flow.accel import ACCEL_DIR, write_sources
+
+    (tmp_path / 'firmware').mkdir()
+    fmt = StreamFormat(72, 4, FixedType(8, 4), FixedType(24, 12))
+    files = write_sources(tmp_path, 'net', fmt, io_type=io_type)
+    assert [p.name for p in files] == ['net_axi.h', 'net_axi.cpp', 'net_axi_bridge.cpp', 'net_axi_tb.cpp']
+    top = (tmp_path / 'firmware' / 'net_axi.cpp').read_text()
+    assert ('#pragma HLS DATAFLOW' in top) == (io_type == 'io_stream')
+    assert 'void net_axi(hls::stream<axis_word_t> &in_stream, hls::stream<axis_word_t> &out_stream)' in top
+    assert '@' not in top and 'net(x, y);' in top
+    if io_type == 'io_parallel':  # the array top as it always was
+        assert top.startswith((ACCEL_DIR / 'axi_top.cpp.in').read_text().split('@PROJECT@')[0])
+        assert 'input_t x[accel::n_in];' in top
+
+
+def test_an_unknown_io_type_has_no_top(tmp_path):
+    from flow.accel import write_sources
+
+    with pytest.raises(ValueError, match="io_type 'io_serial' has no accelerator top"):
+        write_sources(tmp_path, 'net', StreamFormat(4, 2, FixedType(8, 4), FixedType(8, 4)), io_type='io_serial')

@@ -10,8 +10,12 @@ DMA's length register, sent and received through pynq's own AxiDMA driver, unpac
 returned as fresh arrays (never the DMA buffers, which are freed after each transfer).
 
 Inputs are a batch of shape (n, n_in), or one sample of shape (n_in,) which gives one output of
-shape (n_out,); a model whose input is a sequence also takes (n, frames, features) or one
-(frames, features) sample, sent time-major. Anything else is refused before a transfer: a transposed batch
+shape (n_out,); a model whose input has more dimensions also takes a batch in its own input shape
+or one sample in it: a sequence (n, frames, features) or (frames, features), sent time-major; an
+image (n, H, W, C) or (H, W, C), and (n, H, W) or (H, W) when it has one channel, sent row-major
+(pixel after pixel, channels fastest), as the reference reads flat rows. Where a shape reads both
+ways, a flat batch wins: a one-row (1, W) image with one channel is a batch of one. Anything else
+is refused before a transfer, naming the model's input shape: a transposed batch
 or the wrong model's inputs would otherwise run and return plausible-looking outputs. Codes
 (predict_codes) must be integers within the input type's range; floats (predict) must lie on
 its grid. Zero samples give an empty (0, n_out) result without a transfer.
@@ -86,6 +90,11 @@ class SparseOverlay(pynq.Overlay):
         self.timing = Timing()
 
     @property
+    def input_shape(self) -> tuple:
+        """One sample's input shape in the model: (n_in,), (frames, features) or an image's (H, W, C)."""
+        return tuple(int(d) for d in self.reference.input.shape)
+
+    @property
     def max_batch(self) -> int:
         f = self.format
         per_sample = max(f.in_words, f.out_words) * f.word_bytes
@@ -118,18 +127,26 @@ class SparseOverlay(pynq.Overlay):
 
     def _check_shape(self, x: np.ndarray, what: str) -> bool:
         """True for one sample, False for a batch: flat, (n, n_in) or (n_in,), or in the model's own
-        input shape (a sequence: (n, frames, features) or (frames, features)), taken in C order as
-        the reference reads flat rows; anything else is refused."""
-        n_in, shape = self.format.n_in, tuple(self.reference.input.shape)
+        input shape (a sequence: (n, frames, features) or (frames, features); an image: (n, H, W, C)
+        or (H, W, C), also (n, H, W) or (H, W) with one channel), taken in C order as the reference
+        reads flat rows; anything else is refused, naming the shapes it takes."""
+        n_in, shape = self.format.n_in, self.input_shape
         if x.ndim == 2 and x.shape[1] == n_in:
             return False
         if x.shape == (n_in,):
             return True
-        if len(shape) > 1 and x.shape[1:] == shape:
-            return False
-        if len(shape) > 1 and x.shape == shape:
-            return True
-        model = f', or (n, {", ".join(map(str, shape))}) / {shape} in the model\'s input shape' if len(shape) > 1 else ''
+        forms = model_shapes(shape)
+        for form in forms:
+            if x.shape[1:] == form:
+                return False
+            if x.shape == form:
+                return True
+        model = ''
+        if forms:
+            model = f', or (n, {", ".join(map(str, shape))}) / {shape} in the model\'s input shape'
+        if len(forms) > 1:
+            h, w = forms[1]
+            model += f', or (n, {h}, {w}) / ({h}, {w}) for its one channel'
         raise ValueError(f'expected {what} of shape (n, {n_in}), or ({n_in},) for one sample{model}; got {x.shape}')
 
     def _input_codes(self, x_codes) -> tuple[np.ndarray, bool]:
@@ -189,6 +206,7 @@ class SparseOverlay(pynq.Overlay):
         sizes = [_positive_int(b, 'each of batch_sizes') for b in batch_sizes]  # all checked before any run
         repeats = _positive_int(repeats, 'repeats')
         x, _, _ = self.golden()
+        x = x.reshape(len(x), -1)  # flat rows, whatever shape the golden inputs were saved in
         rows = []
         for b in sizes:
             xb = np.resize(x, (b, x.shape[1]))
@@ -200,6 +218,17 @@ class SparseOverlay(pynq.Overlay):
         t0 = time.perf_counter()
         self.predict_codes(xb)
         return time.perf_counter() - t0
+
+
+def model_shapes(shape: tuple) -> list[tuple]:
+    """The per-sample shapes a model of input ``shape`` takes besides flat (n_in,): its own shape
+    when it has more than one dimension, and (H, W) for a one-channel (H, W, 1) image."""
+    shape = tuple(int(d) for d in shape)
+    if len(shape) < 2:
+        return []
+    if len(shape) == 3 and shape[2] == 1:
+        return [shape, shape[:2]]
+    return [shape]
 
 
 def _positive_int(value, what: str, none_ok: bool = False) -> int | None:

@@ -165,3 +165,45 @@ def test_notebook_runs_from_the_pip_installed_package(built, tmp_path):
         ns = run_notebook(notebook, {'bitfile_name': str(bit), 'download': False, 'device': dev}, sys_path=[installed.parent])
         assert ns['golden'].passed and ns['fresh_check'].passed
         assert ns['ol'].package_dir == installed, notebook
+
+
+@pytest.mark.parametrize('matplotlib_on_board', [True, False])
+def test_notebook_shows_golden_images_for_an_image_model(built, tmp_path, monkeypatch, matplotlib_on_board):
+    """A package whose model takes (H, W, C) images (here the digits MLP's 64 inputs declared as the
+    8x8x1 images they are, flattened by the reference before its first dense layer): the notebook
+    shows the first golden images, channel 0, with the class the board predicts; without
+    matplotlib it prints the classes and runs on."""
+    build = built('pynq-z2')
+    _, dev, bit = load_package(build, tmp_path)
+    unpacked = unpack(build, tmp_path) / 'sparsenet_overlay'
+    ref_json = unpacked / 'data' / 'reference' / 'reference.json'
+    doc = json.loads(ref_json.read_text())
+    doc['layers'][0]['shape'] = [8, 8, 1]
+    doc['layers'].insert(1, {'kind': 'flatten', 'name': 'flatten', 'out_type': doc['layers'][0]['out_type']})
+    ref_json.write_text(json.dumps(doc))
+    import matplotlib.pyplot as plt
+
+    plt.close('all')
+    if not matplotlib_on_board:
+        monkeypatch.setitem(sys.modules, 'matplotlib.pyplot', None)  # import matplotlib.pyplot raises ImportError
+    ns = run_notebook(unpacked / 'notebooks' / 'sparsenet.ipynb', {'bitfile_name': str(bit), 'download': False, 'device': dev})
+    x, expected, labels = ns['ol'].golden()
+    assert ns['golden'].passed and ns['fresh_check'].passed
+    assert ns['ol'].input_shape == (8, 8, 1) and ns['images'].shape == (4, 8, 8, 1)
+    assert np.array_equal(ns['images'].reshape(4, -1), ns['ol'].format.in_type.to_float(x[:4]))
+    assert np.array_equal(ns['predicted'], expected[:4].argmax(1))
+    assert ns['titles'][0] == f'predicted {expected[0].argmax()} (label {labels[0]})'
+    if matplotlib_on_board:
+        shown = [ax.get_title() for ax in ns['img_fig'].axes]
+        assert shown == ns['titles']
+        assert np.array_equal(ns['img_fig'].axes[1].images[0].get_array(), ns['images'][1, :, :, 0])
+    else:
+        assert ns['plt'] is None
+
+
+def test_notebook_of_a_flat_model_shows_no_images(built, tmp_path):
+    build = built('pynq-z2')
+    _, dev, bit = load_package(build, tmp_path)
+    unpacked = unpack(build, tmp_path) / 'sparsenet_overlay'
+    ns = run_notebook(unpacked / 'notebooks' / 'sparsenet.ipynb', {'bitfile_name': str(bit), 'download': False, 'device': dev})
+    assert ns['shape'] == (64,) and 'images' not in ns

@@ -3,6 +3,7 @@ refused before any transfer with an error naming what was expected; what it runs
 integer reference code for code, for any batch size, in fresh arrays."""
 
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -208,3 +209,70 @@ def test_a_sequence_model_takes_its_own_input_shape(board):
         assert sends(dev) == []
     finally:
         ol.reference.input.shape = shape
+
+
+def as_image_model(ol, shape):
+    """The digits MLP's 64 input codes read as one image of ``shape`` (the digits are 8x8 images):
+    the reference takes that shape and flattens it before its first dense layer, as a CNN's
+    Flatten does; the accelerator is unchanged (it takes the flat row-major sample)."""
+    ref = ol.reference
+    Flatten = sys.modules[type(ref.input).__module__].Flatten  # the package's own reference layers
+    saved = (ref.input.shape, list(ref.layers))
+    ref.input.shape = shape
+    ref.layers.insert(1, Flatten('flatten', ref.in_type))
+    return saved
+
+
+def restore(ol, saved):
+    ol.reference.input.shape, ol.reference.layers[:] = saved[0], saved[1]
+
+
+@pytest.mark.parametrize('shape', [(8, 8, 1), (4, 4, 4), (2, 8, 4)])
+def test_an_image_model_takes_images(board, shape):
+    """(n, H, W, C) batches and one (H, W, C) image, and (n, H, W) / (H, W) with one channel, run
+    row-major (pixel after pixel, channels fastest), exactly as flat rows; predict, predict_codes
+    and check_reference alike; other shapes are refused naming the model's input shape."""
+    _, ol, dev = board
+    x, expected, _ = ol.golden()
+    saved = as_image_model(ol, shape)
+    try:
+        assert ol.input_shape == shape
+        t, u = ol.format.in_type, ol.format.out_type
+        forms = [shape] + ([shape[:2]] if shape[2] == 1 else [])
+        for form in forms:
+            batch = x.reshape(-1, *form)
+            assert np.array_equal(ol.predict_codes(batch), expected)
+            assert np.array_equal(ol.predict_codes(batch, batch_size=7), expected)
+            assert np.array_equal(ol.predict_codes(x[5].reshape(form)), expected[5])
+            assert np.array_equal(ol.predict(t.to_float(batch)), u.to_float(expected))
+            assert np.array_equal(ol.predict(t.to_float(x[9]).reshape(form).tolist()), u.to_float(expected[9]))
+            assert ol.check_reference(batch[:20]).passed
+        assert np.array_equal(ol.predict_codes(x[:0].reshape(0, *shape)), np.zeros((0, 10), dtype=np.int64))
+        assert ol.check_reference(x.reshape(-1, *shape)).passed  # the reference takes images too
+        h, w, c = shape
+        candidates = [(3, w, h, c), (3, h * w, c), (h, w, c, 1), (3, c, h, w), (3, h + 1, w, c), (3, h, w), (h, w), (w, h, c),
+                      (3, h, w, c + 1), (h * w * c, 1)]
+        wrong = [b for b in candidates if b not in forms and b[1:] not in forms]
+        assert len(wrong) >= 5, wrong
+        dims = ', '.join(map(str, shape))
+        one_channel = f', or (n, {h}, {w}) / ({h}, {w}) for its one channel' if c == 1 else ''
+        dev.transfers.clear()
+        for bad in wrong:
+            for call, arg in (('predict_codes', np.zeros(bad, dtype=np.int64)), ('predict', np.zeros(bad))):
+                with pytest.raises(ValueError, match=re.escape(
+                        f"of shape (n, 64), or (64,) for one sample, or (n, {dims}) / {shape} in the model's input shape"
+                        f'{one_channel}; got {bad}')):
+                    getattr(ol, call)(arg)
+        assert sends(dev) == []
+    finally:
+        restore(ol, saved)
+
+
+def test_a_flat_model_refuses_images(board):
+    _, ol, dev = board
+    x, _, _ = ol.golden()
+    dev.transfers.clear()
+    for bad in ((3, 8, 8, 1), (3, 8, 8), (8, 8, 1)):
+        with pytest.raises(ValueError, match=re.escape(f'expected codes of shape (n, 64), or (64,) for one sample; got {bad}')):
+            ol.predict_codes(x[:3].reshape(bad) if bad[0] == 3 else x[0].reshape(bad))
+    assert sends(dev) == []

@@ -130,6 +130,18 @@ def _same_length(path, xn, x, yn, y) -> None:
         raise BadInput(f'{path}: {xn} is empty')
 
 
+def fit_shape(data: Split, input_shape: tuple) -> tuple[Split, str | None]:
+    """Samples with the model's number of values in another shape (flat 784 pixels for a (28, 28, 1)
+    image model, (28, 28) images without their channel axis) are reshaped row-major, with a note."""
+    shapes = {name: tuple(getattr(data, name).shape[1:]) for name in ('x_train', 'x_test')}
+    size = int(np.prod(input_shape))
+    if all(s == tuple(input_shape) or int(np.prod(s)) != size for s in shapes.values()):
+        return data, None
+    moved = {name: getattr(data, name).reshape(-1, *input_shape) for name, s in shapes.items() if int(np.prod(s)) == size}
+    note = f'samples of shape {shapes["x_train"]} were reshaped (row-major) to the model input {tuple(input_shape)}'
+    return replace(data, **moved), note
+
+
 def check_fits(data: Split, input_shape: tuple, n_classes: int, where: str) -> None:
     """The data against the model: input shape and label range, before any training."""
     for name in ('x_train', 'x_test'):
@@ -180,7 +192,7 @@ def for_model(spec: str | None, seed: int, in_type: FixedType, input_shape: tupl
     the model and on its input grid, with notes for the report."""
     if spec is None:
         return None, ['no data: golden vectors are random codes on the input grid (extremes included), no accuracy']
-    data = load(spec, seed)
+    data, reshaped = fit_shape(load(spec, seed), input_shape)
     check_fits(data, input_shape, n_classes, f'data {spec!r}')
     data, note = on_grid(data, in_type)
-    return data, [note] if note else []
+    return data, [n for n in (reshaped, note) if n]

@@ -134,11 +134,7 @@ def engine_for(layer):
 
 def stream_pixels(layer) -> tuple[int, int]:
     """(input pixels streamed, padding included; output pixels) per image of a windowed layer."""
-    if hasattr(layer, 'pixels_per_image'):
-        return layer.pixels_per_image()
-    (h, w, _), (pt, pb, pl, pr) = layer.in_shape, layer.pads
-    oh, ow = layer.out_hw
-    return (h + pt + pb) * (w + pl + pr), oh * ow
+    return layer.pixels_per_image()
 
 
 def line_buffer(layer, in_bits: int) -> dict:

@@ -153,18 +153,19 @@ def export_reference(ctx: Context) -> dict:
 def convert(ctx: Context) -> dict:
     """Convert with hls4ml (our templates via its extension API) and write the HLS project."""
     from flow.accel import stream_format, write_sources
-    from flow.convert import convert_model
+    from flow.convert import convert_model, resolve_io_type
     from flow.scripts import write_scripts
     from keras_models.layers import load_model
 
     cfg, board, hls = ctx.config, ctx.board(), ctx.stage / 'hls'
     im = ctx.reference()
-    hls_model = convert_model(load_model(ctx.root / 'train' / 'model.h5'), im, cfg, board, hls)
+    io_type = resolve_io_type(im, cfg, board)
+    hls_model = convert_model(load_model(ctx.root / 'train' / 'model.h5'), im, cfg, board, hls, io_type)
     fmt = stream_format(im)
     write_json(hls / 'stream_format.json', fmt.to_dict())
-    write_sources(hls, cfg.project_name, fmt)
+    write_sources(hls, cfg.project_name, fmt, io_type)
     scripts = write_scripts(hls, cfg.project_name, board, fmt, cfg.clock_period_ns or board.clock_period_ns)
-    return {'project': str(ctx.root / 'hls'), 'layers': [n for n in hls_model.graph], 'board': board.name,
+    return {'project': str(ctx.root / 'hls'), 'io_type': io_type, 'layers': [n for n in hls_model.graph], 'board': board.name,
             'scripts': [p.name for p in scripts], 'stream_format': fmt.to_dict()}
 
 
@@ -210,10 +211,13 @@ def rtl(ctx: Context) -> dict:
 @step('estimate', ['reports/estimate.json'])
 def estimate(ctx: Context) -> dict:
     """Per-layer kept weights, multipliers, cycles, memory bits, BRAM18: ours vs hls4ml Dense."""
+    from flow.convert import resolve_io_type
     from flow.estimate import estimate_model, print_estimate
 
     rtl = ctx.root / 'reports' / 'rtl_resources.json'
-    est = estimate_model(ctx.reference(), ctx.config, ctx.board(), json.loads(rtl.read_text()) if rtl.exists() else None)
+    im, board = ctx.reference(), ctx.board()
+    est = estimate_model(im, ctx.config, board, json.loads(rtl.read_text()) if rtl.exists() else None,
+                         io_type=resolve_io_type(im, ctx.config, board))
     write_json(ctx.stage / 'reports' / 'estimate.json', est)
     print_estimate(est, console)
     return est['total']

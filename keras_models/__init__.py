@@ -15,6 +15,7 @@ BUILTIN = {
     'fashion_lowbit_mlp': 'keras_models.fashion_lowbit_mlp',
     'keywords_hcgs_mlp': 'keras_models.keywords_hcgs_mlp',
     'keywords_hcgs_lstm': 'keras_models.keywords_hcgs_lstm',
+    'fashion_cgs_cnn': 'keras_models.fashion_cgs_cnn',
 }
 
 

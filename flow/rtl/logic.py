@@ -150,11 +150,16 @@ def _hard_tanh(layer, x, in_type: FixedType):
 
 
 def recurrent_reason(layer: RefLayer) -> str | None:
-    """Why the RTL level is not built for a recurrent layer (None for any other): no tool can change it."""
+    """Why the RTL level is not built for a recurrent or windowed layer (None for any other): no tool
+    can change it."""
     if getattr(layer, 'sequence_input', False):
         return (f'layer {layer.name!r} ({layer.kind}): the RTL level is not built for recurrent layers (a da4ml graph is '
                 'one combinational function of the input, the LSTM a loop over time steps with state); its hardware '
                 'is the HLS template, checked bit-exact in C simulation by the verify step')
+    if layer.input_rank == 3:
+        return (f'layer {layer.name!r} ({layer.kind}): the RTL level is not built for convolutional networks (a da4ml graph '
+                "is one combinational function of the input, hls4ml's io_stream line buffer a loop over pixels with "
+                'state); its hardware is the HLS template, checked bit-exact in C simulation by the verify step')
     return None
 
 

@@ -51,6 +51,13 @@ class PatchGeometry:
         win = win[:, : oh * self.strides[0] : self.strides[0], : ow * self.strides[1] : self.strides[1]]
         return win.transpose(0, 1, 2, 4, 5, 3)
 
+    def pixels_per_image(self) -> tuple[int, int]:
+        """(input pixels streamed, output pixels computed) per image (estimate)."""
+        h, w, _ = self.in_shape
+        pt, pb, pl, pr = self.pads
+        oh, ow = self.out_hw
+        return (h + pt + pb) * (w + pl + pr), oh * ow
+
     def locate(self, element: tuple) -> str:
         if len(element) != 3:
             return ''
@@ -80,13 +87,6 @@ class _Convolution(PatchGeometry):
         n, oh, ow = p.shape[:3]
         out = super().forward(p.reshape(n * oh * ow, -1), in_type)
         return out.reshape(n, oh, ow, -1)
-
-    def pixels_per_image(self) -> tuple[int, int]:
-        """(input pixels streamed, output pixels computed) per image (estimate)."""
-        h, w, _ = self.in_shape
-        pt, pb, pl, pr = self.pads
-        oh, ow = self.out_hw
-        return (h + pt + pb) * (w + pl + pr), oh * ow
 
     def scalars(self):
         return {**super().scalars(), **self.geometry()}

@@ -210,7 +210,7 @@ def rtl(ctx: Context) -> dict:
 
 @step('estimate', ['reports/estimate.json'])
 def estimate(ctx: Context) -> dict:
-    """Per-layer kept weights, multipliers, cycles, memory bits, BRAM18: ours vs hls4ml Dense."""
+    """Per-layer kept weights, multipliers, cycles, memory bits, BRAM18: ours vs hls4ml (Dense, Conv2D)."""
     from flow.convert import resolve_io_type
     from flow.estimate import estimate_model, print_estimate
 

@@ -90,7 +90,7 @@ def step_names() -> list[str]:
 
 
 @step('train', ['train'], settings=('model', 'dataset', 'seed', 'epochs', 'batch_size', 'learning_rate', 'input_precision'),
-      checks=('layers', 'output', 'strategy', 'reuse_factor'))
+      checks=('layers', 'output', 'strategy', 'reuse_factor', 'io_type'))
 def train(ctx: Context) -> dict:
     """Train the built-in model (or load the user's model file), check it and its data can be deployed."""
     import tensorflow as tf
@@ -133,7 +133,7 @@ def train(ctx: Context) -> dict:
     return summary
 
 
-@step('export_reference', ['reference'], settings=('input_precision', 'layers', 'output'), checks=('strategy', 'reuse_factor'))
+@step('export_reference', ['reference'], settings=('input_precision', 'layers', 'output'), checks=('strategy', 'reuse_factor', 'io_type'))
 def export_reference(ctx: Context) -> dict:
     """Build the integer reference (exact types for every tensor) and the footprint report."""
     from flow.export import reference_for

@@ -38,7 +38,48 @@ class _ZeroDroppedBlocks(tf.keras.constraints.Constraint):
         return w * self.layer.element_mask()
 
 
-class BlockSparseQDense(QDense):
+class BlockMasked:
+    """The fixed block mask shared by BlockSparseQDense and BlockSparseQConv2D: its settings, the
+    non-trainable weight that saves it with the model, the kernel constraint that keeps dropped
+    weights at 0.0, and its config. ``levels`` (HCGS): [(block, drop), ...] coarsest first; the last
+    level is ``block_shape``/``drop_rate`` (one level: CGS)."""
+
+    def _init_block_mask(self, block_shape, drop_rate, mask_method, mask_seed, levels):
+        if levels:
+            levels = [(tuple(int(b) for b in blk), float(d)) for blk, d in levels]
+            block_shape, drop_rate = levels[-1]
+        self.block_shape = tuple(int(b) for b in block_shape)
+        self.drop_rate = float(drop_rate)
+        self.levels = levels or [(self.block_shape, self.drop_rate)]
+        self.mask_method = mask_method
+        self.mask_seed = int(mask_seed)
+        self._user_kernel_constraint = self.kernel_constraint
+        self.kernel_constraint = _ZeroDroppedBlocks(self.kernel_constraint, self)
+
+    def _add_block_mask(self, shape: tuple[int, int]) -> None:
+        """Draw the mask over the (n_in, n_out) kernel matrix and store it as a weight."""
+        mask = make_hierarchical_mask(self.mask_method, self.name, shape, self.levels, self.mask_seed)
+        self.block_mask = self.add_weight(name='block_mask', shape=mask.shape, trainable=False, dtype='float32',
+                                          initializer=tf.keras.initializers.Constant(mask.astype(np.float32)))
+
+    def _channel_mask(self):
+        """(n_in, n_out): the block mask expanded to elements."""
+        bi, bo = self.block_shape
+        return tf.repeat(tf.repeat(self.block_mask, bi, axis=0), bo, axis=1)
+
+    def get_config(self):
+        config = super().get_config()
+        config['kernel_constraint'] = tf.keras.constraints.serialize(self._user_kernel_constraint)
+        config.update(block_shape=list(self.block_shape), drop_rate=self.drop_rate, mask_method=self.mask_method,
+                      mask_seed=self.mask_seed,
+                      levels=[[list(b), d] for b, d in self.levels] if len(self.levels) > 1 else None)
+        return config
+
+    def get_block_mask(self) -> np.ndarray:
+        return self.block_mask.numpy().astype(bool)
+
+
+class BlockSparseQDense(BlockMasked, QDense):
     """QDense whose kernel is restricted to a fixed random block mask.
 
     The block mask (n_in/block_in x n_out/block_out) is drawn once from ``mask_seed`` when the
@@ -55,52 +96,19 @@ class BlockSparseQDense(QDense):
 
     def __init__(self, units, block_shape=(8, 8), drop_rate=0.75, mask_method='cgs', mask_seed=0, levels=None, **kwargs):
         super().__init__(units, **kwargs)
-        if levels:
-            levels = [(tuple(int(b) for b in blk), float(d)) for blk, d in levels]
-            block_shape, drop_rate = levels[-1]
-        self.block_shape = tuple(int(b) for b in block_shape)
-        self.drop_rate = float(drop_rate)
-        self.levels = levels or [(self.block_shape, self.drop_rate)]
-        self.mask_method = mask_method
-        self.mask_seed = int(mask_seed)
-        self._user_kernel_constraint = self.kernel_constraint
-        self.kernel_constraint = _ZeroDroppedBlocks(self.kernel_constraint, self)
+        self._init_block_mask(block_shape, drop_rate, mask_method, mask_seed, levels)
 
     def build(self, input_shape):
-        n_in = int(input_shape[-1])
-        mask = make_hierarchical_mask(self.mask_method, self.name, (n_in, self.units), self.levels, self.mask_seed)
-        self.block_mask = self.add_weight(
-            name='block_mask',
-            shape=mask.shape,
-            initializer=tf.keras.initializers.Constant(mask.astype(np.float32)),
-            trainable=False,
-            dtype='float32',
-        )
+        self._add_block_mask((int(input_shape[-1]), self.units))
         super().build(input_shape)
         self.kernel.assign(self.kernel * self.element_mask())
 
     def element_mask(self):
-        bi, bo = self.block_shape
-        return tf.repeat(tf.repeat(self.block_mask, bi, axis=0), bo, axis=1)
+        return self._channel_mask()
 
     def call(self, inputs):
         kernel = self.kernel_quantizer_internal(self.kernel) if self.kernel_quantizer else self.kernel
         return bias_and_activation(self, tf.keras.backend.dot(inputs, kernel * self.element_mask()))
-
-    def get_config(self):
-        config = super().get_config()
-        config['kernel_constraint'] = tf.keras.constraints.serialize(self._user_kernel_constraint)
-        config.update(
-            block_shape=list(self.block_shape),
-            drop_rate=self.drop_rate,
-            mask_method=self.mask_method,
-            mask_seed=self.mask_seed,
-            levels=[[list(b), d] for b, d in self.levels] if len(self.levels) > 1 else None,
-        )
-        return config
-
-    def get_block_mask(self) -> np.ndarray:
-        return self.block_mask.numpy().astype(bool)
 
 
 def custom_objects() -> dict:

@@ -120,21 +120,25 @@ def _quantizer_name(q) -> str:
     return _config(q)[0]
 
 
+NO_BIAS_TYPE = FixedType(1, 1, signed=False)
+
+
 def _dense_types(layer, in_t: FixedType, ov: Overrides, kernel=_fixed_kernel, element_mask=None):
     """Types and codes of a dense-like layer; the mask multiplies the *quantized* kernel. Its
     activation, if any, is a node of its own (``fused_activation``)."""
     w_t, kernel_values, extra = kernel(layer, f"layer '{layer.name}' kernel")
-    if not layer.use_bias:
-        raise UnsupportedModel(f"layer '{layer.name}': use_bias=False is not supported; hls4ml adds a zero bias, keep use_bias=True")
-    if _quantizer_name(layer.bias_quantizer_internal) == 'quantized_po2':
+    if not layer.use_bias:  # hls4ml adds a zero bias of type uint<1> (Layer.add_bias)
+        b_t, bias = NO_BIAS_TYPE, np.zeros(kernel_values.shape[-1])
+    elif _quantizer_name(layer.bias_quantizer_internal) == 'quantized_po2':
         raise UnsupportedModel(
             f"layer '{layer.name}' bias: hls4ml 1.3.0 stores a quantized_po2 bias as exponents, which its dense templates "
             'cannot add (the C++ does not compile); use quantized_bits for the bias, e.g. quantized_bits(8, 3, alpha=1)'
         )
-    b_t = weight_type(layer.bias_quantizer_internal, f"layer '{layer.name}' bias")
+    else:
+        b_t = weight_type(layer.bias_quantizer_internal, f"layer '{layer.name}' bias")
+        bias = np.asarray(layer.bias_quantizer_internal(layer.bias.numpy()))
     if element_mask is not None:
         kernel_values = kernel_values * element_mask
-    bias = np.asarray(layer.bias_quantizer_internal(layer.bias.numpy()))
     w_codes = w_t.from_float_exact(kernel_values, f"layer '{layer.name}' quantized kernel")
     b_codes = b_t.from_float_exact(bias, f"layer '{layer.name}' quantized bias")
     try:

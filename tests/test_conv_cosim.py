@@ -155,3 +155,29 @@ def test_dense_layers_also_build_in_io_stream(tmp_path):
     im, _ = check_cosim(tmp_path, model, FixedType(8, 3), cfg)
     assert 'nnet::block_sparse_dense<' in (tmp_path / 'hls' / 'firmware' / f'{cfg.project_name}.cpp').read_text()
     assert resolve_io_type(im, FlowConfig.load(None, model='user.h5'), get_board('pynq-z2')) == 'io_parallel'  # auto: small
+
+
+def test_a_cnn_without_biases_with_batchnorm_on_channels_matches_reference(tmp_path):
+    """As users build CNNs: convolutions and dense layers with use_bias=False (hls4ml adds a zero
+    bias) followed by BatchNormalization over the channels, in io_stream."""
+    import tensorflow as tf
+    from qkeras import QActivation, QConv2D, QDense, quantized_bits, quantized_relu
+
+    from keras_models.conv import BlockSparseQConv2D
+    from keras_models.layers import BlockSparseQDense
+
+    q = dict(kernel_quantizer=quantized_bits(4, 0, alpha=1), bias_quantizer=quantized_bits(8, 2, alpha=1), use_bias=False)
+    inp = tf.keras.Input((6, 6, 4), name='x')
+    x = QConv2D(4, 3, padding='same', name='c1', **q)(inp)
+    x = tf.keras.layers.BatchNormalization(name='bn1')(x)
+    x = QActivation(quantized_relu(5, 2), name='r1')(x)
+    x = BlockSparseQConv2D(4, 3, block_shape=(2, 2), name='c2', **q)(x)
+    x = tf.keras.layers.BatchNormalization(name='bn2')(x)
+    x = QActivation(quantized_relu(5, 2), name='r2')(x)
+    x = tf.keras.layers.Flatten(name='f')(x)
+    x = BlockSparseQDense(8, block_shape=(4, 4), drop_rate=0.5, name='d1', **q)(x)
+    x = QActivation(quantized_relu(5, 2), name='r3')(x)
+    x = QDense(3, name='head', **q)(x)
+    model = random_weights(tf.keras.Model(inp, x), 3, kernel=1.5, bias=3)
+    im, _ = check_cosim(tmp_path, model, FixedType(8, 3), FlowConfig.load(None, model='user.h5', layers={'c2': {'reuse_factor': 3}}))
+    assert [l.kind for l in im.layers[1:3]] == ['conv2d', 'batchnorm'] and not im.layers[1].bias.any()

@@ -36,7 +36,8 @@ def random_weights(model, seed: int, kernel: float = 1.0, bias: float = 2.0, ker
     for layer in model.layers:
         if hasattr(layer, 'kernel'):
             layer.kernel.assign(rng.uniform(-kernel, kernel, size=layer.kernel.shape) * kernel_scale)
-            layer.bias.assign(rng.uniform(-bias, bias, size=layer.bias.shape))
+            if getattr(layer, 'bias', None) is not None:
+                layer.bias.assign(rng.uniform(-bias, bias, size=layer.bias.shape))
         if type(layer).__name__ == 'BatchNormalization':
             n = layer.gamma.shape
             layer.set_weights([rng.uniform(0.5, 2, n), rng.uniform(-1, 1, n), rng.uniform(-2, 2, n), rng.uniform(0.2, 3, n)])

@@ -105,7 +105,7 @@ def add_gather_weights(node, kernel, block_mask) -> None:
     w_t = kernel_type(node.get_attr('kernel_quantizer_config'), f"layer '{node.name}' kernel")
     node.add_weights_variable(name='weight', var_name='w{index}', data=sched.weights.reshape(-1),
                               precision=FixedPrecisionType(w_t.width, w_t.integer, signed=w_t.signed))
-    node.add_weights_variable(name='bias', var_name='b{index}', quantizer=node.get_attr('bias_quantizer'))
+    node.add_bias(quantizer=node.get_attr('bias_quantizer'))  # zeros of uint<1> when use_bias=False, as hls4ml
     for name, var, data in (('run_start', 'rs{index}', sched.run_start), ('seg_block', 'sb{index}', sched.seg_block)):
         node.add_weights_variable(name=name, var_name=var, data=data.reshape(-1), precision=_unsigned(data))
 

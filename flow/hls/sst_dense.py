@@ -85,7 +85,7 @@ class SSTDense(Layer):
         self.add_weights_variable(name='pattern', var_name='p{index}', data=code.decoder_rom().reshape(-1),
                                   precision=IntegerPrecisionType(code.rom_entry_bits, signed=True))
         self.add_weights_variable(name='scale', var_name='s{index}', data=scale)
-        self.add_weights_variable(name='bias', var_name='b{index}', quantizer=self.get_attr('bias_quantizer'))
+        self.add_bias(quantizer=self.get_attr('bias_quantizer'))  # zeros of uint<1> when use_bias=False, as hls4ml
 
 
 config_template = """struct config{index} : nnet::sst_dense_config {{

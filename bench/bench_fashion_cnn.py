@@ -189,6 +189,10 @@ def run_cgs(drop, seed, epochs, data, x_codes, cfg, board, n_check):
             'rom_bits_estimate': e['ours']['weight_memory_bits'], 'hls4ml_rom_bits_estimate': e['hls4ml_dense']['weight_memory_bits'],
             'bram18': e['ours']['bram18'], 'hls4ml_bram18': e['hls4ml_dense']['bram18'],
         }
+    for l in layers.values():  # the products each side computes per image (the C simulation does each one)
+        out_px = (l['pixels'] or {}).get('out', 1)
+        l['products_per_image'] = l['kept_weights'] * out_px
+        l['hls4ml_products_per_image'] = l['shape'][0] * l['shape'][1] * out_px
     cap = board.resources
     o, d = tot['ours'], tot['hls4ml_dense']
     hls4ml_bram = d['bram18'] + d.get('line_buffer_bram18', 0)
@@ -200,6 +204,8 @@ def run_cgs(drop, seed, epochs, data, x_codes, cfg, board, n_check):
         'index_bits': fp['total']['index_bits'], 'bias_bits': fp['total']['bias_bits'],
         'hls4ml_memory_bits': dfp['total']['total_bits'], 'float32_bits': fp['total']['dense_float32_bits'],
         'density': fp['total']['density'], 'layers': layers,
+        'products_per_image': sum(l['products_per_image'] for l in layers.values()),
+        'hls4ml_products_per_image': sum(l['hls4ml_products_per_image'] for l in layers.values()),
         'multipliers': o['multipliers'], 'hls4ml_multipliers': d['multipliers'],
         'cycles_per_image': o['cycles'], 'hls4ml_cycles_per_image': d['cycles'],
         'interval': o['interval'], 'hls4ml_interval': d['interval'],
@@ -378,7 +384,7 @@ def main() -> None:
 
     t = Table(title='per layer: stored bits, estimated multipliers and cycles per image, ours / hls4ml (same weights, same RF)')
     for c in ('model', 'layer', 'RF', 'kept / all weights', 'weights + index + bias bits', 'stored bits ours / hls4ml',
-              'multipliers ours / hls4ml', 'cycles per image ours / hls4ml'):
+              'multipliers ours / hls4ml', 'cycles per image ours / hls4ml', 'products per image ours / hls4ml'):
         t.add_column(c, justify='right')
     for r in rows[1:]:
         for lname, l in r['layers'].items():
@@ -386,7 +392,8 @@ def main() -> None:
             t.add_row(r['name'], lname, str(l['reuse_factor']), f"{l['kept_weights']} / {n_all}",
                       f"{l['weight_bits']} + {l['index_bits']} + {l['bias_bits']}",
                       f"{l['memory_bits']} / {l['hls4ml_memory_bits']}", f"{l['multipliers']} / {l['hls4ml_multipliers']}",
-                      f"{l['cycles_per_image']} / {l['hls4ml_cycles_per_image']}")
+                      f"{l['cycles_per_image']} / {l['hls4ml_cycles_per_image']}",
+                      f"{l['products_per_image']} / {l['hls4ml_products_per_image']}")
     print_table(t, console)
     for r in rows[1:]:
         f = r['fit']
@@ -405,12 +412,13 @@ def main() -> None:
     if sims:
         t = Table(title='C simulation throughput, measured in this run (software: g++ on this machine, not the FPGA)')
         for c in ('model', 'images (bit-exact to the reference)', 'ours images/s', "hls4ml Conv2D/Dense images/s",
-                  'ours / hls4ml', 'build s ours / hls4ml'):
+                  'ours / hls4ml', 'products per image ours / hls4ml', 'hls4ml / ours products', 'build s ours / hls4ml'):
             t.add_column(c, justify='right')
         for r in sims:
             c = r['csim']
             t.add_row(r['name'], str(c['images']), f"{c['ours_images_per_s']:.1f}", f"{c['hls4ml_images_per_s']:.1f}",
-                      f"{c['ratio']:.2f}", f"{c['build_seconds']['ours']:.0f} / {c['build_seconds']['hls4ml']:.0f}")
+                      f"{c['ratio']:.2f}", f"{r['products_per_image']} / {r['hls4ml_products_per_image']}",
+                      f"{r['hls4ml_products_per_image'] / r['products_per_image']:.2f}", f"{c['build_seconds']['ours']:.0f} / {c['build_seconds']['hls4ml']:.0f}")
         print_table(t, console)
         console.print(sims[0]['csim']['note'], soft_wrap=True)
 

@@ -19,9 +19,8 @@ the same images (the ap_fixed<9,1> input grid: pixels k/256 exactly). Per model:
 
   --epochs 6 --seed 0 --drops 0.5,0.75,0.875 --csim all --csim-images 1000
   (--quick: 2 epochs on 12,000 training images, 2,000 test images, 200 C-simulation images, 4x only)
-Note: with the built-in's 4x4 channel blocks, conv2 (8 -> 16 channels: 2 x 4 blocks) keeps at least
-one block per input block-row, so at 8x (drop 0.875) it keeps 2 of 8 blocks (4x); the table shows
-each block-sparse layer's density.
+The built-in's conv2 (8 -> 16 channels) has 4x2 channel blocks, 2 x 8 of them, so every drop rate
+here is exact (4, 2 or 1 of 8 kept per block-row); the table shows each block-sparse layer's density.
 Writes bench/results/fashion_cnn.{json,png} (fashion_cnn_quick.* for --quick); HLS projects under
 bench/work/fashion_cnn/.
 """

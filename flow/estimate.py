@@ -132,11 +132,6 @@ def engine_for(layer):
     return None
 
 
-def stream_pixels(layer) -> tuple[int, int]:
-    """(input pixels streamed, padding included; output pixels) per image of a windowed layer."""
-    return layer.pixels_per_image()
-
-
 def line_buffer(layer, in_bits: int) -> dict:
     """hls4ml's line buffer of a windowed layer: (window height - 1) x C shift registers of depth the
     padded input width, ``in_bits`` wide; each in SRLs, or in BRAM18 from LINE_BUFFER_BRAM_MIN_BITS."""
@@ -155,7 +150,7 @@ def _streamed(est: dict, layer, in_type) -> dict:
     a line buffer; the same on both sides (ours reuses hls4ml's line buffer)."""
     if in_type is None:
         raise ValueError(f"layer '{layer.name}': its line buffer needs the input type (in_type)")
-    in_pixels, out_pixels = stream_pixels(layer)
+    in_pixels, out_pixels = layer.pixels_per_image()  # padding included
     est['pixels'] = {'in': in_pixels, 'out': out_pixels}
     lb = line_buffer(layer, in_type.width)
     for side in ('ours', 'hls4ml_dense'):

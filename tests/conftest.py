@@ -1,6 +1,12 @@
 import os
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+if os.environ.get('PYTEST_XDIST_WORKER'):
+    # Under pytest-xdist (scripts/test runs one worker per core) each worker's TensorFlow and BLAS
+    # keep to one thread, so that the workers do not oversubscribe the cores; the environment
+    # reaches the flow's own subprocesses (python -m flow.cli) too. Set before TensorFlow loads.
+    for var in ('TF_NUM_INTRAOP_THREADS', 'TF_NUM_INTEROP_THREADS', 'OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS'):
+        os.environ.setdefault(var, '1')
 
 import numpy as np
 import pytest
@@ -16,13 +22,34 @@ from flow.config import FlowConfig
 
 @pytest.fixture(scope='session')
 def default_build(tmp_path_factory):
-    """The embedded default flow, run once through the last step that needs no vendor tool."""
+    """The embedded default flow, run once through the last step that needs no vendor tool.
+
+    Under pytest-xdist (scripts/test) it is still run once per test session: the first worker that
+    needs it runs it in the folder the workers share while the others wait on a lock, and each
+    worker gets a copy of its own, since tests run later steps in it."""
     from flow.steps import run_flow
 
-    root = tmp_path_factory.mktemp('default_build')
     cfg = FlowConfig.load(None, epochs=15, n_golden=64)
-    ctx = run_flow(cfg, root, to_step='estimate')
-    return ctx
+    if not os.environ.get('PYTEST_XDIST_WORKER'):
+        return run_flow(cfg, tmp_path_factory.mktemp('default_build'), to_step='estimate')
+
+    import fcntl
+    import shutil
+
+    from flow.build_dir import BuildDir
+    from flow.steps import Context
+
+    shared = tmp_path_factory.getbasetemp().parent  # this session's, shared by its workers
+    built, done = shared / 'default_build', shared / 'default_build.done'
+    with open(shared / 'default_build.lock', 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():  # none built yet, or a worker's attempt failed: (re)build
+            shutil.rmtree(built, ignore_errors=True)
+            run_flow(cfg, built, to_step='estimate')
+            done.touch()
+    root = tmp_path_factory.mktemp('default_build')
+    shutil.copytree(built, root, dirs_exist_ok=True)
+    return Context(cfg, BuildDir(root))
 
 
 @pytest.fixture

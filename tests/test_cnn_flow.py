@@ -92,3 +92,22 @@ def test_io_types_a_layer_cannot_be_built_in_are_refused():
     with pytest.raises(BadInput, match=r"layer 'conv' \(conv2d\) is built in io_stream only, the config says io_type: "
                                        r'io_parallel; set io_type: io_stream \(or auto\)'):
         check_io_type(im, FlowConfig.load(None, model='m.h5', io_type='io_parallel'))
+
+
+def test_auto_streams_a_dense_model_whose_registers_would_not_fit_io_parallel():
+    """io_type auto: a small MLP stays io_parallel; one whose layer outputs (io_parallel's registers)
+    exceed a quarter of the board's flip-flops streams; PYNQ-Z2 has 106,400 FFs."""
+    from qkeras import QDense, quantized_bits
+    from user_models import chain
+
+    from flow.boards import get_board
+    from flow.convert import PARALLEL_FF_SHARE, resolve_io_type
+
+    board, auto = get_board('pynq-z2'), FlowConfig.load(None, model='m.h5')
+    q = dict(kernel_quantizer=quantized_bits(4, 0, alpha=1), bias_quantizer=quantized_bits(8, 3, alpha=1))
+    for n_in, want in ((256, 'io_parallel'), (2048, 'io_stream')):
+        im = to_integer_model(chain(QDense(8, name='d', **q), n_in=n_in), FixedType(16, 6))
+        bits = sum(size * layer.out_type.width for size, layer in zip(im.sizes().values(), im.layers))
+        assert (bits * PARALLEL_FF_SHARE > board.resources.ff) == (want == 'io_stream')
+        assert resolve_io_type(im, auto, board) == want
+        assert resolve_io_type(im, FlowConfig.load(None, model='m.h5', io_type='io_parallel'), board) == 'io_parallel'

@@ -22,7 +22,7 @@ DATASET = 'fashion_mnist'  # flat 784-pixel samples, reshaped (row-major) to the
 INPUT_PRECISION = 'ap_fixed<9,1>'  # pixels k/256, k = 0..255: exactly on this grid
 # PYNQ-Z2 (220 DSPs) by the estimate step: conv1 36 multipliers (RF 2), conv2 72 (576 kept weights per
 # pixel over RF 8), fc1 64 (12800 kept over RF 200), logits 40 (RF 16): 212; the slowest layer, conv1,
-# reads 784 pixels at II 2 per image (interval 1568 cycles). 6 epochs: 87.9% (QKeras, 10k test images),
+# reads 784 pixels at II 2 per image (interval 1568 cycles). 6 epochs: 87.2% (QKeras = reference, 10k test images),
 # about 20 s an epoch here.
 FLOW_DEFAULTS = {
     'input_precision': INPUT_PRECISION,

@@ -39,7 +39,7 @@ def _steps_help() -> str:
 @click.option('--to-step', type=click.Choice(step_names()), help='Stop after this step.')
 @click.option('--seed', type=int)
 @click.option('--epochs', type=int)
-@click.option('--reuse-factor', type=int, help='Default ReuseFactor for every dense layer.')
+@click.option('--reuse-factor', type=int, help='Default ReuseFactor for every dense, convolution and LSTM layer.')
 @click.option('--n-golden', type=int, help='Number of golden test vectors.')
 @click.option('--verbose', is_flag=True, help='Show TensorFlow/Keras log lines and warnings.')
 @click.option('--list-boards', is_flag=True, help='List the known boards and exit.')

@@ -157,6 +157,9 @@ def check_strategies(im: IntegerModel, cfg: FlowConfig) -> None:
     the model is loaded (before training) and again before conversion."""
     for layer in im.layers:
         lc = cfg.layers.get(layer.name)
+        if lc is not None and lc.reuse_factor and layer.kind not in DENSE_KINDS:
+            raise BadInput(f"layer '{layer.name}' ({layer.kind}): reuse_factor applies to dense, convolution and LSTM "
+                           'layers only; remove it for that layer')
         if lc is not None and lc.strategy == DA and layer.kind not in DA_KINDS:
             raise BadInput(f"layer '{layer.name}' ({layer.kind}): strategy {DA} applies to dense layers only "
                            f'({", ".join(DA_KINDS)}); remove strategy for that layer')

@@ -64,8 +64,8 @@ class Overrides:
 def layer_overrides(cfg) -> dict[str, Overrides]:
     """The per-layer settings of a FlowConfig that change the reference."""
     fields = ('accum', 'result', 'table_size', 'table_t')
-    return {name: Overrides(**{f: getattr(lc, f) for f in fields}) for name, lc in cfg.layers.items()
-            if any(getattr(lc, f) for f in fields)}
+    # every named layer, also those with only a ReuseFactor or strategy: a name the model lacks is refused
+    return {name: Overrides(**{f: getattr(lc, f) for f in fields}) for name, lc in cfg.layers.items()}
 
 
 def exact_accum_type(w_codes, w_t: FixedType, b_codes, b_t: FixedType, in_t: FixedType) -> FixedType:
@@ -202,9 +202,9 @@ def _window_geometry(layer, window: str, paddings=('valid', 'same')) -> dict:
     if tuple(c.get('dilation_rate', (1, 1))) != (1, 1) or c.get('groups', 1) != 1:
         raise UnsupportedModel(f'{where}: dilation_rate {tuple(c.get("dilation_rate"))} / groups {c.get("groups", 1)}; '
                                "hls4ml's line buffer computes undilated, ungrouped windows: use dilation_rate=1, groups=1")
-    if c['padding'] not in paddings:
-        raise UnsupportedModel(f"{where}: padding {c['padding']!r} is not supported here; use padding="
-                               + ' or '.join(repr(p) for p in paddings))
+    if c['padding'] not in paddings:  # pooling: hls4ml pads with zeros where Keras ignores the border
+        raise UnsupportedModel(f"{where}: padding {c['padding']!r}; hls4ml's pooling would pad with zeros where Keras "
+                               'ignores the border: use padding=' + ' or '.join(repr(p) for p in paddings))
     in_shape = tuple(int(d) for d in layer.input_shape[1:])
     filt = tuple(int(k) for k in c[window])
     strides = tuple(int(k) for k in (c.get('strides') or filt))
@@ -250,7 +250,12 @@ def export_maxpool2d(layer, in_t, ov):
     with zeros in hls4ml, not ignore the border as Keras does)."""
     _no_override(layer, ov, 'result', 'the largest input is exact in the input type')
     _no_override(layer, ov, 'accum', 'hls4ml compares the inputs in the input type')
-    return MaxPool2D(name=layer.name, out_type=in_t, **_window_geometry(layer, 'pool_size', paddings=('valid',)))
+    geometry = _window_geometry(layer, 'pool_size', paddings=('valid',))
+    if geometry['strides'] != geometry['filt']:
+        raise UnsupportedModel(f"layer '{layer.name}' (MaxPooling2D): strides {geometry['strides']} differ from pool_size "
+                               f"{geometry['filt']}; hls4ml's io_stream pooling takes non-overlapping windows only: use "
+                               'strides=None (the pool size)')
+    return MaxPool2D(name=layer.name, out_type=in_t, **geometry)
 
 
 def export_sst_qdense(layer, in_t, ov):

@@ -111,3 +111,26 @@ def test_auto_streams_a_dense_model_whose_registers_would_not_fit_io_parallel():
         assert (bits * PARALLEL_FF_SHARE > board.resources.ff) == (want == 'io_stream')
         assert resolve_io_type(im, auto, board) == want
         assert resolve_io_type(im, FlowConfig.load(None, model='m.h5', io_type='io_parallel'), board) == 'io_parallel'
+
+
+def test_per_layer_settings_must_name_layers_that_take_them():
+    """A typo in a layer name, or a ReuseFactor on a layer without one (pooling), is refused before
+    training instead of being ignored."""
+    import tensorflow as tf
+    from qkeras import QConv2D, quantized_bits
+
+    from flow.export import UnsupportedModel, reference_for
+
+    inp = tf.keras.Input((6, 6, 1), name='x')
+    x = QConv2D(2, 3, kernel_quantizer=quantized_bits(4, 0, alpha=1), bias_quantizer=quantized_bits(6, 2, alpha=1),
+                name='conv1')(inp)
+    x = tf.keras.layers.MaxPooling2D(2, name='pool1')(x)
+    model = tf.keras.Model(inp, tf.keras.layers.Flatten(name='f')(x))
+    cfg = FlowConfig.load(None, model='m.h5', input_precision='ap_fixed<8,3>', layers={'conv3': {'reuse_factor': 4}})
+    with pytest.raises(UnsupportedModel, match=r"per-layer settings name layers the model does not have: \['conv3'\]; "
+                                               r"its layers: \['x', 'conv1', 'pool1', 'f'\]"):
+        reference_for(model, cfg)
+    cfg = FlowConfig.load(None, model='m.h5', input_precision='ap_fixed<8,3>', layers={'pool1': {'reuse_factor': 4}})
+    with pytest.raises(BadInput, match=r"layer 'pool1' \(maxpool2d\): reuse_factor applies to dense, convolution and LSTM "
+                                       r'layers only; remove it'):
+        reference_for(model, cfg)

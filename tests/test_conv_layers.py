@@ -110,7 +110,10 @@ def test_same_padded_pooling_and_average_pooling_are_refused_with_the_fix():
 
     from flow.export import UnsupportedModel
 
-    for layer, match in ((tf.keras.layers.MaxPooling2D(2, padding='same', name='p'), r"padding 'same' .*use padding='valid'"),
+    for layer, match in ((tf.keras.layers.MaxPooling2D(2, padding='same', name='p'), r"padding 'same'; hls4ml's pooling would "
+                          r"pad with zeros where Keras ignores the border: use padding='valid'"),
+                         (tf.keras.layers.MaxPooling2D(2, strides=1, name='p'), r'strides \(1, 1\) differ from pool_size '
+                          r"\(2, 2\); hls4ml's io_stream pooling takes non-overlapping windows only"),
                          (tf.keras.layers.AveragePooling2D(2, name='p'), r'use MaxPooling2D')):
         inp = tf.keras.Input((4, 4, 2), name='x')
         model = tf.keras.Model(inp, tf.keras.layers.Flatten(name='f')(layer(inp)))

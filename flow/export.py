@@ -7,6 +7,7 @@ deployability check: a layer without an exporter is refused here, at load time, 
 from __future__ import annotations
 
 import functools
+import math
 import re
 from dataclasses import dataclass
 
@@ -467,10 +468,20 @@ def table_activation(cls, name: str, in_t: FixedType, out_t: FixedType | None, o
     return cls(name=name, out_type=out_t or table_t, table_size=size, table_type=table_t, table=table)
 
 
+def softmax_norm_type(in_t: FixedType, table_t: FixedType) -> FixedType:
+    """inp_norm_t, which holds max(x) - x and whose top bits address the exp table: every fraction bit
+    of the input, and integer bits up to 2**I where exp(-2**I + 1) is below half an LSB of the table
+    type, saturating above (the exact entry would be 0 too). Not the input's own integer bits: wide
+    logits (ap_fixed<24,10>) would leave the table a step of 2**10 / 1024 = 1, and close logits would
+    tie (measured: 30 of 32 argmaxes changed)."""
+    integer = max(1, math.ceil(math.log2((table_t.frac + 1) * math.log(2) + 1)))
+    return FixedType(integer + max(in_t.frac, 0), integer, signed=False, rounding='TRN', overflow='SAT')
+
+
 def softmax_plan(name: str, in_t: FixedType, n: int, ov: Overrides | None = None):
     """hls4ml's 'stable' softmax with every internal type chosen so that nothing wraps:
-    inp_norm_t holds max(x) - x exactly (hls4ml's default ap_ufixed<W-1,I-1> wraps differences
-    of 2**(I-1) or more), accum_t holds the sum of n exp table entries exactly, inv_inp_t is the
+    inp_norm_t holds max(x) - x exactly where the exp table is not 0, saturating beyond
+    (``softmax_norm_type``; hls4ml's default ap_ufixed<W-1,I-1> wraps differences of 2**(I-1) or more), accum_t holds the sum of n exp table entries exactly, inv_inp_t is the
     same sum unsigned, so the 1/x table is addressed by the top bits of the sum's own range.
     Returns the Softmax fields (without tables) and the two TableSpecs."""
     from flow.tables import TableSpec, exact_code
@@ -485,7 +496,7 @@ def softmax_plan(name: str, in_t: FixedType, n: int, ov: Overrides | None = None
     if one <= 0:
         raise UnsupportedModel(f"layer '{name}': softmax table type {table_t.hls()} wraps exp(0) = 1 to {one}; "
                                'give table_t an integer bit more or AP_SAT')
-    inp_norm = FixedType(in_t.width, in_t.integer, signed=False)
+    inp_norm = softmax_norm_type(in_t, table_t)
     width = (n * one).bit_length() + 1
     accum = FixedType(width, width - table_t.frac)
     inv_inp = FixedType(width - 1, width - 1 - table_t.frac, signed=False)

@@ -214,4 +214,10 @@ def verify_build(ctx) -> dict:
         f'{_largest(report["qkeras_vs_reference"]["max_deviation_lsb"])}; '
         + (f'accuracy {report["accuracy"]["csim"]:.3f}' if labels is not None else 'random vectors, no accuracy')
     )
+    agree = report['qkeras_vs_reference']['argmax_agreement']
+    if agree < 1:  # the hardware is exact to its reference, but decides otherwise than the float model
+        differ = int(round((1 - agree) * len(x)))
+        console.print(f'[yellow]note:[/] the hardware picks another class than QKeras on {differ} of {len(x)} vectors '
+                      f'({why}); a narrower result type on the last layers, or output: logits, keeps the '
+                      'decisions closer', soft_wrap=True)
     return report

@@ -267,7 +267,20 @@ def test_softmax_wide_differences_do_not_wrap():
     layer = softmax_layer('s', in_t, 2)
     y = layer.forward(np.array([[3 * 32, -2 * 32]]), in_t) * 2.0**-16  # logits 3 and -2
     assert y[0, 0] > 0.98 and y[0, 1] < 0.02
-    assert layer.inp_norm_type == FixedType(8, 3, signed=False)
+    # every input fraction bit; 4 integer bits, saturating: exp(-15) is 0 in the default table type
+    assert layer.inp_norm_type == FixedType(9, 4, signed=False, rounding='TRN', overflow='SAT')
+
+
+def test_softmax_of_wide_logits_keeps_close_logits_apart():
+    """Wide logits (ap_fixed<24,10>): inp_norm_t takes the input's fraction bits, not its integer bits,
+    so the exp table steps by 1/64, not by 1 (which tied logits 0.32, 0.57 and 0.19: every output
+    the same code), and the largest logit keeps the largest output."""
+    in_t = FixedType(24, 10)
+    layer = softmax_layer('s', in_t, 3)
+    x = np.round(np.array([[0.32, 0.57, 0.19], [3.0, -20.0, 2.9]]) * 2**in_t.frac).astype(np.int64)
+    y = layer.forward(x, in_t)
+    assert y[0].argmax() == 1 and len(set(y[0].tolist())) == 3
+    assert y[1].argmax() == 0 and y[1, 1] == 0 and y[1, 0] > y[1, 2]
 
 
 def test_save_load_round_trip_of_every_activation(tmp_path):

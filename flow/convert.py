@@ -13,6 +13,8 @@ from flow import processes
 from flow.config import FlowConfig
 from flow.errors import BadInput
 from flow.runtime.fixed import FixedType
+from flow.runtime.ref_conv import Convolution
+from flow.runtime.ref_layers import IO_TYPES
 from flow.runtime.reference import IntegerModel
 from flow.schedule import gather
 
@@ -128,7 +130,6 @@ def check_io_type(im: IntegerModel, cfg: FlowConfig) -> None:
                        f'({", ".join(only["io_parallel"])}); one accelerator needs one io_type: drop one kind')
 
 
-IO_TYPES = ('io_parallel', 'io_stream')
 PARALLEL_FF_SHARE = 4  # auto: io_parallel while its layer outputs (registers) take at most 1/4 of the board's FFs
 
 
@@ -276,7 +277,7 @@ def inserted_nodes(im: IntegerModel, io_type: str) -> dict[str, FixedType]:
         return {}
     inserted, t = {}, im.in_type
     for layer in im.layers:
-        if any(getattr(layer, 'pads', ())) and hasattr(layer, 'positions'):
+        if isinstance(layer, Convolution) and any(layer.pads):
             inserted[f'zp2d_{layer.name}'] = t
         t = layer.out_type
     return inserted

@@ -21,10 +21,10 @@ import math
 
 from flow.footprint import layer_footprint
 from flow.runtime.ref_conv import PatchGeometry
+from flow.runtime.ref_layers import IO_TYPES
 from flow.runtime.reference import IntegerModel
 from flow.schedule import gather
 
-IO_TYPES = ('io_parallel', 'io_stream')
 LINE_BUFFER_BRAM_MIN_BITS = 18 * 1024  # a line-buffer shift register holding this many bits or more: BRAM18, else SRLs
 SRL_DEPTH = 32  # SRLC32E: one LUT is a 32-deep shift register of one bit
 

@@ -481,8 +481,8 @@ def softmax_norm_type(in_t: FixedType, table_t: FixedType) -> FixedType:
 def softmax_plan(name: str, in_t: FixedType, n: int, ov: Overrides | None = None):
     """hls4ml's 'stable' softmax with every internal type chosen so that nothing wraps:
     inp_norm_t holds max(x) - x exactly where the exp table is not 0, saturating beyond
-    (``softmax_norm_type``; hls4ml's default ap_ufixed<W-1,I-1> wraps differences of 2**(I-1) or more), accum_t holds the sum of n exp table entries exactly, inv_inp_t is the
-    same sum unsigned, so the 1/x table is addressed by the top bits of the sum's own range.
+    (``softmax_norm_type``; hls4ml's default ap_ufixed<W-1,I-1> wraps differences of 2**(I-1) or
+    more), accum_t holds the sum of n exp table entries exactly, inv_inp_t is the same sum unsigned, so the 1/x table is addressed by the top bits of the sum's own range.
     Returns the Softmax fields (without tables) and the two TableSpecs."""
     from flow.tables import TableSpec, exact_code
 

@@ -37,7 +37,7 @@ class BlockSparseQConv2D(BlockMasked, QConv2D):
 
     def element_mask(self):
         """(1, 1, C_in, C_out): the channel mask, broadcast over the kernel positions."""
-        return self._channel_mask()[None, None]
+        return self._element_mask_2d()[None, None]
 
     def call(self, inputs):
         kernel = self.kernel_quantizer_internal(self.kernel) if self.kernel_quantizer else self.kernel

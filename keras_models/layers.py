@@ -62,8 +62,8 @@ class BlockMasked:
         self.block_mask = self.add_weight(name='block_mask', shape=mask.shape, trainable=False, dtype='float32',
                                           initializer=tf.keras.initializers.Constant(mask.astype(np.float32)))
 
-    def _channel_mask(self):
-        """(n_in, n_out): the block mask expanded to elements."""
+    def _element_mask_2d(self):
+        """(n_in, n_out): the block mask expanded to elements (the kernel matrix's in x out axes)."""
         bi, bo = self.block_shape
         return tf.repeat(tf.repeat(self.block_mask, bi, axis=0), bo, axis=1)
 
@@ -104,7 +104,7 @@ class BlockSparseQDense(BlockMasked, QDense):
         self.kernel.assign(self.kernel * self.element_mask())
 
     def element_mask(self):
-        return self._channel_mask()
+        return self._element_mask_2d()
 
     def call(self, inputs):
         kernel = self.kernel_quantizer_internal(self.kernel) if self.kernel_quantizer else self.kernel

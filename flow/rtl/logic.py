@@ -149,7 +149,7 @@ def _hard_tanh(layer, x, in_type: FixedType):
     return cast(_clipped(layer, x) * 2.0 - 1.0, layer.out_type, f'layer {layer.name!r}')
 
 
-def recurrent_reason(layer: RefLayer) -> str | None:
+def unbuilt_reason(layer: RefLayer) -> str | None:
     """Why the RTL level is not built for a recurrent or windowed layer (None for any other): no tool
     can change it."""
     if getattr(layer, 'sequence_input', False):
@@ -165,12 +165,12 @@ def recurrent_reason(layer: RefLayer) -> str | None:
 
 def no_rtl(im: IntegerModel) -> str | None:
     """The first reason, whatever the tools installed, that the network has no RTL level."""
-    return next((r for layer in im.layers[1:] if (r := recurrent_reason(layer))), None)
+    return next((r for layer in im.layers[1:] if (r := unbuilt_reason(layer))), None)
 
 
 def layer_logic(layer: RefLayer, x, in_type: FixedType):
     """``layer`` applied to the da4ml array ``x`` (values of ``in_type``)."""
-    if reason := recurrent_reason(layer):
+    if reason := unbuilt_reason(layer):
         raise NoLogic(reason)
     layer.check(in_type)
     if layer.kind in LOGIC:

@@ -75,7 +75,7 @@ class PatchGeometry:
         return layer
 
 
-class _Convolution(PatchGeometry):
+class Convolution(PatchGeometry):
     """A dense kind applied to every patch (the dense kind's forward on (pixels, kh * kw * C))."""
 
     @property
@@ -98,7 +98,7 @@ class _Convolution(PatchGeometry):
 
 @register_kind
 @dataclass
-class Conv2D(_Convolution, Dense):
+class Conv2D(Convolution, Dense):
     """hls4ml's Conv2D (io_stream, line buffer): ``weight`` is the (kh * kw * C, F) kernel codes."""
 
     kind = 'conv2d'
@@ -106,7 +106,7 @@ class Conv2D(_Convolution, Dense):
 
 @register_kind
 @dataclass
-class BlockSparseConv2D(_Convolution, BlockSparseDense):
+class BlockSparseConv2D(Convolution, BlockSparseDense):
     """Block-sparse QConv2D: the packed (kh * kw * C, F) matrix whose block mask is the channel
     mask repeated for every kernel position (position-major, like the patch)."""
 

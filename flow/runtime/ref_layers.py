@@ -13,6 +13,7 @@ import numpy as np
 from .fixed import FixedType
 
 LAYER_KINDS: dict[str, type[RefLayer]] = {}
+IO_TYPES = ('io_parallel', 'io_stream')  # hls4ml's IOTypes a layer can be built in
 
 
 def register_kind(cls):
@@ -27,7 +28,7 @@ class RefLayer:
     kind = 'base'
     elementwise = False  # True: acts on each element alone, so any input shape is fine
     input_rank = 1  # the per-sample input rank it takes: 1 flat vectors, 3 images (H, W, C); None any
-    io_types = ('io_parallel', 'io_stream')  # the hls4ml io_types it is built in
+    io_types = IO_TYPES  # the hls4ml io_types it is built in
     name: str
     out_type: FixedType
 

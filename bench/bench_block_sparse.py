@@ -1,7 +1,7 @@
 """Benchmark: our block-sparse template vs hls4ml's own Resource Dense, measured in one run.
 
 1. A 784x256 layer at 75% block sparsity (16x16 blocks) at several ReuseFactors: weight-memory
-   bits, BRAM18, multipliers, cycles (estimate model of flow/estimate.py), as ratios to hls4ml's
+   bits, BRAM18, multipliers, cycles (estimate model of flow/stages/estimate.py), as ratios to hls4ml's
    Dense on the same weights and to the density limit (density x dense).
 2. The same layer converted and compiled (wall time, target < 180 s), and throughput in samples/s
    of the integer reference, our C simulation and hls4ml Dense's C simulation on the same weights.
@@ -28,14 +28,14 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from flow.boards import get_board  # noqa: E402
+from flow.infra.boards import get_board  # noqa: E402
 from flow.config import FlowConfig  # noqa: E402
-from flow.convert import compile_csim, convert_model  # noqa: E402
-from flow.estimate import estimate_model, layer_estimate  # noqa: E402
+from flow.stages.convert import compile_csim, convert_model  # noqa: E402
+from flow.stages.estimate import estimate_model, layer_estimate  # noqa: E402
 from flow.export import to_integer_model  # noqa: E402
-from flow.progress import print_table  # noqa: E402
+from flow.infra.progress import print_table  # noqa: E402
 from flow.runtime.fixed import FixedType  # noqa: E402
-from flow.verify import compare_reference_csim, csim_library  # noqa: E402
+from flow.stages.verify import compare_reference_csim, csim_library  # noqa: E402
 
 console = Console()
 N_IN, N_OUT, BLOCK, DROP = 784, 256, (16, 16), 0.75

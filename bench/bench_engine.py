@@ -2,7 +2,7 @@
 in logic, per accumulator organisation, in one run.
 
 For each layer size, block sparsity and ReuseFactor, the engine of flow/rtl/engine.py is generated
-on both schedules of flow/schedule.py (``gather``: output-stationary lanes, what the HLS template
+on both schedules of flow/runtime/schedule.py (``gather``: output-stationary lanes, what the HLS template
 does; ``scatter``: the first template's order, any multiplier to any output) for the sparse layer
 and for the same layer dense (every block kept, the same weight values), and synthesized by yosys
 ``synth_xilinx``: LUT, FF, CARRY, DSP, BRAM18 and logic depth (register to register). Ratios are
@@ -39,13 +39,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from flow.export import exact_accum_type  # noqa: E402
-from flow.progress import print_table  # noqa: E402
+from flow.infra.progress import print_table  # noqa: E402
 from flow.rtl.build import in_parallel  # noqa: E402
 from flow.rtl.engine import engine_verilog  # noqa: E402
 from flow.rtl.synth import synthesize_files  # noqa: E402
 from flow.runtime.fixed import FixedType  # noqa: E402
 from flow.runtime.ref_block_sparse import BlockSparseDense, pack_blocks  # noqa: E402
-from flow.schedule import ORGANISATIONS, schedule  # noqa: E402
+from flow.runtime.schedule import ORGANISATIONS, schedule  # noqa: E402
 from keras_models.masks import make_block_mask  # noqa: E402
 
 console = Console()

@@ -1,6 +1,6 @@
 """Benchmark: Fashion-MNIST CNN, dense float vs CGS at 2x, 4x, 8x with 4-bit weights, against hls4ml's Conv2D.
 
-The built-in keras_models/fashion_cgs_cnn (QConv2D 8 3x3 -> pool -> BlockSparseQConv2D 16 3x3 ->
+The built-in keras_models/builtin/fashion_cgs_cnn (QConv2D 8 3x3 -> pool -> BlockSparseQConv2D 16 3x3 ->
 pool -> Flatten -> BlockSparseQDense 64 -> QDense 10) at drop rates 0.5 / 0.75 / 0.875 of conv2 and
 fc1's blocks (2x, 4x, 8x), and the same architecture dense in float (tf.keras Conv2D/Dense/ReLU, no
 quantization, no mask), trained the same way (Adam 3e-3, batch 128, the same epochs and seed) on
@@ -8,10 +8,10 @@ the same images (the ap_fixed<9,1> input grid: pixels k/256 exactly). Per model:
 - accuracy: the float model's own; for CGS the hardware's = the integer reference (what the C
   simulation and the board compute, bit for bit) on every test image, checked equal to QKeras'
   decisions on a subset (--check-images);
-- memory: every stored bit (flow/footprint.py: kept 4-bit weights, channel/block index, biases)
+- memory: every stored bit (flow/stages/footprint.py: kept 4-bit weights, channel/block index, biases)
   against the float model's float32 parameters and against hls4ml's Conv2D/Dense storing the same
   4-bit weights dense (zeros stored);
-- estimate (flow/estimate.py, io_stream, the built-in's ReuseFactors, PYNQ-Z2): multipliers, cycles
+- estimate (flow/stages/estimate.py, io_stream, the built-in's ReuseFactors, PYNQ-Z2): multipliers, cycles
   per image and interval, ours vs hls4ml's Conv2D/Dense on the same weights, with the board verdict;
 - C simulation throughput (images/s) of ours and of the SAME network built from hls4ml's own
   QConv2D/QDense carrying the masked kernels (zeros included), both bit-exact to the same reference
@@ -44,8 +44,8 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from flow import quiet  # noqa: E402,F401  (TensorFlow log silencing)
-from flow.progress import bar, print_table  # noqa: E402
+from flow.infra import quiet  # noqa: E402,F401  (TensorFlow log silencing)
+from flow.infra.progress import bar, print_table  # noqa: E402
 
 console = Console()
 MODEL = 'fashion_cgs_cnn'
@@ -113,7 +113,7 @@ def hls4ml_twin(model):
 def train(model, data, epochs, name):
     import tensorflow as tf
 
-    from flow.progress import KerasProgress
+    from flow.infra.progress import KerasProgress
 
     model.compile(tf.keras.optimizers.Adam(3e-3), tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=['accuracy'])
@@ -142,9 +142,9 @@ def run_float(seed, epochs, data):
 def run_cgs(drop, seed, epochs, data, x_codes, cfg, board, n_check):
     import tensorflow as tf
 
-    from flow.estimate import estimate_model
+    from flow.stages.estimate import estimate_model
     from flow.export import to_integer_model
-    from flow.footprint import footprint
+    from flow.stages.footprint import footprint
     from keras_models import get
 
     name = f'CGS {ratio_name(drop)}'
@@ -230,8 +230,8 @@ def timed(lib, x, repeats):
 def run_csim(row, cfg, board, data, x_codes, n_images, repeats):
     """Convert, compile and time the C simulation of ours and of the hls4ml twin (same weights, same
     config); both must equal the reference code for code before they are timed."""
-    from flow.convert import compile_csim, convert_model
-    from flow.verify import compare_reference_csim, csim_library
+    from flow.stages.convert import compile_csim, convert_model
+    from flow.stages.verify import compare_reference_csim, csim_library
 
     x = data.in_type.to_float(x_codes[:n_images])
     out, builds, libs = {}, {}, {}
@@ -302,9 +302,9 @@ def plot(rows, path: Path, title: str) -> None:
 def main() -> None:
     from dataclasses import replace
 
-    from flow.boards import get_board
+    from flow.infra.boards import get_board
     from flow.config import FlowConfig
-    from flow.datasets import fashion_mnist, on_grid
+    from flow.data.datasets import fashion_mnist, on_grid
     from flow.runtime.fixed import FixedType
     from keras_models import get
 

@@ -4,12 +4,12 @@ The same architecture (784-128-64-10, as the built-in Fashion-MNIST models; each
 it its own way) trained the same way (Adam, batch 128, the same epochs and seed), per method:
 - float: plain Keras Dense in float32 (the baseline; not deployable bit-exactly);
 - cgs: BlockSparseQDense, 4-bit weights, 16x16 blocks, 75% / 50% dropped, 6-bit head;
-- sst: SSTQDense (8, 2) ternary codes, power-of-two scale per neuron (keras_models/fashion_sst_mlp);
-- the built-in binary / low-bit models when present (keras_models/fashion_binary_mlp,
+- sst: SSTQDense (8, 2) ternary codes, power-of-two scale per neuron (keras_models/builtin/fashion_sst_mlp);
+- the built-in binary / low-bit models when present (keras_models/builtin/fashion_binary_mlp,
   fashion_lowbit_mlp), as they are defined there.
 Accuracy of the deployable methods is the hardware's: the integer reference (what the C
 simulation and the board compute, bit for bit) on the whole test set. Memory is every stored bit
-(flow/footprint.py: weights or codewords, index, scales, biases) against the float32 model.
+(flow/stages/footprint.py: weights or codewords, index, scales, biases) against the float32 model.
 
   --epochs 10 --seed 0 --methods float,cgs,sst,binary,lowbit   (--quick: 1 epoch, 10k training images)
 Writes bench/results/fashion_methods.{json,png}.
@@ -32,8 +32,8 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from flow import quiet  # noqa: E402,F401  (TensorFlow log silencing)
-from flow.progress import print_table  # noqa: E402
+from flow.infra import quiet  # noqa: E402,F401  (TensorFlow log silencing)
+from flow.infra.progress import print_table  # noqa: E402
 
 console = Console()
 HIDDEN = (128, 64)
@@ -95,8 +95,8 @@ def run_method(name, seed, epochs, data, n_train):
     import tensorflow as tf
 
     from flow.export import to_integer_model
-    from flow.footprint import footprint
-    from flow.progress import KerasProgress
+    from flow.stages.footprint import footprint
+    from flow.infra.progress import KerasProgress
     from flow.runtime.fixed import FixedType
 
     tf.keras.utils.set_random_seed(seed)
@@ -143,7 +143,7 @@ def plot(rows, path: Path, title: str) -> None:
 
 
 def main() -> None:
-    from flow.datasets import load
+    from flow.data.datasets import load
     from keras_models import BUILTIN
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

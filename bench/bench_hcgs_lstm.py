@@ -29,11 +29,11 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from flow import quiet  # noqa: E402,F401  (TensorFlow log silencing)
-from flow.progress import print_table  # noqa: E402
+from flow.infra import quiet  # noqa: E402,F401  (TensorFlow log silencing)
+from flow.infra.progress import print_table  # noqa: E402
 
 console = Console()
-INPUT_PRECISION = 'ap_fixed<9,3>'  # the keyword features' grid (flow/keywords.py)
+INPUT_PRECISION = 'ap_fixed<9,3>'  # the keyword features' grid (flow/data/keywords.py)
 # compression -> (level-1 drop, level-2 drop): 1 / ((1 - d1)(1 - d2)), as the HCGS papers configure it
 RATIOS = {1: (0.0, 0.0), 4: (0.5, 0.5), 8: (0.75, 0.5), 16: (0.75, 0.75)}
 
@@ -69,8 +69,8 @@ def run(ratio, bits, units, epochs, seed, data):
     import tensorflow as tf
 
     from flow.export import to_integer_model
-    from flow.footprint import footprint
-    from flow.progress import KerasProgress
+    from flow.stages.footprint import footprint
+    from flow.infra.progress import KerasProgress
     from flow.runtime.fixed import FixedType
 
     tf.keras.utils.set_random_seed(seed)
@@ -123,7 +123,7 @@ def plot(rows, path: Path, title: str) -> None:
 
 
 def main() -> None:
-    from flow.datasets import load, on_grid
+    from flow.data.datasets import load, on_grid
     from flow.runtime.fixed import FixedType
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

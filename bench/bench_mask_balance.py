@@ -1,6 +1,6 @@
 """Benchmark: what equal fan-in costs in accuracy (and what it saves in the engine).
 
-The output-stationary engine (flow/schedule.py ``gather``, what the HLS template does) pads a
+The output-stationary engine (flow/runtime/schedule.py ``gather``, what the HLS template does) pads a
 block-column with fewer kept blocks than the others with zero weights. ``cgs_balanced`` masks keep
 as many blocks in every block-column as in the others (give or take one) on top of CGS's equal
 fan-out, so there is nothing to pad. This trains the same QKeras MLP with both masks, several
@@ -30,11 +30,11 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from flow import quiet  # noqa: E402,F401  (TensorFlow log silencing)
-from flow.datasets import load  # noqa: E402
-from flow.progress import print_table  # noqa: E402
+from flow.infra import quiet  # noqa: E402,F401  (TensorFlow log silencing)
+from flow.data.datasets import load  # noqa: E402
+from flow.infra.progress import print_table  # noqa: E402
 from flow.runtime.ref_block_sparse import BlockSparseDense, pack_blocks  # noqa: E402
-from flow.schedule import gather  # noqa: E402
+from flow.runtime.schedule import gather  # noqa: E402
 
 console = Console()
 ARCH = {'fashion_mnist': ((256, 128), (16, 16), 784), 'digits': ((64, 32), (8, 8), 64)}

@@ -31,9 +31,9 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from flow.estimate import layer_estimate  # noqa: E402
+from flow.stages.estimate import layer_estimate  # noqa: E402
 from flow.export import exact_accum_type  # noqa: E402
-from flow.progress import print_table  # noqa: E402
+from flow.infra.progress import print_table  # noqa: E402
 from flow.rtl.logic import network_comb  # noqa: E402
 from flow.rtl.simulate import RTLDesign  # noqa: E402
 from flow.rtl.synth import synthesize  # noqa: E402

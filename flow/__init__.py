@@ -5,6 +5,6 @@ Importing ``flow`` is cheap; TensorFlow and hls4ml load only in the steps that n
 
 __version__ = '0.1.0'
 
-from flow import quiet as _quiet
+from flow.infra import quiet as _quiet
 
 _quiet.quiet_native()  # before anything imports TensorFlow

@@ -15,8 +15,8 @@ import click
 from rich.markup import escape
 from pydantic import ValidationError
 
-from flow.progress import console
-from flow.errors import BadInput
+from flow.infra.progress import console
+from flow.infra.errors import BadInput
 from flow.steps import STEPS, ToolMissing, run_flow, step_names
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_TOOL_MISSING = 1, 2, 3
@@ -46,8 +46,8 @@ def _steps_help() -> str:
 @click.option('--list-models', is_flag=True, help='List the built-in models and exit.')
 def main(model, data, config_path, build_dir, board, from_step, to_step, seed, epochs, reuse_factor, n_golden, verbose, list_boards, list_models):
     """Train (or load), convert, verify bit-exactly and build a block-sparse network for a PYNQ board."""
-    from flow import quiet
-    from flow.boards import all_boards, get_board
+    from flow.infra import quiet
+    from flow.infra.boards import all_boards, get_board
     from flow.config import FlowConfig
 
     quiet.set_verbose(verbose)

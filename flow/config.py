@@ -24,8 +24,8 @@ from typing import Literal
 import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
-from flow.build_dir import sha256
-from flow.errors import BadInput
+from flow.infra.build_dir import sha256
+from flow.infra.errors import BadInput
 from flow.runtime.fixed import FixedType
 
 
@@ -63,7 +63,7 @@ class FlowConfig(BaseModel):
     learning_rate: float = 3e-3
     input_precision: str = 'ap_fixed<16,6>'  # a built-in model brings its own
     # auto: io_stream when a layer needs it (convolutions, pooling) or when io_parallel's registers would
-    # not fit the board (flow.convert.resolve_io_type), else io_parallel
+    # not fit the board (flow.plan.resolve_io_type), else io_parallel
     io_type: Literal['auto', 'io_parallel', 'io_stream'] = 'auto'
     clock_period_ns: float | None = None  # default: the board's PL clock
     reuse_factor: int = Field(1, ge=1)
@@ -84,7 +84,7 @@ class FlowConfig(BaseModel):
         """Settings that name a file: steps depend on the file's content, not on its path."""
         from keras_models import BUILTIN
 
-        from flow.datasets import DATASETS
+        from flow.data.datasets import DATASETS
 
         files = {}
         if self.model not in BUILTIN:

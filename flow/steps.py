@@ -16,10 +16,10 @@ from typing import Callable
 
 import numpy as np
 
-from flow.build_dir import BuildDir, BuildLock, make_folder, sha256, write_json
+from flow.infra.build_dir import BuildDir, BuildLock, make_folder, sha256, write_json
 from flow.config import FlowConfig
-from flow.errors import BadInput
-from flow.progress import console
+from flow.infra.errors import BadInput
+from flow.infra.progress import console
 from flow.runtime.fixed import FixedType
 from flow.runtime.reference import IntegerModel
 
@@ -40,7 +40,7 @@ class Context:
         return self.build.root
 
     def board(self):
-        from flow.boards import get_board
+        from flow.infra.boards import get_board
 
         return get_board(self.config.board)
 
@@ -95,10 +95,10 @@ def train(ctx: Context) -> dict:
     """Train the built-in model (or load the user's model file), check it and its data can be deployed."""
     import tensorflow as tf
 
-    from flow.datasets import for_model
+    from flow.data.datasets import for_model
     from flow.export import reference_for
-    from flow.model_file import load_user_model
-    from flow.progress import KerasProgress
+    from flow.infra.model_file import load_user_model
+    from flow.infra.progress import KerasProgress
     from keras_models import BUILTIN, get
 
     cfg = ctx.config
@@ -137,7 +137,7 @@ def train(ctx: Context) -> dict:
 def export_reference(ctx: Context) -> dict:
     """Build the integer reference (exact types for every tensor) and the footprint report."""
     from flow.export import reference_for
-    from flow.footprint import footprint, print_footprint
+    from flow.stages.footprint import footprint, print_footprint
     from keras_models.layers import load_model
 
     im = reference_for(load_model(ctx.root / 'train' / 'model.h5'), ctx.config)
@@ -152,9 +152,10 @@ def export_reference(ctx: Context) -> dict:
 @step('convert', ['hls'], settings=('board', 'project_name', 'io_type', 'clock_period_ns', 'reuse_factor', 'strategy'))
 def convert(ctx: Context) -> dict:
     """Convert with hls4ml (our templates via its extension API) and write the HLS project."""
-    from flow.accel import stream_format, write_sources
-    from flow.convert import convert_model, resolve_io_type
-    from flow.scripts import write_scripts
+    from flow.stages.accel import stream_format, write_sources
+    from flow.plan import resolve_io_type
+    from flow.stages.convert import convert_model
+    from flow.stages.scripts import write_scripts
     from keras_models.layers import load_model
 
     cfg, board, hls = ctx.config, ctx.board(), ctx.stage / 'hls'
@@ -172,8 +173,8 @@ def convert(ctx: Context) -> dict:
 @step('csim_compile', [], in_place=True)
 def csim_compile(ctx: Context) -> dict:
     """Compile the C simulation with g++: the hls4ml model and the AXI-Stream accelerator top."""
-    from flow.accel import compile_host
-    from flow.convert import compile_csim
+    from flow.stages.accel import compile_host
+    from flow.stages.convert import compile_csim
 
     t0 = time.time()
     with console.status('compiling the C simulation (g++)'):
@@ -186,7 +187,7 @@ def csim_compile(ctx: Context) -> dict:
 @step('verify', ['golden', 'reports/verify.json'], settings=('n_golden',))
 def verify(ctx: Context) -> dict:
     """Golden vectors through QKeras, the integer reference and the C simulation; exact compare."""
-    from flow.verify import verify_build
+    from flow.stages.verify import verify_build
 
     return verify_build(ctx)
 
@@ -211,8 +212,8 @@ def rtl(ctx: Context) -> dict:
 @step('estimate', ['reports/estimate.json'])
 def estimate(ctx: Context) -> dict:
     """Per-layer kept weights, multipliers, cycles, memory bits, BRAM18: ours vs hls4ml (Dense, Conv2D)."""
-    from flow.convert import resolve_io_type
-    from flow.estimate import estimate_model, print_estimate
+    from flow.plan import resolve_io_type
+    from flow.stages.estimate import estimate_model, print_estimate
 
     rtl = ctx.root / 'reports' / 'rtl_resources.json'
     im, board = ctx.reference(), ctx.board()
@@ -238,7 +239,7 @@ def _require_tool(names: list[str], what: str, from_step: str, ctx: Context) -> 
 def hls_synth(ctx: Context) -> dict:
     """Vitis HLS: C synthesis and IP export of the HLS project."""
     tool = _require_tool(['vitis-run', 'vitis_hls'], 'Vitis HLS', 'hls_synth', ctx)
-    from flow.vendor import run_hls_synth
+    from flow.stages.vendor import run_hls_synth
 
     return run_hls_synth(ctx, tool)
 
@@ -247,7 +248,7 @@ def hls_synth(ctx: Context) -> dict:
 def vivado_bitstream(ctx: Context) -> dict:
     """Vivado: block design with the PS and AXI DMA, implementation, bitstream and .hwh."""
     tool = _require_tool(['vivado'], 'Vivado', 'vivado_bitstream', ctx)
-    from flow.vendor import run_vivado_bitstream
+    from flow.stages.vendor import run_vivado_bitstream
 
     return run_vivado_bitstream(ctx, tool)
 
@@ -255,7 +256,7 @@ def vivado_bitstream(ctx: Context) -> dict:
 @step('package', ['package'])
 def package(ctx: Context) -> dict:
     """Deployment package for the board: bitstream, driver, notebook, golden vectors, manifest."""
-    from flow.package import make_package
+    from flow.stages.package import make_package
 
     return make_package(ctx)
 

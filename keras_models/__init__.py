@@ -9,13 +9,13 @@ from __future__ import annotations
 import importlib
 
 BUILTIN = {
-    'digits_mlp': 'keras_models.digits_mlp',
-    'fashion_sst_mlp': 'keras_models.fashion_sst_mlp',
-    'fashion_binary_mlp': 'keras_models.fashion_binary_mlp',
-    'fashion_lowbit_mlp': 'keras_models.fashion_lowbit_mlp',
-    'keywords_hcgs_mlp': 'keras_models.keywords_hcgs_mlp',
-    'keywords_hcgs_lstm': 'keras_models.keywords_hcgs_lstm',
-    'fashion_cgs_cnn': 'keras_models.fashion_cgs_cnn',
+    'digits_mlp': 'keras_models.builtin.digits_mlp',
+    'fashion_sst_mlp': 'keras_models.builtin.fashion_sst_mlp',
+    'fashion_binary_mlp': 'keras_models.builtin.fashion_binary_mlp',
+    'fashion_lowbit_mlp': 'keras_models.builtin.fashion_lowbit_mlp',
+    'keywords_hcgs_mlp': 'keras_models.builtin.keywords_hcgs_mlp',
+    'keywords_hcgs_lstm': 'keras_models.builtin.keywords_hcgs_lstm',
+    'fashion_cgs_cnn': 'keras_models.builtin.fashion_cgs_cnn',
 }
 
 

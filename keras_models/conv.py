@@ -5,7 +5,7 @@ from __future__ import annotations
 import tensorflow as tf
 from qkeras import QConv2D
 
-from .layers import BlockMasked
+from .block_masked import BlockMasked
 
 
 class BlockSparseQConv2D(BlockMasked, QConv2D):

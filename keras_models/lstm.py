@@ -12,7 +12,7 @@ Per time step t (initial h = c = 0), with every tensor on a fixed-point grid:
 
 The two state casts are QKeras' quantized_bits(bits, integer) as an activation: round half to even
 onto the 2^-(bits-1-integer) grid, then saturate to the code range, i.e. ap_fixed<bits, integer + 1,
-AP_RND_CONV, AP_SAT> (AP_SAT_SYM with symmetric=1; flow/quantizers.py); the reference casts with
+AP_RND_CONV, AP_SAT> (AP_SAT_SYM with symmetric=1; flow/export/quantizers.py); the reference casts with
 exactly these modes. Gate column order in both kernels and the bias: i, f, g, o (Keras' LSTM order). The quantizers
 are QKeras' own objects, so this float computation is what flow/runtime/ref_lstm.py computes on
 integer codes; it is exact in float32 while every value stays within 2^24 of its LSB

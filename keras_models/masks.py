@@ -63,7 +63,7 @@ def cgs_balanced_block_mask(layer_name, shape, block, drop, seed) -> np.ndarray:
     """CGS with equal fan-in as well as equal fan-out: every input block-row keeps the same number
     of blocks and every output block-column as many as the others, give or take one (exactly as
     many when the column count divides the kept blocks), otherwise uniformly at random. The
-    output-stationary engine (flow/schedule.py, ``gather``) then needs little or no zero padding."""
+    output-stationary engine (flow/runtime/schedule.py, ``gather``) then needs little or no zero padding."""
     rows, cols = check_tiling(layer_name, shape, block)
     k = kept_per_row(cols, drop)
     rng = np.random.default_rng(seed)

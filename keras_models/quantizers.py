@@ -12,7 +12,7 @@ class sign_magnitude(BaseQuantizer):  # noqa: N801  (QKeras names quantizers in 
     magnitude k / 2^(bits-1), k = 1 .. 2^(bits-1), the nearest level (halves round up). There is
     no zero code: zeros come only from the mask (apply it after this quantizer, as
     BlockSparseQDense does). Straight-through gradient. The values are exact in float32 and on
-    the grid of an ap_fixed<bits + 1, 2> (flow.quantizers.kernel_type)."""
+    the grid of an ap_fixed<bits + 1, 2> (flow.export.quantizers.kernel_type)."""
 
     def __init__(self, bits: int = 3):
         super().__init__()

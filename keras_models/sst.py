@@ -25,7 +25,7 @@ import tensorflow as tf
 from qkeras import QDense, quantized_po2
 from qkeras.quantizers import get_quantizer
 
-from .layers import bias_and_activation
+from .block_masked import bias_and_activation
 
 DEFAULT_SCALE_QUANTIZER = 'quantized_po2(8)'
 

@@ -36,7 +36,7 @@ def default_build(tmp_path_factory):
     import fcntl
     import shutil
 
-    from flow.build_dir import BuildDir
+    from flow.infra.build_dir import BuildDir
     from flow.steps import Context
 
     shared = tmp_path_factory.getbasetemp().parent  # this session's, shared by its workers

@@ -10,7 +10,7 @@ import numpy as np
 def predict_with_shipped_runtime(tmp_path, im, x) -> np.ndarray:
     """``im.predict_codes(x)`` computed by the files the package copies to the board, in a fresh
     interpreter where TensorFlow, hls4ml, QKeras, our Keras layers and the flow itself cannot be imported."""
-    from flow.package import RUNTIME_DIR, RUNTIME_FILES
+    from flow.stages.package import RUNTIME_DIR, RUNTIME_FILES
 
     (tmp_path / 'ref').mkdir(parents=True)
     im.save(tmp_path / 'ref')

@@ -60,7 +60,7 @@ def build(model, in_precision: str, out_dir, rng):
     """hls4ml io_stream project + its own C simulation + the accelerator's (testbench, bridge)."""
     import hls4ml
 
-    from flow.accel import compile_host, write_sources
+    from flow.stages.accel import compile_host, write_sources
     from flow.runtime.fixed import FixedType
     from flow.runtime.stream import StreamFormat
 
@@ -95,7 +95,7 @@ def pack_sizes(hls_dir) -> dict:
 
 
 def check(hls_model, fmt, hls_dir, input_shape, rng, n=24):
-    from flow.accel import golden_words, run_testbench
+    from flow.stages.accel import golden_words, run_testbench
 
     codes = rng.integers(fmt.in_type.min_code, fmt.in_type.max_code + 1, size=(n, *input_shape))
     x = fmt.in_type.to_float(codes)

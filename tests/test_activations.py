@@ -32,7 +32,7 @@ from flow.export import (
 from flow.runtime.fixed import FixedType
 from flow.runtime.ref_activations import HardSigmoid, HardTanh, Sigmoid, Softmax, Tanh
 from flow.runtime.reference import IntegerModel
-from flow.tables import TableSpec, cpp_tables, cxx_flags, hls4ml_tables, hls4ml_templates, model_table
+from flow.export.tables import TableSpec, cpp_tables, cxx_flags, hls4ml_tables, hls4ml_templates, model_table
 from user_models import chain, random_weights
 
 F = FixedType.parse
@@ -354,9 +354,9 @@ def build_model(kind, n_in=8, n_hidden=6, seed=0, head=False, bits=6, scale=1.0)
 
 def cosim(tmp_path, model, in_type, cfg, n_vectors=200, seed=0):
     """Convert with hls4ml, compile its C simulation, compare every output code with the reference."""
-    from flow.boards import get_board
-    from flow.convert import compile_csim, convert_model
-    from flow.verify import compare_reference_csim, csim_library
+    from flow.infra.boards import get_board
+    from flow.stages.convert import compile_csim, convert_model
+    from flow.stages.verify import compare_reference_csim, csim_library
 
     im = to_integer_model(model, in_type, layer_overrides(cfg), cfg.output)
     convert_model(model, im, cfg, get_board('pynq-z2'), tmp_path / 'hls')
@@ -438,8 +438,8 @@ def test_softmax_ended_model_and_output_logits(tmp_path):
 def test_conversion_is_checked_against_every_table_parameter(tmp_path):
     """hls4ml's converted graph carries the reference's table parameters and types; any
     difference (here: the reference changed after conversion) is a ConversionMismatch."""
-    from flow.boards import get_board
-    from flow.convert import ConversionMismatch, check_against_reference, convert_model
+    from flow.infra.boards import get_board
+    from flow.stages.convert import ConversionMismatch, check_against_reference, convert_model
 
     cfg = FlowConfig.load(None, model='user.h5', layers={'act': {'table_size': 512, 'table_t': 'ap_fixed<14,2>'}})
     model = build_model('real_tanh')
@@ -501,7 +501,7 @@ def test_refusals_name_the_layer_and_the_fix():
 def test_qkeras_comparison_stops_at_tables_and_reports_the_deviation():
     """Layers before a table activation are compared exactly; from it on, the largest deviation
     in output LSBs is reported with the reason. QKeras' hard sigmoid is exact."""
-    from flow.verify import deviations_lsb, qkeras_comparable, qkeras_outputs
+    from flow.stages.verify import deviations_lsb, qkeras_comparable, qkeras_outputs
 
     in_type = FixedType(8, 2)
     x_codes = np.random.default_rng(0).integers(in_type.min_code, in_type.max_code + 1, size=(64, 8))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from flow.config import FlowConfig
-from flow.errors import BadInput
+from flow.infra.errors import BadInput
 from flow.export import to_integer_model
 from flow.runtime.fixed import FixedType
 
@@ -81,7 +81,7 @@ def test_io_types_a_layer_cannot_be_built_in_are_refused():
     import tensorflow as tf
     from qkeras import QConv2D, quantized_bits
 
-    from flow.convert import check_io_type
+    from flow.plan import check_io_type
 
     inp = tf.keras.Input((4, 4, 2), name='x')
     x = QConv2D(2, 3, kernel_quantizer=quantized_bits(4, 0, alpha=1), bias_quantizer=quantized_bits(6, 2, alpha=1),
@@ -100,8 +100,8 @@ def test_auto_streams_a_dense_model_whose_registers_would_not_fit_io_parallel():
     from qkeras import QDense, quantized_bits
     from user_models import chain
 
-    from flow.boards import get_board
-    from flow.convert import PARALLEL_FF_SHARE, resolve_io_type
+    from flow.infra.boards import get_board
+    from flow.plan import PARALLEL_FF_SHARE, resolve_io_type
 
     board, auto = get_board('pynq-z2'), FlowConfig.load(None, model='m.h5')
     q = dict(kernel_quantizer=quantized_bits(4, 0, alpha=1), bias_quantizer=quantized_bits(8, 3, alpha=1))

@@ -9,12 +9,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flow.boards import get_board
+from flow.infra.boards import get_board
 from flow.config import FlowConfig
-from flow.convert import compile_csim, convert_model, resolve_io_type
+from flow.plan import resolve_io_type
+from flow.stages.convert import compile_csim, convert_model
 from flow.export import Overrides, to_integer_model
 from flow.runtime.fixed import FixedType
-from flow.verify import Mismatch, compare_reference_csim, csim_library
+from flow.stages.verify import Mismatch, compare_reference_csim, csim_library
 from user_models import random_weights
 
 pytestmark = pytest.mark.csim

@@ -10,12 +10,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flow.boards import get_board
+from flow.infra.boards import get_board
 from flow.config import FlowConfig
-from flow.convert import compile_csim, convert_model
+from flow.stages.convert import compile_csim, convert_model
 from flow.export import Overrides, to_integer_model
 from flow.runtime.fixed import FixedType
-from flow.verify import compare_reference_csim, csim_library
+from flow.stages.verify import compare_reference_csim, csim_library
 from user_models import random_weights
 
 pytestmark = pytest.mark.csim
@@ -105,7 +105,7 @@ def test_a_wrong_weight_is_reported_with_its_layer_and_element(tmp_path):
     bs.values[0, 0, 0] += 1  # kept block 0, row 0, col 0 -> output element index[0] * 4
     im.layers[-1].bias[0] += 1  # makes every output differ
     x_codes = np.full((4, 16), in_type.max_code)
-    from flow.verify import Mismatch
+    from flow.stages.verify import Mismatch
 
     with pytest.raises(Mismatch, match=rf"layer 'bs', sample 0, element \({int(bs.index[0]) * 4},\)"):
         compare_reference_csim(im, lib, in_type.to_float(x_codes), x_codes)
@@ -147,7 +147,7 @@ def test_generated_firmware_stores_the_gather_schedule(tmp_path):
     """The emitted config, weight banks and tables are gather(reference, rf)'s, and the header
     takes them in that layout (read back here, not through the flow's own checks)."""
     from flow.hls import TEMPLATES_DIR
-    from flow.schedule import gather
+    from flow.runtime.schedule import gather
 
     rf = 7  # 64 kept weights: forces padding
     model = build_keras(16, 8, (4, 4), 0.5, 4, 0, 1, False)
@@ -181,7 +181,7 @@ def test_generated_firmware_stores_the_gather_schedule(tmp_path):
 def test_a_drift_between_the_emitted_schedule_and_the_reference_is_caught_at_conversion(tmp_path):
     """One reference weight off by one: the weight banks hls4ml would write are no longer
     gather(reference)'s, and conversion stops before any C simulation."""
-    from flow.convert import ConversionMismatch
+    from flow.stages.convert import ConversionMismatch
 
     model = build_keras(16, 8, (4, 4), 0.5, 4, 0, 1, False)
     cfg = FlowConfig.load(None, model='user.h5', layers={'bs': {'reuse_factor': 7}})

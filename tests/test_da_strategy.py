@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from flow.config import FlowConfig
-from flow.convert import DA, check_strategies
-from flow.errors import BadInput
+from flow.plan import DA, check_strategies
+from flow.infra.errors import BadInput
 from flow.export import to_integer_model
 from flow.runtime.fixed import FixedType
 from test_cosim import build_keras, check_cosim
@@ -101,10 +101,10 @@ def test_model_wide_da_on_hls4ml_dense_and_po2_kernels(tmp_path):
     (da4ml takes the power-of-two constants as they are: shifts, no exponent storage)."""
     from qkeras import QActivation, quantized_po2, quantized_relu
 
-    from flow.boards import get_board
-    from flow.convert import compile_csim, convert_model
+    from flow.infra.boards import get_board
+    from flow.stages.convert import compile_csim, convert_model
     from flow.export import layer_overrides
-    from flow.verify import compare_reference_csim, csim_library
+    from flow.stages.verify import compare_reference_csim, csim_library
 
     model = chain(8, qdense(6, 'p1', kernel=quantized_po2(4)), QActivation(quantized_relu(6, 2), name='r'),
                   qdense(4, 'd2'), seed=4)

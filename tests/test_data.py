@@ -10,8 +10,8 @@ import pytest
 from user_models import small_mlp
 
 from flow.config import FlowConfig
-from flow.datasets import fashion_mnist, load, on_grid, random_inputs
-from flow.errors import BadInput
+from flow.data.datasets import fashion_mnist, load, on_grid, random_inputs
+from flow.infra.errors import BadInput
 from flow.runtime.fixed import FixedType
 from flow.steps import run_flow
 
@@ -102,7 +102,7 @@ def test_npz_with_x_y_is_split_by_the_seed(tmp_path):
 
 
 def test_off_grid_data_is_quantized_once_and_said():
-    from flow.datasets import Split
+    from flow.data.datasets import Split
 
     x = np.array([[0.1, 0.25, 9.0]])
     data, note = on_grid(Split(x, np.array([0]), x, np.array([0])), FixedType(6, 2))

@@ -1,5 +1,5 @@
 """The time-multiplexed block-sparse engine in RTL (flow/rtl/engine.py) on both schedules
-(flow/schedule.py): Verilated, equal to the integer reference on every output code, one sample
+(flow/runtime/schedule.py): Verilated, equal to the integer reference on every output code, one sample
 per ReuseFactor cycles; its output cast exact on every accumulator code in every mode."""
 
 import numpy as np
@@ -13,7 +13,7 @@ from flow.rtl.engine import cast_function, engine_verilog
 from flow.rtl.engine_sim import EngineSim
 from flow.runtime.fixed import OVERFLOW, ROUNDING, FixedType
 from flow.runtime.ref_block_sparse import BlockSparseDense, pack_blocks
-from flow.schedule import gather, scatter, schedule
+from flow.runtime.schedule import gather, scatter, schedule
 from keras_models.masks import make_block_mask
 
 pytestmark = [pytest.mark.rtl, pytest.mark.skipif(bool(tools.missing()), reason=f'RTL tools missing: {tools.missing()}')]
@@ -153,7 +153,7 @@ def test_an_engine_mismatch_names_layer_sample_and_element(tmp_path, monkeypatch
     """The rtl step's engine check on a faulty engine (one accumulator LSB off on output 3)."""
     from flow.rtl import build, engine
     from flow.runtime.ref_layers import Input
-    from flow.verify import Mismatch
+    from flow.stages.verify import Mismatch
 
     in_t = FixedType(6, 2)
     layer = random_layer(np.random.default_rng(3), 16, 8, (4, 4), 0.5, 4, in_t, None)

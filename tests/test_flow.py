@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from flow.build_dir import CorruptBuild
+from flow.infra.build_dir import CorruptBuild
 from flow.config import FlowConfig
-from flow.errors import BadInput
+from flow.infra.errors import BadInput
 from flow.steps import ToolMissing, run_flow, step_names
 
 pytestmark = pytest.mark.slow
@@ -75,7 +75,7 @@ def test_changed_file_is_a_corrupt_build(build_copy):
 
 
 def test_failed_step_leaves_previous_results_untouched(build_copy, monkeypatch):
-    import flow.verify
+    import flow.stages.verify
 
     good = (build_copy / 'golden' / 'output_codes.npy').read_bytes()
 
@@ -83,7 +83,7 @@ def test_failed_step_leaves_previous_results_untouched(build_copy, monkeypatch):
         (ctx.stage / 'golden' / 'output_codes.npy').write_bytes(b'partial')
         raise RuntimeError('simulated crash in the middle of verify')
 
-    monkeypatch.setattr(flow.verify, 'verify_build', broken)
+    monkeypatch.setattr(flow.stages.verify, 'verify_build', broken)
     with pytest.raises(RuntimeError, match='simulated crash'):
         run_flow(FlowConfig.load(None, **FAST), build_copy, from_step='verify', to_step='verify')
     assert (build_copy / 'golden' / 'output_codes.npy').read_bytes() == good
@@ -95,12 +95,12 @@ def test_failed_step_leaves_previous_results_untouched(build_copy, monkeypatch):
 
 
 def test_a_failed_in_place_step_forgets_what_it_may_have_changed(build_copy, monkeypatch):
-    import flow.convert
+    import flow.stages.convert
 
     def broken(hls_dir):
         raise RuntimeError('simulated crash while compiling')
 
-    monkeypatch.setattr(flow.convert, 'compile_csim', broken)
+    monkeypatch.setattr(flow.stages.convert, 'compile_csim', broken)
     with pytest.raises(RuntimeError, match='simulated crash'):
         run_flow(FlowConfig.load(None, **FAST), build_copy, from_step='csim_compile', to_step='csim_compile')
     manifest = json.loads((build_copy / 'manifest.json').read_text())['steps']

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from flow.estimate import bram18, engine, layer_estimate
-from flow.footprint import footprint
+from flow.stages.estimate import bram18, engine, layer_estimate
+from flow.stages.footprint import footprint
 from flow.runtime.fixed import FixedType
 from flow.runtime.ref_block_sparse import BlockSparseDense, pack_blocks
 from flow.runtime.ref_layers import Dense, Input
@@ -64,7 +64,7 @@ def test_printed_tables_never_cut_a_number(capsys):
 
     from rich.console import Console
 
-    from flow.footprint import print_footprint
+    from flow.stages.footprint import print_footprint
 
     dense = Dense('a_rather_long_layer_name', out_type=ACC, weight_type=FixedType(6, 1), bias_type=B8, accum_type=ACC,
                   weight=np.ones((4096, 4096), np.int64), bias=np.zeros(4096, np.int64))
@@ -169,7 +169,7 @@ def test_conv_cycles_per_image_are_padded_pixels_times_reuse():
 
 def test_line_buffer_for_a_known_geometry():
     """(kh - 1) x C shift registers of the padded width, input bits wide; SRLs below one RAMB18."""
-    from flow.estimate import LINE_BUFFER_BRAM_MIN_BITS, line_buffer
+    from flow.stages.estimate import LINE_BUFFER_BRAM_MIN_BITS, line_buffer
     from flow.runtime.ref_conv import MaxPool2D
 
     est = layer_estimate(_sparse_conv(0.75), rf=36, in_type=IN8)  # 2 x 16 registers, 10 deep, 8 bits
@@ -214,7 +214,7 @@ def _cfg_board():
 
 
 def test_io_stream_interval_is_the_slowest_layer_and_latency_the_sum():
-    from flow.estimate import estimate_model
+    from flow.stages.estimate import estimate_model
 
     im = _cnn()
     cfg, board = _cfg_board()
@@ -247,7 +247,7 @@ def test_conv_rows_print_cycles_and_line_buffer():
 
     from rich.console import Console
 
-    from flow.estimate import estimate_model, print_estimate
+    from flow.stages.estimate import estimate_model, print_estimate
 
     cfg, board = _cfg_board()
     est = estimate_model(_cnn(), cfg, board, io_type='io_stream')

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 from user_models import small_mlp
 
-from flow.build_dir import BuildInUse, BuildLock
+from flow.infra.build_dir import BuildInUse, BuildLock
 from flow.config import FlowConfig
-from flow.errors import BadInput
+from flow.infra.errors import BadInput
 from flow.export import Overrides, UnsupportedModel, to_integer_model
 from flow.runtime.fixed import FixedType
 from flow.steps import run_flow
-from flow.verify import FLOAT32_EXACT_INT, qkeras_comparable
+from flow.stages.verify import FLOAT32_EXACT_INT, qkeras_comparable
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -255,8 +255,8 @@ def test_a_second_run_on_a_locked_build_folder_is_refused(tmp_path):
 
 ORPHAN = '''
 import sys
-from flow import processes
-from flow.build_dir import BuildLock
+from flow.infra import processes
+from flow.infra.build_dir import BuildLock
 with BuildLock(sys.argv[1]):
     processes.run(['sleep', '60'])  # the parent is killed -9 while its "compiler" runs
 '''
@@ -289,7 +289,7 @@ def test_an_orphaned_tool_keeps_the_build_folder_locked(tmp_path):
 
 
 def test_an_interrupted_tool_is_killed_with_its_children():
-    from flow import processes
+    from flow.infra import processes
 
     def interrupt(*_):
         raise KeyboardInterrupt

@@ -91,7 +91,7 @@ def test_sign_magnitude_quantizer_has_no_zero_code_and_deploys_exactly(tmp_path)
     from qkeras import quantized_bits
 
     from flow.export import to_integer_model
-    from flow.verify import qkeras_outputs
+    from flow.stages.verify import qkeras_outputs
     from keras_models.layers import BlockSparseQDense, load_model
     from keras_models.quantizers import sign_magnitude
 
@@ -126,7 +126,7 @@ def test_hcgs_lstm_shares_each_level_mask_across_gates(tmp_path):
     import tensorflow as tf
 
     from flow.export import to_integer_model
-    from flow.verify import qkeras_outputs
+    from flow.stages.verify import qkeras_outputs
     from keras_models.layers import load_model
     from keras_models.lstm import BlockSparseQLSTM
 

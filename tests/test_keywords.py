@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from scipy.io import wavfile
 
-from flow import datasets, keywords
-from flow.errors import BadInput
+from flow.data import datasets
+from flow.data import keywords
+from flow.infra.errors import BadInput
 
 SMALL = keywords.Settings(voices=('en-us', 'en+m3', 'en+f2'), words=('yes', 'no', 'up'), speeds=(160,), pitches=(50,))
 needs_espeak = pytest.mark.skipif(not keywords.shutil.which('espeak-ng'), reason='espeak-ng not installed')

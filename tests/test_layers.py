@@ -66,9 +66,9 @@ def exact_batchnorm(layer, seed=0):
 def cosim(tmp_path, model, in_type, layers=None, n=200, seed=0):
     """Convert with hls4ml, compile its C simulation, compare every output code with the reference
     (random, all-max, all-min and alternating inputs)."""
-    from flow.boards import get_board
-    from flow.convert import compile_csim, convert_model
-    from flow.verify import compare_reference_csim, csim_library
+    from flow.infra.boards import get_board
+    from flow.stages.convert import compile_csim, convert_model
+    from flow.stages.verify import compare_reference_csim, csim_library
 
     cfg = FlowConfig.load(None, model='user.h5', layers=layers or {})
     im = to_integer_model(model, in_type, layer_overrides(cfg))
@@ -85,7 +85,7 @@ def cosim(tmp_path, model, in_type, layers=None, n=200, seed=0):
 
 def qkeras_matches(model, im, x_codes):
     """QKeras == reference, code for code, on every layer ``qkeras_comparable`` names; returns them."""
-    from flow.verify import qkeras_comparable, qkeras_outputs
+    from flow.stages.verify import qkeras_comparable, qkeras_outputs
 
     names, why = qkeras_comparable(im)
     q = qkeras_outputs(model, im, im.in_type.to_float(x_codes))
@@ -156,8 +156,8 @@ def test_cast_to_the_input_type_is_no_node_in_hls4ml_either(tmp_path):
     are equal; the reference has no layer for it and the converted graph still matches."""
     from qkeras import QActivation
 
-    from flow.boards import get_board
-    from flow.convert import convert_model
+    from flow.infra.boards import get_board
+    from flow.stages.convert import convert_model
 
     model = chain(6, QActivation(qb(8, 0), name='qin'), qdense(3, 'd'))
     cfg = FlowConfig.load(None, model='user.h5')
@@ -328,8 +328,8 @@ def test_batchnorm_is_mirrored_node_for_node(tmp_path):
 def test_batchnorm_that_does_nothing_is_removed_like_hls4ml(tmp_path):
     import tensorflow as tf
 
-    from flow.boards import get_board
-    from flow.convert import convert_model
+    from flow.infra.boards import get_board
+    from flow.stages.convert import convert_model
 
     model = chain(4, qdense(3, 'd'), tf.keras.layers.BatchNormalization(epsilon=EPS, name='bn'))
     model.get_layer('bn').set_weights([np.ones(3), np.zeros(3), np.zeros(3), np.full(3, 1 - EPS)])
@@ -345,8 +345,8 @@ def test_conversion_checks_the_values_hls4ml_writes(tmp_path):
     import tensorflow as tf
     from qkeras import quantized_po2
 
-    from flow.boards import get_board
-    from flow.convert import ConversionMismatch, check_against_reference, convert_model
+    from flow.infra.boards import get_board
+    from flow.stages.convert import ConversionMismatch, check_against_reference, convert_model
 
     model = chain(4, qdense(3, 'p', kernel=quantized_po2(4)), tf.keras.layers.BatchNormalization(name='bn'))
     cfg = FlowConfig.load(None, model='user.h5', layers={'bn': {'result': 'ap_fixed<16,6>'}})
@@ -417,7 +417,7 @@ def test_new_layers_save_and_load(tmp_path):
     x = np.random.default_rng(0).integers(-128, 128, size=(20, 6))
     assert np.array_equal(loaded.predict_codes(x), im.predict_codes(x))
     assert json.loads((tmp_path / 'reference.json').read_text())['layers'][3]['exponent_bits'] == 4
-    from flow.footprint import footprint
+    from flow.stages.footprint import footprint
 
     assert footprint(im)['layers']['p']['weight_bits'] == 6 * 4 * (1 + 4)  # a sign and a 4-bit exponent per weight
 

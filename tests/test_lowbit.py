@@ -10,10 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flow.export import to_integer_model
-from flow.quantizers import UnsupportedQuantizer, kernel_type, weight_type
+from flow.export.quantizers import UnsupportedQuantizer, kernel_type, weight_type
 from flow.runtime.fixed import FixedType
 from flow.runtime.ref_block_sparse import BlockSparseDense, block_rows, pack_blocks, row_index_bits, unpack_blocks
-from flow.schedule import gather
+from flow.runtime.schedule import gather
 from keras_models.masks import expand, make_block_mask
 from test_cosim import check_cosim  # one compile: convert, g++, compare every vector (at import: it holds a @given)
 

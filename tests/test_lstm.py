@@ -15,7 +15,7 @@ from flow.export import Overrides, UnsupportedModel, to_integer_model
 from flow.runtime.fixed import FixedType
 from flow.runtime.ref_block_sparse import index_bits
 from flow.runtime.reference import IntegerModel
-from flow.verify import qkeras_comparable
+from flow.stages.verify import qkeras_comparable
 
 IN_T = FixedType(8, 3, rounding='RND_CONV', overflow='SAT')
 
@@ -205,7 +205,7 @@ def test_save_load_round_trip(tmp_path):
     """The Keras model (masks, quantizers, weights) and the reference (IntegerModel.save/load)."""
     from qkeras import QDense
 
-    from flow.verify import qkeras_outputs
+    from flow.stages.verify import qkeras_outputs
     from keras_models.layers import load_model
 
     model = build((4, 6), lstm(4, 'l1', block_shape=(2, 2), return_sequences=True, mask_seed=7),

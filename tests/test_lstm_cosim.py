@@ -12,12 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flow.boards import get_board
+from flow.infra.boards import get_board
 from flow.config import FlowConfig
-from flow.convert import ConversionMismatch, check_against_reference, compile_csim, convert_model
+from flow.stages.convert import ConversionMismatch, check_against_reference, compile_csim, convert_model
 from flow.export import to_integer_model
 from flow.runtime.fixed import FixedType
-from flow.verify import compare_reference_csim, csim_library
+from flow.stages.verify import compare_reference_csim, csim_library
 from test_lstm import build  # random weights that reach every clip and saturation
 
 pytestmark = pytest.mark.csim
@@ -129,7 +129,7 @@ def test_stacked_lstms_with_a_dense_head_match_reference(tmp_path):
     im, lib = check_cosim(tmp_path, model, cfg, seed=3)
     assert im.sizes() == {'x': 24, 'lstm1': 32, 'lstm2': 4, 'head': 3}
     # a wrong reference bias of lstm2 is traced to lstm2 (lstm1 still agrees), element by element
-    from flow.verify import Mismatch
+    from flow.stages.verify import Mismatch
 
     bias = im.layers[2].bias.copy()
     im.layers[2].bias[:] *= -1  # the same magnitudes: within the accumulator
@@ -239,7 +239,7 @@ def test_estimate_counts_one_index_per_kept_block_and_every_time_step():
     """8 inputs x 8 units: W 2x2 blocks (8 kept), U 2x1 blocks (16 kept); RF 4 -> 2 W lanes and
     4 U lanes of 4 gates x block products; 5 steps of RF + overhead cycles; the indices are
     stored once per kernel for the four gates."""
-    from flow.estimate import LSTM_STEP_OVERHEAD, layer_estimate
+    from flow.stages.estimate import LSTM_STEP_OVERHEAD, layer_estimate
 
     model = build((5, 8), lstm(8, 'lstm', block_shape=(2, 2), recurrent_block_shape=(2, 1), drop_rate=0.5), seed=1)
     im = to_integer_model(model, IN_T)

@@ -201,7 +201,7 @@ def test_default_flow_reports_rtl_level_and_measured_resources(default_build):
                                  'used': sum(e['lut'] for e in res['engines'].values())}
     assert est['fully_parallel_measured']['fit']['lut']['used'] == res['network']['lut']
     # the manifest still vouches for verify.json after the rtl step amended it
-    from flow.build_dir import BuildDir
+    from flow.infra.build_dir import BuildDir
     BuildDir(root).check_files('verify', 'verify')
 
 
@@ -211,7 +211,7 @@ def test_a_failed_synthesis_stops_the_others_at_once(monkeypatch):
     import time
     from types import SimpleNamespace
 
-    from flow import processes
+    from flow.infra import processes
     from flow.rtl import build
     from flow.rtl.synth import SynthFailed
 

@@ -141,7 +141,7 @@ def test_training_prunes_gradually_to_the_code():
 def test_reference_equals_qkeras_code_for_code(tmp_path):
     from flow.export import to_integer_model
     from flow.runtime.reference import IntegerModel
-    from flow.verify import qkeras_comparable, qkeras_outputs
+    from flow.stages.verify import qkeras_comparable, qkeras_outputs
 
     model = sst_model(scale_q=(None, 'quantized_bits(6, 2, alpha=1)'))
     in_t = FixedType(8, 2)
@@ -181,9 +181,9 @@ def test_bad_sst_layers_are_refused_with_the_fix():
 def test_footprint_and_estimate():
     """(8, 2): a codeword of 8 bits per 8 weights, so 32x smaller than float32 on the kernel; no
     multiplier with a power-of-two scale, one constant product per output with a fixed-point one."""
-    from flow.estimate import layer_estimate
+    from flow.stages.estimate import layer_estimate
     from flow.export import to_integer_model
-    from flow.footprint import footprint
+    from flow.stages.footprint import footprint
 
     model = sst_model(n_in=64, units=(32, 4), scale_q=(None, 'quantized_bits(6, 2, alpha=1)'))
     im = to_integer_model(model, FixedType(8, 2))
@@ -295,7 +295,7 @@ def test_float32_bound_keeps_outputs_with_different_scales_apart():
     """Per-output power-of-two scales 2^-20 and 1: the generic bound puts both on a 2^-20 grid and
     exceeds 2^24, but QKeras multiplies each output's exact +-x sum by its own scale: exact."""
     from flow.runtime.ref_sst import SSTDense
-    from flow.verify import FLOAT32_EXACT_INT
+    from flow.stages.verify import FLOAT32_EXACT_INT
 
     code = SSTCode(4, 2)
     t = np.zeros((8, 2), dtype=int)

@@ -47,7 +47,7 @@ def test_bad_inputs():
 def test_the_accelerator_top_follows_the_io_type(tmp_path, io_type):
     """io_parallel keeps its array top; io_stream gets the DATAFLOW top over nnet::array packs;
     header, bridge and testbench are shared. Nothing compiled here (tests/test_accel_stream.py does)."""
-    from flow.accel import ACCEL_DIR, write_sources
+    from flow.stages.accel import ACCEL_DIR, write_sources
 
     (tmp_path / 'firmware').mkdir()
     fmt = StreamFormat(72, 4, FixedType(8, 4), FixedType(24, 12))
@@ -63,7 +63,7 @@ def test_the_accelerator_top_follows_the_io_type(tmp_path, io_type):
 
 
 def test_an_unknown_io_type_has_no_top(tmp_path):
-    from flow.accel import write_sources
+    from flow.stages.accel import write_sources
 
     with pytest.raises(ValueError, match="io_type 'io_serial' has no accelerator top"):
         write_sources(tmp_path, 'net', StreamFormat(4, 2, FixedType(8, 4), FixedType(8, 4)), io_type='io_serial')

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from flow.accel import ACCEL_DIR
-from flow.boards import all_boards, get_board
+from flow.stages.accel import ACCEL_DIR
+from flow.infra.boards import all_boards, get_board
 from flow.runtime.fixed import FixedType
 from flow.runtime.stream import StreamFormat
-from flow.scripts import ip_vlnv, write_scripts
+from flow.stages.scripts import ip_vlnv, write_scripts
 
 STUBS = Path(__file__).parent / 'tcl' / 'vendor_stubs.tcl'
 FMT = StreamFormat(64, 10, FixedType(6, 2), FixedType(16, 7))

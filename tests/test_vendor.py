@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from flow.vendor import ToolFailed, hls_command, parse_csynth, parse_timing, parse_utilization, run_tool
+from flow.stages.vendor import ToolFailed, hls_command, parse_csynth, parse_timing, parse_utilization, run_tool
 
 FIX = Path(__file__).parent / 'fixtures'
 

@@ -11,7 +11,7 @@ import pytest
 
 from flow.config import FlowConfig
 from flow.steps import Context, run_flow, vivado_bitstream
-from flow.vendor import ToolFailed
+from flow.stages.vendor import ToolFailed
 
 STUBS = Path(__file__).parent / 'tcl' / 'vendor_stubs.tcl'
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which('tclsh') is None, reason='tclsh not installed')]
@@ -50,7 +50,7 @@ def test_vivado_step_runs_the_generated_script_and_requires_the_bitstream(defaul
     record = tmp_path / 'viv.rec'
     stand_in(tmp_path / 'bin', 'vivado', 4, record)  # vivado -mode batch -source build_vivado.tcl
     monkeypatch.setenv('PATH', f'{tmp_path / "bin"}:/usr/bin:/bin')
-    from flow.build_dir import BuildDir
+    from flow.infra.build_dir import BuildDir
 
     ctx = Context(FlowConfig.load(None, epochs=15, n_golden=64), BuildDir(root))
     ctx.stage = ctx.build.staging('vivado_bitstream', ['bitstream'])

@@ -7,7 +7,7 @@ A layer whose strategy is hls4ml's ``distributed_arithmetic`` (da4ml's multiplie
 shift-and-add graph, ReuseFactor 1) is built by hls4ml's own Dense: the pass ``DAAsHls4mlDense``
 swaps our IR layer for a Dense with the same weights (zeros included) before hls4ml's Vitis
 passes initialize and generate it, and keeps a copy of every DA kernel for
-``flow.convert.check_against_reference`` (hls4ml deletes the weights once the DA code exists).
+``flow.stages.convert.check_against_reference`` (hls4ml deletes the weights once the DA code exists).
 """
 
 from __future__ import annotations

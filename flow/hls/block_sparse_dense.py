@@ -3,7 +3,7 @@
 Everything goes through hls4ml's public extension API; nothing in site-packages is patched.
 The packed kept blocks are computed by ``flow.runtime.ref_block_sparse.pack_blocks``, the same
 function the integer reference uses, so the two cannot drift apart; the template stores the
-``gather`` schedule of ``flow.schedule`` derived from them (weight banks, run_start, seg_block).
+``gather`` schedule of ``flow.runtime.schedule`` derived from them (weight banks, run_start, seg_block).
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from hls4ml.model.layers import Layer
 from hls4ml.model.types import FixedPrecisionType, IntegerPrecisionType
 from qkeras.quantizers import get_quantizer
 
-from flow.quantizers import kernel_type
+from flow.export.quantizers import kernel_type
 from flow.runtime.ref_block_sparse import BlockSparseDense as RefBlockSparseDense
 from flow.runtime.ref_block_sparse import pack_blocks, unpack_blocks
-from flow.schedule import gather
+from flow.runtime.schedule import gather
 from keras_models.masks import expand
 
 HEADER = 'nnet_block_sparse_dense.h'

@@ -4,7 +4,7 @@ The packed kept blocks come from ``flow.runtime.ref_lstm.pack_gates``, the funct
 uses for the integer reference, so hardware and reference store the same arrays: per kernel the
 kept blocks of the four gates (4, kept, bi, bo) and ONE output-block index per kept block, shared
 by the gates. Every intermediate type (accum, gate, act, cell_sum, cell, hidden_product) is a
-``*_t`` layer attribute set from the reference by ``flow.convert.hls_config`` and checked after
+``*_t`` layer attribute set from the reference by ``flow.stages.convert.hls_config`` and checked after
 conversion (TABLE_ATTRS); the weights' values and types are checked through ``WEIGHTS``.
 """
 

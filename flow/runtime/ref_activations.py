@@ -3,7 +3,7 @@ activations (hard_sigmoid, hard_tanh) on integer codes, as ``nnet_utils/nnet_act
 (hls4ml 1.3.0) computes them for io_parallel.
 
 Each layer stores its lookup tables as codes (filled by hls4ml's own C++ at export, see
-``flow/tables.py``) with the table parameters; ``forward`` reproduces the index computation,
+``flow/export/tables.py``) with the table parameters; ``forward`` reproduces the index computation,
 the lookups and every cast. numpy only (runs on the board).
 """
 

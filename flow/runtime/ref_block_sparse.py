@@ -12,7 +12,7 @@ Packed format:
   block-rows: count 0). The unequal case stores extra index bits (``row_index_bits``).
 
 This packed format is the reference's (and the footprint's); the HLS template stores the gather
-schedule derived from it (``flow/schedule.py``: per-multiplier weight banks, run and segment tables),
+schedule derived from it (``flow/runtime/schedule.py``: per-multiplier weight banks, run and segment tables),
 which only ever reads inputs of kept blocks and computes outputs of kept blocks.
 """
 

@@ -44,7 +44,7 @@ class RefLayer:
         return ''
 
     def storage(self) -> dict | None:
-        """What the hardware stores for this layer's weights (flow/footprint.py), None for a layer
+        """What the hardware stores for this layer's weights (flow/stages/footprint.py), None for a layer
         without a kernel: shape (n_in, n_out), kept_weights, and the bits of the weights, of their
         index (or codewords) and of the biases. Each kind counts its own format."""
         return None

@@ -1,0 +1,1 @@
+"""Datasets: the built-in ones (no download) and users' .npz files."""

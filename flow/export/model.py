@@ -1,0 +1,262 @@
+"""A whole Keras model -> the integer reference: the deployability check (every layer has an
+exporter, names are C++ identifiers, one input and output), the node order hls4ml builds, and
+the checks on the tensor flowing between layers."""
+
+from __future__ import annotations
+
+import functools
+import re
+
+import numpy as np
+
+from flow.export.activations import TABLE_LAYERS, _activation_exporter, activation_name, activation_spec, export_activation, export_activation_spec, fused_activation
+from flow.export.registry import EXPORTERS, Overrides, UnsupportedModel, layer_overrides
+from flow.runtime.fixed import FixedType
+from flow.runtime.ref_layers import Input
+from flow.runtime.reference import IntegerModel
+
+
+# hls4ml turns layer names into C++ identifiers (defines.h, parameters.h, weights/<name>.txt)
+C_IDENTIFIER = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
+
+
+CPP_KEYWORDS = frozenset(
+    'alignas alignof and and_eq asm auto bitand bitor bool break case catch char char16_t char32_t class compl const '
+    'constexpr const_cast continue decltype default delete do double dynamic_cast else enum explicit export extern '
+    'false float for friend goto if inline int long mutable namespace new noexcept not not_eq nullptr operator or '
+    'or_eq private protected public register reinterpret_cast return short signed sizeof static static_assert '
+    'static_cast struct switch template this thread_local throw true try typedef typeid typename union unsigned '
+    'using virtual void volatile wchar_t while xor xor_eq'.split()
+)
+
+
+STREAM_MAX_BITS = 32  # the AXI4-Stream format carries codes in 8/16/32-bit lanes (runtime/stream.py)
+
+
+# What to change, for Keras/QKeras layers users commonly have that this flow cannot deploy.
+UNSUPPORTED_FIX = {
+    'Dense': 'use qkeras.QDense with kernel_quantizer=quantized_bits(bits, integer, alpha=1) and a bias_quantizer '
+             '(float weights cannot be reproduced bit-exactly)',
+    'Conv2D': 'use qkeras.QConv2D with kernel_quantizer=quantized_bits(bits, integer, alpha=1) and a bias_quantizer '
+              '(float weights cannot be reproduced bit-exactly), or keras_models.conv.BlockSparseQConv2D',
+    'ReLU': "use QActivation(quantized_relu(bits, integer)) or Activation('relu')",
+    'LeakyReLU': 'use QActivation(quantized_relu(bits, integer)) (negative_slope=0)',
+    'QBatchNormalization': "use a Keras BatchNormalization (the reference mirrors hls4ml's float32 scale and bias)",
+    'QDenseBatchnorm': 'use a QDense followed by a Keras BatchNormalization',
+    'QConv2DBatchnorm': 'use a QConv2D followed by a Keras BatchNormalization',
+    'Reshape': 'use Flatten (to flatten images before the dense layers), or give the model its image shape as input',
+    'InputLayer': 'the model must have a single input',
+    'ZeroPadding2D': "use padding='same' in the convolution after it",
+    **{c: 'use MaxPooling2D (exact in the input type) or a strided QConv2D' for c in (
+        'AveragePooling2D', 'GlobalAveragePooling2D', 'GlobalMaxPooling2D')},
+    **{c: 'this flow deploys 2-D convolutions (QConv2D, BlockSparseQConv2D); for 1-D data use a (1, width, channels) '
+          'input with (1, k) kernels' for c in ('Conv1D', 'QConv1D', 'MaxPooling1D', 'AveragePooling1D',
+                                              'GlobalAveragePooling1D')},
+    **{c: 'depthwise and separable convolutions have no template here; use QConv2D' for c in (
+        'DepthwiseConv2D', 'QDepthwiseConv2D', 'SeparableConv2D', 'QSeparableConv2D')},
+    **{c: 'use keras_models.lstm.BlockSparseQLSTM (quantized, hard sigmoid/tanh, block masks shared by the 4 gates; '
+          'drop_rate=0 keeps every weight): the one recurrent layer with an exact reference and HLS template'
+       for c in ('LSTM', 'QLSTM')},
+    **{c: 'recurrent layers other than LSTM have no template; use keras_models.lstm.BlockSparseQLSTM'
+       for c in ('GRU', 'SimpleRNN', 'QGRU', 'QSimpleRNN')},
+    **{c: 'the model must be a single chain without merges' for c in (
+        'Add', 'Concatenate', 'Multiply', 'Subtract', 'Average', 'Maximum', 'Minimum')},
+}
+
+
+def _unsupported_layer(layer) -> str:
+    cls = type(layer).__name__
+    fix = UNSUPPORTED_FIX.get(cls, 'replace it by one of them or remove it')
+    return f"layer '{layer.name}' ({cls}): not supported; supported layers are {sorted(EXPORTERS)}; {fix}"
+
+
+def check_deployable(model) -> None:
+    """Refuse, with every reason at once, a model whose structure this flow cannot deploy (the
+    quantizers and types are checked by ``to_integer_model``)."""
+    problems = []
+    for layer in model.layers:
+        if not C_IDENTIFIER.match(layer.name) or layer.name in CPP_KEYWORDS:
+            fixed = re.sub(r'\W', '_', layer.name)
+            fixed = fixed if C_IDENTIFIER.match(fixed) and fixed not in CPP_KEYWORDS else f'l_{fixed}'
+            problems.append(f"layer name '{layer.name}' is not a C++ identifier (hls4ml generates C++ from layer names); "
+                            f"rename it, e.g. to '{fixed}'")
+    for layer in _compute_layers(model):
+        cls = type(layer).__name__
+        if cls not in EXPORTERS:
+            problems.append(_unsupported_layer(layer))
+            continue
+        try:
+            specs = [activation_spec(layer)] if EXPORTERS[cls] is export_activation else []
+            specs += [s for s in [fused_activation(layer)] if s]
+            for spec in specs:
+                _activation_exporter(spec)
+        except UnsupportedModel as e:
+            problems.append(str(e))
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        problems.append('the model must have one input and one output (a chain of layers)')
+    if problems:
+        sep = '\n  ' if len(problems) > 1 else ' '
+        raise UnsupportedModel('model cannot be deployed:' + sep + sep.join(problems))
+
+
+def _has_input_layer(model) -> bool:
+    return bool(model.layers) and type(model.layers[0]).__name__ == 'InputLayer'
+
+
+def _compute_layers(model) -> list:
+    return model.layers[1:] if _has_input_layer(model) else model.layers
+
+
+def input_layer_name(model) -> str:
+    return model.layers[0].name if _has_input_layer(model) else model.input.name.split(':')[0]
+
+
+def export_steps(model) -> list[tuple[str, object]]:
+    """(hls4ml node name, exporter(in_type, overrides)) for every node hls4ml builds, in order: one
+    per layer, plus the activation it splits off a layer with ``activation=``."""
+    steps = []
+    for layer in _compute_layers(model):
+        steps.append((layer.name, functools.partial(EXPORTERS[type(layer).__name__], layer)))
+        spec = fused_activation(layer)
+        if spec:
+            steps.append((spec.name, functools.partial(export_activation_spec, spec)))
+    return steps
+
+
+OUTPUTS = ('model', 'logits')
+
+
+def deployed_model(model, output: str = 'model'):
+    """The model as deployed: ``output='logits'`` strips a final softmax (argmax unchanged)."""
+    if output not in OUTPUTS:
+        raise UnsupportedModel(f'output {output!r} unknown; one of {OUTPUTS}')
+    if output == 'model':
+        return model
+    last = _compute_layers(model)[-1]
+    if type(last).__name__ not in ('Activation', 'Softmax') or activation_name(last) != 'softmax':
+        raise UnsupportedModel(f"output: logits strips a final softmax, but the last layer '{last.name}' "
+                               f'({type(last).__name__}) is not one; use output: model')
+    import tensorflow as tf
+
+    return tf.keras.Model(model.inputs, last.input, name=model.name)
+
+
+def removed_nodes(model, im: IntegerModel, output: str = 'model') -> dict[str, FixedType]:
+    """The nodes hls4ml builds that the reference has no layer for (Dropout, a cast to the same type,
+    '<layer>_linear', a BatchNormalization that does nothing), with the type flowing there: the
+    conversion gives each that result type, so hls4ml removes them (EliminateLinearActivation
+    needs equal types in and out; the others are removed whatever their type)."""
+    ref = {layer.name: layer for layer in im.layers}
+    t, removed = im.in_type, {}
+    for name, _ in export_steps(deployed_model(model, output)):
+        if name in ref:
+            t = ref[name].out_type
+        else:
+            removed[name] = t
+    return removed
+
+
+def keras_view(model):
+    """``model`` with the layer names of its reference, for comparing QKeras layer by layer: every
+    activation a layer carries (``activation=``) in a layer of its own under hls4ml's node name,
+    after a copy of the layer without it, and a flat input (reshaped inside). The same QKeras
+    arithmetic, operation for operation; ``model`` itself when nothing needs changing."""
+    import tensorflow as tf
+    from qkeras import QActivation
+
+    shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+    layers = _compute_layers(model)
+    fused = {layer.name: fused_activation(layer) for layer in layers}
+    fused = {name: None if spec and spec.function == 'linear' else spec for name, spec in fused.items()}
+    if len(shape) == 1 and not any(fused.values()):
+        return model
+    inp = tf.keras.Input((int(np.prod(shape)),), name=input_layer_name(model))
+    x = tf.keras.layers.Reshape(shape, name=f'{inp.name.split(":")[0]}_shape')(inp) if len(shape) > 1 else inp
+    for layer in layers:  # copies: a layer shared with ``model`` would have two outputs
+        spec = fused[layer.name]
+        config = layer.get_config() if spec is None else {**layer.get_config(), 'activation': 'linear'}
+        copy = type(layer).from_config(config)
+        x = copy(x)
+        copy.set_weights(layer.get_weights())
+        if spec is not None:
+            act = QActivation(spec.quantizer, name=spec.name) if spec.cls == 'QActivation' else \
+                tf.keras.layers.Activation(spec.function, name=spec.name)
+            x = act(x)
+    return tf.keras.Model(inp, x, name=model.name)
+
+
+def to_integer_model(model, input_type: FixedType, overrides: dict[str, Overrides] | None = None,
+                     output: str = 'model') -> IntegerModel:
+    check_deployable(model)
+    full = model
+    model = deployed_model(model, output)
+    overrides = overrides or {}
+    shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+    layers = [Input(name=input_layer_name(model), out_type=input_type, shape=shape)]
+    t = input_type
+    for name, export in export_steps(model):
+        ov = overrides.get(name, Overrides())
+        try:
+            out = export(t, ov)
+            refs = out if isinstance(out, list) else [out]  # [] for a node hls4ml removes
+            for ref in refs:
+                _check_rank(ref, shape)
+                ref.check(t)
+        except UnsupportedModel:
+            raise
+        except ValueError as e:  # a quantizer or type the hardware cannot reproduce exactly
+            raise UnsupportedModel(str(e)) from e
+        for ref in refs:
+            if (ov.table_size or ov.table_t) and not isinstance(ref, TABLE_LAYERS):
+                raise UnsupportedModel(f"layer '{ref.name}': table_size/table_t apply to sigmoid, tanh and softmax "
+                                       f'lookup tables; this layer ({ref.kind}) has none')
+            layers.append(ref)
+            shape = tuple(ref.forward(np.zeros((1, *shape), dtype=np.int64), t).shape[1:])  # its output per sample
+            t = ref.out_type
+    unknown = set(overrides) - {layer.name for layer in layers}
+    if unknown:
+        stripped = unknown & {layer.name for layer in full.layers} - {layer.name for layer in model.layers}
+        hint = f' ({sorted(stripped)} removed by output: {output})' if stripped else ''
+        removed = unknown & {layer.name for layer in model.layers}
+        hint += f' ({sorted(removed)} removed by hls4ml: no-ops)' if removed else ''
+        raise UnsupportedModel(f'per-layer settings name layers the model does not have: {sorted(unknown)}{hint}; '
+                               f'its layers: {[layer.name for layer in layers]}')
+    if len(shape) != 1:
+        raise UnsupportedModel(f'the output is a {shape} tensor; the accelerator streams flat vectors: add a Flatten')
+    _check_streamable(layers[0], layers[-1])
+    return IntegerModel(layers)
+
+
+RANK_FIX = {1: 'it acts on flat vectors: put a Flatten before it', 2: 'it takes a (time steps, features) sequence: '
+            'remove the Flatten before it', 3: 'it takes (height, width, channels) images: give the model an image '
+            'input, e.g. Input((28, 28, 1)), and no Flatten before it'}
+
+
+def _check_rank(ref, shape: tuple) -> None:
+    """Refuse a layer the tensor reaching it does not fit (each reference kind says what it takes)."""
+    if ref.elementwise or ref.input_rank is None or len(shape) == ref.input_rank:
+        return
+    raise UnsupportedModel(f"layer '{ref.name}' ({ref.kind}) gets a {shape} tensor; {RANK_FIX[ref.input_rank]}")
+
+
+def _check_streamable(first, last) -> None:
+    if first.out_type.width > STREAM_MAX_BITS:
+        raise UnsupportedModel(f'input precision {first.out_type.hls()} is wider than the {STREAM_MAX_BITS}-bit codes the '
+                               'accelerator stream carries; choose a narrower input_precision')
+    if last.out_type.width > STREAM_MAX_BITS:
+        fix = FixedType(STREAM_MAX_BITS, min(last.out_type.integer, STREAM_MAX_BITS), True, 'RND_CONV', 'SAT')  # same range
+        raise UnsupportedModel(
+            f"layer '{last.name}' (the output): its result type {last.out_type.hls()} is wider than the {STREAM_MAX_BITS}-bit "
+            f'codes the accelerator stream carries; give it a narrower result in the config, e.g. '
+            f'layers: {{{last.name}: {{result: "{fix.hls()}"}}}}'
+        )
+
+
+def reference_for(model, cfg) -> IntegerModel:
+    """The integer reference of ``model`` under the flow config: the full deployability check."""
+    from flow.plan import check_io_type, check_strategies
+
+    im = to_integer_model(model, FixedType.parse(cfg.input_precision), layer_overrides(cfg), cfg.output)
+    check_strategies(im, cfg)
+    check_io_type(im, cfg)
+    return im

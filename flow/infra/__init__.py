@@ -1,0 +1,1 @@
+"""Infrastructure the steps share: build folders, processes, progress and console, errors, boards, model files."""

@@ -1,0 +1,65 @@
+"""Board descriptions from ``boards/*.yaml``: part, PS type, PL clock, HP width, capacity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict
+
+BOARDS_DIR = Path(__file__).resolve().parents[2] / 'boards'
+YOSYS_FAMILIES = {'xc7': 'xc7', 'xczu': 'xcup', 'xck26': 'xcup'}  # part prefix -> synth_xilinx family
+
+
+class Resources(BaseModel):
+    lut: int
+    ff: int
+    bram18: int
+    dsp: int
+    uram: int
+
+
+class Board(BaseModel):
+    model_config = ConfigDict(extra='forbid')
+
+    name: str
+    aliases: list[str] = []
+    part: str
+    board_part: str
+    ps: Literal['processing_system7', 'zynq_ultra_ps_e']
+    pl_clock_mhz: float
+    hp_port_width: int
+    resources: Resources
+    resources_source: str
+    board_connections: str | None = None  # Vivado board_connections (Kria SOM + carrier)
+
+    @property
+    def clock_period_ns(self) -> float:
+        return 1000.0 / self.pl_clock_mhz
+
+    @property
+    def yosys_family(self) -> str:
+        """yosys ``synth_xilinx -family``: 7-series (Zynq-7000) or UltraScale+ (Zynq MPSoC, Kria)."""
+        for prefix, family in YOSYS_FAMILIES.items():
+            if self.part.lower().startswith(prefix):
+                return family
+        raise ValueError(f'board {self.name}: no yosys family known for part {self.part} (add it to YOSYS_FAMILIES)')
+
+
+def all_boards() -> dict[str, Board]:
+    boards = {}
+    for path in sorted(BOARDS_DIR.glob('*.yaml')):
+        board = Board.model_validate(yaml.safe_load(path.read_text()))
+        boards[board.name] = board
+    return boards
+
+
+def get_board(name: str) -> Board:
+    """Case-insensitive lookup by name or by the name PYNQ puts in $BOARD."""
+    key = name.strip().lower()
+    for board in all_boards().values():
+        if key == board.name or key in (a.lower() for a in board.aliases):
+            return board
+    known = ', '.join(f"{b.name} ({', '.join(b.aliases)})" for b in all_boards().values())
+    raise KeyError(f'unknown board {name!r}; known boards: {known}')

@@ -1,0 +1,61 @@
+"""Loading a user's saved model file, with a clear error for every way it can be wrong."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from flow.infra.errors import BadInput
+
+SUFFIXES = ('.h5', '.hdf5', '.keras')
+
+
+def load_user_model(path: Path):
+    """The Keras model in ``path`` (.h5 or .keras, with QKeras and our layers)."""
+    from keras_models.layers import load_model
+
+    path = Path(path)
+    if path.suffix not in SUFFIXES:
+        raise BadInput(f'model file {path} is not a Keras model file ({", ".join(SUFFIXES)}); save it with model.save()')
+    if path.suffix != '.keras':
+        _check_block_masks(path)
+    try:
+        return load_model(path)
+    except Exception as e:  # h5py/Keras raise many types for a file that is not a model
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise BadInput(f'cannot load {path} as a Keras model ({first}); save it with model.save() '
+                       'and load it with keras_models.layers.load_model to check') from e
+
+
+def _check_block_masks(path: Path) -> None:
+    """A block-sparse layer's block_shape must match the block mask saved with it: Keras would fail
+    with a bare shape mismatch while loading the weights."""
+    import h5py
+
+    try:
+        f = h5py.File(path, 'r')
+    except OSError as e:
+        raise BadInput(f'{path} is not an HDF5 model file ({e}); save the model with model.save()') from e
+    with f:
+        if 'model_config' not in f.attrs or 'model_weights' not in f:
+            raise BadInput(f'{path} holds no Keras model (no model_config/model_weights); save it with model.save()')
+        config = json.loads(f.attrs['model_config'])
+        for layer in config.get('config', {}).get('layers', []):
+            if layer.get('class_name') != 'BlockSparseQDense':
+                continue
+            name, c = layer['config']['name'], layer['config']
+            group = f['model_weights'].get(name)
+            shapes = {}
+            if group is not None:
+                group.visititems(lambda n, o: shapes.update({n.rsplit('/', 1)[-1].split(':')[0]: o.shape}) if hasattr(o, 'shape') else None)
+            if 'kernel' not in shapes or 'block_mask' not in shapes:
+                continue
+            (n_in, n_out), (mi, mo) = shapes['kernel'], shapes['block_mask']
+            bi, bo = c['block_shape']
+            if (n_in // bi, n_out // bo) != (mi, mo) or n_in % bi or n_out % bo:
+                saved = (n_in // mi, n_out // mo)
+                raise BadInput(
+                    f"layer '{name}': block_shape {bi}x{bo} in the model config does not match its saved block mask "
+                    f'({mi}x{mo} blocks of {saved[0]}x{saved[1]} over the {n_in}x{n_out} kernel); '
+                    f'restore block_shape=[{saved[0]}, {saved[1]}] (the mask was trained with it)'
+                )

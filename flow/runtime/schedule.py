@@ -1,0 +1,205 @@
+"""Schedules of the time-multiplexed block-sparse engine: which kept weight each multiplier
+works on in each of the ReuseFactor cycles, and which accumulator its product goes to.
+
+The schedule is the accumulator organisation. It decides what the hardware costs beyond the
+multipliers: every (multiplier, output) pair that a schedule ever uses is a wire into that
+output's adder (gated by the cycle when the multiplier does not always write there), and every
+distinct input a multiplier reads is a leg of its input multiplexer. Two organisations:
+
+- ``scatter``: the kept weights in the packed (input block-row major) order, cut into
+  ``n_mult`` runs of ``rf`` consecutive weights, one run per multiplier. What the first CGS
+  template did. A run crosses the columns of a block, so each multiplier writes up to
+  ``block_out`` outputs and several multipliers hit the same output in one cycle.
+- ``gather`` (output-stationary): lanes of ``block_out`` multipliers, one per column of a block.
+  A lane works through the kept blocks of one output block-column at a time (segments of
+  ``seg_len`` cycles), so each multiplier writes one output for a whole segment and the
+  ``block_out`` multipliers of a lane share one input per cycle. Works for any block mask:
+  a column with fewer kept blocks is padded with zero weights to whole segments. With as many
+  kept blocks in every block-column (``cgs_balanced`` masks) and a segment that divides the
+  column, there is no padding and every multiplier owns fixed outputs. Lanes exist only for kept
+  blocks: inputs of dropped block-rows are never read, dropped block-columns get no segment.
+
+Everything here is numpy on the reference's packed format (``ref_block_sparse``); the RTL engine
+(``flow/rtl/engine.py``) and the HLS template (``nnet_block_sparse_dense.h``) follow the tables.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .ref_block_sparse import BlockSparseDense
+
+
+@dataclass
+class Schedule:
+    """Per multiplier and cycle (arrays of shape (n_mult, rf)): the input it reads (-1: a padding
+    slot, weight 0), the weight code it multiplies by, the output its product is added to."""
+
+    organisation: str
+    rf: int
+    n_in: int
+    n_out: int
+    inputs: np.ndarray = field(repr=False)
+    weights: np.ndarray = field(repr=False)
+    outputs: np.ndarray = field(repr=False)
+    # gather only, the template's storage: run_start[l, r] * run_len is the first input of run r
+    # (run_len consecutive inputs, one per cycle) of lane l; seg_block[l, s] the output block of
+    # its segment s (seg_len cycles).
+    lane_width: int = 1
+    seg_len: int = 0
+    run_len: int = 0
+    run_start: np.ndarray | None = field(default=None, repr=False)
+    seg_block: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def n_mult(self) -> int:
+        return self.inputs.shape[0]
+
+    @property
+    def n_lanes(self) -> int:
+        return self.n_mult // self.lane_width
+
+    @property
+    def slots(self) -> int:
+        """Weights the engine stores and multiplies, padding included."""
+        return self.inputs.size
+
+    @property
+    def padding(self) -> int:
+        return int((self.inputs < 0).sum())
+
+    def sources(self) -> dict[int, list[int]]:
+        """Output -> the multipliers whose products ever reach it."""
+        out: dict[int, set[int]] = {}
+        for m, o in {(m, int(o)) for m in range(self.n_mult) for o in np.unique(self.outputs[m])}:
+            out.setdefault(o, set()).add(m)
+        return {o: sorted(ms) for o, ms in sorted(out.items())}
+
+    def dense_weight(self) -> np.ndarray:
+        """The (n_in, n_out) weight matrix this schedule computes (checks it covers each weight once)."""
+        w = np.zeros((self.n_in, self.n_out), dtype=np.int64)
+        seen = np.zeros_like(w)
+        used = self.inputs >= 0
+        np.add.at(w, (self.inputs[used], self.outputs[used]), self.weights[used])
+        np.add.at(seen, (self.inputs[used], self.outputs[used]), 1)
+        if seen.max(initial=0) > 1:
+            raise AssertionError('a weight is scheduled twice')
+        return w
+
+    def stats(self) -> dict:
+        src = self.sources()
+        fan = [len(v) for v in src.values()]
+        gated = sum(1 for m in range(self.n_mult) for o in np.unique(self.outputs[m])
+                    if (self.outputs[m] != o).any())
+        return {
+            'organisation': self.organisation, 'reuse_factor': self.rf, 'multipliers': self.n_mult,
+            'slots': self.slots, 'padding': self.padding,
+            'adder_inputs': int(sum(fan)), 'max_adder_inputs': int(max(fan, default=0)), 'gated_inputs': gated,
+            'input_mux_legs': int(sum(len(np.unique(r[r >= 0])) for r in _distinct_rows(self.inputs))),
+        }
+
+    def logic_estimate(self, layer: BlockSparseDense, in_type, dsp: bool = True) -> dict:
+        """LUT and FF of the engine (flow/rtl/engine.py) on this schedule, from unit costs of a
+        6-input-LUT fabric, not fitted to measurements (bench/bench_engine.py reports how far off):
+        a LUT is a 4:1 multiplexer bit, 64 ROM bits, one adder bit; a product goes to a DSP
+        (its register inside) unless ``dsp`` is false; per output a rounding adder and a
+        saturating compare. ``layer`` gives the weight, accumulator and output widths, ``in_type`` the input's."""
+        wx, ww, acc, wy = in_type.width, layer.weight_type.width, layer.accum_type.width, layer.out_type.width
+        rom_luts = math.ceil(self.rf / 64) * ww * sum(len(set(r.tolist())) > 1 for r in self.weights)
+        mux_luts = sum(wx * math.ceil((len(np.unique(r[r >= 0])) - 1) / 3) for r in _distinct_rows(self.inputs))
+        st = self.stats()
+        adder_luts = acc * st['adder_inputs'] + st['gated_inputs']  # the gate folds into the adder's LUT
+        cast_luts = self.n_out * (acc + wy)
+        cw = max(1, math.ceil(math.log2(self.rf))) if self.rf > 1 else 1
+        ff = self.n_in * wx + self.n_out * (acc + wy) + 2 * cw + (0 if dsp else self.n_mult * (wx + ww))
+        return {'lut': rom_luts + mux_luts + adder_luts + cast_luts, 'ff': ff,
+                'parts': {'rom': rom_luts, 'mux': mux_luts, 'adders': adder_luts, 'cast': cast_luts}}
+
+
+def _distinct_rows(a: np.ndarray) -> np.ndarray:
+    return np.unique(a, axis=0) if len(a) else a
+
+
+def _packed(layer: BlockSparseDense):
+    bi, bo = layer.block
+    rows = layer.block_rows()  # each kept block's input block-row; dropped rows never appear
+    # values keep their dtype: integer codes (the reference), or real weights (the hls4ml extension)
+    return bi, bo, rows, np.asarray(layer.index, dtype=np.int64), np.asarray(layer.values)
+
+
+def scatter(layer: BlockSparseDense, rf: int) -> Schedule:
+    """Multiplier m, cycle t: packed kept weight ``t + rf * m`` (the first template's loop)."""
+    bi, bo, rows, index, values = _packed(layer)
+    n_kept = values.size
+    if rf < 1 or n_kept % rf:
+        raise ValueError(f"layer '{layer.name}': the scatter schedule needs a ReuseFactor dividing its {n_kept} kept weights, got {rf}")
+    w = np.arange(n_kept).reshape(n_kept // rf, rf)
+    b, r = w // (bi * bo), w % (bi * bo)
+    return Schedule('scatter', rf, layer.n_in, layer.n_out, inputs=rows[b] * bi + r // bo,
+                    weights=values.reshape(-1)[w], outputs=index[b] * bo + r % bo)
+
+
+def gather(layer: BlockSparseDense, rf: int) -> Schedule:
+    """Output-stationary lanes; any ReuseFactor (a column's last segment is padded)."""
+    bi, bo, rows, index, values = _packed(layer)
+    if rf < 1:
+        raise ValueError(f"layer '{layer.name}': ReuseFactor must be at least 1, got {rf}")
+    n_cb = layer.n_out // bo
+    col_blocks = [np.flatnonzero(index == c) for c in range(n_cb)]  # kept blocks per column, by input row
+    steps = [len(bs) * bi for bs in col_blocks]
+
+    def lanes_for(seg):
+        return math.ceil(sum(math.ceil(s / seg) for s in steps) / (rf // seg))
+
+    # the segment length giving the fewest lanes (then the longest). Segments start at multiples
+    # of seg_len in a column's steps and blocks at multiples of bi, so runs of gcd(seg_len, bi)
+    # steps never cross a block: consecutive rows, one stored index each
+    candidates = [d for d in range(1, rf + 1) if rf % d == 0]
+    seg_len = min(candidates, key=lambda d: (lanes_for(d), -d))
+    run_len = math.gcd(seg_len, bi)
+    per_lane = rf // seg_len
+
+    segments = []  # (output block, [kept block or -1 per step's block, row within block])
+    for c, bs in enumerate(col_blocks):
+        st = [(int(b), i) for b in bs for i in range(bi)]
+        st += [(-1, 0)] * (-len(st) % seg_len)
+        segments += [(c, st[k:k + seg_len]) for k in range(0, len(st), seg_len)]
+    n_lanes = math.ceil(len(segments) / per_lane)
+    empty = n_lanes * per_lane - len(segments)
+    segments += [(None, [(-1, 0)] * seg_len)] * empty
+
+    inputs = np.full((n_lanes * bo, rf), -1, dtype=np.int64)
+    weights = np.zeros((n_lanes * bo, rf), dtype=values.dtype)
+    outputs = np.zeros((n_lanes * bo, rf), dtype=np.int64)
+    run_start = np.zeros((n_lanes, rf // run_len), dtype=np.int64)
+    seg_block = np.zeros((n_lanes, per_lane), dtype=np.int64)
+    j = np.arange(bo)
+    for lane in range(n_lanes):
+        mine = segments[lane * per_lane:(lane + 1) * per_lane]
+        home = next((c for c, _ in mine if c is not None), 0)  # an empty segment writes (zeros) where the lane does
+        for s, (c, st) in enumerate(mine):
+            c = home if c is None else c
+            seg_block[lane, s] = c
+            for p, (b, i) in enumerate(st):
+                t = s * seg_len + p
+                outputs[lane * bo + j, t] = c * bo + j
+                if b >= 0:
+                    x = rows[b] * bi + i
+                    inputs[lane * bo + j, t] = x
+                    weights[lane * bo + j, t] = values[b, i, :]
+                    if t % run_len == 0:
+                        run_start[lane, t // run_len] = x // run_len
+    return Schedule('gather', rf, layer.n_in, layer.n_out, inputs=inputs, weights=weights, outputs=outputs,
+                    lane_width=bo, seg_len=seg_len, run_len=run_len, run_start=run_start, seg_block=seg_block)
+
+
+ORGANISATIONS = {'scatter': scatter, 'gather': gather}
+
+
+def schedule(layer: BlockSparseDense, rf: int, organisation: str = 'gather') -> Schedule:
+    if organisation not in ORGANISATIONS:
+        raise ValueError(f'unknown accumulator organisation {organisation!r}; known: {sorted(ORGANISATIONS)}')
+    return ORGANISATIONS[organisation](layer, rf)

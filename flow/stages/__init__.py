@@ -1,0 +1,1 @@
+"""What the build steps do after export: conversion, verification, estimates, vendor runs, packaging."""

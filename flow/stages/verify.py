@@ -1,0 +1,223 @@
+"""The verify step: golden vectors through QKeras, the integer reference and the C simulation.
+
+Reference vs C simulation: exact equality of every output code, for every vector. On a mismatch
+the C simulation is traced layer by layer and the first differing layer and element is named.
+QKeras vs reference: exact equality of codes on every layer QKeras computes exactly (quantizers
+matched, float32 sums exact); the report names the layers that cannot be compared, and why.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from flow.stages.accel import golden_words, run_testbench
+from flow.infra.build_dir import write_json
+from flow.infra.progress import console
+from flow.runtime.csim import CSimLibrary
+from flow.runtime.ref_layers import _Accumulating
+from flow.runtime.reference import IntegerModel, first_mismatch
+from flow.runtime.stream import StreamFormat
+
+FLOAT32_EXACT_INT = 2**24  # float32 holds every integer of magnitude up to 2^24
+
+
+class Mismatch(RuntimeError):
+    pass
+
+
+def golden_set(cfg, im: IntegerModel):
+    """(float inputs, input codes, labels or None, notes): the data's test split on the input grid,
+    or random codes (extremes first) when there is no data."""
+    from flow.data.datasets import for_model, random_inputs
+
+    data, notes = for_model(cfg.dataset, cfg.seed, im.in_type, im.input.shape, im.sizes()[im.layers[-1].name])
+    if data is None:
+        codes = random_inputs(im.in_type, im.input.shape, cfg.n_golden, cfg.seed)
+        return im.in_type.to_float(codes), codes, None, notes
+    if cfg.n_golden > len(data.x_test):
+        notes.append(f'n_golden {cfg.n_golden} is more than the {len(data.x_test)} test vectors of the data: using all '
+                     f'{len(data.x_test)}')
+        console.print(f'[yellow]note:[/] {notes[-1]}')
+    x, y = data.x_test[: cfg.n_golden].astype(np.float64), data.y_test[: cfg.n_golden]
+    return x, im.in_type.from_float_exact(x, 'golden input'), y, notes
+
+
+OFF_GRID = np.iinfo(np.int64).min  # never a valid code: an off-grid value always mismatches
+
+
+def to_codes(values, frac: int) -> np.ndarray:
+    """Float values -> integer codes at ``frac`` fractional bits; off-grid values -> OFF_GRID."""
+    scaled = np.asarray(values, dtype=np.float64) * 2.0**frac
+    codes = np.rint(scaled)
+    return np.where(codes == scaled, codes, OFF_GRID).astype(np.int64)
+
+
+def csim_library(root, im: IntegerModel, project: str) -> CSimLibrary:
+    libs = sorted((root / 'hls' / 'firmware').glob('*.so'))
+    if len(libs) != 1:
+        raise FileNotFoundError(f'no single C simulation library in {root / "hls" / "firmware"}; rerun --from-step csim_compile')
+    sizes = list(im.sizes().values())
+    return CSimLibrary(libs[0], project, sizes[0], sizes[-1], root / 'hls' / 'firmware' / 'weights')
+
+
+def describe(where: str, m, im: IntegerModel | None = None) -> str:
+    """The first mismatch in words; with the model, where the element sits in its layer (an LSTM's
+    time step and unit)."""
+    layer, sample, element, exp, act = m
+    ref = {l.name: l for l in im.layers}.get(layer) if im is not None else None
+    loc = ref.locate(tuple(int(i) for i in np.atleast_1d(element))) if ref is not None else ''
+    at = f'element {element}' + (f' ({loc})' if loc else '')
+    return f'{where}: first difference in layer {layer!r}, sample {sample}, {at}: expected code {exp}, got {act}'
+
+
+def qkeras_outputs(model, im: IntegerModel, x) -> dict[str, np.ndarray]:
+    """QKeras per-layer float outputs, keyed by the reference's layer names."""
+    import tensorflow as tf
+
+    from flow.export import keras_view
+
+    model = keras_view(model)  # fused activations as layers of their own, flat input: the reference's names
+    names = [l.name for l in im.layers[1:]]
+    probe = tf.keras.Model(model.inputs, [model.get_layer(n).output for n in names])
+    outs = probe.predict(x.astype(np.float32).reshape(len(x), *probe.input_shape[1:]), verbose=0)  # the view is flat
+    return dict(zip(names, outs if isinstance(outs, list) else [outs]))
+
+
+def qkeras_comparable(im: IntegerModel) -> tuple[list[str], str]:
+    """Layers whose QKeras outputs must equal the reference code for code, and why the rest
+    (if any) cannot.
+
+    QKeras computes a dense layer in float32 and does not model the hardware's accumulator or
+    result types. Its output is still exact while every partial sum is a float32 integer multiple
+    of the sum's LSB: magnitude <= 2^24 LSBs (a 24-bit significand holds every integer up to 2^24,
+    2^24 + 1 is the first it rounds), and while the accumulator and the result cast hold every
+    reachable sum (an override may wrap, round or saturate where QKeras does not)."""
+    names, in_t = [], im.in_type
+    for layer in im.layers[1:]:
+        approximated = getattr(layer, 'inexact_in_float', lambda: None)()
+        if approximated:  # lookup tables, hls4ml's rounded hard_sigmoid slope
+            return names, f"from layer '{layer.name}' on: {approximated}"
+        if isinstance(layer, _Accumulating):
+            bound, frac = layer.sum_bound(in_t)
+            stop = None
+            if (f32 := layer.float32_bound(in_t)) > FLOAT32_EXACT_INT:
+                stop = (f'its sums reach {f32} LSBs, beyond the 2^24 that float32 holds exactly, and QKeras computes '
+                        'in float32, so its sums can round')
+            elif not layer.accum_type.holds(bound, frac):
+                stop = (f'its accumulator {layer.accum_type.hls()} cannot hold every sum of this layer (up to {bound} '
+                        f'LSBs of 2^-{frac}): the hardware wraps where QKeras does not')
+            elif not layer.out_type.holds(bound, frac):
+                stop = (f'its result type {layer.out_type.hls()} rounds or saturates the exact sum, a cast the hardware '
+                        'does and QKeras does not model')
+            if stop:
+                return names, f"from layer '{layer.name}' on: {stop}"
+        elif (own := getattr(layer, 'qkeras_inexact', None)) and (stop := own(in_t)):
+            # a layer that bounds its own float32 computation step by step (the LSTM)
+            return names, f"from layer '{layer.name}' on: {stop}"
+        names.append(layer.name)
+        in_t = layer.out_type
+    return names, 'every layer is exact in QKeras (quantizers matched, float32 sums exact)'
+
+
+def deviations_lsb(im: IntegerModel, q: dict[str, np.ndarray], ref_trace, skip) -> dict[str, float]:
+    """Largest |QKeras - reference| per layer not compared exactly, in LSBs of the layer's output type."""
+    out = {}
+    for layer in im.layers[1:]:
+        if layer.name not in skip:
+            diff = np.asarray(q[layer.name], dtype=np.float64) * 2.0**layer.out_type.frac - ref_trace[layer.name]
+            out[layer.name] = float(np.abs(diff).max()) if diff.size else 0.0
+    return out
+
+
+def _largest(dev: dict[str, float]) -> str:
+    if not dev:
+        return ''
+    name = max(dev, key=dev.get)
+    return f', largest deviation {dev[name]:.2f} LSB in {name!r}'
+
+
+def compare_reference_csim(im: IntegerModel, lib: CSimLibrary, x, x_codes, ref_trace=None) -> np.ndarray:
+    """C-simulation output codes, which must equal the reference's exactly; on a mismatch, trace
+    the C simulation and raise naming the first differing layer and element."""
+    ref_trace = ref_trace if ref_trace is not None else im.trace(x_codes)
+    ref_out = list(ref_trace.values())[-1]
+    csim_codes = to_codes(lib.run(x), im.out_type.frac)
+    if np.array_equal(csim_codes, ref_out):
+        return csim_codes
+    traced = lib.trace(x, im.sizes())
+    by_layer = {l.name: to_codes(traced[l.name], l.out_type.frac) for l in im.layers if l.name in traced}
+    m = first_mismatch(ref_trace, by_layer) or first_mismatch({'output': ref_out}, {'output': csim_codes})
+    raise Mismatch(describe('reference vs C simulation', m, im))
+
+
+def verify_build(ctx) -> dict:
+    from keras_models.layers import load_model
+
+    cfg, root = ctx.config, ctx.root
+    im = ctx.reference()
+    x, x_codes, labels, notes = golden_set(cfg, im)
+    ref_trace = im.trace(x_codes)
+    ref_out = list(ref_trace.values())[-1]
+
+    lib = csim_library(root, im, cfg.project_name)
+    report = {'n_vectors': int(len(x)), 'n_golden_requested': cfg.n_golden, 'input_type': im.in_type.hls(),
+              'output_type': im.out_type.hls(), 'output': cfg.output,  # 'logits': the final softmax was not deployed
+              'golden': 'random vectors, no accuracy' if labels is None else 'test split of the data', 'notes': notes}
+
+    # 1. reference vs C simulation: exact
+    csim_codes = compare_reference_csim(im, lib, x, x_codes, ref_trace)
+    report['reference_vs_csim'] = {'equal_vectors': int(len(x)), 'exact': True}
+
+    # 2. QKeras vs reference
+    model = load_model(root / 'train' / 'model.h5')
+    comparable, why = qkeras_comparable(im)
+    q = qkeras_outputs(model, im, x)
+    q_codes = {name: to_codes(q[name], im_layer.out_type.frac) for name, im_layer in
+               ((l.name, l) for l in im.layers[1:]) if name in comparable}
+    m = first_mismatch(ref_trace, q_codes)
+    if m:
+        raise Mismatch(describe('QKeras vs reference', m, im) + f' ({why})')
+    exact = len(comparable) == len(im.layers) - 1
+    report['qkeras_vs_reference'] = {
+        'exact_layers': comparable,
+        'all_layers_exact': exact,
+        'reason': why,
+        'max_deviation_lsb': deviations_lsb(im, q, ref_trace, comparable),
+        # float software past the first unmodelled cast: only the decisions are compared
+        'argmax_agreement': float(np.mean(q[im.layers[-1].name].argmax(1) == ref_out.argmax(1))),
+    }
+
+    report['accuracy'] = None if labels is None else {
+        'reference': float(np.mean(ref_out.argmax(1) == labels)), 'csim': float(np.mean(csim_codes.argmax(1) == labels))}
+
+    golden = ctx.stage / 'golden'
+    # 3. the AXI-Stream accelerator top (stream packing, TLAST) in its own C testbench
+    fmt = StreamFormat.from_dict(json.loads((root / 'hls' / 'stream_format.json').read_text()))
+    x, x_codes = x.reshape(len(x), -1), x_codes.reshape(len(x_codes), -1)  # the stream (and board) take flat samples
+    golden_words(fmt, x_codes, ref_out, golden)
+    report['accelerator_testbench'] = run_testbench(root / 'hls', cfg.project_name, golden)
+    write_json(golden / 'stream_format.json', fmt.to_dict())
+
+    np.save(golden / 'inputs.npy', x)
+    np.save(golden / 'input_codes.npy', x_codes)
+    np.save(golden / 'output_codes.npy', ref_out)
+    if labels is not None:
+        np.save(golden / 'labels.npy', labels)
+    write_json(golden / 'golden.json', {'input_type': im.in_type.to_dict(), 'output_type': im.out_type.to_dict(), 'n': len(x)})
+    write_json(ctx.stage / 'reports' / 'verify.json', report)
+    console.print(
+        f'[bold green]bit-exact[/]: reference == C simulation on {len(x)} vectors; accelerator testbench: '
+        f'{report["accelerator_testbench"]}; QKeras == reference: '
+        f'{"exact on every layer" if exact else "exact on " + ", ".join(comparable) + " (" + why + ")"}'
+        f'{_largest(report["qkeras_vs_reference"]["max_deviation_lsb"])}; '
+        + (f'accuracy {report["accuracy"]["csim"]:.3f}' if labels is not None else 'random vectors, no accuracy')
+    )
+    agree = report['qkeras_vs_reference']['argmax_agreement']
+    if agree < 1:  # the hardware is exact to its reference, but decides otherwise than the float model
+        differ = int(round((1 - agree) * len(x)))
+        console.print(f'[yellow]note:[/] the hardware picks another class than QKeras on {differ} of {len(x)} vectors '
+                      f'({why}); a narrower result type on the last layers, or output: logits, keeps the '
+                      'decisions closer', soft_wrap=True)
+    return report

@@ -1,0 +1,1 @@
+"""The built-in models, one module each (registered in keras_models.BUILTIN)."""

@@ -155,7 +155,7 @@ def main() -> dict:
         t0 = time.perf_counter()
         ctx = run_flow(cfg, Path(tmp), to_step='estimate')
         flow_seconds = time.perf_counter() - t0
-        est = estimate_model(ctx.reference(), cfg, get_board(cfg.board))
+        est = estimate_model(ctx.reference(), ctx.plan(), get_board(cfg.board))
     results['default_model'] = {'flow_seconds_to_estimate': flow_seconds, 'estimate': est['total']}
     o, d = est['total']['ours'], est['total']['hls4ml_dense']
     t = Table(title='default model (digits_mlp): ours / hls4ml Dense, same ReuseFactors')

@@ -142,6 +142,7 @@ def run_float(seed, epochs, data):
 def run_cgs(drop, seed, epochs, data, x_codes, cfg, board, n_check):
     import tensorflow as tf
 
+    from flow.plan import make_plan
     from flow.stages.estimate import estimate_model
     from flow.export import to_integer_model
     from flow.stages.footprint import footprint
@@ -172,7 +173,7 @@ def run_cgs(drop, seed, epochs, data, x_codes, cfg, board, n_check):
     assert not len(mism), (f'{name}: the hls4ml twin (QConv2D/QDense, masked kernels) differs from the block-sparse '
                            f'reference on {len(mism)} test images (first: {mism[0]})')
     dfp = footprint(dim)
-    est = estimate_model(im, cfg, board, io_type='io_stream')
+    est = estimate_model(im, make_plan(im, cfg.model_copy(update={'io_type': 'io_stream'}), board), board)
     tot = est['total']
     layers = {}
     for lname, f in fp['layers'].items():
@@ -240,7 +241,7 @@ def run_csim(row, cfg, board, data, x_codes, n_images, repeats):
         shutil.rmtree(root, ignore_errors=True)
         t0 = time.perf_counter()
         with console.status(f"{row['name']}: converting and compiling the C simulation ({side})"):
-            convert_model(model, im, cfg, board, root / 'hls', io_type='io_stream')
+            convert_model(model, im, cfg.model_copy(update={'io_type': 'io_stream'}), board, root / 'hls')
             compile_csim(root / 'hls')
         builds[side] = time.perf_counter() - t0
         libs[side] = csim_library(root, im, cfg.project_name)

@@ -47,6 +47,11 @@ class Context:
     def reference(self) -> IntegerModel:
         return IntegerModel.load(self.root / 'reference')
 
+    def plan(self):
+        from flow.plan import Plan
+
+        return Plan.load(self.root / 'plan')
+
 
 @dataclass
 class Step:
@@ -90,7 +95,7 @@ def step_names() -> list[str]:
 
 
 @step('train', ['train'], settings=('model', 'dataset', 'seed', 'epochs', 'batch_size', 'learning_rate', 'input_precision'),
-      checks=('layers', 'output', 'strategy', 'reuse_factor', 'io_type'))
+      checks=('layers', 'output', 'strategy', 'reuse_factor', 'io_type', 'board'))
 def train(ctx: Context) -> dict:
     """Train the built-in model (or load the user's model file), check it and its data can be deployed."""
     import tensorflow as tf
@@ -99,6 +104,7 @@ def train(ctx: Context) -> dict:
     from flow.export import reference_for
     from flow.infra.model_file import load_user_model
     from flow.infra.progress import KerasProgress
+    from flow.plan import make_plan
     from keras_models import BUILTIN, get
 
     cfg = ctx.config
@@ -110,7 +116,8 @@ def train(ctx: Context) -> dict:
         path = Path(cfg.model)
         model = load_user_model(path)
         source = f'user model {path.resolve()} (sha256 {sha256(path)[:16]})'
-    reference_for(model, cfg)  # every layer, quantizer, type and name checked before any training
+    # every layer, quantizer, type and name, and how each layer is built, checked before any training
+    make_plan(reference_for(model, cfg), cfg, ctx.board())
     data, notes = for_model(cfg.dataset, cfg.seed, FixedType.parse(cfg.input_precision),
                             tuple(model.inputs[0].shape[1:]), int(model.outputs[0].shape[-1]))
     for note in notes:
@@ -133,7 +140,7 @@ def train(ctx: Context) -> dict:
     return summary
 
 
-@step('export_reference', ['reference'], settings=('input_precision', 'layers', 'output'), checks=('strategy', 'reuse_factor', 'io_type'))
+@step('export_reference', ['reference'], settings=('input_precision', 'layers', 'output'))
 def export_reference(ctx: Context) -> dict:
     """Build the integer reference (exact types for every tensor) and the footprint report."""
     from flow.export import reference_for
@@ -149,25 +156,34 @@ def export_reference(ctx: Context) -> dict:
     return {'layers': [f'{l.name}:{l.kind}:{l.out_type.hls()}' for l in im.layers], 'compression_vs_float32': fp['total']['ratio_vs_float32']}
 
 
-@step('convert', ['hls'], settings=('board', 'project_name', 'io_type', 'clock_period_ns', 'reuse_factor', 'strategy'))
+@step('plan', ['plan'], settings=('board', 'io_type', 'reuse_factor', 'strategy'))
+def plan(ctx: Context) -> dict:
+    """Decide once how each layer is built: ReuseFactor, strategy, the accelerator's io_type."""
+    from flow.plan import make_plan, print_plan
+
+    p = make_plan(ctx.reference(), ctx.config, ctx.board())
+    p.save(ctx.stage / 'plan')
+    print_plan(p, console)
+    return {'io_type': p.io_type, 'layers': {n: [l.reuse_factor, l.strategy] for n, l in p.layers.items()}}
+
+
+@step('convert', ['hls'], settings=('project_name', 'clock_period_ns'))
 def convert(ctx: Context) -> dict:
     """Convert with hls4ml (our templates via its extension API) and write the HLS project."""
     from flow.stages.accel import stream_format, write_sources
-    from flow.plan import resolve_io_type
     from flow.stages.convert import convert_model
     from flow.stages.scripts import write_scripts
     from keras_models.layers import load_model
 
     cfg, board, hls = ctx.config, ctx.board(), ctx.stage / 'hls'
-    im = ctx.reference()
-    io_type = resolve_io_type(im, cfg, board)
-    hls_model = convert_model(load_model(ctx.root / 'train' / 'model.h5'), im, cfg, board, hls, io_type)
+    im, plan = ctx.reference(), ctx.plan()
+    hls_model = convert_model(load_model(ctx.root / 'train' / 'model.h5'), im, cfg, board, hls, plan)
     fmt = stream_format(im)
     write_json(hls / 'stream_format.json', fmt.to_dict())
-    write_sources(hls, cfg.project_name, fmt, io_type)
+    write_sources(hls, cfg.project_name, fmt, plan.io_type)
     scripts = write_scripts(hls, cfg.project_name, board, fmt, cfg.clock_period_ns or board.clock_period_ns)
-    return {'project': str(ctx.root / 'hls'), 'io_type': io_type, 'layers': [n for n in hls_model.graph], 'board': board.name,
-            'scripts': [p.name for p in scripts], 'stream_format': fmt.to_dict()}
+    return {'project': str(ctx.root / 'hls'), 'io_type': plan.io_type, 'layers': [n for n in hls_model.graph],
+            'board': board.name, 'scripts': [p.name for p in scripts], 'stream_format': fmt.to_dict()}
 
 
 @step('csim_compile', [], in_place=True)
@@ -192,7 +208,7 @@ def verify(ctx: Context) -> dict:
     return verify_build(ctx)
 
 
-@step('rtl', ['rtl', 'reports/rtl_resources.json'], settings=('rtl', 'reuse_factor', 'strategy'))
+@step('rtl', ['rtl', 'reports/rtl_resources.json'], settings=('rtl',))
 def rtl(ctx: Context) -> dict:
     """da4ml RTL of the network, Verilator on the golden vectors (exact), yosys resources per layer."""
     from flow.rtl import tools
@@ -212,13 +228,10 @@ def rtl(ctx: Context) -> dict:
 @step('estimate', ['reports/estimate.json'])
 def estimate(ctx: Context) -> dict:
     """Per-layer kept weights, multipliers, cycles, memory bits, BRAM18: ours vs hls4ml (Dense, Conv2D)."""
-    from flow.plan import resolve_io_type
     from flow.stages.estimate import estimate_model, print_estimate
 
     rtl = ctx.root / 'reports' / 'rtl_resources.json'
-    im, board = ctx.reference(), ctx.board()
-    est = estimate_model(im, ctx.config, board, json.loads(rtl.read_text()) if rtl.exists() else None,
-                         io_type=resolve_io_type(im, ctx.config, board))
+    est = estimate_model(ctx.reference(), ctx.plan(), ctx.board(), json.loads(rtl.read_text()) if rtl.exists() else None)
     write_json(ctx.stage / 'reports' / 'estimate.json', est)
     print_estimate(est, console)
     return est['total']

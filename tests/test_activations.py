@@ -439,6 +439,7 @@ def test_conversion_is_checked_against_every_table_parameter(tmp_path):
     """hls4ml's converted graph carries the reference's table parameters and types; any
     difference (here: the reference changed after conversion) is a ConversionMismatch."""
     from flow.infra.boards import get_board
+    from flow.plan import make_plan
     from flow.stages.convert import ConversionMismatch, check_against_reference, convert_model
 
     cfg = FlowConfig.load(None, model='user.h5', layers={'act': {'table_size': 512, 'table_t': 'ap_fixed<14,2>'}})
@@ -449,10 +450,10 @@ def test_conversion_is_checked_against_every_table_parameter(tmp_path):
     assert (act.get_attr('table_size'), str(act.get_attr('table_t').precision)) == (512, 'fixed<14,2,TRN,WRAP,0>')
     im.layers[2].table_size = 1024
     with pytest.raises(ConversionMismatch, match="layer 'act': hls4ml has table_size=512, the reference needs 1024"):
-        check_against_reference(hls_model, im, cfg)
+        check_against_reference(hls_model, im, make_plan(im, cfg, get_board('pynq-z2')))
     im.layers[2].table_size, im.layers[2].table_type = 512, F('ap_fixed<14,3>')
     with pytest.raises(ConversionMismatch, match="layer 'act': hls4ml chose table_t type"):
-        check_against_reference(hls_model, im, cfg)
+        check_against_reference(hls_model, im, make_plan(im, cfg, get_board('pynq-z2')))
 
 
 # --- refusals and QKeras comparison ----------------------------------------------------------------

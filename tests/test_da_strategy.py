@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 from flow.config import FlowConfig
-from flow.plan import DA, check_strategies
+from flow.infra.boards import get_board
+from flow.plan import make_plan
+from flow.runtime.ref_layers import DA
 from flow.infra.errors import BadInput
 from flow.export import to_integer_model
 from flow.runtime.fixed import FixedType
@@ -132,8 +134,8 @@ def test_model_wide_da_on_hls4ml_dense_and_po2_kernels(tmp_path):
      r"^layer 'fc1': strategy distributed_arithmetic needs ReuseFactor 1, it has 2 \(the model-wide reuse_factor\); "
      r'set reuse_factor: 1 for that layer'),
     (dict(layers={'relu1': {'strategy': DA}}),
-     r"^layer 'relu1' \(relu\): strategy distributed_arithmetic applies to dense layers only \(dense, dense_po2, "
-     r'block_sparse_dense\); remove strategy for that layer$'),
+     r"^layer 'relu1' \(relu\): strategy distributed_arithmetic does not apply, it takes no strategy; remove strategy "
+     r'for that layer$'),
     (dict(layers={'logits': {'strategy': DA, 'accum': 'ap_fixed<24,8>'}}),
      r"^layer 'logits': strategy distributed_arithmetic adds exactly and has no accumulator type; remove accum"),
 ])
@@ -142,12 +144,14 @@ def test_bad_da_settings_are_refused_naming_the_layer_and_the_fix(cfg, message):
     cfg = FlowConfig.load(None, model='user.h5', **cfg)
     im = to_integer_model(model, FixedType(8, 3))
     with pytest.raises(BadInput, match=message):
-        check_strategies(im, cfg)
+        make_plan(im, cfg, get_board('pynq-z2'))
 
 
 def test_model_wide_da_with_reuse_factor_1_is_accepted():
     model = small_mlp(block_sparse=True)
-    check_strategies(to_integer_model(model, FixedType(8, 3)), FlowConfig.load(None, model='user.h5', strategy=DA))
+    plan = make_plan(to_integer_model(model, FixedType(8, 3)), FlowConfig.load(None, model='user.h5', strategy=DA),
+                     get_board('pynq-z2'))
+    assert {n: p.strategy for n, p in plan.layers.items() if p.reuse_factor} == {'fc1': DA, 'logits': DA}
 
 
 def test_unknown_strategy_is_a_config_error():

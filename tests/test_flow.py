@@ -152,17 +152,19 @@ def test_user_model_file_with_yaml_config(default_build, tmp_path):
     assert "from layer 'fc2' on" in report['qkeras_vs_reference']['reason']
 
 
-def test_hls4ml_reuse_factor_snapping_is_refused(default_build, tmp_path):
+def test_a_reuse_factor_hls4ml_would_change_is_refused_before_training(default_build, tmp_path):
     cfg = FlowConfig.load(None, model=str(default_build.root / 'train' / 'model.h5'), input_precision='ap_fixed<6,2>',
                           layers={'logits': {'reuse_factor': 7, 'strategy': 'resource'}})
-    with pytest.raises(RuntimeError, match=r"layer 'logits': hls4ml changed ReuseFactor 7 to \d+; valid values"):
+    with pytest.raises(BadInput, match=r"layer 'logits' \(dense\): ReuseFactor 7 is not one it can be built with: 1, 2, 4, "
+                                       r".*\(the values hls4ml's Resource Dense keeps for 32x10 products\)"):
         run_flow(cfg, tmp_path / 'b', to_step='convert')
+    assert not (tmp_path / 'b' / 'train').exists()
 
 
 def test_a_changed_setting_reruns_only_the_steps_that_read_it(build_copy):
     before = json.loads((build_copy / 'manifest.json').read_text())['steps']
     run_flow(FlowConfig.load(None, epochs=15, n_golden=32, rtl=False), build_copy, to_step='estimate')
     after = json.loads((build_copy / 'manifest.json').read_text())['steps']
-    for kept in ('train', 'export_reference', 'convert', 'csim_compile'):
+    for kept in ('train', 'export_reference', 'plan', 'convert', 'csim_compile'):
         assert after[kept] == before[kept]
     assert after['verify']['summary']['n_vectors'] == 32 and before['verify']['summary']['n_vectors'] == 64

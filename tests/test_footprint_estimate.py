@@ -1,9 +1,12 @@
 """Footprint arithmetic and the resource estimate model, on hand-counted layers."""
 
 import numpy as np
+import dataclasses
+
 import pytest
 
-from flow.stages.estimate import bram18, engine, layer_estimate
+from flow.runtime.costs import bram18
+from flow.stages.estimate import engine, layer_estimate
 from flow.stages.footprint import footprint
 from flow.runtime.fixed import FixedType
 from flow.runtime.ref_block_sparse import BlockSparseDense, pack_blocks
@@ -204,21 +207,24 @@ def _cnn(width=2048):
     return IntegerModel([Input('x', out_type=in_t, shape=(4, width, 2)), conv, pool, Flatten('flat', out_type=out_t), dense])
 
 
-def _cfg_board():
+def _plan_board(im, io_type='io_stream'):
     from types import SimpleNamespace
 
-    reuse = {'conv': 9, 'out': 4}
-    cfg = SimpleNamespace(reuse_for=lambda n: reuse.get(n, 1), strategy_for=lambda n: 'resource')
+    from flow.config import FlowConfig
+    from flow.plan import make_plan
+
+    cfg = FlowConfig.load(None, model='m.h5', io_type=io_type, strategy='resource',
+                          layers={'conv': {'reuse_factor': 9}, 'out': {'reuse_factor': 4}})
     board = SimpleNamespace(name='test board', resources=SimpleNamespace(dsp=100, bram18=100, lut=10_000, ff=20_000))
-    return cfg, board
+    return make_plan(im, cfg, board), board
 
 
 def test_io_stream_interval_is_the_slowest_layer_and_latency_the_sum():
     from flow.stages.estimate import estimate_model
 
     im = _cnn()
-    cfg, board = _cfg_board()
-    stream = estimate_model(im, cfg, board, io_type='io_stream')
+    plan, board = _plan_board(im)
+    stream = estimate_model(im, plan, board)
     layers = stream['layers']
     assert list(layers) == ['conv', 'pool', 'out']
     cycles = {n: l['ours']['cycles'] for n, l in layers.items()}
@@ -235,11 +241,11 @@ def test_io_stream_interval_is_the_slowest_layer_and_latency_the_sum():
     assert fit['used'] == sum(l['ours']['bram18'] + l['ours']['line_buffer_bram18'] for l in layers.values() if 'line_buffer_bram18' in l['ours']) \
         + layers['out']['ours']['bram18']
     assert fit['used'] >= 4
-    parallel = estimate_model(im, cfg, board)  # io_parallel: what existed, the sum
+    parallel = estimate_model(im, dataclasses.replace(plan, io_type='io_parallel'), board)  # what existed, the sum
     assert 'interval' not in parallel['total']['ours']
     assert parallel['total']['ours']['cycles'] == stream['total']['ours']['cycles']
     with pytest.raises(ValueError, match='io_type'):
-        estimate_model(im, cfg, board, io_type='io_serial')
+        estimate_model(im, dataclasses.replace(plan, io_type='io_serial'), board)
 
 
 def test_conv_rows_print_cycles_and_line_buffer():
@@ -249,8 +255,9 @@ def test_conv_rows_print_cycles_and_line_buffer():
 
     from flow.stages.estimate import estimate_model, print_estimate
 
-    cfg, board = _cfg_board()
-    est = estimate_model(_cnn(), cfg, board, io_type='io_stream')
+    im = _cnn()
+    plan, board = _plan_board(im)
+    est = estimate_model(im, plan, board)
     out = io.StringIO()
     print_estimate(est, Console(file=out, width=80, force_terminal=False))
     text = out.getvalue()

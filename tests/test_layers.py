@@ -346,6 +346,7 @@ def test_conversion_checks_the_values_hls4ml_writes(tmp_path):
     from qkeras import quantized_po2
 
     from flow.infra.boards import get_board
+    from flow.plan import make_plan
     from flow.stages.convert import ConversionMismatch, check_against_reference, convert_model
 
     model = chain(4, qdense(3, 'p', kernel=quantized_po2(4)), tf.keras.layers.BatchNormalization(name='bn'))
@@ -354,11 +355,11 @@ def test_conversion_checks_the_values_hls4ml_writes(tmp_path):
     hls_model = convert_model(model, im, cfg, get_board('pynq-z2'), tmp_path / 'hls')
     im.layers[2].scale[1] += 1
     with pytest.raises(ConversionMismatch, match=r"layer 'bn': hls4ml's scale values are not the reference's .* at 1"):
-        check_against_reference(hls_model, im, cfg)
+        check_against_reference(hls_model, im, make_plan(im, cfg, get_board('pynq-z2')))
     im.layers[2].scale[1] -= 1
     im.layers[1].exponent_bits = 5
     with pytest.raises(ConversionMismatch, match=r"layer 'p': hls4ml stores weight as int<4> .* needs 5-bit exponents"):
-        check_against_reference(hls_model, im, cfg)
+        check_against_reference(hls_model, im, make_plan(im, cfg, get_board('pynq-z2')))
 
 
 def test_batchnorm_refusals_name_the_layer_and_the_fix():

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flow.infra.boards import get_board
+from flow.plan import make_plan
 from flow.config import FlowConfig
 from flow.stages.convert import ConversionMismatch, check_against_reference, compile_csim, convert_model
 from flow.export import to_integer_model
@@ -179,7 +180,7 @@ def test_a_corrupted_emitted_table_is_a_conversion_mismatch(tmp_path, weight):
     var.data = np.array(var.data, copy=True)
     var.data.flat[0] = var.data.flat[0] + (1 if 'index' in weight else 2.0**-6)
     with pytest.raises(ConversionMismatch, match=rf"layer 'lstm': hls4ml's {weight} values are not the reference's"):
-        check_against_reference(hls_model, im, cfg)
+        check_against_reference(hls_model, im, make_plan(im, cfg, get_board('pynq-z2')))
 
 
 @pytest.mark.parametrize('cls', ['LSTM', 'GRU'])
@@ -203,7 +204,7 @@ def test_a_wrong_lstm_type_is_a_conversion_mismatch(tmp_path):
 
     node.set_attr('cell_t', NamedType('lstm_cell_t', FixedPrecisionType(12, 4)))
     with pytest.raises(ConversionMismatch, match=r"layer 'lstm': hls4ml chose cell_t type"):
-        check_against_reference(hls_model, im, cfg)
+        check_against_reference(hls_model, im, make_plan(im, cfg, get_board('pynq-z2')))
 
 
 def test_user_lstm_model_runs_the_flow_bit_exact(tmp_path):
@@ -239,7 +240,8 @@ def test_estimate_counts_one_index_per_kept_block_and_every_time_step():
     """8 inputs x 8 units: W 2x2 blocks (8 kept), U 2x1 blocks (16 kept); RF 4 -> 2 W lanes and
     4 U lanes of 4 gates x block products; 5 steps of RF + overhead cycles; the indices are
     stored once per kernel for the four gates."""
-    from flow.stages.estimate import LSTM_STEP_OVERHEAD, layer_estimate
+    from flow.runtime.ref_lstm import LSTM_STEP_OVERHEAD
+    from flow.stages.estimate import layer_estimate
 
     model = build((5, 8), lstm(8, 'lstm', block_shape=(2, 2), recurrent_block_shape=(2, 1), drop_rate=0.5), seed=1)
     im = to_integer_model(model, IN_T)

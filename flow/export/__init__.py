@@ -9,10 +9,10 @@ from flow.export import activations, block_sparse, conv, dense, lstm, sst, struc
 from flow.export.model import (  # noqa: F401  (the package's API)
     check_deployable,
     deployed_model,
-    keras_view,
     reference_for,
     removed_nodes,
     to_integer_model,
 )
+from flow.export.activations import keras_view  # noqa: F401
 from flow.export.registry import EXPORTERS, Overrides, UnsupportedModel, layer_overrides  # noqa: F401
 from flow.export.types import exact_accum_type  # noqa: F401

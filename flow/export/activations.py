@@ -6,8 +6,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from flow.export.quantizers import quantized_bits_activation_type, relu_type, sigmoid_type, tanh_type
-from flow.export.registry import EXPORTERS, Overrides, UnsupportedModel, _no_override, _result, exporter
+from flow.export.registry import EXPORTERS, Overrides, UnsupportedModel, _compute_layers, _no_override, _result, exporter, input_layer_name
 from flow.runtime.fixed import FixedType
 from flow.runtime.ref_activations import HardSigmoid, HardTanh, Sigmoid, Softmax, Tanh, index_bits
 from flow.runtime.ref_layers import Linear, ReLU
@@ -144,6 +146,11 @@ def activation_name(layer) -> str:
     return act if isinstance(act, str) else getattr(act, '__name__', str(act))
 
 
+def is_softmax(layer) -> bool:
+    """A Keras Softmax layer, or an Activation('softmax')."""
+    return type(layer).__name__ in ('Activation', 'Softmax') and activation_name(layer) == 'softmax'
+
+
 def activation_spec(layer) -> ActivationSpec:
     cls = type(layer).__name__
     return ActivationSpec(name=layer.name, cls=cls, function=activation_name(layer),
@@ -269,3 +276,32 @@ def export_activation_spec(a: ActivationSpec, in_t, ov):
 @exporter('QActivation', 'Activation', 'Softmax')  # by quantizer (QKERAS_ACTIVATIONS) or name (KERAS_ACTIVATIONS)
 def export_activation(layer, in_t, ov):
     return export_activation_spec(activation_spec(layer), in_t, ov)
+
+
+def keras_view(model):
+    """``model`` with the layer names of its reference, for comparing QKeras layer by layer: every
+    activation a layer carries (``activation=``) in a layer of its own under hls4ml's node name,
+    after a copy of the layer without it, and a flat input (reshaped inside). The same QKeras
+    arithmetic, operation for operation; ``model`` itself when nothing needs changing."""
+    import tensorflow as tf
+    from qkeras import QActivation
+
+    shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+    layers = _compute_layers(model)
+    fused = {layer.name: fused_activation(layer) for layer in layers}
+    fused = {name: None if spec and spec.function == 'linear' else spec for name, spec in fused.items()}
+    if len(shape) == 1 and not any(fused.values()):
+        return model
+    inp = tf.keras.Input((int(np.prod(shape)),), name=input_layer_name(model))
+    x = tf.keras.layers.Reshape(shape, name=f'{inp.name.split(":")[0]}_shape')(inp) if len(shape) > 1 else inp
+    for layer in layers:  # copies: a layer shared with ``model`` would have two outputs
+        spec = fused[layer.name]
+        config = layer.get_config() if spec is None else {**layer.get_config(), 'activation': 'linear'}
+        copy = type(layer).from_config(config)
+        x = copy(x)
+        copy.set_weights(layer.get_weights())
+        if spec is not None:
+            act = QActivation(spec.quantizer, name=spec.name) if spec.cls == 'QActivation' else \
+                tf.keras.layers.Activation(spec.function, name=spec.name)
+            x = act(x)
+    return tf.keras.Model(inp, x, name=model.name)

@@ -9,8 +9,8 @@ import re
 
 import numpy as np
 
-from flow.export.activations import TABLE_LAYERS, _activation_exporter, activation_name, activation_spec, export_activation, export_activation_spec, fused_activation
-from flow.export.registry import EXPORTERS, Overrides, UnsupportedModel, layer_overrides
+from flow.export.activations import TABLE_LAYERS, _activation_exporter, activation_spec, is_softmax, export_activation, export_activation_spec, fused_activation
+from flow.export.registry import EXPORTERS, Overrides, UnsupportedModel, _compute_layers, input_layer_name, layer_overrides
 from flow.runtime.fixed import FixedType
 from flow.runtime.ref_layers import Input
 from flow.runtime.reference import IntegerModel
@@ -99,18 +99,6 @@ def check_deployable(model) -> None:
         raise UnsupportedModel('model cannot be deployed:' + sep + sep.join(problems))
 
 
-def _has_input_layer(model) -> bool:
-    return bool(model.layers) and type(model.layers[0]).__name__ == 'InputLayer'
-
-
-def _compute_layers(model) -> list:
-    return model.layers[1:] if _has_input_layer(model) else model.layers
-
-
-def input_layer_name(model) -> str:
-    return model.layers[0].name if _has_input_layer(model) else model.input.name.split(':')[0]
-
-
 def export_steps(model) -> list[tuple[str, object]]:
     """(hls4ml node name, exporter(in_type, overrides)) for every node hls4ml builds, in order: one
     per layer, plus the activation it splits off a layer with ``activation=``."""
@@ -133,7 +121,7 @@ def deployed_model(model, output: str = 'model'):
     if output == 'model':
         return model
     last = _compute_layers(model)[-1]
-    if type(last).__name__ not in ('Activation', 'Softmax') or activation_name(last) != 'softmax':
+    if not is_softmax(last):
         raise UnsupportedModel(f"output: logits strips a final softmax, but the last layer '{last.name}' "
                                f'({type(last).__name__}) is not one; use output: model')
     import tensorflow as tf
@@ -154,35 +142,6 @@ def removed_nodes(model, im: IntegerModel, output: str = 'model') -> dict[str, F
         else:
             removed[name] = t
     return removed
-
-
-def keras_view(model):
-    """``model`` with the layer names of its reference, for comparing QKeras layer by layer: every
-    activation a layer carries (``activation=``) in a layer of its own under hls4ml's node name,
-    after a copy of the layer without it, and a flat input (reshaped inside). The same QKeras
-    arithmetic, operation for operation; ``model`` itself when nothing needs changing."""
-    import tensorflow as tf
-    from qkeras import QActivation
-
-    shape = tuple(int(d) for d in model.inputs[0].shape[1:])
-    layers = _compute_layers(model)
-    fused = {layer.name: fused_activation(layer) for layer in layers}
-    fused = {name: None if spec and spec.function == 'linear' else spec for name, spec in fused.items()}
-    if len(shape) == 1 and not any(fused.values()):
-        return model
-    inp = tf.keras.Input((int(np.prod(shape)),), name=input_layer_name(model))
-    x = tf.keras.layers.Reshape(shape, name=f'{inp.name.split(":")[0]}_shape')(inp) if len(shape) > 1 else inp
-    for layer in layers:  # copies: a layer shared with ``model`` would have two outputs
-        spec = fused[layer.name]
-        config = layer.get_config() if spec is None else {**layer.get_config(), 'activation': 'linear'}
-        copy = type(layer).from_config(config)
-        x = copy(x)
-        copy.set_weights(layer.get_weights())
-        if spec is not None:
-            act = QActivation(spec.quantizer, name=spec.name) if spec.cls == 'QActivation' else \
-                tf.keras.layers.Activation(spec.function, name=spec.name)
-            x = act(x)
-    return tf.keras.Model(inp, x, name=model.name)
 
 
 def to_integer_model(model, input_type: FixedType, overrides: dict[str, Overrides] | None = None,
@@ -253,10 +212,6 @@ def _check_streamable(first, last) -> None:
 
 
 def reference_for(model, cfg) -> IntegerModel:
-    """The integer reference of ``model`` under the flow config: the full deployability check."""
-    from flow.plan import check_io_type, check_strategies
-
-    im = to_integer_model(model, FixedType.parse(cfg.input_precision), layer_overrides(cfg), cfg.output)
-    check_strategies(im, cfg)
-    check_io_type(im, cfg)
-    return im
+    """The integer reference of ``model`` under the flow config: the deployability check of every
+    layer, quantizer and type (``flow.plan.make_plan`` then checks how each layer is built)."""
+    return to_integer_model(model, FixedType.parse(cfg.input_precision), layer_overrides(cfg), cfg.output)

@@ -55,3 +55,15 @@ def _no_override(layer, ov, field: str, why: str):
 
 def _result(ov) -> FixedType | None:
     return FixedType.parse(ov.result) if ov.result else None
+
+
+def _has_input_layer(model) -> bool:
+    return bool(model.layers) and type(model.layers[0]).__name__ == 'InputLayer'
+
+
+def _compute_layers(model) -> list:
+    return model.layers[1:] if _has_input_layer(model) else model.layers
+
+
+def input_layer_name(model) -> str:
+    return model.layers[0].name if _has_input_layer(model) else model.input.name.split(':')[0]

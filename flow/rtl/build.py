@@ -22,7 +22,7 @@ from flow.rtl.logic import NoLogic, layer_comb, network_comb
 from flow.rtl.simulate import RTLDesign
 from flow.rtl.synth import RESOURCES, synthesize, synthesize_files
 from flow.runtime.reference import IntegerModel, first_mismatch
-from flow.stages.verify import Mismatch, describe
+from flow.runtime.reference import Mismatch, describe
 
 DESIGN_NOTE = ('da4ml distributed arithmetic: every layer fully parallel and combinational (ReuseFactor 1, '
                'multiplier-free shift-and-add), built from the integer reference')
@@ -92,14 +92,15 @@ def synthesize_layers(per_layer: list, family: str) -> dict[str, dict]:
             for layer, _, design in per_layer}
 
 
-def engine_layers(im: IntegerModel, cfg) -> list:
-    """(layer, the layer before it, its gather schedule at the configured ReuseFactor) for every
-    layer the HLS template runs time-multiplexed (block-sparse, not swapped for hls4ml's DA Dense)."""
-    from flow.runtime.ref_block_sparse import BlockSparseDense
-    from flow.runtime.schedule import gather
-
-    return [(layer, prev, gather(layer, cfg.reuse_for(layer.name))) for prev, layer in zip(im.layers, im.layers[1:])
-            if isinstance(layer, BlockSparseDense) and cfg.strategy_for(layer.name) != 'distributed_arithmetic']
+def engine_layers(im: IntegerModel, plan) -> list:
+    """(layer, the layer before it, its schedule at the plan's ReuseFactor) for every layer whose
+    template runs a time-multiplexed engine (``RefLayer.schedule``; not when hls4ml's DA Dense builds it)."""
+    out = []
+    for prev, layer in zip(im.layers, im.layers[1:]):
+        p = plan[layer.name]
+        if p.reuse_factor is not None and not p.da and (sched := layer.schedule(p.reuse_factor)) is not None:
+            out.append((layer, prev, sched))
+    return out
 
 
 def simulate_engines(engines: list, ref_trace: dict, folder, project: str) -> dict:
@@ -164,7 +165,7 @@ def build_rtl(ctx) -> dict:
     if not np.array_equal(rtl_out, ref_out):
         raise Mismatch(first_rtl_mismatch(im, ref_trace, per_layer, rtl_out))
 
-    engines = simulate_engines(engine_layers(im, cfg), ref_trace, folder / 'engines', cfg.project_name)
+    engines = simulate_engines(engine_layers(im, ctx.plan()), ref_trace, folder / 'engines', cfg.project_name)
 
     family = board.yosys_family
     for _, _, design in per_layer:

@@ -1,27 +1,21 @@
 """Reference layers as da4ml logic, with exactly the reference's types.
 
-Each layer kind registers how it is built (``@logic_for``), the way export.py registers
-exporters; a kind with no entry is built by the first generic rule that fits it:
-
-- an accumulating layer (``_Accumulating``: Dense, DensePo2, BlockSparseDense, and any later
-  method that gives its ``dense_weight()``): the exact constant matrix-vector product plus bias as
-  a da4ml shift-and-add graph (zero weights cost nothing), wrapped in the accumulator type, cast to
-  the result type, as the reference computes it;
-- ReLU, casts (``linear``), hard sigmoid/tanh, BatchNormalization have their own entries.
-
-Anything else raises NoLogic (lookup-table activations among them: da4ml 0.5.2's tables mismatched
-the reference in our tests); the rtl step reports it and builds nothing.
+Each layer kind builds its own logic (``RefLayer.rtl_logic``), given this module for the exact
+casts: an accumulating layer (anything with a ``dense_weight()``) is the exact constant
+matrix-vector product plus bias as a da4ml shift-and-add graph (zero weights cost nothing), wrapped
+in the accumulator type and cast to the result type, as the reference computes it; ReLU, casts,
+hard sigmoid/tanh and BatchNormalization have their own. A kind without (lookup-table activations
+among them: da4ml 0.5.2's tables mismatched the reference in our tests) raises NoLogic; the rtl
+step reports it and builds nothing.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Callable
-
 import numpy as np
 
 from flow.runtime.fixed import FixedType
-from flow.runtime.ref_layers import RefLayer, _Accumulating
+from flow.runtime.ref_layers import RefLayer
 from flow.runtime.reference import IntegerModel
 
 DA4ML_OVERFLOW = ('WRAP', 'SAT', 'SAT_SYM')
@@ -29,18 +23,6 @@ DA4ML_OVERFLOW = ('WRAP', 'SAT', 'SAT_SYM')
 
 class NoLogic(ValueError):
     """A layer or type with no da4ml form (the RTL is not built; the message says which and why)."""
-
-
-LOGIC: dict[str, Callable] = {}
-
-
-def logic_for(*kinds: str):
-    def deco(fn):
-        for k in kinds:
-            LOGIC[k] = fn
-        return fn
-
-    return deco
 
 
 def _round_half_even(x, f: int):
@@ -101,66 +83,18 @@ def values(codes, frac: int) -> np.ndarray:
     return np.asarray(codes, dtype=np.float64) * 2.0**-frac
 
 
-@logic_for('relu')
-def _relu(layer: RefLayer, x, in_type: FixedType):
-    return cast(x.relu(), layer.out_type, f'layer {layer.name!r}')
-
-
-@logic_for('linear')
-def _linear(layer: RefLayer, x, in_type: FixedType):
-    return cast(x, layer.out_type, f'layer {layer.name!r}')
-
-
-@logic_for('flatten')
-def _flatten(layer: RefLayer, x, in_type: FixedType):
-    return x.reshape(-1)
-
-
-@logic_for('batchnorm')
-def _batchnorm(layer, x, in_type: FixedType):
-    # per element x * scale + bias: a constant multiply each, not an n x n diagonal matrix
-    y = x.reshape(-1) * values(layer.scale, layer.weight_type.frac) + values(layer.bias, layer.bias_type.frac)
-    return _finish(layer, y)
-
-
-def _finish(layer: _Accumulating, exact_sum):
+def finish(layer, exact_sum):
+    """An accumulating layer's exact sum wrapped in its accumulator type, cast to its result type."""
     where = f'layer {layer.name!r}'
     return cast(cast(exact_sum, layer.accum_type, where + ' accumulator'), layer.out_type, where)
 
 
-def _accumulating(layer: _Accumulating, x, in_type: FixedType):
-    w = values(layer.dense_weight(), layer.weight_type.frac)
-    return _finish(layer, x.reshape(-1) @ w + values(layer.bias, layer.bias_type.frac))
-
-
-def _clipped(layer, x):
-    """nnet::hard_sigmoid's clip(slope * x + shift, 0, 1), exact (the reference's _clipped)."""
-    v = x * values(layer.slope, layer.slope_type.frac) + values(layer.shift, layer.shift_type.frac)
-    return np.minimum(np.maximum(v, 0.0), 1.0)
-
-
-@logic_for('hard_sigmoid')
-def _hard_sigmoid(layer, x, in_type: FixedType):
-    return cast(_clipped(layer, x), layer.out_type, f'layer {layer.name!r}')
-
-
-@logic_for('hard_tanh')
-def _hard_tanh(layer, x, in_type: FixedType):
-    return cast(_clipped(layer, x) * 2.0 - 1.0, layer.out_type, f'layer {layer.name!r}')
-
-
 def unbuilt_reason(layer: RefLayer) -> str | None:
-    """Why the RTL level is not built for a recurrent or windowed layer (None for any other): no tool
-    can change it."""
-    if getattr(layer, 'sequence_input', False):
-        return (f'layer {layer.name!r} ({layer.kind}): the RTL level is not built for recurrent layers (a da4ml graph is '
-                'one combinational function of the input, the LSTM a loop over time steps with state); its hardware '
-                'is the HLS template, checked bit-exact in C simulation by the verify step')
-    if layer.input_rank == 3:
-        return (f'layer {layer.name!r} ({layer.kind}): the RTL level is not built for convolutional networks (a da4ml graph '
-                "is one combinational function of the input, hls4ml's io_stream line buffer a loop over pixels with "
-                'state); its hardware is the HLS template, checked bit-exact in C simulation by the verify step')
-    return None
+    """Why the RTL level is not built for this layer's kind (None if it can be): no tool can change it."""
+    if layer.rtl_unbuilt is None:
+        return None
+    return (f'layer {layer.name!r} ({layer.kind}): {layer.rtl_unbuilt}; its hardware is the HLS template, checked '
+            'bit-exact in C simulation by the verify step')
 
 
 def no_rtl(im: IntegerModel) -> str | None:
@@ -170,13 +104,14 @@ def no_rtl(im: IntegerModel) -> str | None:
 
 def layer_logic(layer: RefLayer, x, in_type: FixedType):
     """``layer`` applied to the da4ml array ``x`` (values of ``in_type``)."""
+    from flow.rtl import logic  # this module: the exact casts the kind's logic is written with
+
     if reason := unbuilt_reason(layer):
         raise NoLogic(reason)
     layer.check(in_type)
-    if layer.kind in LOGIC:
-        return LOGIC[layer.kind](layer, x, in_type)
-    if isinstance(layer, _Accumulating):
-        return _accumulating(layer, x, in_type)
+    out = layer.rtl_logic(x, in_type, logic)
+    if out is not None:
+        return out
     if layer.elementwise:  # sigmoid/tanh tables
         raise NoLogic(f'layer {layer.name!r} ({layer.kind}) is a lookup table: da4ml 0.5.2\'s lookup tables did not '
                       'reproduce the reference in our tests, so the RTL level covers dense-like layers, ReLU, casts and '

@@ -68,6 +68,9 @@ class _LookupTable(RefLayer):
     def arrays(self):
         return {'table': self.table}
 
+    def hls_attrs(self):
+        return {'table_size': self.table_size, 'table_t': self.table_type}
+
     def inexact_in_float(self) -> str:
         half = self.RANGE // 2
         return (f'{self.kind} is a {self.table_size}-entry {self.table_type.hls()} lookup table over '
@@ -78,6 +81,7 @@ class _LookupTable(RefLayer):
 @dataclass
 class Sigmoid(_LookupTable):
     kind = 'sigmoid'
+    hls_activation = 'sigmoid'
     RANGE = 16
 
 
@@ -85,6 +89,7 @@ class Sigmoid(_LookupTable):
 @dataclass
 class Tanh(_LookupTable):
     kind = 'tanh'
+    hls_activation = 'tanh'
     RANGE = 8
 
 
@@ -95,6 +100,7 @@ class HardSigmoid(RefLayer):
     type (exact by construction). ``slope``/``shift`` are codes of ``slope_type``/``shift_type``."""
 
     kind = 'hard_sigmoid'
+    hls_activation = 'hard_sigmoid'
     elementwise = True
     slope: int = 0
     slope_type: FixedType = None
@@ -115,6 +121,17 @@ class HardSigmoid(RefLayer):
         return {'slope': int(self.slope), 'slope_type': self.slope_type.to_dict(),
                 'shift': int(self.shift), 'shift_type': self.shift_type.to_dict()}
 
+    def hls_constants(self):
+        return {'slope': (self.slope, self.slope_type), 'shift': (self.shift, self.shift_type)}
+
+    def _rtl_clipped(self, x, rtl):
+        """clip(slope * x + shift, 0, 1), exact (``_clipped`` on da4ml values)."""
+        v = x * rtl.values(self.slope, self.slope_type.frac) + rtl.values(self.shift, self.shift_type.frac)
+        return np.minimum(np.maximum(v, 0.0), 1.0)
+
+    def rtl_logic(self, x, in_type, rtl):
+        return rtl.cast(self._rtl_clipped(x, rtl), self.out_type, f'layer {self.name!r}')
+
     def inexact_in_float(self) -> str | None:
         slope = self.slope * 2.0**-self.slope_type.frac
         shift = self.shift * 2.0**-self.shift_type.frac
@@ -130,10 +147,14 @@ class HardTanh(HardSigmoid):
     """nnet::hard_tanh: 2 * hard_sigmoid(x) - 1, cast to the result type."""
 
     kind = 'hard_tanh'
+    hls_activation = 'hard_tanh'
 
     def forward(self, x, in_type):
         v, frac = self._clipped(x, in_type)
         return self.out_type.from_codes(2 * v - (1 << frac), frac)
+
+    def rtl_logic(self, x, in_type, rtl):
+        return rtl.cast(self._rtl_clipped(x, rtl) * 2.0 - 1.0, self.out_type, f'layer {self.name!r}')
 
 
 def _tree_sum(cols: list[np.ndarray], t: FixedType) -> np.ndarray:
@@ -157,6 +178,7 @@ class Softmax(RefLayer):
     y_i = (result_t)(e_i * r). exp_table[k] = exp(-value of index k), inv_table[k] = 1 / value."""
 
     kind = 'softmax'
+    hls_activation = 'softmax'
     implementation: str = 'stable'
     exp_table_size: int = 1024
     inv_table_size: int = 1024
@@ -188,6 +210,14 @@ class Softmax(RefLayer):
 
     def arrays(self):
         return {'exp_table': self.exp_table, 'inv_table': self.inv_table}
+
+    def hls_attrs(self):
+        # 'activation': hls4ml names a Keras Softmax layer's config struct 'Softmax_config<i>' but calls
+        # 'softmax_config<i>' (1.3.0; the C simulation does not compile): the lower-case name fixes both
+        return {'implementation': self.implementation, 'exp_table_size': self.exp_table_size,
+                'inv_table_size': self.inv_table_size, 'exp_table_t': self.exp_table_type,
+                'inv_table_t': self.inv_table_type, 'accum_t': self.accum_type, 'inv_inp_t': self.inv_inp_type,
+                'inp_norm_t': self.inp_norm_type, 'activation': 'softmax', 'exp_scale': 1.0, 'skip': False}
 
     def inexact_in_float(self) -> str:
         return (f'softmax looks exp up in a {self.exp_table_size}-entry and 1/x in a {self.inv_table_size}-entry '

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .ref_layers import _Accumulating, register_kind
+from .ref_layers import DA, HlsWeight, ReuseFactors, _Accumulating, register_kind
 
 
 def block_rows(kept_per_row, n_kept: int) -> np.ndarray:
@@ -99,6 +99,7 @@ def unpack_blocks(values, index, kept_per_row, shape, block):
 @dataclass
 class BlockSparseDense(_Accumulating):
     kind = 'block_sparse_dense'
+    strategies = (DA,)  # or none: our template (nnet_block_sparse_dense.h) on the gather schedule
     n_in: int = 0
     n_out: int = 0
     block: tuple = (1, 1)
@@ -147,6 +148,42 @@ class BlockSparseDense(_Accumulating):
 
     def dense_weight(self) -> np.ndarray:
         return unpack_blocks(self.values, self.index, self.kept_per_row, (self.n_in, self.n_out), self.block)
+
+    # --- deployment facts -------------------------------------------------------------------------
+    def reuse_factors(self, strategy):
+        if strategy == DA:
+            return ReuseFactors([1], f'{DA} computes every product at once')
+        # the gather schedule pads with zero weights, so any ReuseFactor up to one cycle per kept weight
+        return ReuseFactors(range(1, int(self.values.size) + 1), f'its {int(self.values.size)} kept weights')
+
+    def schedule(self, rf: int):
+        """The gather schedule the template stores (memoized: conversion, estimate and rtl read it)."""
+        from .schedule import gather
+
+        cache = self.__dict__.setdefault('_schedules', {})
+        if rf not in cache:
+            cache[rf] = gather(self, rf)
+        return cache[rf]
+
+    def hls_weights(self, rf):
+        s = self.schedule(rf)
+        return {'weight': HlsWeight(s.weights, self.weight_type), 'bias': HlsWeight(self.bias, self.bias_type),
+                'run_start': HlsWeight(s.run_start), 'seg_block': HlsWeight(s.seg_block)}
+
+    def engine_estimate(self, rf, in_type, steps=1):
+        """The gather schedule's multipliers and stored slots (padding included); its run_start and
+        seg_block tables are the index (the footprint counts the method's one index per kept block)."""
+        from .costs import bram18, table_bits
+
+        wbits, s = self.weight_code_bits, self.schedule(rf)
+        ours = {'multipliers': s.n_mult, 'cycles': rf,
+                'weight_memory_bits': s.slots * wbits,  # padding is stored too
+                'bram18': bram18(s.n_mult * wbits, rf) if rf > 1 else 0,
+                'index_bits': sum(table_bits(t) for t in (s.run_start, s.seg_block)), 'padding': s.padding}
+        if in_type is not None:
+            logic = s.logic_estimate(self, in_type)
+            ours['lut_estimate'], ours['ff_estimate'] = logic['lut'], logic['ff']
+        return ours
 
     def scalars(self):
         return {

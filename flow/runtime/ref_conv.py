@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .ref_block_sparse import BlockSparseDense, level_index_bits, row_index_bits
-from .ref_layers import Dense, RefLayer, register_kind
+from .ref_layers import LATENCY, RESOURCE, Dense, RefLayer, register_kind
 
 
 def same_padding(size: int, filt: int, stride: int) -> tuple[int, int]:
@@ -35,6 +35,9 @@ class PatchGeometry:
     pads: tuple = (0, 0, 0, 0)
     input_rank = 3
     io_types = ('io_stream',)  # hls4ml's line buffer
+    line_buffer = True
+    rtl_unbuilt = ('the RTL level is not built for convolutional networks (a da4ml graph is one combinational function '
+                   "of the input, hls4ml's io_stream line buffer a loop over pixels with state)")
 
     @property
     def out_hw(self) -> tuple[int, int]:
@@ -78,6 +81,10 @@ class PatchGeometry:
 class Convolution(PatchGeometry):
     """A dense kind applied to every patch (the dense kind's forward on (pixels, kh * kw * C))."""
 
+    def hls_inserted(self, in_type, io_type):
+        """In io_stream hls4ml puts a ZeroPadding2D ('zp2d_<conv>') before every padded convolution."""
+        return {f'zp2d_{self.name}': in_type} if io_type == 'io_stream' and any(self.pads) else {}
+
     @property
     def positions(self) -> int:
         return self.filt[0] * self.filt[1]
@@ -102,6 +109,7 @@ class Conv2D(Convolution, Dense):
     """hls4ml's Conv2D (io_stream, line buffer): ``weight`` is the (kh * kw * C, F) kernel codes."""
 
     kind = 'conv2d'
+    strategies = (LATENCY, RESOURCE)  # hls4ml's Conv2D (no distributed_arithmetic for convolutions in 1.3.0)
 
 
 @register_kind
@@ -111,6 +119,7 @@ class BlockSparseConv2D(Convolution, BlockSparseDense):
     mask repeated for every kernel position (position-major, like the patch)."""
 
     kind = 'block_sparse_conv2d'
+    strategies = ()  # our kernel per patch, behind hls4ml's line buffer
 
     def storage(self):
         """As the dense kernel, but the index once: every kernel position repeats the channel mask."""
@@ -133,6 +142,9 @@ class MaxPool2D(PatchGeometry, RefLayer):
 
     def forward(self, x, in_type):
         return self.out_type.from_codes(self.windows(x).max(axis=(3, 4)), in_type.frac)
+
+    def hls_attrs(self):
+        return {'accum_t': self.out_type}  # hls4ml compares the window in accum_t: the input's type
 
     def scalars(self):
         return self.geometry()

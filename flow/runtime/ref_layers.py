@@ -2,10 +2,19 @@
 
 Each layer kind is one class registered under ``kind``; a sparse method adds its own module
 (see ``ref_block_sparse.py``) instead of branching here. numpy only (runs on the board).
+
+A kind also carries its deployment facts, read by the host flow, which iterates over layers and
+never switches on a kind (hls4ml's ``_expected_attributes`` and FINN's per-op ``get_exp_cycles``
+are the models): the hls4ml strategies and ReuseFactors it takes (``flow/plan.py``), the weight
+variables and attributes hls4ml must write (``flow/stages/convert.py``), its template's cost
+(``flow/stages/estimate.py``), its time-multiplexed schedule and its da4ml logic (``flow/rtl``).
+Methods that need host libraries receive them as arguments, so this package imports nothing
+above it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,6 +23,45 @@ from .fixed import FixedType
 
 LAYER_KINDS: dict[str, type[RefLayer]] = {}
 IO_TYPES = ('io_parallel', 'io_stream')  # hls4ml's IOTypes a layer can be built in
+
+
+LATENCY, RESOURCE, DA = 'latency', 'resource', 'distributed_arithmetic'  # hls4ml strategies (config spelling)
+
+
+@dataclass(frozen=True)
+class HlsWeight:
+    """A weight variable hls4ml writes for a layer: its values as the reference's codes, the type the
+    config gives it and conversion checks (None: an integer table hls4ml sizes itself), or for a
+    weight hls4ml stores as a sign and an exponent (quantized_po2) the exponent's width instead."""
+
+    codes: np.ndarray
+    type: FixedType | None = None
+    exponent_bits: int | None = None
+
+
+@dataclass(frozen=True)
+class ReuseFactors:
+    """The ReuseFactors a layer can be built with, and why (for refusals)."""
+
+    values: Sequence[int]
+    why: str
+
+    def describe(self) -> str:
+        v = self.values
+        if isinstance(v, range):
+            return f'{v.start} .. {v.stop - 1}' if len(v) else 'none'
+        return ', '.join(map(str, v))
+
+
+def hls4ml_resource_reuse_factors(n_in: int, n_out: int) -> list[int]:
+    """The ReuseFactors hls4ml 1.3.0 keeps for its Resource Dense (FPGABackend._validate_reuse_factor;
+    any other it silently moves to the closest one). tests/test_plan.py checks it against hls4ml."""
+    out = []
+    for rf in range(1, n_in * n_out + 1):
+        mults = -(-n_in * n_out // min(n_in, rf))
+        if ((mults % n_out == 0) or rf >= n_in) and (rf % n_in == 0 or rf < n_in) and (n_in * n_out) % rf == 0:
+            out.append(rf)
+    return out
 
 
 def register_kind(cls):
@@ -29,6 +77,12 @@ class RefLayer:
     elementwise = False  # True: acts on each element alone, so any input shape is fine
     input_rank = 1  # the per-sample input rank it takes: 1 flat vectors, 3 images (H, W, C); None any
     io_types = IO_TYPES  # the hls4ml io_types it is built in
+    hls_activation = None  # str: the activation hls4ml's node must implement, for activation kinds
+    strategies = ()  # hls4ml strategies a layer of this kind can be given (flow/plan.py)
+    rtl_unbuilt = None  # why the RTL level cannot build this kind, whatever the tools installed
+    sequence_input = False  # takes (time steps, features) and runs its product once per step
+    line_buffer = False  # a sliding window in io_stream, behind hls4ml's line buffer (``pixels_per_image``)
+    hls_dropped_when_last = False  # hls4ml's RemoveFinalReshape drops it when it ends the model
     name: str
     out_type: FixedType
 
@@ -47,6 +101,57 @@ class RefLayer:
         """What the hardware stores for this layer's weights (flow/stages/footprint.py), None for a layer
         without a kernel: shape (n_in, n_out), kept_weights, and the bits of the weights, of their
         index (or codewords) and of the biases. Each kind counts its own format."""
+        return None
+
+    def inexact_in_float(self) -> str | None:
+        """Why TensorFlow's float computation of this layer differs from the hardware by design
+        (lookup tables, hls4ml's own constants), None when it does not."""
+        return None
+
+    def qkeras_inexact(self, in_type: FixedType) -> str | None:
+        """For a layer that bounds its own float32 computation step by step (not a plain sum of
+        products): why QKeras may differ from these codes for inputs of ``in_type``, else None."""
+        return None
+
+    # --- deployment facts (see the module docstring) --------------------------------------------
+    def reuse_factors(self, strategy: str | None) -> ReuseFactors | None:
+        """The ReuseFactors this layer can be built with under ``strategy`` (one of ``strategies``,
+        None for a kind that takes none); None: the kind takes no ReuseFactor."""
+        return None
+
+    def hls_weights(self, rf: int) -> dict[str, HlsWeight]:
+        """hls4ml weight variable -> what it must hold, at ReuseFactor ``rf``."""
+        return {}
+
+    def hls_attrs(self) -> dict:
+        """hls4ml layer attributes set from the reference and checked after conversion (table sizes
+        and types, per-step types); FixedType values are types, others are compared as text."""
+        return {}
+
+    def hls_inserted(self, in_type: FixedType, io_type: str) -> dict[str, FixedType]:
+        """Nodes hls4ml inserts before this layer that the reference computes inside it, with the type
+        they must pass on unchanged (name -> type)."""
+        return {}
+
+    def hls_constants(self) -> dict[str, tuple[int, FixedType]]:
+        """Constants hls4ml's parser chooses itself (attribute -> the reference's code and type),
+        checked after conversion; its type attribute is ``<attribute>_t``."""
+        return {}
+
+    def schedule(self, rf: int):
+        """The time-multiplexed engine this kind's template runs at ReuseFactor ``rf``
+        (``flow/runtime/schedule.py``), which the rtl step builds as Verilog; None: none."""
+        return None
+
+    def engine_estimate(self, rf: int, in_type: FixedType | None, steps: int = 1) -> dict | None:
+        """This kind's template's cost at ReuseFactor ``rf`` (multipliers, cycles, weight_memory_bits,
+        bram18, index_bits, ...); ``steps``: time steps of a sequence layer. None: the layer is
+        built by hls4ml's own Dense, the baseline (``flow/stages/estimate.py``)."""
+        return None
+
+    def rtl_logic(self, x, in_type: FixedType, rtl):
+        """This layer on the da4ml array ``x`` (values of ``in_type``), using ``rtl``'s exact casts
+        (``flow/rtl/logic.py``, passed in); None: the kind has no da4ml form."""
         return None
 
     # serialization: scalars/types go to JSON, arrays to npz (prefixed with the layer name)
@@ -144,6 +249,11 @@ class _Accumulating(RefLayer):
         """The (n_in, n_out) weight codes, zeros included."""
         raise NotImplementedError
 
+    def rtl_logic(self, x, in_type, rtl):
+        """The exact constant matrix-vector product plus bias (zero weights cost nothing in da4ml)."""
+        w = rtl.values(self.dense_weight(), self.weight_type.frac)
+        return rtl.finish(self, x.reshape(-1) @ w + rtl.values(self.bias, self.bias_type.frac))
+
     def scalars(self):
         return {k: getattr(self, k).to_dict() for k in ('weight_type', 'bias_type', 'accum_type')}
 
@@ -154,7 +264,20 @@ class Dense(_Accumulating):
     """hls4ml's own Dense (any strategy): out = cast(bias + sum x*w)."""
 
     kind = 'dense'
+    strategies = (LATENCY, RESOURCE, DA)
     weight: np.ndarray = field(default=None, repr=False)  # (n_in, n_out) codes
+
+    def reuse_factors(self, strategy):
+        n_in, n_out = self.weight.shape
+        if strategy == DA:
+            return ReuseFactors([1], f'{DA} computes every product at once')
+        if strategy == RESOURCE:
+            return ReuseFactors(hls4ml_resource_reuse_factors(n_in, n_out),
+                                f"the values hls4ml's Resource Dense keeps for {n_in}x{n_out} products")
+        return ReuseFactors(range(1, n_in * n_out + 1), f'its {n_in}x{n_out} products')
+
+    def hls_weights(self, rf):
+        return {'weight': HlsWeight(self.weight, self.weight_type), 'bias': HlsWeight(self.bias, self.bias_type)}
 
     def forward(self, x, in_type):
         pf = self._check_accum(in_type)
@@ -192,6 +315,10 @@ class ReLU(RefLayer):
 
     kind = 'relu'
     elementwise = True
+    hls_activation = 'relu'
+
+    def rtl_logic(self, x, in_type, rtl):
+        return rtl.cast(x.relu(), self.out_type, f'layer {self.name!r}')
 
     def forward(self, x, in_type):
         return self.out_type.from_codes(np.where(x > 0, x, 0), in_type.frac)
@@ -205,6 +332,10 @@ class Linear(RefLayer):
 
     kind = 'linear'
     elementwise = True
+    hls_activation = 'linear'
+
+    def rtl_logic(self, x, in_type, rtl):
+        return rtl.cast(x, self.out_type, f'layer {self.name!r}')
 
     def forward(self, x, in_type):
         return self.out_type.from_codes(x, in_type.frac)
@@ -217,9 +348,13 @@ class Flatten(RefLayer):
 
     kind = 'flatten'
     input_rank = None
+    hls_dropped_when_last = True  # in io_parallel the output array is the same, uncast
 
     def forward(self, x, in_type):
         return np.asarray(x).reshape(len(x), -1)
+
+    def rtl_logic(self, x, in_type, rtl):
+        return x.reshape(-1)
 
 
 @register_kind
@@ -258,6 +393,10 @@ class DensePo2(Dense):
     def weight_code_bits(self):
         return 1 + self.exponent_bits  # a sign and an exponent
 
+    def hls_weights(self, rf):
+        # hls4ml takes the exponent type from the QKeras quantizer, not from the config
+        return {**super().hls_weights(rf), 'weight': HlsWeight(self.weight, exponent_bits=self.exponent_bits)}
+
     def scalars(self):
         return {**super().scalars(), 'exponent_bits': self.exponent_bits}
 
@@ -282,11 +421,19 @@ class BatchNorm(_Accumulating):
     def dense_weight(self):
         return np.diag(self.scale)
 
+    def hls_weights(self, rf):
+        return {'scale': HlsWeight(self.scale, self.weight_type), 'bias': HlsWeight(self.bias, self.bias_type)}
+
+    def rtl_logic(self, x, in_type, rtl):
+        # per element x * scale + bias: a constant multiply each, not an n x n diagonal matrix
+        y = x.reshape(-1) * rtl.values(self.scale, self.weight_type.frac) + rtl.values(self.bias, self.bias_type.frac)
+        return rtl.finish(self, y)
+
     def arrays(self):
         return {'scale': self.scale, 'bias': self.bias}
 
     def scalars(self):
         return {**super().scalars(), 'float_note': self.float_note}
 
-    def inexact_in_float(self) -> str | None:
+    def inexact_in_float(self):
         return self.float_note or None

@@ -31,7 +31,7 @@ import numpy as np
 from .fixed import FixedType
 from .ref_activations import HardSigmoid, HardTanh
 from .ref_block_sparse import block_rows, level_index_bits, pack_blocks, unpack_blocks
-from .ref_layers import RefLayer, register_kind
+from .ref_layers import HlsWeight, RefLayer, ReuseFactors, register_kind
 
 GATES = 4  # i, f, g, o
 # QKeras' hard sigmoid 0.5 * x + 0.5: slope and shift as hls4ml's qkeras parser types them
@@ -72,6 +72,9 @@ def unpack_gates(values, index, kept_per_row, n: int, u: int, block) -> np.ndarr
     return np.concatenate([unpack_blocks(values[g], index, kept_per_row, (n, u), block) for g in range(GATES)], axis=1)
 
 
+LSTM_STEP_OVERHEAD = 2  # cycles per time step after the MAC: the hard activations, then c and h (dependent products)
+
+
 @register_kind
 @dataclass
 class BlockSparseLSTM(RefLayer):
@@ -81,6 +84,8 @@ class BlockSparseLSTM(RefLayer):
     sequence_input = True  # takes (time steps, features)
     input_rank = 2
     io_types = ('io_parallel',)  # nnet_block_sparse_lstm.h takes the whole sequence as an array
+    rtl_unbuilt = ('the RTL level is not built for recurrent layers (a da4ml graph is one combinational function of '
+                   'the input, the LSTM a loop over time steps with state)')
     n_in: int = 0
     units: int = 0
     return_sequences: bool = False
@@ -199,6 +204,48 @@ class BlockSparseLSTM(RefLayer):
             return (f'its per-step values reach {b} LSBs, beyond the 2^24 that float32 holds exactly, and QKeras '
                     'computes in float32, so they can round')
         return None
+
+    # --- deployment facts -----------------------------------------------------------------------
+
+    def reuse_factors(self, strategy):
+        # RF cycles per time step; each cycle a lane takes one kept block of W (and of U) for all four gates
+        n, nr = len(self.index), len(self.recurrent_index)
+        return ReuseFactors(range(1, max(n, nr) + 1), f'the kept blocks of its larger kernel: {n} of W, {nr} of U')
+
+    def hls_weights(self, rf):
+        """The packed arrays as they are: (4, kept, bi, bo) per kernel, one index per kept block."""
+        return {'weight': HlsWeight(self.values, self.weight_type),
+                'recurrent_weight': HlsWeight(self.recurrent_values, self.recurrent_type),
+                'bias': HlsWeight(self.bias, self.bias_type), 'weight_index': HlsWeight(self.index),
+                'recurrent_index': HlsWeight(self.recurrent_index)}
+
+    def hls_attrs(self):
+        return {'gate_t': self.gate_type, 'act_t': self.act_type, 'cell_sum_t': self.cell_sum_type,
+                'cell_t': self.cell_type, 'hidden_product_t': self.hidden_product_type}  # per-step types
+
+    def engine_estimate(self, rf, in_type, steps=1):
+        """nnet_block_sparse_lstm.h: per kernel ceil(kept blocks / RF) lanes, each one kept block's
+        bi x bo products for the 4 gates per cycle; the time steps run one after another (h and c
+        carry over): steps x (RF + overhead) cycles. Weights are the packed kept blocks (no padding
+        stored); ONE index per kept block of each kernel, shared by the 4 gates. The 3 x units
+        products of the cell and hidden updates (f c, i g, o tanh(c)) are counted apart: the dense
+        baseline has them too."""
+        import math
+
+        from .costs import bram18, table_bits
+
+        kernels = ((self.values, self.index, self.block, self.weight_type.width),
+                   (self.recurrent_values, self.recurrent_index, self.recurrent_block, self.recurrent_type.width))
+        mult = rom_bits = bram = 0
+        for values, index, (bi, bo), wbits in kernels:
+            lanes = math.ceil(len(index) / rf)
+            mult += lanes * GATES * bi * bo
+            rom_bits += values.size * wbits
+            bram += bram18(lanes * GATES * bi * bo * wbits, rf) if rf > 1 else 0
+        return {'multipliers': mult, 'state_multipliers': 3 * self.units,
+                'cycles_per_step': rf + LSTM_STEP_OVERHEAD, 'cycles': steps * (rf + LSTM_STEP_OVERHEAD),
+                'weight_memory_bits': rom_bits, 'bram18': bram,
+                'index_bits': table_bits(self.index) + table_bits(self.recurrent_index)}
 
     # --- forward ------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from functools import cached_property
 import numpy as np
 
 from .fixed import FixedType
-from .ref_layers import _Accumulating, register_kind
+from .ref_layers import HlsWeight, ReuseFactors, _Accumulating, register_kind
 from .sst_code import SSTCode
 
 
@@ -110,3 +110,33 @@ class SSTDense(_Accumulating):
 
     def arrays(self):
         return {'codes': self.codes, 'scale': self.scale, 'bias': self.bias}
+
+    # --- deployment facts -------------------------------------------------------------------------
+    def reuse_factors(self, strategy):
+        n = int(self.codes.size)  # one (output, group) pair a decoder takes per cycle
+        return ReuseFactors(range(1, n + 1), f'its {self.n_out} outputs x {self.n_in // self.group} groups')
+
+    def hls_weights(self, rf):
+        """The codeword ROM: n_dec * rf words, padded with codeword 0 (no non-zero); the decoder's
+        pattern ROM; the scale and the bias."""
+        codes = np.ravel(self.codes)
+        codes = np.concatenate([codes, np.zeros(-len(codes) % rf, dtype=codes.dtype)])
+        return {'code': HlsWeight(codes), 'pattern': HlsWeight(self.code.decoder_rom()),
+                'scale': HlsWeight(self.scale, self.scale_type), 'bias': HlsWeight(self.bias, self.bias_type)}
+
+    def hls_attrs(self):
+        return {'sum_t': self.sum_type}  # the type of the +-input sums
+
+    def engine_estimate(self, rf, in_type, steps=1):
+        """n_dec decoders, each K add/subtract slots per cycle, no multiplier in the datapath; the
+        scale is one constant product per output (a shift, no multiplier, when it is a power of two).
+        Its ROM: n_dec codewords per cycle; the pattern ROM is the index."""
+        import math
+
+        from .costs import bram18
+
+        n_dec, bits = math.ceil(self.codes.size / rf), self.code.code_bits
+        return {'multipliers': 0 if self.scale_po2 else self.n_out,
+                'adders': n_dec * self.nonzeros + n_dec,  # the K-input add/subtract and the accumulate
+                'cycles': rf, 'weight_memory_bits': n_dec * rf * bits,  # codewords, padding included
+                'bram18': bram18(n_dec * bits, rf) if rf > 1 else 0}

@@ -100,3 +100,17 @@ def first_mismatch(expected: dict[str, np.ndarray], actual: dict[str, np.ndarray
             s, *e = (int(i) for i in diff[0])
             return name, s, tuple(e), int(exp[(s, *e)]), int(act[(s, *e)])
     return None
+
+
+class Mismatch(RuntimeError):
+    pass
+
+
+def describe(where: str, m, im: IntegerModel | None = None) -> str:
+    """The first mismatch in words; with the model, where the element sits in its layer (an LSTM's
+    time step and unit)."""
+    layer, sample, element, exp, act = m
+    ref = {l.name: l for l in im.layers}.get(layer) if im is not None else None
+    loc = ref.locate(tuple(int(i) for i in np.atleast_1d(element))) if ref is not None else ''
+    at = f'element {element}' + (f' ({loc})' if loc else '')
+    return f'{where}: first difference in layer {layer!r}, sample {sample}, {at}: expected code {exp}, got {act}'

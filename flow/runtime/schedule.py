@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .ref_block_sparse import BlockSparseDense
+if TYPE_CHECKING:  # annotations only: the kind imports this module to build its schedule
+    from .ref_block_sparse import BlockSparseDense
 
 
 @dataclass

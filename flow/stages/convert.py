@@ -9,108 +9,45 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from flow.config import FlowConfig
 from flow.infra import processes
 from flow.infra.processes import CompileError, compiler_errors
-from flow.config import FlowConfig
-
+from flow.plan import Plan
 from flow.runtime.fixed import FixedType
-from flow.runtime.ref_conv import Convolution
-from flow.plan import DA, DENSE_KINDS, HLS4ML_DENSE, check_strategies, resolve_io_type, uses_da
+from flow.runtime.ref_layers import DA
 from flow.runtime.reference import IntegerModel
-from flow.runtime.schedule import gather
-
-
-def _sst_codes(layer, rf):
-    """The SST template's codeword ROM: n_dec * rf words, padded with codeword 0 (no non-zero)."""
-    import numpy as np
-
-    codes = np.ravel(layer.codes)
-    return np.concatenate([codes, np.zeros(-len(codes) % rf, dtype=codes.dtype)])
-
-
-def _gather(table: str):
-    """The block-sparse template stores the gather schedule of the reference's packed weights."""
-    return lambda layer, rf: getattr(gather(layer, rf), table)
-
-
-# hls4ml weight variable -> (reference codes field, reference type field), per layer kind: the
-# types are set in the config and checked after conversion, and the values hls4ml will write are
-# compared with the reference's codes. A callable field gives the codes from (layer, ReuseFactor);
-# no type field: integer tables (hls4ml sizes their types), compared as they are.
-WEIGHTS = {
-    'dense': {'weight': ('weight', 'weight_type'), 'bias': ('bias', 'bias_type')},
-    'dense_po2': {'weight': ('weight', 'weight_type'), 'bias': ('bias', 'bias_type')},
-    'block_sparse_dense': {'weight': (_gather('weights'), 'weight_type'), 'bias': ('bias', 'bias_type'),
-                           'run_start': (_gather('run_start'), None), 'seg_block': (_gather('seg_block'), None)},
-    'batchnorm': {'scale': ('scale', 'weight_type'), 'bias': ('bias', 'bias_type')},
-    'conv2d': {'weight': ('weight', 'weight_type'), 'bias': ('bias', 'bias_type')},  # (kh, kw, C, F) = (kh * kw * C, F)
-    'sst_dense': {'code': (_sst_codes, None), 'pattern': (lambda layer, rf: layer.code.decoder_rom(), None),
-                  'scale': ('scale', 'scale_type'), 'bias': ('bias', 'bias_type')},
-    # the reference's packed arrays as they are: (4, kept, bi, bo) per kernel, one index per kept block
-    'block_sparse_lstm': {'weight': ('values', 'weight_type'), 'recurrent_weight': ('recurrent_values', 'recurrent_type'),
-                          'bias': ('bias', 'bias_type'), 'weight_index': ('index', None),
-                          'recurrent_index': ('recurrent_index', None)},
-}
-WEIGHTS['block_sparse_conv2d'] = WEIGHTS['block_sparse_dense']  # the same kernel, per patch
-# Weights hls4ml stores as a sign and an exponent (ExponentPrecisionType, taken from the QKeras
-# quantizer, not from the config): the reference field giving the exponent's width.
-EXPONENT_WEIGHTS = {'dense_po2': {'weight': 'exponent_bits'}}
-# Every table parameter of an activation (and SST's sum type), set explicitly from the reference and
-# checked after conversion: hls4ml layer attribute -> reference field (or a fixed value).
-TABLE_ATTRS = {
-    'sigmoid': {'table_size': 'table_size', 'table_t': 'table_type'},
-    'tanh': {'table_size': 'table_size', 'table_t': 'table_type'},
-    'sst_dense': {'sum_t': 'sum_type'},  # the type of the +-input sums
-    'maxpool2d': {'accum_t': 'out_type'},  # hls4ml compares the window in accum_t: the input's type
-    'block_sparse_lstm': {'gate_t': 'gate_type', 'act_t': 'act_type', 'cell_sum_t': 'cell_sum_type',
-                          'cell_t': 'cell_type', 'hidden_product_t': 'hidden_product_type'},  # per-step types
-    'softmax': {'implementation': 'implementation', 'exp_table_size': 'exp_table_size', 'inv_table_size': 'inv_table_size',
-                'exp_table_t': 'exp_table_type', 'inv_table_t': 'inv_table_type', 'accum_t': 'accum_type',
-                'inv_inp_t': 'inv_inp_type', 'inp_norm_t': 'inp_norm_type'},
-}
-# 'activation': hls4ml names a Keras Softmax layer's config struct 'Softmax_config<i>' but calls
-# 'softmax_config<i>' (1.3.0; the C simulation does not compile): the lower-case name fixes both.
-FIXED_ATTRS = {'softmax': {'activation': 'softmax', 'exp_scale': 1.0, 'skip': False}}
-HARD_KINDS = ('hard_sigmoid', 'hard_tanh')  # slope/shift come from hls4ml's parser; checked only
-ACTIVATION_KINDS = ('relu', 'linear', 'sigmoid', 'tanh', 'softmax', *HARD_KINDS)
 
 
 class ConversionMismatch(RuntimeError):
     pass
 
 
-def hls_config(im: IntegerModel, cfg: FlowConfig, removed: dict[str, FixedType] | None = None) -> dict:
-    """Every type explicit. ``removed``: nodes hls4ml builds and removes again (export.removed_nodes),
-    given the type flowing there so that its EliminateLinearActivation sees no cast."""
+def hls_config(im: IntegerModel, plan: Plan, removed: dict[str, FixedType] | None = None) -> dict:
+    """Every type explicit, every ReuseFactor and strategy the plan's. ``removed``: nodes hls4ml
+    builds and removes again (export.removed_nodes), given the type flowing there so that its
+    EliminateLinearActivation sees no cast."""
     layers = {name: {'Precision': {'result': t.hls()}} for name, t in (removed or {}).items()}
     for layer in im.layers:
         lc = {'Trace': True, 'Precision': {'result': layer.out_type.hls()}}
-        exponents = EXPONENT_WEIGHTS.get(layer.kind, {})
-        for weight, (_, type_field) in WEIGHTS.get(layer.kind, {}).items():
-            if weight not in exponents and type_field is not None:
-                lc['Precision'][weight] = getattr(layer, type_field).hls()
-        if layer.kind in DENSE_KINDS:
+        p = plan.layers.get(layer.name)
+        for var, w in layer.hls_weights(p.reuse_factor if p else 1).items():
+            if w.type is not None:
+                lc['Precision'][var] = w.type.hls()
+        if p is not None and p.reuse_factor is not None:
             lc['Precision']['accum'] = layer.accum_type.hls()
-            lc['ReuseFactor'] = cfg.reuse_for(layer.name)
-            if uses_da(layer, cfg):
-                lc['Strategy'] = DA
-            elif layer.kind in HLS4ML_DENSE:
-                lc['Strategy'] = cfg.strategy_for(layer.name).capitalize()
-        for attr, value in _table_attrs(layer).items():
+            lc['ReuseFactor'] = p.reuse_factor
+            if p.strategy is not None:
+                lc['Strategy'] = DA if p.da else p.strategy.capitalize()
+        for attr, value in layer.hls_attrs().items():
             if attr == 'accum_t':  # read when the layer is created: a plain attribute would override it
                 lc['Precision']['accum'] = value.hls()
             else:
                 lc[attr] = value.hls() if isinstance(value, FixedType) else value
         layers[layer.name] = lc
     return {
-        'Model': {'Precision': 'ap_fixed<16,6>', 'ReuseFactor': cfg.reuse_factor, 'Strategy': 'Latency'},
+        'Model': {'Precision': 'ap_fixed<16,6>', 'ReuseFactor': plan.default_reuse_factor, 'Strategy': 'Latency'},
         'LayerName': layers,
     }
-
-
-def _table_attrs(layer) -> dict:
-    attrs = {attr: getattr(layer, f) for attr, f in TABLE_ATTRS.get(layer.kind, {}).items()}
-    return {**attrs, **FIXED_ATTRS.get(layer.kind, {})}
 
 
 def _activation_checks(name, node, layer) -> list:
@@ -119,23 +56,28 @@ def _activation_checks(name, node, layer) -> list:
     from flow.export.tables import exact_code
 
     act = str(node.get_attr('activation', '')).lower()
-    if act != layer.kind:
+    if act != layer.hls_activation:
         raise ConversionMismatch(f"layer '{name}': hls4ml implements it as {act!r} ({node.class_name}), "
-                                 f'the reference as {layer.kind!r}')
+                                 f'the reference as {layer.hls_activation!r}')
     checks = []
-    for attr, want in _table_attrs(layer).items():
+    for what, (code, t) in layer.hls_constants().items():
+        checks.append((f'{what}_t', node.get_attr(f'{what}_t').precision, t))
+        if exact_code(float(node.get_attr(what)), t) != code:
+            raise ConversionMismatch(f"layer '{name}': hls4ml's {what} {node.get_attr(what)} is not the reference's "
+                                     f'code {code} of {t.hls()}')
+    return checks
+
+
+def _attr_checks(name, node, layer) -> list:
+    """The attributes set from the reference (``hls_attrs``) as hls4ml kept them: types returned for
+    comparison, other values compared here."""
+    checks = []
+    for attr, want in layer.hls_attrs().items():
         got = node.get_attr(attr)
         if isinstance(want, FixedType):
             checks.append((attr, got.precision, want))
         elif str(got) != str(want):
             raise ConversionMismatch(f"layer '{name}': hls4ml has {attr}={got!r}, the reference needs {want!r}")
-    if layer.kind in HARD_KINDS:
-        for what in ('slope', 'shift'):
-            t = getattr(layer, f'{what}_type')
-            checks.append((f'{what}_t', node.get_attr(f'{what}_t').precision, t))
-            if exact_code(float(node.get_attr(what)), t) != getattr(layer, what):
-                raise ConversionMismatch(f"layer '{name}': hls4ml's {what} {node.get_attr(what)} is not the reference's "
-                                         f'code {getattr(layer, what)} of {t.hls()}')
     return checks
 
 
@@ -147,37 +89,36 @@ def _fixed_of(precision) -> FixedType:
     return FixedType.parse(text)
 
 
-def _weight_checks(name, node, layer) -> list:
+def _weight_checks(name, node, layer, rf) -> list:
     """Each weight's values as hls4ml will write them must be the reference's codes; returns the
     (what, hls4ml precision, reference type) of its fixed-point weights to compare."""
     import numpy as np
     from hls4ml.model.types import ExponentPrecisionType
 
     checks = []
-    exponents = EXPONENT_WEIGHTS.get(layer.kind, {})
-    for weight, (codes_field, type_field) in WEIGHTS.get(layer.kind, {}).items():
+    for weight, want in layer.hls_weights(rf).items():
         var = node.get_weights(weight)
-        grid = getattr(layer, type_field) if type_field else None  # None: integers
-        if weight in exponents:
-            p, bits = var.type.precision, getattr(layer, exponents[weight])
-            if not isinstance(p, ExponentPrecisionType) or p.width != bits:
+        if want.exponent_bits is not None:
+            p = var.type.precision
+            if not isinstance(p, ExponentPrecisionType) or p.width != want.exponent_bits:
                 raise ConversionMismatch(f"layer '{name}': hls4ml stores {weight} as {p} ({type(p).__name__}), the reference "
-                                         f'needs {bits}-bit exponents')
-        elif grid is not None:
-            checks.append((weight, var.type.precision, grid))
+                                         f'needs {want.exponent_bits}-bit exponents')
+        elif want.type is not None:
+            checks.append((weight, var.type.precision, want.type))
+        grid = want.type if want.exponent_bits is None else layer.weight_type  # None: integers
         frac = 0 if grid is None else grid.frac
         data = np.asarray(var.data, dtype=np.float64)
         if weight == 'weight' and node.get_attr('_weights_transposed', False):  # Resource: (n_out, n_in) / (F, kh, kw, C)
             data = np.moveaxis(data, 0, -1)
         got = np.ravel(data) * 2.0**frac
-        want = np.ravel(codes_field(layer, node.get_attr('reuse_factor')) if callable(codes_field) else getattr(layer, codes_field))
-        bad = np.flatnonzero(got != want) if got.shape == want.shape else [0]
+        codes = np.ravel(want.codes)
+        bad = np.flatnonzero(got != codes) if got.shape == codes.shape else [0]
         if len(bad):
             i = int(bad[0])
             raise ConversionMismatch(
-                f"layer '{name}': hls4ml's {weight} values are not the reference's ({got.size} vs {want.size} values; first "
+                f"layer '{name}': hls4ml's {weight} values are not the reference's ({got.size} vs {codes.size} values; first "
                 f'difference at {i}: {got[i] * 2.0**-frac if i < got.size else None} vs '
-                f'{(want[i] if grid is None else grid.to_float(want[i])) if i < want.size else None})'
+                f'{(codes[i] if grid is None else grid.to_float(codes[i])) if i < codes.size else None})'
             )
     return checks
 
@@ -202,28 +143,23 @@ def _da_checks(name, node, layer) -> list:
 
 
 def inserted_nodes(im: IntegerModel, io_type: str) -> dict[str, FixedType]:
-    """Nodes hls4ml adds that the reference computes inside a layer, with the type they must pass on
-    unchanged: in io_stream, a ZeroPadding2D ('zp2d_<conv>') before every padded convolution."""
-    if io_type != 'io_stream':
-        return {}
+    """Nodes hls4ml adds that the reference computes inside a layer (``RefLayer.hls_inserted``), with
+    the type they must pass on unchanged."""
     inserted, t = {}, im.in_type
     for layer in im.layers:
-        if isinstance(layer, Convolution) and any(layer.pads):
-            inserted[f'zp2d_{layer.name}'] = t
+        inserted.update(layer.hls_inserted(t, io_type))
         t = layer.out_type
     return inserted
 
 
-def check_against_reference(hls_model, im: IntegerModel, cfg: FlowConfig) -> None:
-    """Every node of the converted graph is a reference layer with the same types."""
+def check_against_reference(hls_model, im: IntegerModel, plan: Plan) -> None:
+    """Every node of the converted graph is a reference layer with the plan's ReuseFactor and the same types."""
     ref = {layer.name: layer for layer in im.layers}
     nodes = dict(hls_model.graph)
     inserted = inserted_nodes(im, hls_model.config.get_config_value('IOType'))
     extra = [n for n in nodes if n not in ref and n not in inserted]
-    # hls4ml's RemoveFinalReshape drops a final Flatten (e.g. after an LSTM's every h): in io_parallel
-    # the output array is the same, uncast
-    final = im.layers[-1]
-    missing = [n for n in ref if n not in nodes and not (ref[n] is final and final.kind == 'flatten')]
+    final = im.layers[-1]  # hls4ml may drop it (a final Flatten: RemoveFinalReshape)
+    missing = [n for n in ref if n not in nodes and not (ref[n] is final and final.hls_dropped_when_last)]
     missing += [n for n in inserted if n not in nodes]
     if extra or missing:
         raise ConversionMismatch(f'hls4ml graph differs from the reference: extra nodes {extra}, missing {missing}')
@@ -232,48 +168,48 @@ def check_against_reference(hls_model, im: IntegerModel, cfg: FlowConfig) -> Non
         if _fixed_of(got) != want:
             raise ConversionMismatch(f"node '{name}' (hls4ml's zero padding): type {got}, the input's is {want.hls()}")
     for name, node in nodes.items():
-        layer = ref[name]
-        if layer.kind in DENSE_KINDS and node.get_attr('reuse_factor') != cfg.reuse_for(name):
+        layer, p = ref[name], plan[name]
+        if p.reuse_factor is not None and node.get_attr('reuse_factor') != p.reuse_factor:
             backend = node.model.config.backend
             n_in, n_out = backend.get_layer_mult_size(node)[:2] if node.get_attr('n_in') is None else \
                 (node.get_attr('n_in'), node.get_attr('n_out'))
             raise ConversionMismatch(
-                f"layer '{name}': hls4ml changed ReuseFactor {cfg.reuse_for(name)} to {node.get_attr('reuse_factor')}; "
+                f"layer '{name}': hls4ml changed ReuseFactor {p.reuse_factor} to {node.get_attr('reuse_factor')}; "
                 f'valid values for hls4ml {node.class_name} ({n_in}x{n_out} products): {backend.get_valid_reuse_factors(n_in, n_out)}'
             )
         checks = [('result', node.get_output_variable().type.precision, layer.out_type)]
-        checks += _da_checks(name, node, layer) if uses_da(layer, cfg) else _weight_checks(name, node, layer)
-        if layer.kind in DENSE_KINDS:
+        checks += _da_checks(name, node, layer) if p.da else _weight_checks(name, node, layer, p.reuse_factor or 1)
+        if p.reuse_factor is not None:
             checks.append(('accum', node.get_attr('accum_t').precision, layer.accum_type))
-        if layer.kind in ACTIVATION_KINDS:
+        if layer.hls_activation is not None:
             checks += _activation_checks(name, node, layer)
-        else:
-            checks += [(a, node.get_attr(a).precision, t) for a, t in _table_attrs(layer).items() if isinstance(t, FixedType)]
+        checks += _attr_checks(name, node, layer)
         for what, got, want in checks:
             if _fixed_of(got) != want:
                 raise ConversionMismatch(f"layer '{name}': hls4ml chose {what} type {got}, the reference needs {want.hls()}")
 
 
-def convert_model(keras_model, im: IntegerModel, cfg: FlowConfig, board, output_dir: Path, io_type: str | None = None):
-    """``io_type``: resolve_io_type's choice (computed here when not given)."""
+def convert_model(keras_model, im: IntegerModel, cfg: FlowConfig, board, output_dir: Path, plan: Plan | None = None):
+    """``plan``: the layers' plan (made here when not given)."""
     import hls4ml
 
     from flow.export import deployed_model, removed_nodes
     from flow.hls import register
+    from flow.plan import make_plan
 
     register()
-    check_strategies(im, cfg)
+    plan = plan or make_plan(im, cfg, board)
     hls_model = hls4ml.converters.convert_from_keras_model(
         deployed_model(keras_model, cfg.output),
-        hls_config=hls_config(im, cfg, removed_nodes(keras_model, im, cfg.output)),
+        hls_config=hls_config(im, plan, removed_nodes(keras_model, im, cfg.output)),
         output_dir=str(output_dir),
         project_name=cfg.project_name,
         backend='Vitis',
-        io_type=io_type or resolve_io_type(im, cfg, board),
+        io_type=plan.io_type,
         part=board.part,
         clock_period=cfg.clock_period_ns or board.clock_period_ns,
     )
-    check_against_reference(hls_model, im, cfg)
+    check_against_reference(hls_model, im, plan)
     # Emit the per-layer trace hooks in the C simulation (inert in synthesis), so a mismatch
     # can be traced to its first layer without recompiling.
     hls_model.config.trace_output = True

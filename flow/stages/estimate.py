@@ -11,33 +11,27 @@ Model (documented so it can be checked against csynth reports when Vitis HLS run
 - weight memory = stored weights x width. With RF > 1 both templates reshape the weights into
   one ROM of width multipliers x weight bits and depth RF; BRAM18 is the cheapest tiling of
   that ROM by the RAMB18 aspect ratios. With RF = 1 the weights are constants in logic (0 BRAM).
-- the block-sparse LSTM (``lstm_engine``): its [x_t, h] x 4u product per time step, T steps one
-  after another; the dense baseline is hls4ml's Dense on the same [x_t, h] kernel, T times.
+- each kind's template estimates itself (``RefLayer.engine_estimate``: the block-sparse gather
+  schedule, SST's decoders, the block-sparse LSTM's [x_t, h] x 4u product per time step); the
+  dense baseline is hls4ml's Dense on the same kernel (T times for a sequence layer).
 """
 
 from __future__ import annotations
 
 import math
 
-from flow.stages.footprint import layer_footprint
-from flow.runtime.ref_conv import PatchGeometry
-from flow.runtime.ref_layers import IO_TYPES
+from flow.plan import Plan
+from flow.runtime.costs import bram18
+from flow.runtime.ref_layers import DA, IO_TYPES
 from flow.runtime.reference import IntegerModel
-from flow.runtime.schedule import gather
+from flow.stages.footprint import layer_footprint
 
 LINE_BUFFER_BRAM_MIN_BITS = 18 * 1024  # a line-buffer shift register holding this many bits or more: BRAM18, else SRLs
 SRL_DEPTH = 32  # SRLC32E: one LUT is a 32-deep shift register of one bit
 
-RAMB18_SHAPES = [(16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)]  # (depth, width)
-
-
-def bram18(width_bits: int, depth: int) -> int:
-    if depth <= 1 or width_bits == 0:
-        return 0
-    return min(math.ceil(depth / d) * math.ceil(width_bits / w) for d, w in RAMB18_SHAPES)
-
 
 def engine(weights: int, rf: int, wbits: int) -> dict:
+    """hls4ml's Dense: ceil(weights / RF) multipliers, RF cycles, every weight stored."""
     mult = math.ceil(weights / rf)
     return {
         'multipliers': mult,
@@ -45,91 +39,6 @@ def engine(weights: int, rf: int, wbits: int) -> dict:
         'weight_memory_bits': weights * wbits,
         'bram18': bram18(mult * wbits, rf) if rf > 1 else 0,
     }
-
-
-def _table_bits(table) -> int:
-    """A stored table of unsigned integers, each at the width of the largest (at least 1 bit),
-    as flow/hls/block_sparse_dense.py types it."""
-    return table.size * max(1, int(table.max(initial=0)).bit_length())
-
-
-def gather_engine(layer, rf: int, in_type=None) -> dict:
-    """The block-sparse template: the gather schedule's multipliers and stored slots (padding included)."""
-    wbits = layer.weight_code_bits
-    sched = gather(layer, rf)
-    ours = {
-        'multipliers': sched.n_mult,
-        'cycles': rf,
-        'weight_memory_bits': sched.slots * wbits,  # padding is stored too
-        'bram18': bram18(sched.n_mult * wbits, rf) if rf > 1 else 0,
-        'index_bits': sum(_table_bits(t) for t in (sched.run_start, sched.seg_block)),
-        'padding': sched.padding,
-    }
-    if in_type is not None:
-        logic = sched.logic_estimate(layer, in_type)
-        ours['lut_estimate'], ours['ff_estimate'] = logic['lut'], logic['ff']
-    return ours
-
-
-def sst_engine(layer, rf: int, in_type=None) -> dict:
-    """The SST template: n_dec decoders, each K add/subtract slots per cycle, no multiplier in the
-    datapath; the scale is one constant product per output (a shift, no multiplier, when it is a
-    power of two). Its ROM: n_dec codewords per cycle; the pattern ROM is the index."""
-    n_work = layer.codes.size
-    n_dec = math.ceil(n_work / rf)
-    bits = layer.code.code_bits
-    return {
-        'multipliers': 0 if layer.scale_po2 else layer.n_out,
-        'adders': n_dec * layer.nonzeros + n_dec,  # the K-input add/subtract and the accumulate
-        'cycles': rf,
-        'weight_memory_bits': n_dec * rf * bits,  # codewords, padding included
-        'bram18': bram18(n_dec * bits, rf) if rf > 1 else 0,
-    }
-
-
-LSTM_STEP_OVERHEAD = 2  # cycles per time step after the MAC: the hard activations, then c and h (dependent products)
-
-
-def lstm_engine(layer, rf: int, in_type=None, steps: int = 1) -> dict:
-    """The block-sparse LSTM template (hls_templates/nnet_block_sparse_lstm.h): per kernel
-    ceil(kept blocks / RF) lanes, each one kept block's bi x bo products for the 4 gates per cycle;
-    the time steps run one after another (h and c carry over): steps x (RF + overhead) cycles.
-    Weights are the packed kept blocks (no padding stored); ONE index per kept block of each
-    kernel, shared by the 4 gates, at the width the template stores it. The 3 x units products
-    of the cell and hidden updates (f c, i g, o tanh(c)) are counted apart: the dense baseline has them too."""
-    kernels = ((layer.values, layer.index, layer.block, layer.weight_type.width),
-               (layer.recurrent_values, layer.recurrent_index, layer.recurrent_block, layer.recurrent_type.width))
-    mult = rom_bits = bram = 0
-    for values, index, (bi, bo), wbits in kernels:
-        lanes = math.ceil(len(index) / rf)
-        mult += lanes * 4 * bi * bo
-        rom_bits += values.size * wbits
-        bram += bram18(lanes * 4 * bi * bo * wbits, rf) if rf > 1 else 0
-    return {
-        'multipliers': mult,
-        'state_multipliers': 3 * layer.units,
-        'cycles_per_step': rf + LSTM_STEP_OVERHEAD,
-        'cycles': steps * (rf + LSTM_STEP_OVERHEAD),
-        'weight_memory_bits': rom_bits,
-        'bram18': bram,
-        'index_bits': _table_bits(layer.index) + _table_bits(layer.recurrent_index),
-    }
-
-
-# layer kind -> its template's estimate (layer, ReuseFactor, input type); a kind not listed is
-# built by hls4ml's own Dense, the baseline. A kind derived from a listed one (a convolution from
-# its dense kind) runs that engine per patch (``engine_for``).
-ENGINES = {'block_sparse_dense': gather_engine, 'sst_dense': sst_engine, 'block_sparse_lstm': lstm_engine}
-
-
-def engine_for(layer):
-    """The engine of the first class in the layer's MRO whose own ``kind`` is listed in ENGINES
-    (None: hls4ml's Dense). A convolution's per-patch engine is thus its dense base's."""
-    for cls in type(layer).__mro__:
-        kind = cls.__dict__.get('kind')
-        if kind in ENGINES:
-            return ENGINES[kind]
-    return None
 
 
 def line_buffer(layer, in_bits: int) -> dict:
@@ -179,28 +88,29 @@ def _window_estimate(layer, in_type) -> dict:
     }, layer, in_type)
 
 
-def layer_estimate(layer, rf: int, strategy: str = 'resource', in_type=None, in_size: int | None = None) -> dict | None:
-    """Estimate for one reference layer; ``strategy`` applies to hls4ml's Dense. Given the layer's
-    input type, our engine's LUT/FF are estimated too where its kind can (``Schedule.logic_estimate``).
+def layer_estimate(layer, rf: int = 1, strategy: str | None = 'resource', in_type=None, in_size: int | None = None) -> dict | None:
+    """Estimate for one reference layer at ReuseFactor ``rf`` with its plan's ``strategy`` (which
+    applies to hls4ml's Dense; distributed_arithmetic: hls4ml's DA Dense). Given the layer's input
+    type, our engine's LUT/FF are estimated too where its kind can.
     ``in_size``: the layer's input size, which gives a recurrent layer its time steps. A windowed
-    layer (convolution, pooling: a ``PatchGeometry``) streams pixels through a line buffer and needs
+    layer (convolution, pooling: ``line_buffer``) streams pixels through a line buffer and needs
     ``in_type``; its cycles are per image."""
     fp = layer_footprint(layer)
     if fp is None:
-        return _window_estimate(layer, in_type) if isinstance(layer, PatchGeometry) else None
+        return _window_estimate(layer, in_type) if layer.line_buffer else None
     n_in, n_out = fp['shape']
+    da = strategy == DA
     dense = engine(n_in * n_out, rf, layer.weight_code_bits)
     seq = {}
-    if getattr(layer, 'sequence_input', False):  # both sides run the [x_t, h] product once per time step
+    if layer.sequence_input:  # both sides run the [x_t, h] product once per time step
         seq = {'steps': (in_size or layer.n_in) // layer.n_in}
         dense['cycles'] *= seq['steps']
     kept = int((layer.dense_weight() != 0).sum())
-    ours_engine = engine_for(layer)
-    if strategy == 'distributed_arithmetic':  # hls4ml's DA Dense: constants in shift-add logic, no multiplier
+    ours = None if da else layer.engine_estimate(rf, in_type, **seq)
+    if da:  # hls4ml's DA Dense: constants in shift-add logic, no multiplier
         ours = {'multipliers': 0, 'cycles': 1, 'weight_memory_bits': 0, 'bram18': 0}
-    elif ours_engine is not None:
+    elif ours is not None:
         kept = fp['kept_weights']
-        ours = ours_engine(layer, rf, in_type, **seq)
     else:  # a plain Dense layer is hls4ml's own template on both sides
         if strategy == 'latency' and rf == 1:
             dense['multipliers'] = kept  # HLS removes multiplies by constant zero
@@ -218,19 +128,20 @@ def layer_estimate(layer, rf: int, strategy: str = 'resource', in_type=None, in_
         'ratio_ours_vs_dense': {k: (ours[k] / dense[k] if dense[k] else None) for k in ('multipliers', 'weight_memory_bits', 'bram18')},
         'ratio_ours_vs_limit': {k: (ours[k] / limit[k] if limit[k] else None) for k in limit},
     }
-    return _streamed(est, layer, in_type) if isinstance(layer, PatchGeometry) else est
+    return _streamed(est, layer, in_type) if layer.line_buffer else est
 
 
-def estimate_model(im: IntegerModel, cfg, board, rtl: dict | None = None, io_type: str = 'io_parallel') -> dict:
+def estimate_model(im: IntegerModel, plan: Plan, board, rtl: dict | None = None) -> dict:
     """``rtl``: the rtl step's measured resources (reports/rtl_resources.json) when it built them.
-    ``io_type``: hls4ml's IOType; in io_stream the layers run concurrently (dataflow), so the model's
+    In io_stream (``plan.io_type``) the layers run concurrently (dataflow), so the model's
     ``interval`` is its slowest layer's cycles per image (``cycles``, the latency, stays the sum)."""
+    io_type = plan.io_type
     if io_type not in IO_TYPES:
         raise ValueError(f'unknown io_type {io_type!r}; known: {", ".join(IO_TYPES)}')
     layers, sizes = {}, im.sizes()
     for prev, layer in zip(im.layers, im.layers[1:]):
-        est = layer_estimate(layer, cfg.reuse_for(layer.name), cfg.strategy_for(layer.name), prev.out_type,
-                             sizes[prev.name])
+        p = plan[layer.name]
+        est = layer_estimate(layer, p.reuse_factor or 1, p.strategy, prev.out_type, sizes[prev.name])
         if est:
             layers[layer.name] = est
     total = {}
@@ -264,7 +175,7 @@ def estimate_model(im: IntegerModel, cfg, board, rtl: dict | None = None, io_typ
     if measured:
         # the rtl step synthesized exactly these layers' logic: da4ml's, as hls4ml's DA strategy builds
         # them, and the time-multiplexed engine the block-sparse template builds
-        logic = {n: measured['layers'][n] for n in layers if cfg.strategy_for(n) == 'distributed_arithmetic'}
+        logic = {n: measured['layers'][n] for n in layers if plan[n].da}
         logic.update({n: e for n, e in measured.get('engines', {}).items() if n in layers})
         for n, m in logic.items():
             layers[n]['ours']['lut_measured'], layers[n]['ours']['ff_measured'] = m['lut'], m['ff']

@@ -17,14 +17,10 @@ from flow.infra.build_dir import write_json
 from flow.infra.progress import console
 from flow.runtime.csim import CSimLibrary
 from flow.runtime.ref_layers import _Accumulating
-from flow.runtime.reference import IntegerModel, first_mismatch
+from flow.runtime.reference import IntegerModel, Mismatch, describe, first_mismatch  # noqa: F401  (Mismatch: verify's error)
 from flow.runtime.stream import StreamFormat
 
 FLOAT32_EXACT_INT = 2**24  # float32 holds every integer of magnitude up to 2^24
-
-
-class Mismatch(RuntimeError):
-    pass
 
 
 def golden_set(cfg, im: IntegerModel):
@@ -62,16 +58,6 @@ def csim_library(root, im: IntegerModel, project: str) -> CSimLibrary:
     return CSimLibrary(libs[0], project, sizes[0], sizes[-1], root / 'hls' / 'firmware' / 'weights')
 
 
-def describe(where: str, m, im: IntegerModel | None = None) -> str:
-    """The first mismatch in words; with the model, where the element sits in its layer (an LSTM's
-    time step and unit)."""
-    layer, sample, element, exp, act = m
-    ref = {l.name: l for l in im.layers}.get(layer) if im is not None else None
-    loc = ref.locate(tuple(int(i) for i in np.atleast_1d(element))) if ref is not None else ''
-    at = f'element {element}' + (f' ({loc})' if loc else '')
-    return f'{where}: first difference in layer {layer!r}, sample {sample}, {at}: expected code {exp}, got {act}'
-
-
 def qkeras_outputs(model, im: IntegerModel, x) -> dict[str, np.ndarray]:
     """QKeras per-layer float outputs, keyed by the reference's layer names."""
     import tensorflow as tf
@@ -96,7 +82,7 @@ def qkeras_comparable(im: IntegerModel) -> tuple[list[str], str]:
     reachable sum (an override may wrap, round or saturate where QKeras does not)."""
     names, in_t = [], im.in_type
     for layer in im.layers[1:]:
-        approximated = getattr(layer, 'inexact_in_float', lambda: None)()
+        approximated = layer.inexact_in_float()
         if approximated:  # lookup tables, hls4ml's rounded hard_sigmoid slope
             return names, f"from layer '{layer.name}' on: {approximated}"
         if isinstance(layer, _Accumulating):
@@ -113,7 +99,7 @@ def qkeras_comparable(im: IntegerModel) -> tuple[list[str], str]:
                         'does and QKeras does not model')
             if stop:
                 return names, f"from layer '{layer.name}' on: {stop}"
-        elif (own := getattr(layer, 'qkeras_inexact', None)) and (stop := own(in_t)):
+        elif stop := layer.qkeras_inexact(in_t):
             # a layer that bounds its own float32 computation step by step (the LSTM)
             return names, f"from layer '{layer.name}' on: {stop}"
         names.append(layer.name)

@@ -103,8 +103,8 @@ def compile_host(hls_dir: Path, project: str) -> list[Path]:
 
 def run_testbench(hls_dir: Path, project: str, tb_data: Path) -> str:
     """Run the compiled testbench on golden stream words; raises with its message on FAIL."""
-    res = processes.run([str(Path(hls_dir) / f'{project}_axi_tb')], capture_output=True, text=True,
-                         env={'PATH': '/usr/bin:/bin'}, cwd=tb_data)
+    res = processes.run([str(Path(hls_dir) / f'{project}_axi_tb'), str(Path(tb_data).resolve())], capture_output=True,
+                         text=True, env={'PATH': '/usr/bin:/bin'}, cwd=tb_data)
     if res.returncode:
         raise RuntimeError(f'accelerator testbench: {(res.stderr or res.stdout).strip()}')
     return res.stdout.strip()

@@ -35,6 +35,8 @@ def values(project: str, board: Board, fmt: StreamFormat, clock_ns: float) -> di
         BOARD_PART=board.board_part, CLOCK_NS=f'{clock_ns:g}', PL_MHZ=f'{board.pl_clock_mhz:g}', HP_WIDTH=board.hp_port_width,
         WORD_BITS=fmt.word_bits, **PS_PORTS[board.ps],
     )
+    # the board store item to install when Vivado lacks the board files (*kv260* also gets the KV260's carrier)
+    v['BOARD_ITEM'] = board.board_part.split(':')[1].removesuffix('_som')
     v['BOARD_CONNECTIONS'] = (f'set_property board_connections {{{board.board_connections}}} [current_project]'
                               if board.board_connections else '# (no board connections needed)')
     v['PS_BLOCK'] = fill(TCL_DIR / f'ps_{board.ps}.tcl.in', v)

@@ -22,6 +22,12 @@ foreach cmd [concat $vivado_cmds $hls_cmds] {
 foreach cmd {get_bd_cells get_bd_intf_pins get_bd_pins get_bd_addr_segs get_runs get_files} {
     proc $cmd {args} "rec $cmd {*}\$args; return \[lindex \$args end\]"
 }
+# board parts installed: every one asked for, or only those listed in $STUB_BOARD_PARTS when it is set
+proc get_board_parts {args} {
+    rec get_board_parts {*}$args
+    if {![info exists ::env(STUB_BOARD_PARTS)]} { return [lindex $args end] }
+    return [lsearch -all -inline -glob $::env(STUB_BOARD_PARTS) [lindex $args end]]
+}
 proc current_project {} { return stub_project }
 proc current_fileset {} { return sources_1 }
 proc get_ipdefs {args} { rec get_ipdefs {*}$args; return [string map {* 3.5} [lindex $args end]] }

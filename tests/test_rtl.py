@@ -232,3 +232,24 @@ def test_a_failed_synthesis_stops_the_others_at_once(monkeypatch):
         build.synthesize_layers(per_layer, 'xc7')
     assert time.time() - t0 < 10  # b's 30 s tool (and c's, if a's thread took it before the cancel) killed
     assert started[:2] == ['a', 'b'] and not processes._running
+
+
+def test_yosys_results_are_cached_by_content(tmp_path, monkeypatch):
+    """The same Verilog synthesizes once: a rerun reads yosys' own earlier result; any change reruns it."""
+    from flow.rtl import synth
+
+    monkeypatch.setenv('SPARSE_FLOW_CACHE', str(tmp_path / 'cache'))
+    src = tmp_path / 'add.v'
+    src.write_text('module add(input [7:0] a, input [7:0] b, output [8:0] s); assign s = a + b; endmodule\n')
+    runs = []
+    real_run = synth.processes.run
+    monkeypatch.setattr(synth.processes, 'run', lambda *a, **k: runs.append(a) or real_run(*a, **k))
+    for d in ('one', 'two', 'three'):
+        (tmp_path / d).mkdir()
+    first = synth.synthesize_files([src], 'add', 'xc7', tmp_path / 'one' / 'synth')
+    again = synth.synthesize_files([src], 'add', 'xc7', tmp_path / 'two' / 'synth')
+    assert again == first and first['lut'] > 0 and len(runs) == 1
+    assert (tmp_path / 'two' / 'synth' / 'cached_from.txt').exists() and (tmp_path / 'two' / 'synth' / 'stat.txt').exists()
+    src.write_text(src.read_text().replace('a + b', 'a - b'))
+    synth.synthesize_files([src], 'add', 'xc7', tmp_path / 'three' / 'synth')
+    assert len(runs) == 2

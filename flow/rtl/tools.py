@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 
@@ -33,6 +35,11 @@ def verilator_env() -> dict[str, str]:
 
 def yosys() -> str | None:
     return shutil.which('yosys')
+
+
+@functools.cache
+def yosys_version() -> str:
+    return subprocess.run([yosys(), '-V'], capture_output=True, text=True).stdout.strip()
 
 
 def missing() -> list[str]:

@@ -29,11 +29,11 @@ def hls_config(im: IntegerModel, plan: Plan, removed: dict[str, FixedType] | Non
     layers = {name: {'Precision': {'result': t.hls()}} for name, t in (removed or {}).items()}
     for layer in im.layers:
         lc = {'Trace': True, 'Precision': {'result': layer.out_type.hls()}}
-        p = plan.layers.get(layer.name)
-        for var, w in layer.hls_weights(p.reuse_factor if p else 1).items():
+        p = plan[layer.name]
+        for var, w in layer.hls_weights(p.reuse_factor or 1).items():
             if w.type is not None:
                 lc['Precision'][var] = w.type.hls()
-        if p is not None and p.reuse_factor is not None:
+        if p.reuse_factor is not None:
             lc['Precision']['accum'] = layer.accum_type.hls()
             lc['ReuseFactor'] = p.reuse_factor
             if p.strategy is not None:

@@ -111,10 +111,11 @@ def _system_includes() -> list[str]:
 
 def _stock_headers() -> set[str]:
     """The nnet_utils headers hls4ml ships (out of scope)."""
-    try:
-        import hls4ml
+    import importlib.util
 
-        d = Path(hls4ml.__file__).parent / 'templates' / 'vivado' / 'nnet_utils'
+    try:  # located, not imported (importing hls4ml takes seconds)
+        spec = importlib.util.find_spec('hls4ml')
+        d = Path(list(spec.submodule_search_locations)[0]) / 'templates' / 'vivado' / 'nnet_utils'
         return {p.name for p in d.iterdir()}
     except Exception:
         return set()

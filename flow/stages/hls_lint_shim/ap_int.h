@@ -1,0 +1,1 @@
+#include "ap_lint_shim.h"

@@ -40,8 +40,7 @@ def _gather(table: str):
 WEIGHTS = {
     'dense': {'weight': ('weight', 'weight_type'), 'bias': ('bias', 'bias_type')},
     'dense_po2': {'weight': ('weight', 'weight_type'), 'bias': ('bias', 'bias_type')},
-    'block_sparse_dense': {'weight': (_gather('weights'), 'weight_type'), 'bias': ('bias', 'bias_type'),
-                           'run_start': (_gather('run_start'), None), 'seg_block': (_gather('seg_block'), None)},
+    'block_sparse_dense': {'weight': (_gather('weights'), 'weight_type'), 'bias': ('bias', 'bias_type')},
     'batchnorm': {'scale': ('scale', 'weight_type'), 'bias': ('bias', 'bias_type')},
     'conv2d': {'weight': ('weight', 'weight_type'), 'bias': ('bias', 'bias_type')},  # (kh, kw, C, F) = (kh * kw * C, F)
     'sst_dense': {'code': (_sst_codes, None), 'pattern': (lambda layer, rf: layer.code.decoder_rom(), None),
@@ -243,6 +242,10 @@ def check_against_reference(hls_model, im: IntegerModel, cfg: FlowConfig) -> Non
             )
         checks = [('result', node.get_output_variable().type.precision, layer.out_type)]
         checks += _da_checks(name, node, layer) if uses_da(layer, cfg) else _weight_checks(name, node, layer)
+        if layer.kind in ('block_sparse_dense', 'block_sparse_conv2d') and not uses_da(layer, cfg):
+            from flow.hls.block_sparse_emit import check_generated_code
+
+            check_generated_code(name, node, layer)  # the kernel C++ is gather(reference)'s
         if layer.kind in DENSE_KINDS:
             checks.append(('accum', node.get_attr('accum_t').precision, layer.accum_type))
         if layer.kind in ACTIVATION_KINDS:

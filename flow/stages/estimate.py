@@ -5,9 +5,10 @@ Model (documented so it can be checked against csynth reports when Vitis HLS run
 - ours iterates over kept weights only; hls4ml's Resource Dense over all n_in x n_out
   (zeros included, STACK_NOTES), its Latency strategy (RF=1) drops constant-zero multiplies;
 - ours follows the gather schedule (flow/runtime/schedule.py): lanes of block_out multipliers, so its
-  multipliers are the schedule's n_mult (not always ceil(kept / RF)), and the weights it stores
-  are its n_mult x RF slots, zero padding included; ``index_bits`` are its run_start and
-  seg_block tables (the footprint counts the method's one index per kept block instead);
+  multipliers are the schedule's live ones (flow/runtime/static_engine.py: not always ceil(kept / RF)),
+  and the weights it stores are its n_mult x RF slots, zero padding included; it stores no index
+  (``index_bits`` 0): its generated kernel holds the schedule as case tables and gates of the
+  cycle, logic that ``lut_estimate`` counts (the footprint counts the method's one index per kept block);
 - weight memory = stored weights x width. With RF > 1 both templates reshape the weights into
   one ROM of width multipliers x weight bits and depth RF; BRAM18 is the cheapest tiling of
   that ROM by the RAMB18 aspect ratios. With RF = 1 the weights are constants in logic (0 BRAM).
@@ -24,6 +25,7 @@ from flow.runtime.ref_conv import PatchGeometry
 from flow.runtime.ref_layers import IO_TYPES
 from flow.runtime.reference import IntegerModel
 from flow.runtime.schedule import gather
+from flow.runtime.static_engine import static_engine
 
 LINE_BUFFER_BRAM_MIN_BITS = 18 * 1024  # a line-buffer shift register holding this many bits or more: BRAM18, else SRLs
 SRL_DEPTH = 32  # SRLC32E: one LUT is a 32-deep shift register of one bit
@@ -58,11 +60,11 @@ def gather_engine(layer, rf: int, in_type=None) -> dict:
     wbits = layer.weight_code_bits
     sched = gather(layer, rf)
     ours = {
-        'multipliers': sched.n_mult,
+        'multipliers': len(static_engine(sched).multipliers),  # a bank of zeros only is no multiplier
         'cycles': rf,
         'weight_memory_bits': sched.slots * wbits,  # padding is stored too
         'bram18': bram18(sched.n_mult * wbits, rf) if rf > 1 else 0,
-        'index_bits': sum(_table_bits(t) for t in (sched.run_start, sched.seg_block)),
+        'index_bits': 0,  # no stored index: the generated kernel's case tables and gates (in lut_estimate)
         'padding': sched.padding,
     }
     if in_type is not None:

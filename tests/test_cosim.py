@@ -185,3 +185,18 @@ def test_a_drift_between_the_emitted_schedule_and_the_reference_is_caught_at_con
     im.layers[1].values[0, 0, 0] += 1
     with pytest.raises(ConversionMismatch, match=r"layer 'bs': hls4ml's weight values are not the reference's \(84 vs 84 values"):
         convert_model(model, im, cfg, get_board('pynq-z2'), tmp_path / 'hls')
+
+
+def test_a_generated_kernel_that_is_not_the_references_is_caught_at_conversion(tmp_path, monkeypatch):
+    """The node's kernel C++ (its case tables and source lists) drifting from gather(reference)'s:
+    conversion stops, even when every weight is right."""
+    from flow.hls import block_sparse_dense
+    from flow.stages.convert import ConversionMismatch
+
+    model = build_keras(16, 8, (4, 4), 0.5, 4, 0, 1, False)
+    cfg = FlowConfig.load(None, model='user.h5', layers={'bs': {'reuse_factor': 7}})
+    im = to_integer_model(model, FixedType(8, 2))
+    good = block_sparse_dense.emit_kernel
+    monkeypatch.setattr(block_sparse_dense, 'emit_kernel', lambda *a: good(*a).replace('x0 = data[', 'x0 = data[1 + ', 1))
+    with pytest.raises(ConversionMismatch, match=r"layer 'bs': hls4ml's generated kernel is not the one of the reference's"):
+        convert_model(model, im, cfg, get_board('pynq-z2'), tmp_path / 'hls')

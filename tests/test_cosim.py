@@ -143,10 +143,10 @@ def _array(firmware: Path, var: str) -> np.ndarray:
     return values
 
 
-def test_generated_firmware_stores_the_gather_schedule(tmp_path):
-    """The emitted config, weight banks and tables are gather(reference, rf)'s, and the header
-    takes them in that layout (read back here, not through the flow's own checks)."""
-    from flow.hls import TEMPLATES_DIR
+def test_generated_firmware_holds_the_gather_schedule(tmp_path):
+    """The emitted config, weight banks and per-layer kernel are gather(reference, rf)'s (read back
+    here from the written firmware, not through the flow's own checks)."""
+    from flow.hls.block_sparse_emit import emit_kernel
     from flow.runtime.schedule import gather
 
     rf = 7  # 64 kept weights: forces padding
@@ -158,24 +158,20 @@ def test_generated_firmware_stores_the_gather_schedule(tmp_path):
     sched = gather(layer, rf)
     assert sched.padding > 0
     firmware = tmp_path / 'hls' / 'firmware'
-    c = _config_struct((firmware / 'parameters.h').read_text(), node.index)
-    assert (c['n_lanes'], c['n_mult'], c['seg_len'], c['run_len'], c['reuse_factor']) == (
-        sched.n_lanes, sched.n_mult, sched.seg_len, sched.run_len, rf)
-    assert (c['n_runs'], c['n_segs'], c['n_slots']) == (rf // sched.run_len, rf // sched.seg_len, sched.n_mult * rf)
-    names = {w: node.get_weights(w).name for w in ('weight', 'run_start', 'seg_block')}
-    w = _array(firmware, names['weight'])
+    parameters = (firmware / 'parameters.h').read_text()
+    c = _config_struct(parameters, node.index)
+    assert (c['n_lanes'], c['n_mult'], c['reuse_factor'], c['n_slots']) == (sched.n_lanes, sched.n_mult, rf, sched.n_mult * rf)
+    kernel = f'block_sparse_dense_{node.index}'
+    assert f'nnet::{kernel}<data_T, res_T, CONFIG_T>(data, res, weights, biases);' in parameters
+    w = _array(firmware, node.get_weights('weight').name)
     assert len(w) == sched.n_mult * rf
     assert (w * 2**layer.weight_type.frac == sched.weights.reshape(-1)).all()  # bank m = words m*rf .. m*rf+rf-1
-    assert (_array(firmware, names['run_start']) == sched.run_start.reshape(-1)).all()
-    assert (_array(firmware, names['seg_block']) == sched.seg_block.reshape(-1)).all()
-    call = re.search(r'nnet::block_sparse_dense<[^>]*>\(\w+, \w+, (\w+), (\w+), (\w+), (\w+)\);',
+    assert not list((firmware / 'weights').glob('rs*.h')) and not list((firmware / 'weights').glob('sb*.h'))
+    code_gen = (firmware / 'nnet_utils' / 'nnet_code_gen.h').read_text()
+    assert emit_kernel(sched, kernel, "layer 'bs'") in code_gen
+    call = re.search(r'nnet::block_sparse_dense<[^>]*>\(\w+, \w+, (\w+), (\w+)\);',
                      (firmware / f'{cfg.project_name}.cpp').read_text())
-    assert call.groups() == (names['weight'], names['run_start'], names['seg_block'], node.get_weights('bias').name)
-    header = (TEMPLATES_DIR / 'nnet_block_sparse_dense.h').read_text()
-    for line in ('weights[CONFIG_T::n_slots]', 'run_start[CONFIG_T::n_lanes * CONFIG_T::n_runs]',
-                 'seg_block[CONFIG_T::n_lanes * CONFIG_T::n_segs]', 'weights[(l * bo + j) * rf + t]',
-                 'ARRAY_RESHAPE variable=weights block factor=CONFIG_T::n_mult', 'flow/rtl/engine.py'):
-        assert line in header
+    assert call.groups() == (node.get_weights('weight').name, node.get_weights('bias').name)
 
 
 def test_a_drift_between_the_emitted_schedule_and_the_reference_is_caught_at_conversion(tmp_path):
@@ -188,4 +184,19 @@ def test_a_drift_between_the_emitted_schedule_and_the_reference_is_caught_at_con
     im = to_integer_model(model, FixedType(8, 2))
     im.layers[1].values[0, 0, 0] += 1
     with pytest.raises(ConversionMismatch, match=r"layer 'bs': hls4ml's weight values are not the reference's \(84 vs 84 values"):
+        convert_model(model, im, cfg, get_board('pynq-z2'), tmp_path / 'hls')
+
+
+def test_a_generated_kernel_that_is_not_the_references_is_caught_at_conversion(tmp_path, monkeypatch):
+    """The node's kernel C++ (its case tables and source lists) drifting from gather(reference)'s:
+    conversion stops, even when every weight is right."""
+    from flow.hls import block_sparse_dense
+    from flow.stages.convert import ConversionMismatch
+
+    model = build_keras(16, 8, (4, 4), 0.5, 4, 0, 1, False)
+    cfg = FlowConfig.load(None, model='user.h5', layers={'bs': {'reuse_factor': 7}})
+    im = to_integer_model(model, FixedType(8, 2))
+    good = block_sparse_dense.emit_kernel
+    monkeypatch.setattr(block_sparse_dense, 'emit_kernel', lambda *a: good(*a).replace('x0 = data[', 'x0 = data[1 + ', 1))
+    with pytest.raises(ConversionMismatch, match=r"layer 'bs': hls4ml's generated kernel is not the one of the reference's"):
         convert_model(model, im, cfg, get_board('pynq-z2'), tmp_path / 'hls')

@@ -133,7 +133,7 @@ def test_output_cast_is_exact_on_every_accumulator_code_in_every_mode(tmp_path, 
        drop=st.sampled_from([0.0, 0.5, 0.75]), rf=st.integers(1, 100), seed=st.integers(0, 2**31))
 @settings(max_examples=80, deadline=None)
 def test_gather_storage_names_every_slot(bi, bo, rows, cols, drop, rf, seed):
-    """What the HLS template stores (run_start, seg_block, the weight banks) reproduces the schedule
+    """The compact form of the gather schedule (run_start, seg_block, the weight banks) reproduces it
     slot by slot, and the schedule computes exactly the layer's weights, for any RF and block."""
     layer = random_layer(np.random.default_rng(seed), rows * bi, cols * bo, (bi, bo), drop, 4, FixedType(8, 3), None)
     s = gather(layer, rf)

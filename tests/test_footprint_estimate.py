@@ -84,17 +84,17 @@ def test_printed_tables_never_cut_a_number(capsys):
 
 def test_block_sparse_estimate_follows_the_gather_schedule():
     """64x64, 8x8 blocks, 2 kept per block-row and per block-column (16 steps of 8 rows each).
-    RF 16: 8 lanes of 8 multipliers, one column each, no padding; run_start 8 lanes x 2 runs and
-    seg_block 8 x 1 entries at 3 bits. RF 24: segments of 8 cycles, 16 of them in 6 lanes of 3
-    (2 empty): 48 multipliers, 48 x 24 slots of which 128 padding; tables 18 + 18 entries."""
+    RF 16: 8 lanes of 8 multipliers, one column each, no padding. RF 24: segments of 8 cycles, 16
+    of them in 6 lanes of 3 (2 empty): 48 multipliers, 48 x 24 slots of which 128 padding. No
+    stored index: the generated kernel holds the schedule as case tables and gates (its logic)."""
     mask = np.isin((np.arange(8)[None, :] - np.arange(8)[:, None]) % 8, (0, 1))  # block-row r keeps columns r, r+1
     values, index, k = pack_blocks(np.ones((64, 64), np.int64) * expand(mask, (8, 8)), mask, (8, 8))
     layer = BlockSparseDense('fc', out_type=ACC, weight_type=W4, bias_type=B8, accum_type=ACC, bias=np.zeros(64, np.int64),
                              n_in=64, n_out=64, block=(8, 8), kept_per_row=k, values=values, index=index)
     assert layer_estimate(layer, rf=16)['ours'] == {
-        'multipliers': 64, 'cycles': 16, 'weight_memory_bits': 4096, 'bram18': 8, 'index_bits': (16 + 8) * 3, 'padding': 0}
+        'multipliers': 64, 'cycles': 16, 'weight_memory_bits': 4096, 'bram18': 8, 'index_bits': 0, 'padding': 0}
     assert layer_estimate(layer, rf=24)['ours'] == {
-        'multipliers': 48, 'cycles': 24, 'weight_memory_bits': 1152 * 4, 'bram18': 6, 'index_bits': (18 + 18) * 3,
+        'multipliers': 48, 'cycles': 24, 'weight_memory_bits': 1152 * 4, 'bram18': 6, 'index_bits': 0,
         'padding': 128}
 
 

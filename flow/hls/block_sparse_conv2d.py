@@ -6,7 +6,8 @@ The IR layer is a subclass of hls4ml's ``Conv2D``, so hls4ml's passes treat it a
 Only the per-pixel product changes: hls4ml's line buffer calls ``mult_config::kernel<...>::dense`` on
 the (kh, kw, C) patch, and our mult config's kernel is ``nnet::block_sparse_dense`` over the gather
 schedule of the (kh * kw * C, F) matrix whose block mask is the channel mask at every kernel
-position (flow/runtime/ref_conv.py), the same schedule and header as BlockSparseQDense.
+position (flow/runtime/ref_conv.py): the same generated kernel (flow/hls/block_sparse_emit.py) and
+header as BlockSparseQDense.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from hls4ml.backends.vivado.passes.convolution_templates import Conv2DConfigTemp
 from hls4ml.converters.keras.convolution import parse_conv2d_layer
 from hls4ml.converters.keras.qkeras import get_quantizer_from_config
 from hls4ml.converters.keras_v2_to_hls import get_weights_data
-from hls4ml.model.attributes import Attribute, ConfigurableAttribute, TypeAttribute, WeightAttribute
+from hls4ml.model.attributes import Attribute, ConfigurableAttribute, TypeAttribute
 from hls4ml.model.layers import Conv2D
 from qkeras.quantizers import get_quantizer
 
 from .block_sparse_dense import HEADER, add_gather_weights, config_fields, table_names
+from .block_sparse_emit import check_generated_code
 
 
 def parse_block_sparse_qconv2d(keras_layer, input_names, input_shapes, data_reader):
@@ -42,10 +44,6 @@ class BlockSparseConv2D(Conv2D):
         *Conv2D._expected_attributes,
         Attribute('block_in'),
         Attribute('block_out'),
-        WeightAttribute('run_start'),
-        WeightAttribute('seg_block'),
-        TypeAttribute('run_start'),
-        TypeAttribute('seg_block'),
         TypeAttribute('accum'),
         ConfigurableAttribute('reuse_factor', default=1),
     ]
@@ -59,15 +57,19 @@ class BlockSparseConv2D(Conv2D):
         block_mask = np.tile(np.asarray(self.get_attr('block_mask_data')).astype(bool), (positions, 1))
         add_gather_weights(self, kernel.reshape(-1, kernel.shape[-1]), block_mask)
 
+    def check_reference(self, ref) -> None:
+        """Called by the conversion's check: the generated per-patch kernel is the reference's schedule's."""
+        check_generated_code(self.name, self, ref)
+
 
 mult_template = ('struct config{index}_mult : nnet::block_sparse_dense_config {{\n' + config_fields + """\
-    // hls4ml's line buffer calls kernel<...>::dense(patch, out, weights, biases) per output pixel; the
-    // gather schedule's tables are this layer's ROMs
+    // hls4ml's line buffer calls kernel<...>::dense(patch, out, weights, biases) per output pixel: the
+    // layer's generated kernel (nnet_code_gen.h) on its weight banks
     template<class data_T, class res_T, class CONFIG_T>
     struct kernel {{
         static void dense(data_T data[CONFIG_T::n_in], res_T res[CONFIG_T::n_out], typename CONFIG_T::weight_t *,
                           typename CONFIG_T::bias_t biases[CONFIG_T::n_out]) {{
-            nnet::block_sparse_dense<data_T, res_T, CONFIG_T>(data, res, {w}, {rs}, {sb}, biases);
+            nnet::{kernel}<data_T, res_T, CONFIG_T>(data, res, {w}, biases);
         }}
     }};
 }};

@@ -2,8 +2,10 @@
 
 Everything goes through hls4ml's public extension API; nothing in site-packages is patched.
 The packed kept blocks are computed by ``flow.runtime.ref_block_sparse.pack_blocks``, the same
-function the integer reference uses, so the two cannot drift apart; the template stores the
-``gather`` schedule of ``flow.runtime.schedule`` derived from them (weight banks, run_start, seg_block).
+function the integer reference uses, so the two cannot drift apart; the ``gather`` schedule of
+``flow.runtime.schedule`` derived from them gives the weight banks (a weight variable) and the
+per-layer kernel C++ (flow/hls/block_sparse_emit.py, a ``Source`` attribute that hls4ml writes into
+nnet_code_gen.h), built like the Verilog engine of flow/rtl/engine.py.
 """
 
 from __future__ import annotations
@@ -15,13 +17,15 @@ from hls4ml.converters.keras.qkeras import get_quantizer_from_config
 from hls4ml.converters.keras_v2_to_hls import get_weights_data
 from hls4ml.model.attributes import Attribute, ConfigurableAttribute, TypeAttribute, WeightAttribute
 from hls4ml.model.layers import Layer
-from hls4ml.model.types import FixedPrecisionType, IntegerPrecisionType
+from hls4ml.model.types import FixedPrecisionType, IntegerPrecisionType, Source
 from qkeras.quantizers import get_quantizer
 
 from flow.export.quantizers import kernel_type
 from flow.runtime.ref_block_sparse import BlockSparseDense as RefBlockSparseDense
 from flow.runtime.ref_block_sparse import pack_blocks, unpack_blocks
 from flow.runtime.schedule import gather
+
+from .block_sparse_emit import CODE_ATTR, check_generated_code, emit_kernel, function_name
 from keras_models.masks import expand
 
 HEADER = 'nnet_block_sparse_dense.h'
@@ -42,7 +46,7 @@ def parse_block_sparse_qdense(keras_layer, input_names, input_shapes, data_reade
 
 
 def _unsigned(values) -> IntegerPrecisionType:
-    """Just enough bits for the largest stored value (at least 1)."""
+    """Just enough bits for the largest stored value (at least 1); the LSTM's index tables."""
     return IntegerPrecisionType(max(1, int(np.max(values, initial=0)).bit_length()), signed=False)
 
 
@@ -54,12 +58,8 @@ class BlockSparseDense(Layer):
         Attribute('block_out'),
         WeightAttribute('weight'),
         WeightAttribute('bias'),
-        WeightAttribute('run_start'),
-        WeightAttribute('seg_block'),
         TypeAttribute('weight'),
         TypeAttribute('bias'),
-        TypeAttribute('run_start'),
-        TypeAttribute('seg_block'),
         TypeAttribute('accum'),
         ConfigurableAttribute('reuse_factor', default=1),
     ]
@@ -69,11 +69,16 @@ class BlockSparseDense(Layer):
         block_mask = np.asarray(self.get_attr('block_mask_data')).astype(bool)
         add_gather_weights(self, np.asarray(self.get_attr('weight_data'), dtype=np.float32), block_mask)
 
+    def check_reference(self, ref) -> None:
+        """Called by the conversion's check: the generated kernel is the reference's schedule's."""
+        check_generated_code(self.name, self, ref)
+
 
 def add_gather_weights(node, kernel, block_mask) -> None:
     """Quantize and mask a (n_in, n_out) kernel (block mask over (n_in / block_in, n_out / block_out)),
-    pack its kept blocks and add the gather schedule's weight banks, run_start and seg_block
-    tables, and the bias, as the node's weight variables (also used per patch by convolutions)."""
+    pack its kept blocks and add the gather schedule's weight banks and the bias as the node's
+    weight variables, and its kernel C++ as the node's generated code (``CODE_ATTR``; also used per
+    patch by convolutions)."""
     block = (node.get_attr('block_in'), node.get_attr('block_out'))
     wq = node.get_attr('weight_quantizer')
     # Mask after quantization, exactly as the Keras layer and the reference do.
@@ -95,19 +100,16 @@ def add_gather_weights(node, kernel, block_mask) -> None:
     ref = RefBlockSparseDense(node.name, out_type=None, n_in=n_in, n_out=n_out, block=block,
                               kept_per_row=kept_per_row, values=values, index=index)
     sched = gather(ref, rf)
-    for attr in ('n_lanes', 'n_mult', 'seg_len', 'run_len'):
+    for attr in ('n_lanes', 'n_mult'):
         node.set_attr(attr, getattr(sched, attr))
-    node.set_attr('n_runs', rf // sched.run_len)
-    node.set_attr('n_segs', rf // sched.seg_len)
     node.set_attr('n_slots', sched.slots)
+    node.set_attr(CODE_ATTR, Source(emit_kernel(sched, function_name(node.index), f"layer '{node.name}'")))
     # The reference's exact type, not wq.hls_type: hls4ml gives a binary kernel a 1-bit XNOR type
     # ({0, 1}), which cannot hold the masked zeros nor the padding; check_against_reference compares.
     w_t = kernel_type(node.get_attr('kernel_quantizer_config'), f"layer '{node.name}' kernel")
     node.add_weights_variable(name='weight', var_name='w{index}', data=sched.weights.reshape(-1),
                               precision=FixedPrecisionType(w_t.width, w_t.integer, signed=w_t.signed))
     node.add_bias(quantizer=node.get_attr('bias_quantizer'))  # zeros of uint<1> when use_bias=False, as hls4ml
-    for name, var, data in (('run_start', 'rs{index}', sched.run_start), ('seg_block', 'sb{index}', sched.seg_block)):
-        node.add_weights_variable(name=name, var_name=var, data=data.reshape(-1), precision=_unsigned(data))
 
 
 # The schedule's numbers (also the per-patch kernel of a block-sparse convolution's mult config).
@@ -118,20 +120,25 @@ config_fields = """    static const unsigned n_in = {n_in};
     static const unsigned reuse_factor = {reuse};
     static const unsigned n_lanes = {n_lanes};
     static const unsigned n_mult = {n_mult};
-    static const unsigned seg_len = {seg_len};
-    static const unsigned run_len = {run_len};
-    static const unsigned n_runs = {n_runs};
-    static const unsigned n_segs = {n_segs};
     static const unsigned n_slots = {n_slots};
     typedef {accum_t.name} accum_t;
     typedef {bias_t.name} bias_t;
     typedef {weight_t.name} weight_t;
-    typedef {run_start_t.name} run_t;
-    typedef {seg_block_t.name} seg_t;
 """
-config_template = 'struct config{index} : nnet::block_sparse_dense_config {{\n' + config_fields + '}};\n'
+config_template = 'struct config{index} : nnet::block_sparse_dense_config {{\n' + config_fields + """\
+    // the layer's generated kernel (nnet_code_gen.h)
+    template<class data_T, class res_T, class CONFIG_T>
+    struct kernel {{
+        static void dense(data_T data[CONFIG_T::n_in], res_T res[CONFIG_T::n_out],
+                          typename CONFIG_T::weight_t weights[CONFIG_T::n_slots],
+                          typename CONFIG_T::bias_t biases[CONFIG_T::n_out]) {{
+            nnet::{kernel}<data_T, res_T, CONFIG_T>(data, res, weights, biases);
+        }}
+    }};
+}};
+"""
 
-function_template = 'nnet::block_sparse_dense<{input_t}, {output_t}, {config}>({input}, {output}, {w}, {rs}, {sb}, {b});'
+function_template = 'nnet::block_sparse_dense<{input_t}, {output_t}, {config}>({input}, {output}, {w}, {b});'
 
 
 class BlockSparseDenseConfigTemplate(LayerConfigTemplate):
@@ -140,12 +147,14 @@ class BlockSparseDenseConfigTemplate(LayerConfigTemplate):
         self.template = config_template
 
     def format(self, node):
-        return self.template.format(**self._default_config_params(node))
+        return self.template.format(**self._default_config_params(node), kernel=function_name(node.index))
+
+
 
 
 def table_names(node) -> dict:
-    return {'w': node.get_weights('weight').name, 'rs': node.get_weights('run_start').name,
-            'sb': node.get_weights('seg_block').name, 'b': node.get_weights('bias').name}
+    return {'w': node.get_weights('weight').name, 'b': node.get_weights('bias').name,
+            'kernel': function_name(node.index)}
 
 
 class BlockSparseDenseFunctionTemplate(FunctionCallTemplate):

@@ -1,18 +1,19 @@
 """The time-multiplexed block-sparse engine as Verilog, generated from a schedule (flow/runtime/schedule.py).
 
-The architecture of the HLS template, cycle by cycle, with everything that is constant (weights,
-the block index) folded into per-multiplier tables of the cycle counter, as synthesis folds a
-constant ROM:
+The architecture of the HLS kernel, cycle by cycle, on the same static structure
+(flow/runtime/static_engine.py) that flow/hls/block_sparse_emit.py writes as C++: everything that is
+constant (weights, the block index) is a table of the cycle counter, as synthesis folds a constant ROM:
 
     start: x latched; cnt counts 0 .. rf-1                          (ready again on the last cycle)
-    stage 1 (cnt):  per multiplier m: w_m = weight ROM[cnt], x_m = input mux[cnt]; p_m <= x_m * w_m
+    stage 1 (cnt):  per live multiplier m: w_m = weight ROM[cnt], x_m = its select's case table of
+                    cnt (the legs that occur); p_m <= x_m * w_m
     stage 2 (cnt1): per output o: acc_o <= (cnt1 == 0 ? bias_o : acc_o) + sum of p_m over the
-                    schedule's sources of o, each gated by "m writes o in cycle cnt1" unless it
-                    always does (the accumulator organisation is exactly this sum)
+                    static sources of o, each gated by a constant comparison of cnt1 unless it
+                    always writes o (the accumulator organisation is exactly this sum)
     stage 3:        y_o <= cast(acc_o) with the reference's rounding and overflow; done
 
 A new sample can start on the last cycle of the previous one, so the initiation interval is rf
-cycles and the latency rf + 3. Multipliers sharing an input sequence share one multiplexer.
+cycles and the latency rf + 3. Multipliers sharing an input sequence share one select.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 from flow.runtime.fixed import FixedType
 from flow.runtime.ref_block_sparse import BlockSparseDense
 from flow.runtime.schedule import Schedule
+from flow.runtime.static_engine import static_engine
 
 
 def _lit(value: int, width: int) -> str:
@@ -82,10 +84,6 @@ def _tree(terms: list[str]) -> str:
     return terms[0]
 
 
-def _cycles(ts, cnt: str) -> str:
-    return ' || '.join(f'{cnt} == {int(t)}' for t in ts)
-
-
 def engine_verilog(sched: Schedule, layer: BlockSparseDense, in_t: FixedType, top: str = 'engine') -> str:
     """The engine for ``layer`` (its weights, bias, accumulator and result types) on ``sched``."""
     layer.check(in_t)
@@ -116,37 +114,36 @@ def engine_verilog(sched: Schedule, layer: BlockSparseDense, in_t: FixedType, to
         sl = f'xr[{i * wx + wx - 1}:{i * wx}]'
         return f"$signed({sl})" if in_t.signed else f"$signed({{1'b0, {sl}}})"
 
-    # stage 1: input multiplexers (one per distinct input sequence), weight ROMs, multipliers
-    muxes: dict[tuple, int] = {}
-    for m in range(sched.n_mult):
-        seq = tuple(int(i) for i in sched.inputs[m])
-        if seq not in muxes:
-            g = muxes[seq] = len(muxes)
-            used = [(t, i) for t, i in enumerate(seq) if i >= 0]
-            if len({i for _, i in used}) <= 1:  # one input (or none): a wire (an always @* with no input never runs)
-                v.append(f'wire signed [{xs - 1}:0] xm{g} = {x_bits(used[0][1]) if used else _lit(0, xs)};')
-            else:
-                v += [f'reg signed [{xs - 1}:0] xm{g};', 'always @* case (cnt)'] + [f'    {t}: xm{g} = {x_bits(i)};' for t, i in used]
-                v += [f'    default: xm{g} = {x_bits(used[0][1])};', 'endcase']
-        w = [int(c) for c in sched.weights[m]]
+    # stage 1: input selects (one per distinct input sequence), weight ROMs, multipliers: the
+    # static structure (flow/runtime/static_engine.py) the HLS C++ (flow/hls/block_sparse_emit.py) is built from
+    eng = static_engine(sched)
+    for g, sel in enumerate(eng.selects):
+        if not sel.legs:  # one input: a wire (an always @* with no input never runs)
+            v.append(f'wire signed [{xs - 1}:0] xm{g} = {x_bits(sel.default)};')
+        else:
+            v += [f'reg signed [{xs - 1}:0] xm{g};', 'always @* case (cnt)']
+            v += [f"    {', '.join(map(str, ts))}: xm{g} = {x_bits(i)};" for ts, i in sel.legs]
+            v += [f'    default: xm{g} = {x_bits(sel.default)};', 'endcase']
+    for mu in eng.multipliers:
+        m, w = mu.m, [int(c) for c in mu.weights]
         if len(set(w)) == 1:
             v.append(f'wire signed [{ww - 1}:0] w{m} = {_lit(w[0], ww)};')
         else:
             v += [f'reg signed [{ww - 1}:0] w{m};', 'always @* case (cnt)'] + [f'    {t}: w{m} = {_lit(c, ww)};' for t, c in enumerate(w) if c]
             v += [f'    default: w{m} = {_lit(0, ww)};', 'endcase']
-        v += [f'reg signed [{pw - 1}:0] p{m};', f'always @(posedge clk) p{m} <= xm{muxes[seq]} * w{m};',
+        v += [f'reg signed [{pw - 1}:0] p{m};', f'always @(posedge clk) p{m} <= xm{mu.select} * w{m};',
               f'wire [{a - 1}:0] q{m} = $signed(p{m}) <<< {shift};']
 
-    # stage 2: the accumulators, each summing the products the schedule sends it
+    # stage 2: the accumulators, each summing the products the schedule sends it, gated by the cycle
     bias = (np.asarray(layer.bias, dtype=np.int64) << (acc_t.frac - layer.bias_type.frac)) & ((1 << a) - 1)
-    for o, ms in sched.sources().items():
+    for o, srcs in eng.sources.items():
         terms = []
-        for m in ms:
-            hit = np.flatnonzero(sched.outputs[m] == o)
-            terms.append(f'q{m}' if len(hit) == rf else f"(({_cycles(hit, 'cnt1')}) ? q{m} : {a}'d0)")
+        for m, gate in srcs:
+            cond = gate.condition('cnt1', rf)
+            terms.append(f'q{m}' if cond is None else f"(({cond}) ? q{m} : {a}'d0)")
         v += [f'reg [{a - 1}:0] acc{o};', f'wire [{a - 1}:0] sum{o} = {_tree(terms)};',
               f"always @(posedge clk) if (v1) acc{o} <= (cnt1 == {cw}'d0 ? {a}'d{int(bias[o])} : acc{o}) + sum{o};"]
-    for o in set(range(n_out)) - set(sched.sources()):  # no kept weight: the bias alone
+    for o in set(range(n_out)) - set(eng.sources):  # no live weight: the bias alone
         v += [f'reg [{a - 1}:0] acc{o};', f"always @(posedge clk) acc{o} <= {a}'d{int(bias[o])};"]
 
     # stage 3: the output cast

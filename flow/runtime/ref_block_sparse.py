@@ -167,19 +167,19 @@ class BlockSparseDense(_Accumulating):
 
     def hls_weights(self, rf):
         s = self.schedule(rf)
-        return {'weight': HlsWeight(s.weights, self.weight_type), 'bias': HlsWeight(self.bias, self.bias_type),
-                'run_start': HlsWeight(s.run_start), 'seg_block': HlsWeight(s.seg_block)}
+        return {'weight': HlsWeight(s.weights, self.weight_type), 'bias': HlsWeight(self.bias, self.bias_type)}
 
     def engine_estimate(self, rf, in_type, steps=1):
-        """The gather schedule's multipliers and stored slots (padding included); its run_start and
-        seg_block tables are the index (the footprint counts the method's one index per kept block)."""
-        from .costs import bram18, table_bits
+        """The generated kernel of the gather schedule: its live multipliers (a bank of zeros only is
+        none) and stored slots (padding included). No stored index: the kernel's case tables and
+        gates are logic (``lut_estimate``; the footprint counts the method's one index per kept block)."""
+        from .costs import bram18
+        from .static_engine import static_engine
 
         wbits, s = self.weight_code_bits, self.schedule(rf)
-        ours = {'multipliers': s.n_mult, 'cycles': rf,
+        ours = {'multipliers': len(static_engine(s).multipliers), 'cycles': rf,
                 'weight_memory_bits': s.slots * wbits,  # padding is stored too
-                'bram18': bram18(s.n_mult * wbits, rf) if rf > 1 else 0,
-                'index_bits': sum(table_bits(t) for t in (s.run_start, s.seg_block)), 'padding': s.padding}
+                'bram18': bram18(s.n_mult * wbits, rf) if rf > 1 else 0, 'index_bits': 0, 'padding': s.padding}
         if in_type is not None:
             logic = s.logic_estimate(self, in_type)
             ours['lut_estimate'], ours['ff_estimate'] = logic['lut'], logic['ff']

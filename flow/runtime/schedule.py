@@ -20,7 +20,10 @@ distinct input a multiplier reads is a leg of its input multiplexer. Two organis
   blocks: inputs of dropped block-rows are never read, dropped block-columns get no segment.
 
 Everything here is numpy on the reference's packed format (``ref_block_sparse``); the RTL engine
-(``flow/rtl/engine.py``) and the HLS template (``nnet_block_sparse_dense.h``) follow the tables.
+(``flow/rtl/engine.py``) and the per-layer HLS kernel (``flow/hls/block_sparse_emit.py``) are both
+built from the static structure of a schedule (``static_engine.py``: its tables as constants of the
+cycle). ``run_start``/``seg_block`` are the gather schedule's compact description (tested), no
+longer stored by the hardware.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ class Schedule:
     inputs: np.ndarray = field(repr=False)
     weights: np.ndarray = field(repr=False)
     outputs: np.ndarray = field(repr=False)
-    # gather only, the template's storage: run_start[l, r] * run_len is the first input of run r
+    # gather only, a compact form of the schedule: run_start[l, r] * run_len is the first input of run r
     # (run_len consecutive inputs, one per cycle) of lane l; seg_block[l, s] the output block of
     # its segment s (seg_len cycles).
     lane_width: int = 1
@@ -104,16 +107,20 @@ class Schedule:
         }
 
     def logic_estimate(self, layer: BlockSparseDense, in_type, dsp: bool = True) -> dict:
-        """LUT and FF of the engine (flow/rtl/engine.py) on this schedule, from unit costs of a
+        """LUT and FF of the engine (flow/rtl/engine.py, flow/hls/block_sparse_emit.py) on this schedule's
+        static structure (flow/runtime/static_engine.py), from unit costs of a
         6-input-LUT fabric, not fitted to measurements (bench/bench_engine.py reports how far off):
         a LUT is a 4:1 multiplexer bit, 64 ROM bits, one adder bit; a product goes to a DSP
         (its register inside) unless ``dsp`` is false; per output a rounding adder and a
         saturating compare. ``layer`` gives the weight, accumulator and output widths, ``in_type`` the input's."""
+        from .static_engine import static_engine  # the structure both emitters build from this schedule
+
         wx, ww, acc, wy = in_type.width, layer.weight_type.width, layer.accum_type.width, layer.out_type.width
-        rom_luts = math.ceil(self.rf / 64) * ww * sum(len(set(r.tolist())) > 1 for r in self.weights)
-        mux_luts = sum(wx * math.ceil((len(np.unique(r[r >= 0])) - 1) / 3) for r in _distinct_rows(self.inputs))
-        st = self.stats()
-        adder_luts = acc * st['adder_inputs'] + st['gated_inputs']  # the gate folds into the adder's LUT
+        eng = static_engine(self)
+        rom_luts = math.ceil(self.rf / 64) * ww * sum(len(set(mu.weights)) > 1 for mu in eng.multipliers)
+        mux_luts = sum(wx * math.ceil(len(sel.legs) / 3) for sel in eng.selects)  # legs + the default: distinct inputs
+        srcs = [gate for s in eng.sources.values() for _, gate in s]
+        adder_luts = acc * len(srcs) + sum(g.ranges is not None for g in srcs)  # the gate folds into the adder's LUT
         cast_luts = self.n_out * (acc + wy)
         cw = max(1, math.ceil(math.log2(self.rf))) if self.rf > 1 else 1
         ff = self.n_in * wx + self.n_out * (acc + wy) + 2 * cw + (0 if dsp else self.n_mult * (wx + ww))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flow.config import FlowConfig
+from flow.hls.errors import ConversionMismatch
 from flow.infra import processes
 from flow.infra.processes import CompileError, compiler_errors
 from flow.plan import Plan
@@ -18,8 +19,6 @@ from flow.runtime.ref_layers import DA
 from flow.runtime.reference import IntegerModel
 
 
-class ConversionMismatch(RuntimeError):
-    pass
 
 
 def hls_config(im: IntegerModel, plan: Plan, removed: dict[str, FixedType] | None = None) -> dict:
@@ -179,6 +178,8 @@ def check_against_reference(hls_model, im: IntegerModel, plan: Plan) -> None:
             )
         checks = [('result', node.get_output_variable().type.precision, layer.out_type)]
         checks += _da_checks(name, node, layer) if p.da else _weight_checks(name, node, layer, p.reuse_factor or 1)
+        if not p.da and hasattr(node, 'check_reference'):  # our extensions' own checks (generated code)
+            node.check_reference(layer)
         if p.reuse_factor is not None:
             checks.append(('accum', node.get_attr('accum_t').precision, layer.accum_type))
         if layer.hls_activation is not None:

@@ -4,10 +4,11 @@ Model (documented so it can be checked against csynth reports when Vitis HLS run
 - cycles of the MAC loop = ReuseFactor (II=1); hls4ml's Dense: multipliers = ceil(weights / ReuseFactor);
 - ours iterates over kept weights only; hls4ml's Resource Dense over all n_in x n_out
   (zeros included, STACK_NOTES), its Latency strategy (RF=1) drops constant-zero multiplies;
-- ours follows the gather schedule (flow/runtime/schedule.py): lanes of block_out multipliers, so its
-  multipliers are the schedule's n_mult (not always ceil(kept / RF)), and the weights it stores
-  are its n_mult x RF slots, zero padding included; ``index_bits`` are its run_start and
-  seg_block tables (the footprint counts the method's one index per kept block instead);
+- the block-sparse kernel follows the gather schedule (flow/runtime/schedule.py): its multipliers
+  are the schedule's live ones (flow/runtime/static_engine.py: not always ceil(kept / RF)), and the
+  weights it stores are its n_mult x RF slots, zero padding included; it stores no index
+  (``index_bits`` 0): its generated kernel holds the schedule as case tables and gates of the
+  cycle, logic that ``lut_estimate`` counts (the footprint counts the method's one index per kept block);
 - weight memory = stored weights x width. With RF > 1 both templates reshape the weights into
   one ROM of width multipliers x weight bits and depth RF; BRAM18 is the cheapest tiling of
   that ROM by the RAMB18 aspect ratios. With RF = 1 the weights are constants in logic (0 BRAM).

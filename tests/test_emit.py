@@ -1,0 +1,181 @@
+"""The per-layer HLS kernel (flow/hls/block_sparse_emit.py) and the Verilog engine (flow/rtl/engine.py)
+are two renderings of one static structure (flow/runtime/static_engine.py) of the gather schedule:
+read back from both texts, the input case tables and the per-output source lists and gates are the
+same, and they compute the layer; inside the generated pipelined loop nothing is indexed by a table.
+No tools needed (the C simulation is tests/test_cosim.py's, the Verilator run tests/test_engine.py's)."""
+
+import re
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flow.hls.block_sparse_emit import emit_kernel
+from flow.rtl.engine import engine_verilog
+from flow.runtime.fixed import FixedType
+from flow.runtime.schedule import gather
+from flow.runtime.static_engine import static_engine
+from test_engine import random_layer
+
+IN_T = FixedType(6, 2)
+
+
+def _cases(text: str, start: str, leg: str, end: str) -> dict:
+    """name -> {cycle: input} (default under -1) of every case table in ``text``."""
+    tables = {}
+    for m in re.finditer(start, text):
+        name, body = m[1], text[m.end():text.index(end, m.end())]
+        table = {}
+        for labels, i in re.findall(leg, body):
+            for t in re.findall(r'\d+|default', labels):
+                table[-1 if t == 'default' else int(t)] = int(i)
+        tables[name] = table
+    return tables
+
+
+def _terms(expr: str, prod: str, zero: str) -> dict:
+    """A sum of products ``prod``<m>, some as ``((cond) ? prod<m> : zero)``: m -> cond (None: ungated)."""
+    gated, spans = {}, []
+    for m in re.finditer(rf' \? {prod}(\d+) : {re.escape(zero)}\)', expr):
+        depth, j = 0, m.start() - 1  # expr[j] is the ')' closing the condition: find its '('
+        while True:
+            depth += {')': 1, '(': -1}.get(expr[j], 0)
+            if depth == 0:
+                break
+            j -= 1
+        gated[int(m[1])] = expr[j + 1:m.start() - 1]
+        spans.append((j - 1, m.end()))
+    for lo, hi in sorted(spans, reverse=True):
+        expr = expr[:lo] + expr[hi:]
+    return {**{int(m): None for m in re.findall(rf'\b{prod}(\d+)\b', expr)}, **gated}
+
+
+def cpp_structure(code: str):
+    selects = _cases(code, r'data_T x(\d+);\n\s*switch \(t\) \{', r'((?:case \d+: )+|default: )x\d+ = data\[(\d+)\]; break;', '}')
+    selects.update({g: {-1: int(i)} for g, i in re.findall(r'const data_T x(\d+) = data\[(\d+)\];', code)})
+    mults = {int(m): g for m, g in re.findall(r'const acc_t p(\d+) = \(acc_t\)\(x(\d+) \* weights\[\d+ \+ t\]\);', code)}
+    sources = {int(o): _terms(expr, 'p', 'acc_t(0)') for o, expr in re.findall(r'acc(\d+) = acc_t\(acc\d+ \+ (.*)\);', code)}
+    return selects, mults, sources
+
+
+def verilog_structure(v: str, wx: int):
+    selects = {}
+    for name, body in re.findall(r'reg signed \[\d+:0\] xm(\d+);\nalways @\* case \(cnt\)\n(.*?)endcase', v, re.S):
+        table = {}
+        for labels, lo in re.findall(r'^\s+([\d, ]+|default): xm\d+ = \$signed\(xr\[\d+:(\d+)\]\);', body, re.M):
+            for t in re.findall(r'\d+|default', labels):
+                table[-1 if t == 'default' else int(t)] = int(lo) // wx
+        selects[name] = table
+    selects.update({g: {-1: int(lo) // wx} for g, lo in re.findall(r'wire signed \[\d+:0\] xm(\d+) = \$signed\(xr\[\d+:(\d+)\]\);', v)})
+    mults = {int(m): g for m, g in re.findall(r'always @\(posedge clk\) p(\d+) <= xm(\d+) \* w\d+;', v)}
+    sources = {}
+    for o, expr in re.findall(r'wire \[\d+:0\] sum(\d+) = (.*);', v):
+        zero = re.search(r"\d+'d0", expr)
+        terms = _terms(expr, 'q', zero[0] if zero else "'d0")
+        sources[int(o)] = {m: None if c is None else c.replace('cnt1', 't') for m, c in terms.items()}
+    return selects, mults, sources
+
+
+def _evaluate(eng, layer, x):
+    """The static structure run as the hardware does, on input codes: product sums per output."""
+    rf = eng.rf
+    acc = np.zeros((len(x), eng.n_out), dtype=np.int64)
+    for t in range(rf):
+        xs = {}
+        for g, sel in enumerate(eng.selects):
+            i = next((i for ts, i in sel.legs if t in ts), sel.default)
+            xs[g] = x[:, i]
+        p = {mu.m: xs[mu.select] * int(mu.weights[t]) for mu in eng.multipliers}
+        for o, srcs in eng.sources.items():
+            for m, gate in srcs:
+                if gate.ranges is None or any(lo <= t <= hi for lo, hi in gate.ranges):
+                    acc[:, o] += p[m]
+    return acc
+
+
+layers = st.builds(lambda bi, bo, rows, cols, drop, rf_pick, seed: (bi, bo, rows, cols, drop, rf_pick, seed),
+                   st.integers(1, 8), st.integers(1, 4), st.integers(1, 5), st.integers(1, 5),
+                   st.sampled_from([0.0, 0.5, 0.75]), st.integers(0, 1000), st.integers(0, 2**31))
+
+
+def _layer_and_schedule(case):
+    bi, bo, rows, cols, drop, rf_pick, seed = case
+    layer = random_layer(np.random.default_rng(seed), rows * bi, cols * bo, (bi, bo), drop, 3, IN_T, None)
+    rf = 1 + rf_pick % layer.values.size
+    return layer, gather(layer, rf)
+
+
+@given(layers)
+@settings(max_examples=60, deadline=None)
+def test_cpp_and_verilog_are_built_from_the_same_static_structure(case):
+    layer, sched = _layer_and_schedule(case)
+    eng = static_engine(sched)
+    cpp = cpp_structure(emit_kernel(sched, 'k'))
+    ver = verilog_structure(engine_verilog(sched, layer, IN_T), IN_T.width)
+    assert cpp == ver
+    selects, mults, sources = cpp
+    want_selects = {str(g): {**{t: i for ts, i in s.legs for t in ts}, -1: s.default} for g, s in enumerate(eng.selects)}
+    assert selects == want_selects
+    assert mults == {mu.m: str(mu.select) for mu in eng.multipliers}
+    assert sources == {o: {m: g.condition('t', sched.rf) for m, g in srcs} for o, srcs in eng.sources.items()}
+
+
+@given(layers)
+@settings(max_examples=60, deadline=None)
+def test_the_static_structure_computes_the_layer(case):
+    """Selects, banks and gated sources, run cycle by cycle: the layer's exact product sums."""
+    layer, sched = _layer_and_schedule(case)
+    rng = np.random.default_rng(0)
+    x = rng.integers(IN_T.min_code, IN_T.max_code + 1, (8, layer.n_in))
+    assert np.array_equal(_evaluate(static_engine(sched), layer, x), x @ layer.dense_weight())
+
+
+def _loop_body(code: str) -> str:
+    body = code[code.index('ReuseLoop:'):]
+    depth, i = 0, body.index('{')
+    for j in range(i, len(body)):
+        depth += {'{': 1, '}': -1}.get(body[j], 0)
+        if depth == 0:
+            return body[i:j + 1]
+    raise AssertionError('unbalanced loop')
+
+
+@given(layers)
+@settings(max_examples=40, deadline=None)
+def test_no_table_indexed_access_in_the_pipelined_loop(case):
+    """Inside ReuseLoop: data[] only at constants, the weight ROM only at a constant bank plus t, no
+    other array; accumulators are scalars; the loop is pipelined at II=1."""
+    layer, sched = _layer_and_schedule(case)
+    code = emit_kernel(sched, 'k')
+    body = _loop_body(code)
+    assert '#pragma HLS PIPELINE II=1' in body
+    for array, index in re.findall(r'(\w+)\[([^\]]*)\]', body):
+        if array == 'data':
+            assert re.fullmatch(r'\d+', index), index
+        else:
+            assert array == 'weights' and re.fullmatch(r'\d+ \+ t', index), (array, index)
+    assert not re.search(r'\bacc\[|\bres\[', body)
+    assert re.findall(r'switch \((\w+)\)', body) == ['t'] * len(re.findall('switch', body))
+    for cond in re.findall(r'\(\((.*?)\) \?', body):  # gates: comparisons of t with constants only
+        assert re.fullmatch(r'[t\d<>=|&() ]+', cond), cond
+    assert 'ARRAY_RESHAPE variable=weights block factor' in code and 'dim=1' in code
+
+
+def test_example_kernel():
+    """A small layer's kernel, as the report quotes it: 8 -> 4, 2x2 blocks at 50%, RF 3."""
+    layer = random_layer(np.random.default_rng(2), 8, 4, (2, 2), 0.5, 3, IN_T, None)
+    code = emit_kernel(gather(layer, 3), 'block_sparse_dense_2', "layer 'l'")
+    assert 'switch (t)' in code or 'const data_T x0 = data[' in code
+    assert len(re.findall(r'res\[\d+\] = ', code)) == 4
+
+
+@pytest.mark.parametrize('rf', [1, 4, 16])
+def test_a_layer_without_live_weights_is_its_bias(rf):
+    layer = random_layer(np.random.default_rng(1), 8, 8, (2, 2), 0.5, 3, IN_T, None)
+    layer.values[:] = 0
+    sched = gather(layer, min(rf, layer.values.size))
+    eng = static_engine(sched)
+    assert not eng.multipliers and not eng.sources and not eng.selects
+    code = emit_kernel(sched, 'k')
+    assert 'weights[' not in _loop_body(code) and len(re.findall(r'res\[\d+\] = ', code)) == 8

@@ -43,17 +43,21 @@ class Plan:
     io_type: str
     layers: dict[str, LayerPlan]
     default_reuse_factor: int = 1  # hls4ml's model-wide ReuseFactor, for the nodes with none of their own (BatchNorm)
+    # hls4ml's PipelineStyle for the network's top: 'dataflow' whenever a layer loops over its own cycles
+    # (a ReuseFactor above 1, or our templates' pipelined loops), which a top-level PIPELINE would unroll
+    pipeline_style: str = 'auto'
 
     def __getitem__(self, name: str) -> LayerPlan:
         return self.layers[name]
 
     def to_json(self) -> dict:
         return {'io_type': self.io_type, 'default_reuse_factor': self.default_reuse_factor,
-                'layers': [asdict(p) for p in self.layers.values()]}
+                'pipeline_style': self.pipeline_style, 'layers': [asdict(p) for p in self.layers.values()]}
 
     @classmethod
     def from_json(cls, d: dict) -> Plan:
-        return cls(d['io_type'], {p['name']: LayerPlan(**p) for p in d['layers']}, d['default_reuse_factor'])
+        return cls(d['io_type'], {p['name']: LayerPlan(**p) for p in d['layers']}, d['default_reuse_factor'],
+                   d['pipeline_style'])
 
     def save(self, folder: Path) -> Path:
         path = Path(folder) / PLAN_FILE
@@ -67,8 +71,9 @@ class Plan:
 
 def make_plan(im: IntegerModel, cfg: FlowConfig, board) -> Plan:
     """The plan of every layer; BadInput for any setting a layer cannot take."""
-    return Plan(resolve_io_type(im, cfg, board), {layer.name: _layer_plan(layer, cfg) for layer in im.layers},
-                cfg.reuse_factor)
+    layers = {layer.name: _layer_plan(layer, cfg) for layer in im.layers}
+    loops = any(p.reuse_factor is not None and (p.reuse_factor > 1 or p.strategy is None) for p in layers.values())
+    return Plan(resolve_io_type(im, cfg, board), layers, cfg.reuse_factor, 'dataflow' if loops else 'auto')
 
 
 def _layer_plan(layer, cfg: FlowConfig) -> LayerPlan:

@@ -24,6 +24,10 @@ from flow.runtime.fixed import FixedType
 from flow.runtime.reference import IntegerModel
 
 
+class HLSLintFailed(RuntimeError):
+    """The generated C++ has a pattern Vitis HLS would not build as the estimate and the RTL assume."""
+
+
 class ToolMissing(RuntimeError):
     """A vendor tool this step needs is not installed here (exit code 3: not a failure)."""
 
@@ -184,6 +188,27 @@ def convert(ctx: Context) -> dict:
     scripts = write_scripts(hls, cfg.project_name, board, fmt, cfg.clock_period_ns or board.clock_period_ns)
     return {'project': str(ctx.root / 'hls'), 'io_type': plan.io_type, 'layers': [n for n in hls_model.graph],
             'board': board.name, 'scripts': [p.name for p in scripts], 'stream_format': fmt.to_dict()}
+
+
+@step('hls_lint', ['reports/hls_lint.json'])
+def hls_lint(ctx: Context) -> dict:
+    """Lint the HLS C++ as Vitis HLS reads it: no table-indexed access in a pipelined loop, ROM ports, pragmas."""
+    from dataclasses import asdict
+
+    from flow.stages.hls_lint import lint_project, print_findings
+
+    hls, notes = ctx.root / 'hls', []
+    findings = lint_project(hls, notes=notes)
+    write_json(ctx.stage / 'reports' / 'hls_lint.json', {'findings': [asdict(f) for f in findings], 'parse_notes': notes})
+    print_findings(findings, console, root=hls)
+    for note in notes:
+        console.print(f'[yellow]note:[/] {note}', soft_wrap=True)
+    if findings:
+        f = findings[0]
+        raise HLSLintFailed(f'{len(findings)} HLS lint finding(s) in the generated C++, the first: {f.rule} at '
+                            f'{Path(f.file).relative_to(hls) if Path(f.file).is_relative_to(hls) else f.file}:{f.line} '
+                            f'({f.function}): {f.message}')
+    return {'findings': 0, 'parse_notes': len(notes)}
 
 
 @step('csim_compile', [], in_place=True)

@@ -165,6 +165,6 @@ def test_a_changed_setting_reruns_only_the_steps_that_read_it(build_copy):
     before = json.loads((build_copy / 'manifest.json').read_text())['steps']
     run_flow(FlowConfig.load(None, epochs=15, n_golden=32, rtl=False), build_copy, to_step='estimate')
     after = json.loads((build_copy / 'manifest.json').read_text())['steps']
-    for kept in ('train', 'export_reference', 'plan', 'convert', 'csim_compile'):
+    for kept in ('train', 'export_reference', 'plan', 'convert', 'hls_lint', 'csim_compile'):
         assert after[kept] == before[kept]
     assert after['verify']['summary']['n_vectors'] == 32 and before['verify']['summary']['n_vectors'] == 64

@@ -1,7 +1,7 @@
-"""The HLS lint (flow/stages/hls_lint.py): every rule fires on the current templates at the line
-that holds the pattern (the templates are copied from hls_templates/ into an hls4ml-shaped
-project, so a template edit moves the expected lines with it), nothing fires on a clean hand-written
-layer, and one mutation per rule makes that rule fire on the clean layer."""
+"""The HLS lint (flow/stages/hls_lint.py): every rule fires, at the line that holds the pattern, on our
+templates as they were before they were rewritten with static structure (kept as fixtures in
+tests/fixtures/hls_lint/before_static/, copied into an hls4ml-shaped project); nothing fires on a
+clean hand-written layer, and one mutation per rule makes that rule fire on the clean layer."""
 
 import re
 import shutil
@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from flow.stages.accel import ACCEL_DIR, fill
+from flow.stages.accel import fill
 from flow.stages.hls_lint import RULES, lint_project, print_findings
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / 'fixtures' / 'hls_lint'
-TEMPLATES = ROOT / 'hls_templates'
+TEMPLATES = FIXTURES / 'before_static'  # the templates before issue 20's rewrite
+ACCEL_DIR = TEMPLATES
 OURS = ['nnet_block_sparse_dense.h', 'nnet_sst_dense.h', 'nnet_block_sparse_lstm.h', 'nnet_stream_vector.h']
 
 
@@ -33,7 +34,7 @@ def at(findings, rule, path: Path, line: int):
 
 @pytest.fixture(scope='module')
 def templates_project(tmp_path_factory):
-    """OUR current templates in an hls4ml-shaped project, with the accelerator top."""
+    """Our templates before the rewrite, in an hls4ml-shaped project, with the accelerator top."""
     hls = tmp_path_factory.mktemp('lint_templates') / 'hls'
     shutil.copytree(FIXTURES / 'templates', hls)
     for name in OURS:
@@ -52,7 +53,7 @@ def fw(hls, name):
     return hls / 'firmware' / 'nnet_utils' / name
 
 
-# ---------------------------------------------------------------- the current templates
+# ---------------------------------------------------------------- the templates before the rewrite
 
 
 def test_table_indexed_writes_in_the_current_templates(templates_project, template_findings):
@@ -240,3 +241,27 @@ def test_a_converted_sst_project(tmp_path):
         got = at(findings, 'top-pipeline', top, line_of(top, '#pragma HLS PIPELINE'))
         assert got and '3 iterations' in got[0].message
     assert at(findings, 'table-index', sst, line_of(sst, 'data[base + p - 1]'))
+
+
+# ---------------------------------------------------------------- the build step
+
+
+def test_the_default_build_is_lint_clean_and_a_bad_pattern_fails_the_step(default_build, tmp_path):
+    """The hls_lint step runs after convert: the default model's generated C++ has no finding; a copy
+    of its project whose generated kernel lost the weight ROM's reshape (every multiplier's word read
+    from one two-port memory each cycle) fails the step, naming the file and line."""
+    import json
+
+    from flow.config import FlowConfig
+    from flow.steps import HLSLintFailed, run_flow
+
+    report = json.loads((default_build.root / 'reports' / 'hls_lint.json').read_text())
+    assert report['findings'] == []
+    root = tmp_path / 'b'
+    shutil.copytree(default_build.root, root)
+    code = root / 'hls' / 'firmware' / 'nnet_utils' / 'nnet_code_gen.h'
+    text = code.read_text()
+    assert '#pragma HLS ARRAY_RESHAPE variable=weights' in text
+    code.write_text(re.sub(r'.*#pragma HLS ARRAY_RESHAPE variable=weights.*\n', '', text))
+    with pytest.raises(HLSLintFailed, match=r'rom-ports at firmware/nnet_utils/nnet_code_gen.h:\d+'):
+        run_flow(FlowConfig.load(None, epochs=15, n_golden=64), root, from_step='hls_lint', to_step='hls_lint')

@@ -44,7 +44,8 @@ def hls_config(im: IntegerModel, plan: Plan, removed: dict[str, FixedType] | Non
                 lc[attr] = value.hls() if isinstance(value, FixedType) else value
         layers[layer.name] = lc
     return {
-        'Model': {'Precision': 'ap_fixed<16,6>', 'ReuseFactor': plan.default_reuse_factor, 'Strategy': 'Latency'},
+        'Model': {'Precision': 'ap_fixed<16,6>', 'ReuseFactor': plan.default_reuse_factor, 'Strategy': 'Latency',
+                  'PipelineStyle': plan.pipeline_style},
         'LayerName': layers,
     }
 

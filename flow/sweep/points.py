@@ -19,11 +19,15 @@ class Point:
     config: dict  # the flow config mapping it runs (FlowConfig.load's input; the model named with its parameters)
     model_params: dict = field(default_factory=dict)
     error: str | None = None  # the settings cannot make a flow config (bad input, exit 2)
+    flow_config: object = None  # the FlowConfig it runs (None with an error)
 
     @property
     def key(self) -> str:
-        """Its build folder's name: a hash of everything it runs with."""
-        return hashlib.sha256(json.dumps(self.config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        """Its build folder's name: the fingerprint of its whole flow config (built-in defaults
+        included, files by content), so points that resolve to the same config share a folder."""
+        if self.flow_config is not None:
+            return self.flow_config.fingerprint()
+        return 'invalid-' + hashlib.sha256(json.dumps(self.config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     @property
     def label(self) -> str:
@@ -105,4 +109,33 @@ def make_point(spec: SweepSpec, settings: dict) -> Point:
                     config['model'] = with_params(model, params)
             except KeyError as e:
                 error = str(e.args[0]) if e.args else str(e)
-    return Point(settings=dict(settings), config=config, model_params=params, error=error)
+    point = Point(settings=dict(settings), config=config, model_params=params, error=error)
+    if error is None:
+        from flow.infra.errors import BadInput
+
+        try:
+            point.flow_config = flow_config(config)
+        except BadInput as e:
+            point.error = str(e)
+    return point
+
+
+def flow_config(config: dict):
+    """The point's FlowConfig, or BadInput naming what is wrong (as build-bitstream reports it)."""
+    from pydantic import ValidationError
+
+    from flow.config import FlowConfig
+    from flow.infra.boards import get_board
+    from flow.infra.errors import BadInput
+
+    try:
+        cfg = FlowConfig.load(None, **config)
+        get_board(cfg.board)
+    except ValidationError as e:
+        raise BadInput('; '.join(f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}" for err in e.errors())) from None
+    except KeyError as e:
+        raise BadInput(e.args[0] if e.args else str(e)) from None
+    except ValueError as e:
+        raise BadInput(str(e)) from None
+    cfg.input_files()  # a model or data file that is not there: bad input
+    return cfg

@@ -23,7 +23,7 @@ from pathlib import Path
 from flow.infra.build_dir import write_json
 from flow.infra.errors import BadInput
 from flow.infra.progress import console
-from flow.sweep.points import Point, expand
+from flow.sweep.points import Point, expand, flow_config
 from flow.sweep.spec import SweepSpec
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_TOOL_MISSING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -47,27 +47,9 @@ class SweepResult:
 
 def _one_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
-    return f'{type(e).__name__}: {text[0] if text else ""}'[:400]
-
-
-def _flow_config(config: dict):
-    """The point's FlowConfig, or BadInput naming what is wrong (as the CLI reports it)."""
-    from pydantic import ValidationError
-
-    from flow.config import FlowConfig
-    from flow.infra.boards import get_board
-
-    try:
-        cfg = FlowConfig.load(None, **config)
-        get_board(cfg.board)
-    except ValidationError as e:
-        raise BadInput('; '.join(f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}" for err in e.errors())) from None
-    except KeyError as e:
-        raise BadInput(e.args[0] if e.args else str(e)) from None
-    except ValueError as e:
-        raise BadInput(str(e)) from None
-    cfg.input_files()  # a model or data file that is not there: bad input
-    return cfg
+    first = text[0] if text else ''
+    plain = isinstance(e, BadInput) or type(e).__name__ == 'ToolMissing'  # said for the user already
+    return (first if plain else f'{type(e).__name__}: {first}')[:400]
 
 
 def run_point(config: dict, folder: str, to_step: str) -> dict:
@@ -86,7 +68,7 @@ def run_point(config: dict, folder: str, to_step: str) -> dict:
         console.print(f'--- {datetime.datetime.now().isoformat(timespec="seconds")} on {os.uname().nodename}, pid {os.getpid()}')
         try:
             _clear_keras()
-            cfg = _flow_config(config)
+            cfg = flow_config(config)
             for attempt in range(30):  # a killed run's orphaned tool still holds the folder: wait for it
                 try:
                     run_flow(cfg, folder, to_step=to_step)
@@ -109,7 +91,17 @@ def run_point(config: dict, folder: str, to_step: str) -> dict:
                 if code == EXIT_FAILED:
                     console.print(traceback.format_exc())
             console.file = old_file
-    return {'exit_code': code, 'error': error, 'seconds': round(time.time() - t0, 1), 'node': os.uname().nodename}
+    return {'exit_code': code, 'error': error, 'seconds': round(time.time() - t0, 1), 'node': os.uname().nodename,
+            'node_id': _node_id()}
+
+
+def _node_id() -> str | None:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+    except Exception:
+        return None
 
 
 def _clear_keras() -> None:
@@ -187,14 +179,10 @@ def run_sweep(spec: SweepSpec | str | Path, out: str | Path, address: str | None
         previous = _read(folder / 'point.json')
         rec = {'key': p.key, 'label': p.label, 'settings': p.settings, 'model_params': p.model_params, 'config': p.config,
                'to_step': spec.steps, 'exit_code': None, 'error': None, 'seconds': None, 'reused': False}
-        cfg = None
-        try:
-            if p.error:
-                raise BadInput(p.error)
-            cfg = _flow_config(p.config)
-        except BadInput as e:
-            rec.update(exit_code=EXIT_BAD_INPUT, error=_one_line(e))
-        if cfg is not None:
+        cfg = p.flow_config
+        if p.error:
+            rec.update(exit_code=EXIT_BAD_INPUT, error=_one_line(BadInput(p.error)))
+        else:
             from flow.steps import fingerprints
 
             rec['fingerprint'] = fingerprints(cfg)[spec.steps]
@@ -229,7 +217,11 @@ def _save(folder: Path, rec: dict) -> None:
 
 
 def _run_on_ray(spec: SweepSpec, out: Path, todo: list[Point], records: dict, address: str | None, num_cpus: int | None):
-    import ray
+    try:
+        import ray
+    except ImportError:
+        raise BadInput('sweeps run on Ray, which is not installed: pip install "sparse-fpga-flow[sweep]" '
+                       '(or -c requirements/host-constraints.txt ray)') from None
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -187,22 +188,65 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_two_node_cluster(sweep_dir, tmp_path):
     port = _free_port()
-    ray, env = _ray_bin(), _env()
+    ray = _ray_bin()
+    # a cluster on the loopback only, without token authentication (Ray turns it on when a local
+    # ray.init has left a token in ~/.ray, and then refuses the second node)
+    env = {**_env(), 'RAY_AUTH_MODE': 'disabled', 'SPARSE_FLOW_TEST_CLUSTER': str(port)}  # the mark _stop_cluster looks for
+    local = ['--node-ip-address', '127.0.0.1', '--num-cpus', '1', '--disable-usage-stats']
     try:
-        subprocess.run([ray, 'start', '--head', '--port', str(port), '--num-cpus', '1', '--include-dashboard=false',
-                        '--disable-usage-stats'], env=env, check=True, capture_output=True, timeout=120)
-        subprocess.run([ray, 'start', '--address', f'127.0.0.1:{port}', '--num-cpus', '1', '--disable-usage-stats'],
-                       env=env, check=True, capture_output=True, timeout=120)
+        _start([ray, 'start', '--head', '--port', str(port), '--include-dashboard=false', *local], env)
+        _start([ray, 'start', '--address', f'127.0.0.1:{port}', *local], env)
         spec = _write(tmp_path / 'two.yaml', {'name': 'two', 'base': {**BASE, 'epochs': 1}, 'axes': {'seed': [11, 12]},
                                               'steps': 'convert'})
-        r = _cli(str(spec), '--out', str(sweep_dir), '--address', f'127.0.0.1:{port}', '--no-plots', timeout=400)
+        r = subprocess.run([sys.executable, '-m', 'flow.cli', 'sweep', str(spec), '--out', str(sweep_dir), '--address',
+                            f'127.0.0.1:{port}', '--no-plots'], cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
         assert r.returncode == 0, r.stderr[-3000:]
         rows = [row for row in _rows(sweep_dir) if row['seed'] in ('11', '12')]
         assert len(rows) == 2 and {row['status'] for row in rows} == {'done'}
         nodes = {json.loads((sweep_dir / 'points' / row['point'] / 'point.json').read_text())['node_id'] for row in rows}
         assert len(nodes) == 2  # one CPU per node, both points at once: each ran on its own node
     finally:
-        subprocess.run([ray, 'stop', '--force'], env=env, capture_output=True, timeout=120)
+        _stop_cluster(port)
+
+
+def _start(cmd: list[str], env: dict) -> None:
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, f'{" ".join(cmd[1:3])} failed: {(r.stdout + r.stderr)[-2000:]}'
+
+
+def _stop_cluster(port: int) -> None:
+    """Stop the processes of the cluster this test started, and only those (``ray stop --force``
+    would end every Ray on the machine): those with the mark in their environment, and the agents
+    the raylets start without it, which hold files of the same Ray session open."""
+    mark = f'SPARSE_FLOW_TEST_CLUSTER={port}'.encode()
+    sessions: set[bytes] = set()
+
+    def ours():
+        procs = []
+        for proc in Path('/proc').iterdir():
+            if not proc.name.isdigit() or int(proc.name) == os.getpid():
+                continue
+            try:
+                marked = mark in (proc / 'environ').read_bytes().split(b'\0')
+                cmd = (proc / 'cmdline').read_bytes()
+                files = [os.readlink(fd).encode() for fd in (proc / 'fd').iterdir()]
+            except OSError:
+                continue
+            if marked:
+                sessions.update(re.findall(rb'session_[0-9_-]+', cmd))
+            procs.append((int(proc.name), marked, cmd, files))
+        return [pid for pid, marked, cmd, files in procs
+                if marked or any(sess in text for sess in sessions for text in [cmd, *files])]
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in ours():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.time() + 10
+        while ours() and time.time() < deadline:
+            time.sleep(0.3)
 
 
 @pytest.mark.slow

@@ -149,7 +149,9 @@ def _ray_init(address: str | None, num_cpus: int | None) -> bool:
     if address:
         ray.init(address=address, **common)
     else:
-        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False, object_store_memory=128 * 2**20, **common)
+        # 'local': always a new instance of our own, never another Ray already running on this machine
+        ray.init(address='local', num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
+                 object_store_memory=128 * 2**20, **common)
     return True
 
 

@@ -26,7 +26,22 @@ def _steps_help() -> str:
     return '\n'.join(f'  {s.name:17s} {s.doc}' for s in STEPS)
 
 
-@click.command(epilog='Steps, in order:\n\n' + _steps_help(), context_settings={'max_content_width': 110})
+class _WithSweep(click.Command):
+    """``build-bitstream sweep ...`` runs the sweep command; everything else is the flow as before."""
+
+    def main(self, args=None, prog_name=None, **extra):
+        args = list(sys.argv[1:] if args is None else args)
+        if args and args[0] == 'sweep':
+            from flow.sweep.cli import sweep
+
+            name = prog_name or 'build-bitstream'
+            return sweep.main(args[1:], prog_name=f'{name} sweep', **extra)
+        return super().main(args, prog_name=prog_name, **extra)
+
+
+@click.command(cls=_WithSweep, context_settings={'max_content_width': 110},
+               epilog='Steps, in order:\n\n' + _steps_help() + '\n\nDesign-space sweeps (many configs on Ray, results '
+                      'table, Pareto fronts, plots): build-bitstream sweep SWEEP.yaml [--out DIR] (build-bitstream sweep --help).')
 @click.option('--model', help='Built-in model name (see --list-models) or a saved .h5/.keras model with our layers.')
 @click.option('--data', help='Training/golden data: a built-in dataset (digits, fashion_mnist) or an .npz file with '
                               'x_train, y_train, x_test, y_test (or x, y). Default: the built-in model\'s dataset; '

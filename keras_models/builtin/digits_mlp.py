@@ -16,18 +16,24 @@ FLOW_DEFAULTS = {
 }
 
 
-def build(seed: int = 0, block_shape=(8, 8), drop_rate: float = 0.75, weight_bits: int = 4) -> tf.keras.Model:
+def build(seed: int = 0, block_shape=(8, 8), drop_rate: float = 0.75, weight_bits: int = 4,
+          drop_rate_fc2: float = 0.5) -> tf.keras.Model:
     """Hidden layers are CGS: 8x8 blocks, 75% dropped (layer 1) and 50% (layer 2).
+
+    Parameters (a sweep's ``model_params``, or ``--model 'digits_mlp{"drop_rate": 0.5}'``):
+    ``block_shape`` of both hidden layers (must divide 64x64 and 64x32), ``drop_rate`` of fc1,
+    ``drop_rate_fc2`` of fc2, ``weight_bits`` of both hidden kernels (quantized_bits, 0 integer bits).
 
     Quantizers are the ones hls4ml reproduces exactly: quantized_bits(alpha=1), power-of-two
     steps, quantized_relu (RND_CONV/SAT). No softmax: the class is the argmax of the logits."""
     kq = quantized_bits(weight_bits, 0, alpha=1)
     bq = quantized_bits(8, 3, alpha=1)
     inp = tf.keras.Input(shape=(64,), name='pixels')
+    block_shape = tuple(block_shape)
     x = BlockSparseQDense(64, block_shape=block_shape, drop_rate=drop_rate, mask_seed=seed * 100 + 1,
                           kernel_quantizer=kq, bias_quantizer=bq, name='fc1')(inp)
     x = QActivation(quantized_relu(6, 2), name='relu1')(x)
-    x = BlockSparseQDense(32, block_shape=block_shape, drop_rate=0.5, mask_seed=seed * 100 + 2,
+    x = BlockSparseQDense(32, block_shape=block_shape, drop_rate=drop_rate_fc2, mask_seed=seed * 100 + 2,
                           kernel_quantizer=kq, bias_quantizer=bq, name='fc2')(x)
     x = QActivation(quantized_relu(6, 2), name='relu2')(x)
     out = QDense(10, kernel_quantizer=quantized_bits(6, 0, alpha=1), bias_quantizer=bq, name='logits')(x)

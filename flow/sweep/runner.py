@@ -1,0 +1,302 @@
+"""Running a sweep on Ray: one task per point, each ``run_flow`` on its own build folder.
+
+``DIR/points/<key>/`` is a point's build folder (``key``: a hash of its flow config), with
+``point.json`` (its settings and its last outcome) and ``sweep.log`` (the flow's output). A rerun
+skips the points whose steps are all done with their settings and resumes the others where their
+build stopped (``run_flow`` keeps finished steps). A point that fails is recorded with the exit
+code ``build-bitstream`` would give (2 bad input, 1 failure, 3 a tool missing: its other steps are
+done) and its first error line; the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import math
+import os
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from flow.infra.build_dir import write_json
+from flow.infra.errors import BadInput
+from flow.infra.progress import console
+from flow.sweep.points import Point, expand, flow_config
+from flow.sweep.spec import SweepSpec
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_TOOL_MISSING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+DONE_CODES = (EXIT_OK, EXIT_TOOL_MISSING)  # 3: every step that needs no missing tool is done
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C: running points were cancelled (their finished steps are kept); results so far written."""
+
+
+@dataclass
+class SweepResult:
+    out: Path
+    rows: list[dict]
+    files: list[Path]
+
+    @property
+    def failed(self) -> list[dict]:
+        return [r for r in self.rows if r['exit_code'] not in DONE_CODES]
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    first = text[0] if text else ''
+    plain = isinstance(e, BadInput) or type(e).__name__ == 'ToolMissing'  # said for the user already
+    return (first if plain else f'{type(e).__name__}: {first}')[:400]
+
+
+def run_point(config: dict, folder: str, to_step: str) -> dict:
+    """One point (in a Ray worker): run the flow up to ``to_step`` in ``folder``, its output to
+    ``folder/sweep.log``. Never raises: returns the exit code and a one-line error."""
+    from flow.infra.build_dir import BuildInUse
+    from flow.steps import ToolMissing, run_flow
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    code, error = EXIT_OK, None
+    old_file = console.file
+    with open(folder / 'sweep.log', 'a') as log:
+        console.file = log
+        console.print(f'--- {datetime.datetime.now().isoformat(timespec="seconds")} on {os.uname().nodename}, pid {os.getpid()}')
+        try:
+            _clear_keras()
+            cfg = flow_config(config)
+            for attempt in range(30):  # a killed run's orphaned tool still holds the folder: wait for it
+                try:
+                    run_flow(cfg, folder, to_step=to_step)
+                    break
+                except BuildInUse:
+                    if attempt == 29:
+                        raise
+                    time.sleep(2)
+        except ToolMissing as e:
+            code, error = EXIT_TOOL_MISSING, _one_line(e)
+        except BadInput as e:
+            code, error = EXIT_BAD_INPUT, _one_line(e)
+        except KeyboardInterrupt:
+            code, error = EXIT_INTERRUPTED, 'interrupted'
+        except Exception as e:  # a step failed
+            code, error = EXIT_FAILED, _one_line(e)
+        finally:
+            if error:
+                console.print(f'exit {code}: {error}')
+                if code == EXIT_FAILED:
+                    console.print(traceback.format_exc())
+            console.file = old_file
+    return {'exit_code': code, 'error': error, 'seconds': round(time.time() - t0, 1), 'node': os.uname().nodename,
+            'node_id': _node_id()}
+
+
+def _node_id() -> str | None:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+    except Exception:
+        return None
+
+
+def _clear_keras() -> None:
+    """A Ray worker runs point after point: start each with a fresh Keras graph."""
+    import sys
+
+    if 'tensorflow' in sys.modules:
+        sys.modules['tensorflow'].keras.backend.clear_session()
+
+
+def finished(cfg, folder: Path, to_step: str, previous: dict | None) -> bool:
+    """Every step up to ``to_step`` is done with this point's settings (or the last run stopped
+    only for a missing tool, with the same settings)."""
+    from flow.steps import fingerprints, step_names
+
+    path = folder / 'manifest.json'
+    if not path.exists():
+        return False
+    try:
+        steps = json.loads(path.read_text()).get('steps', {})
+    except json.JSONDecodeError:
+        return False
+    fps = fingerprints(cfg)
+    names = step_names()[: step_names().index(to_step) + 1]
+    if all(steps.get(n, {}).get('status') == 'done' and steps[n].get('config') == fps[n] for n in names):
+        return True
+    return bool(previous) and previous.get('exit_code') == EXIT_TOOL_MISSING and previous.get('fingerprint') == fps[to_step] \
+        and steps.get(names[-1], {}).get('config') in (fps[names[-1]], None)
+
+
+def _ray_init(address: str | None, num_cpus: int | None) -> bool:
+    """Start a quiet local Ray (or join ``address``); True when we started it (then we stop it)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    # Workers import this checkout's flow package, wherever it is (also on a cluster's nodes,
+    # which must see the same paths: build folders are read back from the shared file system).
+    here = str(Path(__file__).resolve().parents[2])
+    pythonpath = os.pathsep.join([here, *[p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p and p != here]])
+    env = {'PYTHONPATH': pythonpath, 'TF_CPP_MIN_LOG_LEVEL': os.environ.get('TF_CPP_MIN_LOG_LEVEL', '3'),
+           'SPARSE_FLOW_VERBOSE': os.environ.get('SPARSE_FLOW_VERBOSE', '0')}
+    os.environ.setdefault('RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO', '0')
+    common = dict(log_to_driver=False, logging_level=logging.ERROR, runtime_env={'env_vars': env})
+    if address:
+        ray.init(address=address, **common)
+    else:
+        # 'local': always a new instance of our own, never another Ray already running on this machine
+        ray.init(address='local', num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
+                 object_store_memory=128 * 2**20, **common)
+    return True
+
+
+def run_sweep(spec: SweepSpec | str | Path, out: str | Path, address: str | None = None, num_cpus: int | None = None,
+              plots: bool = True) -> SweepResult:
+    """Run every point of ``spec`` (a SweepSpec or a sweep YAML file) into ``out``; write the
+    results table, the Pareto fronts and the plots. ``address``: a running Ray cluster (``auto``
+    or ``host:port``); default a local Ray on ``num_cpus`` cores (all)."""
+    from flow.sweep import results
+
+    if not isinstance(spec, SweepSpec):
+        spec = SweepSpec.load(Path(spec))
+    out = Path(out).resolve()
+    try:
+        (out / 'points').mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BadInput(f'sweep folder {out} is not writable ({e.strerror}); choose another --out') from e
+    points = expand(spec)
+    if not points:
+        raise BadInput('the sweep has no points')
+    write_json(out / 'sweep.json', {'spec': spec.model_dump(mode='json'), 'points': [p.key for p in points]})
+
+    todo, records = [], {}
+    for p in points:
+        folder = out / 'points' / p.key
+        folder.mkdir(exist_ok=True)
+        previous = _read(folder / 'point.json')
+        rec = {'key': p.key, 'label': p.label, 'settings': p.settings, 'model_params': p.model_params, 'config': p.config,
+               'to_step': spec.steps, 'exit_code': None, 'error': None, 'seconds': None, 'reused': False}
+        cfg = p.flow_config
+        if p.error:
+            rec.update(exit_code=EXIT_BAD_INPUT, error=_one_line(BadInput(p.error)))
+        else:
+            from flow.steps import fingerprints
+
+            rec['fingerprint'] = fingerprints(cfg)[spec.steps]
+            if finished(cfg, folder, spec.steps, previous):
+                rec.update(exit_code=previous.get('exit_code', EXIT_OK) if previous else EXIT_OK,
+                           error=(previous or {}).get('error'), seconds=(previous or {}).get('seconds'), reused=True)
+            else:
+                todo.append(p)
+        records[p.key] = rec
+        if rec['exit_code'] is not None:
+            _save(folder, rec)
+
+    reused = sum(r['reused'] for r in records.values())
+    bad = sum(r['exit_code'] == EXIT_BAD_INPUT and not r['reused'] for r in records.values())
+    console.print(f'sweep {spec.name}: {len(points)} points ({spec.sampling}), {reused} already done, '
+                  f'{bad} with bad settings, {len(todo)} to run up to {spec.steps}; folder {out}', soft_wrap=True)
+    if todo:
+        _run_on_ray(spec, out, todo, records, address, num_cpus)
+    return results.write(out, plots=plots)
+
+
+def _read(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _save(folder: Path, rec: dict) -> None:
+    rec = {**rec, 'recorded': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}
+    write_json(folder / 'point.json', rec)
+
+
+def _run_on_ray(spec: SweepSpec, out: Path, todo: list[Point], records: dict, address: str | None, num_cpus: int | None):
+    try:
+        import ray
+    except ImportError:
+        raise BadInput('sweeps run on Ray, which is not installed: pip install "sparse-fpga-flow[sweep]" '
+                       '(or -c requirements/host-constraints.txt ray)') from None
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    started = _ray_init(address, num_cpus)
+    try:
+        task = ray.remote(run_point)
+        needs = dict(num_cpus=spec.resources.num_cpus, memory=int(spec.resources.memory_gb * 2**30), max_retries=0)
+        cpus = ray.cluster_resources().get('CPU', 1)
+        slots = max(1, math.floor(cpus / spec.resources.num_cpus))
+        refs = {task.options(name=f'point-{p.key}', **needs).remote(p.config, str(out / 'points' / p.key), spec.steps): p for p in todo}
+        pending = list(refs)
+        failed = 0
+        columns = (TextColumn('{task.description}'), BarColumn(), MofNCompleteColumn(), TextColumn('{task.fields[info]}'),
+                   TimeElapsedColumn(), TextColumn('ETA'), TimeRemainingColumn())
+        with Progress(*columns, console=console, transient=False) as progress:
+            bar = progress.add_task('points', total=len(pending), info='')
+
+            def show():
+                progress.update(bar, info=f'running {min(len(pending), slots)}, queued {max(0, len(pending) - slots)}, '
+                                          f'failed {failed}')
+
+            show()
+            try:
+                while pending:
+                    ready, pending = ray.wait(pending, num_returns=1, timeout=1.0)
+                    for ref in ready:
+                        p = refs[ref]
+                        outcome = _outcome(ref)
+                        records[p.key].update(outcome)
+                        _save(out / 'points' / p.key, records[p.key])
+                        if outcome['exit_code'] not in DONE_CODES:
+                            failed += 1
+                            progress.console.print(f'[red]point {p.label}[/]: exit {outcome["exit_code"]}: {outcome["error"]}',
+                                                   highlight=False, soft_wrap=True)
+                        progress.advance(bar)
+                    show()
+            except KeyboardInterrupt:
+                progress.console.print(f'[yellow bold]interrupted[/]: cancelling {len(pending)} points '
+                                       '(their finished steps are kept; rerun the same command to continue)')
+                _cancel(pending)
+                for ref in pending:
+                    p = refs[ref]
+                    records[p.key].update(exit_code=EXIT_INTERRUPTED, error='interrupted')
+                    _save(out / 'points' / p.key, records[p.key])
+                raise SweepInterrupted() from None
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _outcome(ref) -> dict:
+    import ray
+
+    try:
+        return ray.get(ref)
+    except ray.exceptions.TaskCancelledError:
+        return {'exit_code': EXIT_INTERRUPTED, 'error': 'cancelled', 'seconds': None}
+    except Exception as e:  # the worker died (out of memory, killed): the point failed, the sweep goes on
+        return {'exit_code': EXIT_FAILED, 'error': _one_line(e), 'seconds': None}
+
+
+def _cancel(pending: list) -> None:
+    """Cancel gently first (the flow kills its tools and discards its staging), then by force."""
+    import ray
+
+    for ref in pending:
+        ray.cancel(ref)
+    try:
+        ray.wait(pending, num_returns=len(pending), timeout=15)
+    except KeyboardInterrupt:
+        pass
+    for ref in pending:
+        try:
+            ray.cancel(ref, force=True)
+        except Exception:
+            pass

@@ -120,6 +120,8 @@ def test_per_layer_settings_must_name_layers_that_take_them():
     from qkeras import QConv2D, quantized_bits
 
     from flow.export import UnsupportedModel, reference_for
+    from flow.infra.boards import get_board
+    from flow.plan import make_plan
 
     inp = tf.keras.Input((6, 6, 1), name='x')
     x = QConv2D(2, 3, kernel_quantizer=quantized_bits(4, 0, alpha=1), bias_quantizer=quantized_bits(6, 2, alpha=1),
@@ -133,4 +135,4 @@ def test_per_layer_settings_must_name_layers_that_take_them():
     cfg = FlowConfig.load(None, model='m.h5', input_precision='ap_fixed<8,3>', layers={'pool1': {'reuse_factor': 4}})
     with pytest.raises(BadInput, match=r"layer 'pool1' \(maxpool2d\): reuse_factor applies to dense, convolution and LSTM "
                                        r'layers only; remove it'):
-        reference_for(model, cfg)
+        make_plan(reference_for(model, cfg), cfg, get_board('pynq-z2'))

@@ -164,8 +164,8 @@ def test_unknown_strategy_is_a_config_error():
      "bad input: layer 'fc1': strategy distributed_arithmetic needs ReuseFactor 1, it has 16; set reuse_factor: 1 for "
      'that layer (layers: {fc1: {reuse_factor: 1}}) or choose strategy latency/resource'),
     ('layers: {relu1: {strategy: distributed_arithmetic}}\n',
-     "bad input: layer 'relu1' (relu): strategy distributed_arithmetic applies to dense layers only (dense, dense_po2, "
-     'block_sparse_dense); remove strategy for that layer'),
+     "bad input: layer 'relu1' (relu): strategy distributed_arithmetic does not apply, it takes no strategy; remove "
+     'strategy for that layer'),
 ])
 def test_cli_refuses_bad_da_settings_before_training(tmp_path, config, message):
     (tmp_path / 'flow.yaml').write_text(config)

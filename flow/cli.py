@@ -81,7 +81,8 @@ def main(model, data, config_path, build_dir, board, from_step, to_step, seed, e
                               reuse_factor=reuse_factor, n_golden=n_golden)
         get_board(cfg.board)
     except ValidationError as e:
-        errors = '; '.join(f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}" for err in e.errors())
+        errors = '; '.join(f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg'].removeprefix('Value error, ')}"
+                           for err in e.errors())
         _bad_input(errors)
     except (KeyError, ValueError, OSError) as e:
         _bad_input(e.args[0] if isinstance(e, KeyError) and e.args else e)

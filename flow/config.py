@@ -3,6 +3,7 @@
 Example (YAML)::
 
     model: digits_mlp            # built-in name, or a saved .h5/.keras file with our layers
+    model_params: {drop_rate: 0.5}   # a built-in's build() parameters (its defaults otherwise)
     data: digits                 # a built-in dataset (digits, fashion_mnist) or an .npz file;
                                  # default: the built-in model's dataset, random vectors for a user model
     board: pynq-z2
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from flow.infra.build_dir import sha256
 from flow.infra.errors import BadInput
@@ -52,6 +53,7 @@ class FlowConfig(BaseModel):
     model_config = ConfigDict(extra='forbid')
 
     model: str = 'digits_mlp'
+    model_params: dict = {}  # a built-in model's build() parameters (keras_models.check_params)
     # a built-in dataset name or an .npz file ('data:' in a config, --data); None: the built-in
     # model's own dataset, or random golden vectors on the input grid for a user model
     dataset: str | None = Field(None, validation_alias=AliasChoices('data', 'dataset'))
@@ -79,6 +81,23 @@ class FlowConfig(BaseModel):
     def _fixed(cls, v):
         FixedType.parse(v)
         return v
+
+    @model_validator(mode='after')
+    def _model_params(self):
+        """A built-in's parameters, checked and without those at their defaults (the same model, the
+        same fingerprint); a model file has none."""
+        if not self.model_params:
+            return self
+        from keras_models import BUILTIN, check_params
+
+        if self.model not in BUILTIN:
+            raise ValueError(f'model_params apply to built-in models ({", ".join(sorted(BUILTIN))}); {self.model!r} is a '
+                             'model file: remove model_params')
+        try:
+            self.model_params = check_params(self.model, self.model_params)
+        except KeyError as e:
+            raise ValueError(e.args[0]) from None
+        return self
 
     def input_files(self) -> dict[str, Path]:
         """Settings that name a file: steps depend on the file's content, not on its path."""

@@ -98,7 +98,8 @@ def step_names() -> list[str]:
 # --- steps --------------------------------------------------------------------------------------
 
 
-@step('train', ['train'], settings=('model', 'dataset', 'seed', 'epochs', 'batch_size', 'learning_rate', 'input_precision'),
+@step('train', ['train'], settings=('model', 'model_params', 'dataset', 'seed', 'epochs', 'batch_size', 'learning_rate',
+                                   'input_precision'),
       checks=('layers', 'output', 'strategy', 'reuse_factor', 'io_type', 'board'))
 def train(ctx: Context) -> dict:
     """Train the built-in model (or load the user's model file), check it and its data can be deployed."""
@@ -114,8 +115,9 @@ def train(ctx: Context) -> dict:
     cfg = ctx.config
     if cfg.model in BUILTIN:
         tf.keras.utils.set_random_seed(cfg.seed)
-        model = get(cfg.model).build(cfg.seed)
-        source = f'built-in {cfg.model}, trained {cfg.epochs} epochs, seed {cfg.seed}'
+        model = get(cfg.model).build(cfg.seed, **cfg.model_params)
+        params = ', '.join(f'{k}={v!r}' for k, v in cfg.model_params.items())
+        source = f'built-in {cfg.model}{f" ({params})" if params else ""}, trained {cfg.epochs} epochs, seed {cfg.seed}'
     else:
         path = Path(cfg.model)
         model = load_user_model(path)

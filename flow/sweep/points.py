@@ -92,23 +92,7 @@ def make_point(spec: SweepSpec, settings: dict) -> Point:
             config[head] = value
     error = None
     if params:
-        from keras_models import BUILTIN, with_params
-
-        model = config.get('model', 'digits_mlp')
-        if model not in BUILTIN:
-            error = f'model_params given, but {model!r} is not a built-in model (a model file takes no parameters)'
-        else:
-            try:
-                from keras_models import build_parameters
-
-                unknown = sorted(set(params) - set(build_parameters(model)))
-                if unknown:
-                    error = (f'built-in model {model!r} has no parameter {", ".join(unknown)}; its parameters: '
-                             + ', '.join(f'{k}={v!r}' for k, v in build_parameters(model).items()))
-                else:
-                    config['model'] = with_params(model, params)
-            except KeyError as e:
-                error = str(e.args[0]) if e.args else str(e)
+        config['model_params'] = params  # checked against the built-in's build() with the rest of the config
     point = Point(settings=dict(settings), config=config, model_params=params, error=error)
     if error is None:
         from flow.infra.errors import BadInput

@@ -124,7 +124,8 @@ def test_reuse_factor_beyond_the_kept_weights_is_refused(tmp_path):
     model = build_keras(16, 8, (4, 4), 0.5, 4, 0, 1, False)  # 16 x 8 at 50%: 64 kept weights
     cfg = FlowConfig.load(None, model='user.h5', layers={'bs': {'reuse_factor': 65}})
     im = to_integer_model(model, FixedType(8, 2))
-    with pytest.raises(ValueError, match=r"layer 'bs': ReuseFactor 65 is out of range; it must be 1 \.\. 64"):
+    with pytest.raises(ValueError, match=r"layer 'bs' \(block_sparse_dense\): ReuseFactor 65 is not one it can be built "
+                                         r'with: 1 \.\. 64 \(its 64 kept weights\)'):
         convert_model(model, im, cfg, get_board('pynq-z2'), tmp_path / 'hls')
 
 

@@ -26,22 +26,45 @@ def _steps_help() -> str:
     return '\n'.join(f'  {s.name:17s} {s.doc}' for s in STEPS)
 
 
-class _WithSweep(click.Command):
-    """``build-bitstream sweep ...`` runs the sweep command; everything else is the flow as before."""
+@click.command(context_settings={'max_content_width': 110})
+@click.option('--build-dir', required=True, type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help='A build folder with its plan (after the plan step).')
+@click.option('--board', help='The board to fit [default: the build\'s].')
+@click.option('--write', type=click.Path(dir_okay=False, path_type=Path), help='Also write the config to this file.')
+def autofit_command(build_dir, board, write):
+    """The ReuseFactor per layer that fits the board with the lowest interval, on the estimate (no
+    training, no tool); printed as a config to pass back with --config. Exit 1 if nothing fits."""
+    from flow.autofit import run
+    from flow.infra.errors import BadInput
+    from flow.infra.progress import console
+
+    try:
+        sys.exit(run(build_dir, board, write, console))
+    except (BadInput, KeyError) as e:
+        _bad_input(e.args[0] if isinstance(e, KeyError) and e.args else e)
+
+
+class _WithSubcommands(click.Command):
+    """``build-bitstream sweep ...`` and ``build-bitstream autofit ...`` run those commands; everything
+    else is the flow as before."""
 
     def main(self, args=None, prog_name=None, **extra):
         args = list(sys.argv[1:] if args is None else args)
+        name = prog_name or 'build-bitstream'
         if args and args[0] == 'sweep':
             from flow.sweep.cli import sweep
 
-            name = prog_name or 'build-bitstream'
             return sweep.main(args[1:], prog_name=f'{name} sweep', **extra)
+        if args and args[0] == 'autofit':
+            return autofit_command.main(args[1:], prog_name=f'{name} autofit', **extra)
         return super().main(args, prog_name=prog_name, **extra)
 
 
-@click.command(cls=_WithSweep, context_settings={'max_content_width': 110},
+@click.command(cls=_WithSubcommands, context_settings={'max_content_width': 110},
                epilog='Steps, in order:\n\n' + _steps_help() + '\n\nDesign-space sweeps (many configs on Ray, results '
-                      'table, Pareto fronts, plots): build-bitstream sweep SWEEP.yaml [--out DIR] (build-bitstream sweep --help).')
+                      'table, Pareto fronts, plots): build-bitstream sweep SWEEP.yaml [--out DIR] (build-bitstream sweep --help).'
+                      '\n\nThe ReuseFactors that fit a board: build-bitstream autofit --build-dir DIR [--board B] '
+                      '(build-bitstream autofit --help).')
 @click.option('--model', help='Built-in model name (see --list-models) or a saved .h5/.keras model with our layers.')
 @click.option('--data', help='Training/golden data: a built-in dataset (digits, fashion_mnist) or an .npz file with '
                               'x_train, y_train, x_test, y_test (or x, y). Default: the built-in model\'s dataset; '

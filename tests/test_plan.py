@@ -151,3 +151,46 @@ def test_the_board_runtime_imports_nothing_above_it():
     up = {m: sorted(d for d in deps if not d.startswith('flow.runtime')) for m, deps in graph.items()
           if m.startswith('flow.runtime')}
     assert not any(up.values()), up
+
+
+# --- autofit ------------------------------------------------------------------------------------
+
+
+def test_autofit_finds_reuse_factors_that_fit_and_the_flow_takes_them(default_build, tmp_path):
+    """On a board with few DSPs autofit slows the layers with the most multipliers down until the
+    estimate fits; its config is one the plan accepts and the estimate agrees with."""
+    from types import SimpleNamespace
+
+    import yaml
+
+    from flow.autofit import autofit, config_yaml, interval
+    from flow.runtime.reference import IntegerModel
+
+    im, plan = IntegerModel.load(default_build.root / 'reference'), Plan.load(default_build.root / 'plan')
+    roomy = get_board('pynq-z2')
+    fast, est, _ = autofit(im, plan, roomy)
+    assert est['total']['fits']
+    small = SimpleNamespace(name='small', resources=SimpleNamespace(dsp=40, bram18=280, lut=53200, ff=106400))
+    fitted, est, log = autofit(im, plan, small)
+    assert est['total']['fits'] and est['total']['fit']['dsp']['used'] <= 40 and log
+    assert interval(est) > interval(estimate_of(im, fast, roomy))  # fewer DSPs: more cycles
+    cfg = FlowConfig.load(None, **yaml.safe_load(config_yaml(fitted)))
+    again = make_plan(im, cfg, roomy)
+    assert {n: p.reuse_factor for n, p in again.layers.items()} == {n: p.reuse_factor for n, p in fitted.layers.items()}
+
+
+def estimate_of(im, plan, board):
+    from flow.stages.estimate import estimate_model
+
+    return estimate_model(im, plan, board)
+
+
+def test_autofit_cli_prints_a_config_and_refuses_a_folder_without_plan(default_build, tmp_path):
+    res = subprocess.run([sys.executable, '-m', 'flow.cli', 'autofit', '--build-dir', str(default_build.root),
+                          '--write', str(tmp_path / 'fit.yaml')], capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 0, res.stderr
+    assert 'fits pynq-z2' in res.stderr + res.stdout and 'layers:' in (tmp_path / 'fit.yaml').read_text()
+    (tmp_path / 'empty').mkdir()
+    res = subprocess.run([sys.executable, '-m', 'flow.cli', 'autofit', '--build-dir', str(tmp_path / 'empty')],
+                         capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 2 and 'has no plan' in res.stderr

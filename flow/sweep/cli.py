@@ -48,7 +48,8 @@ def sweep(sweep_file, out, address, num_cpus, report_dir, no_plots, verbose):
             raise BadInput('missing SWEEP_FILE (or --report DIR); see build-bitstream sweep --help')
         if not sweep_file.is_file():
             raise BadInput(f'sweep file {sweep_file} does not exist')
-        from flow.sweep.runner import DONE_CODES, SweepInterrupted, run_sweep
+        from flow.sweep.runner import SweepInterrupted, run_sweep
+        from flow.sweep.status import DONE_CODES
         from flow.sweep.spec import SweepSpec
 
         spec = SweepSpec.load(sweep_file)

@@ -7,16 +7,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from flow.infra.progress import console
+from flow.sweep.status import DONE_CODES
 
 
 def _pts(rows, x, y, only=None):
-    from flow.sweep.results import _num
+    from flow.sweep.fronts import num
 
     out = []
     for r in rows:
-        if r['exit_code'] not in (0, 3) or (only is not None and not r.get(only)):
+        if r['exit_code'] not in DONE_CODES or (only is not None and not r.get(only)):
             continue
-        xv, yv = _num(r.get(x)), _num(r.get(y))
+        xv, yv = num(r.get(x)), num(r.get(y))
         if xv is not None and yv is not None:
             out.append((xv, yv, r))
     return out
@@ -32,7 +33,7 @@ def _scatter(ax, rows, x, y, front_key, xlabel, ylabel):
             for xv, yv, r in pts:
                 ax.annotate(r['label'], (xv, yv), fontsize=6, xytext=(3, 3), textcoords='offset points')
     if front_key is None:  # a front computed here, for an axis the table does not mark
-        from flow.sweep.results import pareto
+        from flow.sweep.fronts import pareto
 
         front_key = '_front'
         rows = [dict(r, _front=m) for r, m in zip(rows, pareto(rows, y, x))]
@@ -60,7 +61,7 @@ def plot(rows: list[dict], out: Path) -> list[Path]:
     except ImportError:
         console.print('[yellow]note:[/] matplotlib is not installed: no plots (pip install matplotlib)')
         return []
-    from flow.sweep.results import accuracy_key
+    from flow.sweep.fronts import accuracy_key
 
     acc = accuracy_key(rows)
     acc_label = {'acc_hw': 'test accuracy (hardware C simulation)', 'acc_reference': 'test accuracy (integer reference)',

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import csv
 import json
-import math
+from dataclasses import dataclass
 from pathlib import Path
 
 from flow.infra.build_dir import write_json
 from flow.infra.errors import BadInput
 from flow.infra.progress import console, print_table
+from flow.sweep.fronts import accuracy_key, num, pareto
+from flow.sweep.status import DONE_CODES
 
 FIRST = ['point', 'label', 'method', 'status', 'exit_code', 'error', 'reused', 'seconds']
 FIGURES = ['acc_hw', 'acc_reference', 'acc_qkeras', 'n_golden_vectors', 'stored_bits', 'weight_bits', 'index_bits', 'bias_bits',
@@ -115,30 +117,6 @@ def _figures(folder: Path) -> dict:
     return f
 
 
-def _num(v) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
-
-
-def pareto(rows: list[dict], maximize: str, minimize: str) -> list[bool]:
-    """Marks the points no other point beats on both (>= and <=, one strictly)."""
-    pts = [(_num(r.get(maximize)), _num(r.get(minimize))) if r['exit_code'] in (0, 3) else (None, None) for r in rows]
-    marks = []
-    for a, c in pts:
-        if a is None or c is None:
-            marks.append(False)
-            continue
-        marks.append(not any(a2 is not None and c2 is not None and a2 >= a and c2 <= c and (a2 > a or c2 < c) for a2, c2 in pts))
-    return marks
-
-
-def accuracy_key(rows: list[dict]) -> str:
-    """The hardware's accuracy where there is one (C simulation), else the reference's, else QKeras'."""
-    for k in ('acc_hw', 'acc_reference', 'acc_qkeras'):
-        if any(_num(r.get(k)) is not None for r in rows):
-            return k
-    return 'acc_hw'
-
-
 def collect(out: Path) -> list[dict]:
     out = Path(out)
     sweep = _json(out / 'sweep.json')
@@ -167,10 +145,19 @@ def columns(rows: list[dict]) -> list[str]:
     return lead + params + figures + rest
 
 
-def write(out: Path, plots: bool = True) -> 'SweepResult':
-    """Collect, write results.csv / results.json (/ results.parquet), the plots, and print the table."""
-    from flow.sweep.runner import SweepResult
+@dataclass
+class SweepResult:
+    out: Path
+    rows: list[dict]
+    files: list[Path]
 
+    @property
+    def failed(self) -> list[dict]:
+        return [r for r in self.rows if r['exit_code'] not in DONE_CODES]
+
+
+def write(out: Path, plots: bool = True) -> SweepResult:
+    """Collect, write results.csv / results.json (/ results.parquet), the plots, and print the table."""
     out = Path(out)
     rows = collect(out)
     cols = columns(rows)
@@ -210,7 +197,7 @@ def print_summary(rows: list[dict]) -> None:
     for c in ('point', 'label', 'status', acc, 'stored_bits', 'multipliers', 'lut', 'cycles', 'front'):
         table.add_column(c, justify='right' if c in (acc, 'stored_bits', 'multipliers', 'lut', 'cycles') else 'left')
     for r in rows:
-        a = _num(r.get(acc))
+        a = num(r.get(acc))
         front = ('bits ' if r.get('front_bits') else '') + ('mults' if r.get('front_mults') else '')
         status = r['status'] if not r['error'] else f"{r['status']}: {r['error'][:60]}"
         table.add_row(r['point'][:8], r['label'], status, '' if a is None else f'{a:.4f}', *('' if r.get(k) is None else str(r[k]) for k in (

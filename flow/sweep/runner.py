@@ -17,32 +17,21 @@ import math
 import os
 import time
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 
 from flow.infra.build_dir import write_json
 from flow.infra.errors import BadInput
 from flow.infra.progress import console
 from flow.sweep.points import Point, expand, flow_config
+from flow.sweep.results import SweepResult
+from flow.sweep.results import write as write_results
 from flow.sweep.spec import SweepSpec
+from flow.sweep.status import DONE_CODES, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TOOL_MISSING  # noqa: F401
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_TOOL_MISSING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-DONE_CODES = (EXIT_OK, EXIT_TOOL_MISSING)  # 3: every step that needs no missing tool is done
 
 
 class SweepInterrupted(KeyboardInterrupt):
     """Ctrl-C: running points were cancelled (their finished steps are kept); results so far written."""
-
-
-@dataclass
-class SweepResult:
-    out: Path
-    rows: list[dict]
-    files: list[Path]
-
-    @property
-    def failed(self) -> list[dict]:
-        return [r for r in self.rows if r['exit_code'] not in DONE_CODES]
 
 
 def _one_line(e: BaseException) -> str:
@@ -160,8 +149,6 @@ def run_sweep(spec: SweepSpec | str | Path, out: str | Path, address: str | None
     """Run every point of ``spec`` (a SweepSpec or a sweep YAML file) into ``out``; write the
     results table, the Pareto fronts and the plots. ``address``: a running Ray cluster (``auto``
     or ``host:port``); default a local Ray on ``num_cpus`` cores (all)."""
-    from flow.sweep import results
-
     if not isinstance(spec, SweepSpec):
         spec = SweepSpec.load(Path(spec))
     out = Path(out).resolve()
@@ -203,7 +190,7 @@ def run_sweep(spec: SweepSpec | str | Path, out: str | Path, address: str | None
                   f'{bad} with bad settings, {len(todo)} to run up to {spec.steps}; folder {out}', soft_wrap=True)
     if todo:
         _run_on_ray(spec, out, todo, records, address, num_cpus)
-    return results.write(out, plots=plots)
+    return write_results(out, plots=plots)
 
 
 def _read(path: Path) -> dict | None:

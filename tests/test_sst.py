@@ -384,3 +384,28 @@ def test_builtin_sst_model_runs_the_flow_bit_exact(tmp_path):
     assert est['fc1']['ours']['multipliers'] == est['fc2']['ours']['multipliers'] == 0
     fp = json.loads((tmp_path / 'reference' / 'footprint.json').read_text())['layers']
     assert fp['fc1']['weight_bits'] == 784 * 128 and fp['fc2']['weight_bits'] == 128 * 64
+
+
+def test_a_different_generated_kernel_is_a_conversion_mismatch(tmp_path):
+    """The kernel hls4ml writes into nnet_code_gen.h must be the reference layer's: a moved source is caught."""
+    from hls4ml.model.types import Source
+
+    from flow.config import FlowConfig
+    from flow.export import to_integer_model
+    from flow.hls.sst_emit import CODE_ATTR
+    from flow.infra.boards import get_board
+    from flow.plan import make_plan
+    from flow.stages.convert import ConversionMismatch, check_against_reference, convert_model
+
+    model = sst_model()
+    cfg = FlowConfig.load(None, model='user.h5', layers={'sst0': {'reuse_factor': 5}})
+    im = to_integer_model(model, FixedType(6, 2))
+    hls_model = convert_model(model, im, cfg, get_board('pynq-z2'), tmp_path / 'hls')
+    plan = make_plan(im, cfg, get_board('pynq-z2'))
+    check_against_reference(hls_model, im, plan)
+    node = hls_model.graph['sst0']
+    code = str(node.get_attr(CODE_ATTR))
+    assert 'switch (t)' in code and ' / ' not in code and ' % ' not in code
+    node.set_attr(CODE_ATTR, Source(code.replace('sum[0] = sum_t(sum[0] +', 'sum[1] = sum_t(sum[1] +', 1)))
+    with pytest.raises(ConversionMismatch, match=r"layer 'sst0': hls4ml's generated SST kernel is not the one"):
+        check_against_reference(hls_model, im, plan)

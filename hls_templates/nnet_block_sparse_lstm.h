@@ -1,8 +1,7 @@
 // HCGS block-sparse quantized LSTM, io_parallel (flow/runtime/ref_lstm.py is its exact reference).
 //
-// Storage, as the reference packs it: per kernel the kept blocks of each gate i, f, g, o
-// (w[g][k][bi][bo], kept block k of input block-row k / kept_per_row) and ONE output-block index
-// per kept block, shared by the four gates (one index stream drives four weight streams).
+// Storage: per kernel (W, U) the weight banks of its schedule, [gate][multiplier][cycle] (zero in
+// padding slots): the kept blocks of the four gates i, f, g, o, one word per cycle.
 //
 // Per time step (h = c = 0 before the first):
 //   z = b + x_t W + h U            accum_t: sized exact by the flow, so the order of the sums is free
@@ -10,8 +9,13 @@
 //   g = hard_tanh(z_g)             act_t     (nnet::hard_tanh)
 //   c = (cell_t)(f c + i g)        the sum exact in cell_sum_t; cell_t rounds/saturates
 //   h = (res_T)(o hard_tanh(c))    the product exact in hidden_product_t; res_T rounds/saturates
-// MAC: reuse_factor cycles per step; in cycle t lane l takes kept block l * reuse_factor + t of W
-// (and of U), the bi x bo x 4 products of that block (lanes past the last kept block idle).
+// MAC: ONE loop of reuse_factor cycles at II=1 per step computes x_t W and h U together. It is
+// generated per layer (flow/hls/lstm_emit.py, written by hls4ml into nnet_utils/nnet_code_gen.h
+// as block_sparse_lstm_<index>) from the static structure of flow/runtime/lstm_engine.py: the
+// gather schedule of each kernel's kept blocks, tiled over the four gates; input selects as
+// constant case tables of the cycle, one weight word per bank and cycle (the ROMs reshaped by
+// banks), per gate-sum source lists gated by constant comparisons of the cycle. No index is
+// stored. The layer's config names it as kernel<...>::mac.
 #ifndef NNET_BLOCK_SPARSE_LSTM_H_
 #define NNET_BLOCK_SPARSE_LSTM_H_
 
@@ -24,8 +28,6 @@ struct block_sparse_lstm_config {
     typedef float weight_t;
     typedef float recurrent_t;
     typedef float bias_t;
-    typedef unsigned index_t;
-    typedef unsigned rindex_t;
     typedef float accum_t;
     typedef float gate_t;
     typedef float act_t;
@@ -41,63 +43,26 @@ struct block_sparse_lstm_config {
     static const unsigned block_out = 1;
     static const unsigned rblock_in = 1;
     static const unsigned rblock_out = 1;
-    static const unsigned n_kept = 16;
-    static const unsigned n_rkept = 16;
-    static const unsigned kept_per_row = 4;
-    static const unsigned rkept_per_row = 4;
     static const unsigned reuse_factor = 1;
-    static const unsigned n_lanes = 16;  // ceil(n_kept / reuse_factor)
-    static const unsigned n_rlanes = 16; // ceil(n_rkept / reuse_factor)
-};
+    static const unsigned n_wslots = 64; // 4 gates x W's multipliers x reuse_factor
+    static const unsigned n_uslots = 64; // 4 gates x U's multipliers x reuse_factor
 
-// z[g * units + o] += sum over the kept blocks of in[row] * w: one kernel (W with x_t or U with h).
-template <class in_T, class w_T, class idx_T, class acc_T, unsigned n_kept, unsigned n_lanes, unsigned bi, unsigned bo,
-          unsigned kept_per_row, unsigned units, unsigned rf>
-void block_sparse_lstm_mac(in_T in[], w_T w[4 * n_kept * bi * bo], idx_T index[n_kept], acc_T z[4 * units]) {
-    #pragma HLS INLINE
-ReuseLoop:
-    for (unsigned t = 0; t < rf; t++) {
-        #pragma HLS PIPELINE II=1
-    LaneLoop:
-        for (unsigned l = 0; l < n_lanes; l++) {
-            #pragma HLS UNROLL
-            const unsigned k = l * rf + t;
-            if (k >= n_kept)
-                continue; // the last lane's padding cycles
-            const unsigned row = (k / kept_per_row) * bi;
-            const unsigned col = (unsigned)index[k] * bo; // one index for the four gates
-        GateLoop:
-            for (unsigned g = 0; g < 4; g++) {
-                #pragma HLS UNROLL
-            RowLoop:
-                for (unsigned i = 0; i < bi; i++) {
-                    #pragma HLS UNROLL
-                ColLoop:
-                    for (unsigned j = 0; j < bo; j++) {
-                        #pragma HLS UNROLL
-                        // full-precision product; accum_t holds every partial sum exactly
-                        z[g * units + col + j] += (acc_T)(in[row + i] * w[((g * n_kept + k) * bi + i) * bo + j]);
-                    }
-                }
-            }
-        }
-    }
-}
+    // the generated step MAC (block_sparse_lstm_<index>): z += x W + h U
+    template <class data_T, class res_T, class CONFIG_T> struct kernel {
+        static void mac(data_T x[CONFIG_T::n_in], res_T h[CONFIG_T::units],
+                        typename CONFIG_T::weight_t w[CONFIG_T::n_wslots],
+                        typename CONFIG_T::recurrent_t u[CONFIG_T::n_uslots],
+                        typename CONFIG_T::accum_t z[4 * CONFIG_T::units]) {}
+    };
+};
 
 template <class data_T, class res_T, typename CONFIG_T>
 void block_sparse_lstm(data_T data[CONFIG_T::n_steps * CONFIG_T::n_in],
                        res_T res[CONFIG_T::return_sequences ? CONFIG_T::n_steps * CONFIG_T::units : CONFIG_T::units],
-                       typename CONFIG_T::weight_t w[4 * CONFIG_T::n_kept * CONFIG_T::block_in * CONFIG_T::block_out],
-                       typename CONFIG_T::index_t w_index[CONFIG_T::n_kept],
-                       typename CONFIG_T::recurrent_t u[4 * CONFIG_T::n_rkept * CONFIG_T::rblock_in * CONFIG_T::rblock_out],
-                       typename CONFIG_T::rindex_t u_index[CONFIG_T::n_rkept],
+                       typename CONFIG_T::weight_t w[CONFIG_T::n_wslots],
+                       typename CONFIG_T::recurrent_t u[CONFIG_T::n_uslots],
                        typename CONFIG_T::bias_t b[4 * CONFIG_T::units]) {
     const unsigned nu = CONFIG_T::units;
-    static_assert(CONFIG_T::n_kept > 0 && CONFIG_T::n_rkept > 0, "every kernel keeps at least one block per block-row");
-    static_assert(CONFIG_T::n_lanes * CONFIG_T::reuse_factor >= CONFIG_T::n_kept &&
-                      CONFIG_T::n_rlanes * CONFIG_T::reuse_factor >= CONFIG_T::n_rkept,
-                  "the lanes must cover the kept blocks in reuse_factor cycles");
-    #pragma HLS function_instantiate variable=w,w_index,u,u_index,b
     #pragma HLS ARRAY_PARTITION variable=b complete
 
     res_T h[CONFIG_T::units];
@@ -114,6 +79,14 @@ InitState:
 StepLoop:
     for (unsigned s = 0; s < CONFIG_T::n_steps; s++) {
         // steps depend on each other through h and c: one after the other
+        // x_t: a local copy of the step's inputs (as hls4ml's LSTM), read at constant indices by the MAC
+        data_T x[CONFIG_T::n_in];
+        #pragma HLS ARRAY_PARTITION variable=x complete
+    InputCopy:
+        for (unsigned i = 0; i < CONFIG_T::n_in; i++) {
+            #pragma HLS UNROLL
+            x[i] = data[s * CONFIG_T::n_in + i];
+        }
         typename CONFIG_T::accum_t z[4 * CONFIG_T::units];
         #pragma HLS ARRAY_PARTITION variable=z complete
     InitAccum:
@@ -121,14 +94,7 @@ StepLoop:
             #pragma HLS UNROLL
             z[j] = (typename CONFIG_T::accum_t)b[j];
         }
-        block_sparse_lstm_mac<data_T, typename CONFIG_T::weight_t, typename CONFIG_T::index_t, typename CONFIG_T::accum_t,
-                              CONFIG_T::n_kept, CONFIG_T::n_lanes, CONFIG_T::block_in, CONFIG_T::block_out,
-                              CONFIG_T::kept_per_row, CONFIG_T::units, CONFIG_T::reuse_factor>(
-            &data[s * CONFIG_T::n_in], w, w_index, z);
-        block_sparse_lstm_mac<res_T, typename CONFIG_T::recurrent_t, typename CONFIG_T::rindex_t,
-                              typename CONFIG_T::accum_t, CONFIG_T::n_rkept, CONFIG_T::n_rlanes, CONFIG_T::rblock_in,
-                              CONFIG_T::rblock_out, CONFIG_T::rkept_per_row, CONFIG_T::units, CONFIG_T::reuse_factor>(
-            h, u, u_index, z);
+        CONFIG_T::template kernel<data_T, res_T, CONFIG_T>::mac(x, h, w, u, z);
 
         // gate order in z: i, f, g, o
         typename CONFIG_T::gate_t gi[CONFIG_T::units], gf[CONFIG_T::units], go[CONFIG_T::units];

@@ -166,21 +166,42 @@ def test_the_largest_reuse_factor_matches_reference(tmp_path):
 def test_reuse_factor_beyond_the_kept_blocks_is_refused(tmp_path):
     model = build((3, 8), lstm(8, 'lstm', block_shape=(2, 2), drop_rate=0.5))  # 8 kept blocks per kernel
     cfg = FlowConfig.load(None, model='user.h5', layers={'lstm': {'reuse_factor': 9}})
-    with pytest.raises(ValueError, match=r"layer 'lstm': ReuseFactor 9 is out of range; it must be 1 \.\. 8"):
+    with pytest.raises(ValueError, match=r"layer 'lstm' \(block_sparse_lstm\): ReuseFactor 9 is not one it can be built with: 1 \.\. 8"):
         convert(tmp_path, model, cfg)
 
 
-@pytest.mark.parametrize('weight', ['weight', 'recurrent_weight', 'bias', 'weight_index', 'recurrent_index'])
+@pytest.mark.parametrize('weight', ['weight', 'recurrent_weight', 'bias'])
 def test_a_corrupted_emitted_table_is_a_conversion_mismatch(tmp_path, weight):
-    """Every table hls4ml would write for the LSTM is compared with the reference's arrays exactly."""
+    """Every table hls4ml would write for the LSTM (the schedules' weight banks, the bias) is compared
+    with the reference's exactly."""
     model = build((3, 4), lstm(4, 'lstm', block_shape=(2, 2), drop_rate=0.5))
     cfg = FlowConfig.load(None, model='user.h5')
     im, hls_model = convert(tmp_path, model, cfg)
     var = hls_model.graph['lstm'].get_weights(weight)
     var.data = np.array(var.data, copy=True)
-    var.data.flat[0] = var.data.flat[0] + (1 if 'index' in weight else 2.0**-6)
+    var.data.flat[0] = var.data.flat[0] + 2.0**-6
     with pytest.raises(ConversionMismatch, match=rf"layer 'lstm': hls4ml's {weight} values are not the reference's"):
         check_against_reference(hls_model, im, make_plan(im, cfg, get_board('pynq-z2')))
+
+
+def test_a_different_generated_kernel_is_a_conversion_mismatch(tmp_path):
+    """The step MAC hls4ml writes (nnet_code_gen.h) must be the reference's schedules': one moved
+    gate is caught."""
+    from flow.hls.lstm_emit import CODE_ATTR
+
+    model = build((3, 4), lstm(4, 'lstm', block_shape=(2, 2), drop_rate=0.5))
+    cfg = FlowConfig.load(None, model='user.h5', layers={'lstm': {'reuse_factor': 2}})
+    im, hls_model = convert(tmp_path, model, cfg)
+    plan = make_plan(im, cfg, get_board('pynq-z2'))
+    check_against_reference(hls_model, im, plan)
+    node = hls_model.graph['lstm']
+    code = str(node.get_attr(CODE_ATTR))
+    assert 'switch (t)' in code and '[t]' not in code  # case tables of the cycle, no table read at t
+    from hls4ml.model.types import Source
+
+    node.set_attr(CODE_ATTR, Source(code.replace('z[0] = acc_t(z[0] +', 'z[1] = acc_t(z[1] +', 1)))
+    with pytest.raises(ConversionMismatch, match=r"layer 'lstm': hls4ml's generated LSTM kernel is not the one"):
+        check_against_reference(hls_model, im, plan)
 
 
 @pytest.mark.parametrize('cls', ['LSTM', 'GRU'])
@@ -236,11 +257,12 @@ def test_user_lstm_model_runs_the_flow_bit_exact(tmp_path):
     assert est['ours']['cycles'] == steps * est['ours']['cycles_per_step'] and est['ours']['cycles_per_step'] >= 2
 
 
-def test_estimate_counts_one_index_per_kept_block_and_every_time_step():
-    """8 inputs x 8 units: W 2x2 blocks (8 kept), U 2x1 blocks (16 kept); RF 4 -> 2 W lanes and
-    4 U lanes of 4 gates x block products; 5 steps of RF + overhead cycles; the indices are
-    stored once per kernel for the four gates."""
-    from flow.runtime.ref_lstm import LSTM_STEP_OVERHEAD
+def test_estimate_follows_the_generated_step_mac():
+    """8 inputs x 8 units: W 2x2 blocks (8 kept), U 2x1 blocks (16 kept); RF 4: the live multipliers
+    of both kernels' schedules (4 gates each), 5 steps of input copy + RF + pipeline depth + state
+    cycles; the weight ROMs are the schedules' banks (padding included), no index stored."""
+    from flow.runtime.lstm_engine import lstm_engine
+    from flow.runtime.ref_lstm import LSTM_INPUT_COPY, LSTM_MAC_DEPTH, LSTM_STATE_CYCLES
     from flow.stages.estimate import layer_estimate
 
     model = build((5, 8), lstm(8, 'lstm', block_shape=(2, 2), recurrent_block_shape=(2, 1), drop_rate=0.5), seed=1)
@@ -248,11 +270,16 @@ def test_estimate_counts_one_index_per_kept_block_and_every_time_step():
     layer = im.layers[1]
     assert (len(layer.index), len(layer.recurrent_index)) == (8, 16)
     est = layer_estimate(layer, 4, in_type=IN_T, in_size=5 * 8)
-    ours = est['ours']
-    assert ours['multipliers'] == 2 * 4 * 2 * 2 + 4 * 4 * 2 * 1
-    assert ours['cycles'] == 5 * (4 + LSTM_STEP_OVERHEAD) and est['hls4ml_dense']['cycles'] == 5 * 4
-    assert ours['index_bits'] == 8 * 2 + 16 * 3  # output blocks 0..3 (2 bits) and 0..7 (3 bits), not x 4 gates
-    assert ours['weight_memory_bits'] == (layer.values.size + layer.recurrent_values.size) * 6
+    ours, eng = est['ours'], lstm_engine(layer, 4)
+    # 32 + 32 kept weights per gate in 4 cycles: 8 + 8 multipliers per gate (fewer where a bank is all zeros)
+    assert ours['multipliers'] == eng.multipliers <= 4 * (8 + 8)
+    assert ours['step_cycles'] == {'input_copy': LSTM_INPUT_COPY, 'mac': 4,
+                                   'pipeline_depth': LSTM_MAC_DEPTH + eng.adder_levels(), 'state': LSTM_STATE_CYCLES}
+    assert ours['cycles'] == 5 * ours['cycles_per_step'] == 5 * sum(ours['step_cycles'].values())
+    assert est['hls4ml_dense']['cycles'] == 5 * 4
+    assert ours['index_bits'] == 0
+    assert ours['weight_memory_bits'] == (eng.w_slots + eng.u_slots) * 6
+    assert eng.w_slots >= layer.values.size and eng.u_slots >= layer.recurrent_values.size
 
 
 def test_hcgs_lstm_with_sign_magnitude_weights_matches_reference(tmp_path):

@@ -203,7 +203,7 @@ def test_footprint_and_estimate():
 
 
 def _function_body(source: str, name: str) -> str:
-    start = source.index('{', source.index(f'void {name}('))
+    start = re.search(rf'\b{name}\([^;{{]*\)\s*\{{', source).end() - 1  # the definition, whatever it returns
     depth = 0
     for i in range(start, len(source)):
         depth += {'{': 1, '}': -1}.get(source[i], 0)
@@ -227,14 +227,15 @@ def _drop_loop(body: str, label: str) -> str:
 IDENT = re.compile(r'[A-Za-z_]\w*')
 
 
-def products_on_data(source: str, function: str = 'sst_dense', exempt: str = 'ApplyScale') -> list[str]:
+def products_on_data(source: str, function: str, exempt: str | None = 'ApplyScale', inputs=('data',)) -> list[str]:
     """Statements of ``function`` (outside the ``exempt`` loop) that multiply and involve a value
-    derived from the input ``data``: taint flows through every assignment."""
+    derived from the ``inputs``: taint flows through every assignment."""
     body = re.sub(r'//[^\n]*|/\*.*?\*/', '', _function_body(source, function), flags=re.S)
     body = re.sub(r'#pragma[^\n]*', '', body)
-    body = _drop_loop(body, exempt)
+    if exempt:
+        body = _drop_loop(body, exempt)
     statements = [s.strip() for s in re.split(r'[;{}]', body) if s.strip()]
-    tainted = {'data'}
+    tainted = set(inputs)
     for _ in range(len(statements)):
         for s in statements:
             m = re.match(r'(?:[\w:<>,\s]*\s)?(\w+)\s*(?:\[[^\]]*\])?\s*([-+*/]?=)(?!=)(.*)', s, flags=re.S)
@@ -244,14 +245,67 @@ def products_on_data(source: str, function: str = 'sst_dense', exempt: str = 'Ap
     return [s for s in statements if product.search(s) and tainted & set(IDENT.findall(s))]
 
 
-def test_template_has_no_product_on_data():
-    source = TEMPLATE.read_text()
-    assert products_on_data(source) == []
-    # the check can fail: a product of a pattern entry (a weight) and an input, direct or through a variable
-    bad = source.replace('part += data[base + p - 1];', 'part += data[base + p - 1] * pattern[code];')
-    assert products_on_data(bad) == ['part += data[base + p - 1] * pattern[code]']
-    bad = source.replace('part -= data[base - p - 1];', 'const data_T v = data[base - p - 1];\n part -= v * p;')
-    assert products_on_data(bad) == ['part -= v * p']
+def kernel_products_on_data(source: str, index: int) -> list[str]:
+    """products_on_data over the generated kernel sst_dense_<index> and its slot select."""
+    from flow.hls.sst_emit import function_name
+
+    name = function_name(index)
+    n = len(re.search(rf'{name}_pick\(unsigned p, ([^)]*)\)', source)[1].split(','))
+    return products_on_data(source, name) + products_on_data(source, f'{name}_pick', None, [f'x{j}' for j in range(n)])
+
+
+def test_generated_kernel_has_no_product_on_data():
+    from flow.hls.sst_emit import layer_kernel
+
+    source = layer_kernel(24, 5, 8, 2, 7, 2)  # 3 groups, 15 work items, 3 decoders (one padded), 7 cycles
+    assert kernel_products_on_data(source, 2) == []
+    # the check can fail: a product of a decoded position (a weight) and an input, direct or through a variable
+    bad = source.replace('part0 = n0_0 ? sum_t(part0 - v0_0)', 'part0 = n0_0 ? sum_t(part0 - v0_0 * p0_0)')
+    assert kernel_products_on_data(bad, 2) == ['part0 = n0_0 ? sum_t(part0 - v0_0 * p0_0) : sum_t(part0 + v0_0)']
+    bad = source.replace('case 2: return (sum_T)x1;', 'case 2: const sum_T y = x1;\n return y * p;')
+    assert kernel_products_on_data(bad, 2) == ['return y * p']
+
+
+def _run_engine(eng, codes, x):
+    """The static structure run as the kernel does (codeword ROM padded with 0, decoder ROM, group
+    selects by the case tables, gated per-output sums): the +-input sums per output."""
+    rom = SSTCode(eng.group, eng.nonzeros).decoder_rom()
+    padded = np.zeros(eng.n_dec * eng.rf, dtype=np.int64)
+    padded[:codes.size] = codes.reshape(-1)
+    sums = np.zeros((len(x), eng.n_out), dtype=np.int64)
+    for t in range(eng.rf):
+        part = {}
+        for d, s in enumerate(eng.decoders):
+            sel = eng.selects[s]
+            g = next((g for ts, g in sel.legs if t in ts), sel.default)
+            part[d] = sum(np.sign(e) * x[:, g * eng.group + abs(e) - 1] for e in rom[padded[d * eng.rf + t]] if e)
+        for o, srcs in eng.sources.items():
+            for d, gate in srcs:
+                if gate.ranges is None or any(lo <= t <= hi for lo, hi in gate.ranges):
+                    sums[:, o] += part[d]
+    return sums
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from([1, 2, 3, 4, 8]), st.integers(1, 5), st.integers(1, 13), st.data())
+def test_static_structure_computes_the_layer(group, n_groups, n_out, data):
+    """The group selects, decoders and gated source lists of flow/runtime/sst_engine.py give the
+    reference's +-input sums for any shape and ReuseFactor; nothing depends on a divider at run time."""
+    from flow.runtime.sst_engine import sst_engine
+
+    k = data.draw(st.integers(1, min(group, 3)))
+    n_in, code = group * n_groups, SSTCode(group, k)
+    rf = data.draw(st.integers(1, n_out * n_groups))
+    eng = sst_engine(n_in, n_out, group, k, rf)
+    assert eng.n_dec == -(-n_out * n_groups // rf)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31)))
+    codes = rng.integers(0, code.n_patterns, size=(n_out, n_groups))
+    x = rng.integers(-64, 64, size=(5, n_in))
+    assert np.array_equal(_run_engine(eng, codes, x), x @ code.decode(codes).astype(np.int64))
+    # every output is reached, and every select leg is a group that some decoder reads then
+    assert sorted(eng.sources) == list(range(n_out))
+    for sel in eng.selects:
+        assert all(0 <= g < n_groups for _, g in sel.legs) and 0 <= sel.default < n_groups
 
 
 # --- co-simulation: the C simulation equals the reference ---------------------------------------
@@ -288,7 +342,7 @@ def test_sst_csim_equals_reference(tmp_path_factory, case):
     im, _ = check_cosim(tmp, model, FixedType(6, 2), cfg)
     cpp = (tmp / 'hls' / 'firmware' / 'sparsenet.cpp').read_text()
     assert re.search(r'nnet::sst_dense<[^;]*>\(x, layer2_out', cpp), 'sst0 must be built by nnet::sst_dense'
-    assert products_on_data((tmp / 'hls' / 'firmware' / 'nnet_utils' / 'nnet_sst_dense.h').read_text()) == []
+    assert kernel_products_on_data((tmp / 'hls' / 'firmware' / 'nnet_utils' / 'nnet_code_gen.h').read_text(), 2) == []
 
 
 def test_float32_bound_keeps_outputs_with_different_scales_apart():
@@ -330,3 +384,28 @@ def test_builtin_sst_model_runs_the_flow_bit_exact(tmp_path):
     assert est['fc1']['ours']['multipliers'] == est['fc2']['ours']['multipliers'] == 0
     fp = json.loads((tmp_path / 'reference' / 'footprint.json').read_text())['layers']
     assert fp['fc1']['weight_bits'] == 784 * 128 and fp['fc2']['weight_bits'] == 128 * 64
+
+
+def test_a_different_generated_kernel_is_a_conversion_mismatch(tmp_path):
+    """The kernel hls4ml writes into nnet_code_gen.h must be the reference layer's: a moved source is caught."""
+    from hls4ml.model.types import Source
+
+    from flow.config import FlowConfig
+    from flow.export import to_integer_model
+    from flow.hls.sst_emit import CODE_ATTR
+    from flow.infra.boards import get_board
+    from flow.plan import make_plan
+    from flow.stages.convert import ConversionMismatch, check_against_reference, convert_model
+
+    model = sst_model()
+    cfg = FlowConfig.load(None, model='user.h5', layers={'sst0': {'reuse_factor': 5}})
+    im = to_integer_model(model, FixedType(6, 2))
+    hls_model = convert_model(model, im, cfg, get_board('pynq-z2'), tmp_path / 'hls')
+    plan = make_plan(im, cfg, get_board('pynq-z2'))
+    check_against_reference(hls_model, im, plan)
+    node = hls_model.graph['sst0']
+    code = str(node.get_attr(CODE_ATTR))
+    assert 'switch (t)' in code and ' / ' not in code and ' % ' not in code
+    node.set_attr(CODE_ATTR, Source(code.replace('sum[0] = sum_t(sum[0] +', 'sum[1] = sum_t(sum[1] +', 1)))
+    with pytest.raises(ConversionMismatch, match=r"layer 'sst0': hls4ml's generated SST kernel is not the one"):
+        check_against_reference(hls_model, im, plan)

@@ -1,29 +1,33 @@
 """hls4ml extension for ``BlockSparseQLSTM`` (HCGS LSTM): Keras handler, IR layer, Vitis templates.
 
 The packed kept blocks come from ``flow.runtime.ref_lstm.pack_gates``, the function the exporter
-uses for the integer reference, so hardware and reference store the same arrays: per kernel the
-kept blocks of the four gates (4, kept, bi, bo) and ONE output-block index per kept block, shared
-by the gates. Every intermediate type (accum, gate, act, cell_sum, cell, hidden_product) is a
+uses for the integer reference; hardware and reference store the same arrays: per kernel the
+weight banks of its schedule (flow/runtime/lstm_engine.py: the gather schedule of the kept blocks
+tiled over the four gates), no index. The step MAC is generated per layer (flow/hls/lstm_emit.py,
+a ``Source`` attribute hls4ml writes into nnet_code_gen.h) and checked against the reference's by
+``check_reference``. Every intermediate type (accum, gate, act, cell_sum, cell, hidden_product) is a
 ``*_t`` layer attribute set from the reference by ``flow.stages.convert.hls_config`` and checked after
 conversion (``BlockSparseLSTM.hls_attrs``); the weights' values and types are checked through ``hls_weights``.
 """
 
 from __future__ import annotations
 
-import math
+from types import SimpleNamespace
 
 import numpy as np
 from hls4ml.backends.template import FunctionCallTemplate, LayerConfigTemplate
 from hls4ml.converters.keras_v2_to_hls import get_weights_data, parse_default_keras_layer
 from hls4ml.model.attributes import Attribute, ConfigurableAttribute, TypeAttribute, WeightAttribute
 from hls4ml.model.layers import Layer
+from hls4ml.model.types import Source
 
-from flow.hls.block_sparse_dense import _unsigned
+from flow.runtime.lstm_engine import lstm_engine, rom_words
 from flow.runtime.ref_lstm import GATES, HARD_CONST_TYPE, HARD_HALF, pack_gates
 
+from .lstm_emit import CODE_ATTR, check_generated_code, emit_kernel, function_name
+
 HEADER = 'nnet_block_sparse_lstm.h'
-# Weight variables: the four gates' kept blocks of W and U, the bias, one index stream per kernel
-# ('weight_index', not 'index': that name is hls4ml's layer number).
+# Weight variables: the weight banks of W and U (four gates each), the bias.
 TYPES = ('gate', 'act', 'cell_sum', 'cell', 'hidden_product')  # *_t attributes besides accum_t and result_t
 
 
@@ -94,13 +98,9 @@ class BlockSparseLSTM(Layer):
         WeightAttribute('weight'),
         WeightAttribute('recurrent_weight'),
         WeightAttribute('bias'),
-        WeightAttribute('weight_index'),
-        WeightAttribute('recurrent_index'),
         TypeAttribute('weight'),
         TypeAttribute('recurrent_weight'),
         TypeAttribute('bias'),
-        TypeAttribute('weight_index'),
-        TypeAttribute('recurrent_index'),
         TypeAttribute('accum'),
         *(TypeAttribute(t) for t in TYPES),
         ConfigurableAttribute('reuse_factor', default=1),
@@ -113,22 +113,30 @@ class BlockSparseLSTM(Layer):
         (values, index, kpr), (rvalues, rindex, rkpr) = t[''], t['r']
         n_kept, n_rkept = len(index), len(rindex)
         rf = self.get_attr('reuse_factor')
-        # RF cycles per time step; each cycle a lane takes one kept block of W (and of U) for all four gates.
+        # RF cycles per time step for both kernels (their gather schedules pad the shorter one).
         most = max(n_kept, n_rkept)
         if not 1 <= rf <= most:
             raise ValueError(f"layer '{self.name}': ReuseFactor {rf} is out of range; it must be 1 .. {most} "
                              f'(the kept blocks of its larger kernel: {n_kept} of W, {n_rkept} of U)')
         self.set_attr('n_kept', n_kept)
         self.set_attr('n_rkept', n_rkept)
-        self.set_attr('kept_per_row', kpr)
-        self.set_attr('rkept_per_row', rkpr)
-        self.set_attr('n_lanes', math.ceil(n_kept / rf))
-        self.set_attr('n_rlanes', math.ceil(n_rkept / rf))
-        self.add_weights_variable(name='weight', var_name='w{index}', data=values.reshape(-1))
-        self.add_weights_variable(name='recurrent_weight', var_name='u{index}', data=rvalues.reshape(-1))
+        # the packed layer as the reference holds it, with the real weights
+        packed = SimpleNamespace(name=self.name, n_in=self.get_attr('n_in'), units=u, values=values, index=index,
+                                 kept_per_row=kpr, block=(self.get_attr('block_in'), self.get_attr('block_out')),
+                                 recurrent_values=rvalues, recurrent_index=rindex, recurrent_kept_per_row=rkpr,
+                                 recurrent_block=(self.get_attr('rblock_in'), self.get_attr('rblock_out')))
+        eng = lstm_engine(packed, rf)
+        self.set_attr('n_wslots', eng.w_slots)
+        self.set_attr('n_uslots', eng.u_slots)
+        self.set_attr(CODE_ATTR, Source(emit_kernel(eng, function_name(self.index), f"layer '{self.name}'")))
+        w_rom, u_rom = rom_words(packed, rf)
+        self.add_weights_variable(name='weight', var_name='w{index}', data=w_rom)
+        self.add_weights_variable(name='recurrent_weight', var_name='u{index}', data=u_rom)
         self.add_weights_variable(name='bias', var_name='b{index}', data=t['bias'])
-        self.add_weights_variable(name='weight_index', var_name='wi{index}', data=index, precision=_unsigned(index))
-        self.add_weights_variable(name='recurrent_index', var_name='ui{index}', data=rindex, precision=_unsigned(rindex))
+
+    def check_reference(self, ref) -> None:
+        """Called by the conversion's check: the generated step MAC is the reference's schedules'."""
+        check_generated_code(self.name, self, ref)
 
 
 HARD_CONST = HARD_CONST_TYPE.hls()
@@ -153,28 +161,32 @@ struct config{index} : nnet::block_sparse_lstm_config {{
     static const unsigned block_out = {block_out};
     static const unsigned rblock_in = {rblock_in};
     static const unsigned rblock_out = {rblock_out};
-    static const unsigned n_kept = {n_kept};
-    static const unsigned n_rkept = {n_rkept};
-    static const unsigned kept_per_row = {kept_per_row};
-    static const unsigned rkept_per_row = {rkept_per_row};
     static const unsigned reuse_factor = {reuse};
-    static const unsigned n_lanes = {n_lanes};
-    static const unsigned n_rlanes = {n_rlanes};
+    static const unsigned n_wslots = {n_wslots};
+    static const unsigned n_uslots = {n_uslots};
     typedef config{index}_sig hard_config;
     typedef {weight_t.name} weight_t;
     typedef {recurrent_weight_t.name} recurrent_t;
     typedef {bias_t.name} bias_t;
-    typedef {weight_index_t.name} index_t;
-    typedef {recurrent_index_t.name} rindex_t;
     typedef {accum_t.name} accum_t;
     typedef {gate_t.name} gate_t;
     typedef {act_t.name} act_t;
     typedef {cell_sum_t.name} cell_sum_t;
     typedef {cell_t.name} cell_t;
     typedef {hidden_product_t.name} hidden_product_t;
+    // the layer's generated step MAC (nnet_code_gen.h)
+    template<class data_T, class res_T, class CONFIG_T>
+    struct kernel {{
+        static void mac(data_T x[CONFIG_T::n_in], res_T h[CONFIG_T::units],
+                        typename CONFIG_T::weight_t w[CONFIG_T::n_wslots],
+                        typename CONFIG_T::recurrent_t u[CONFIG_T::n_uslots],
+                        typename CONFIG_T::accum_t z[4 * CONFIG_T::units]) {{
+            nnet::{kernel}<data_T, res_T, CONFIG_T>(x, h, w, u, z);
+        }}
+    }};
 }};\n"""
 
-function_template = 'nnet::block_sparse_lstm<{input_t}, {output_t}, {config}>({input}, {output}, {w}, {wi}, {u}, {ui}, {b});'
+function_template = 'nnet::block_sparse_lstm<{input_t}, {output_t}, {config}>({input}, {output}, {w}, {u}, {b});'
 
 
 class BlockSparseLSTMConfigTemplate(LayerConfigTemplate):
@@ -186,6 +198,7 @@ class BlockSparseLSTMConfigTemplate(LayerConfigTemplate):
         params = self._default_config_params(node)
         params['return_sequences'] = 'true' if node.get_attr('return_sequences') else 'false'
         params['hard_t'], params['hard_value'] = HARD_CONST, repr(HARD_VALUE)
+        params['kernel'] = function_name(node.index)
         return self.template.format(**params)
 
 
@@ -196,7 +209,6 @@ class BlockSparseLSTMFunctionTemplate(FunctionCallTemplate):
 
     def format(self, node):
         params = self._default_function_params(node)
-        for key, weight in (('w', 'weight'), ('wi', 'weight_index'), ('u', 'recurrent_weight'), ('ui', 'recurrent_index'),
-                            ('b', 'bias')):
+        for key, weight in (('w', 'weight'), ('u', 'recurrent_weight'), ('b', 'bias')):
             params[key] = node.get_weights(weight).name
         return self.template.format(**params)

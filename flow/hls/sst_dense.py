@@ -1,7 +1,9 @@
 """hls4ml extension for ``SSTQDense`` (structured sparse ternary codes): Keras handler, IR layer,
 Vitis templates. The codewords come from ``keras_models.sst.ternary_kernel`` and
 ``flow.runtime.sst_code.SSTCode``, the functions the integer reference uses; conversion checks
-the emitted codewords, decoder ROM, scales and biases against the reference exactly.
+the emitted codewords, scales and biases against the reference exactly, and the layer's generated
+kernel (flow/hls/sst_emit.py: group selects, decoder ROM as constants, per-output source lists; a
+``Source`` attribute hls4ml writes into nnet_code_gen.h) against the one of the reference's shape.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from hls4ml.converters.keras.qkeras import parse_qdense_layer
 from hls4ml.converters.keras_v2_to_hls import get_weights_data
 from hls4ml.model.attributes import Attribute, ConfigurableAttribute, TypeAttribute, WeightAttribute
 from hls4ml.model.layers import Layer
-from hls4ml.model.types import IntegerPrecisionType
+from hls4ml.model.types import IntegerPrecisionType, Source
 
 from flow.runtime.sst_code import SSTCode
 from keras_models.sst import ternary_kernel
+
+from .sst_emit import CODE_ATTR, check_generated_code, function_name, layer_kernel
 
 HEADER = 'nnet_sst_dense.h'
 
@@ -48,11 +52,9 @@ class SSTDense(Layer):
         Attribute('group'),
         Attribute('nonzeros'),
         WeightAttribute('code'),
-        WeightAttribute('pattern'),
         WeightAttribute('scale'),
         WeightAttribute('bias'),
         TypeAttribute('code'),
-        TypeAttribute('pattern'),
         TypeAttribute('scale'),
         TypeAttribute('bias'),
         TypeAttribute('sum'),
@@ -79,13 +81,15 @@ class SSTDense(Layer):
         self.set_attr('n_work', n_work)
         self.set_attr('n_dec', n_dec)
         self.set_attr('n_groups', n_in // group)
-        self.set_attr('n_patterns', code.n_patterns)
+        self.set_attr(CODE_ATTR, Source(layer_kernel(n_in, n_out, group, k, rf, self.index, f"layer '{self.name}'")))
         self.add_weights_variable(name='code', var_name='c{index}', data=padded,
                                   precision=IntegerPrecisionType(code.code_bits, signed=False))
-        self.add_weights_variable(name='pattern', var_name='p{index}', data=code.decoder_rom().reshape(-1),
-                                  precision=IntegerPrecisionType(code.rom_entry_bits, signed=True))
         self.add_weights_variable(name='scale', var_name='s{index}', data=scale)
         self.add_bias(quantizer=self.get_attr('bias_quantizer'))  # zeros of uint<1> when use_bias=False, as hls4ml
+
+    def check_reference(self, ref) -> None:
+        """Called by the conversion's check: the generated kernel is the reference's layer's."""
+        check_generated_code(self.name, self, ref)
 
 
 config_template = """struct config{index} : nnet::sst_dense_config {{
@@ -94,19 +98,27 @@ config_template = """struct config{index} : nnet::sst_dense_config {{
     static const unsigned group = {group};
     static const unsigned nonzeros = {nonzeros};
     static const unsigned n_groups = {n_groups};
-    static const unsigned n_patterns = {n_patterns};
     static const unsigned reuse_factor = {reuse};
     static const unsigned n_work = {n_work};
     static const unsigned n_dec = {n_dec};
     typedef {code_t.name} code_t;
-    typedef {pattern_t.name} pattern_t;
     typedef {scale_t.name} scale_t;
     typedef {bias_t.name} bias_t;
     typedef {sum_t.name} sum_t;
     typedef {accum_t.name} accum_t;
+    // the layer's generated kernel (nnet_code_gen.h)
+    template<class data_T, class res_T, class CONFIG_T>
+    struct kernel {{
+        static void dense(data_T data[CONFIG_T::n_in], res_T res[CONFIG_T::n_out],
+                          typename CONFIG_T::code_t codes[CONFIG_T::n_dec * CONFIG_T::reuse_factor],
+                          typename CONFIG_T::scale_t scale[CONFIG_T::n_out],
+                          typename CONFIG_T::bias_t biases[CONFIG_T::n_out]) {{
+            nnet::{kernel}<data_T, res_T, CONFIG_T>(data, res, codes, scale, biases);
+        }}
+    }};
 }};\n"""
 
-function_template = 'nnet::sst_dense<{input_t}, {output_t}, {config}>({input}, {output}, {c}, {p}, {s}, {b});'
+function_template = 'nnet::sst_dense<{input_t}, {output_t}, {config}>({input}, {output}, {c}, {s}, {b});'
 
 
 class SSTDenseConfigTemplate(LayerConfigTemplate):
@@ -115,7 +127,7 @@ class SSTDenseConfigTemplate(LayerConfigTemplate):
         self.template = config_template
 
     def format(self, node):
-        return self.template.format(**self._default_config_params(node))
+        return self.template.format(**self._default_config_params(node), kernel=function_name(node.index))
 
 
 class SSTDenseFunctionTemplate(FunctionCallTemplate):
@@ -125,6 +137,6 @@ class SSTDenseFunctionTemplate(FunctionCallTemplate):
 
     def format(self, node):
         params = self._default_function_params(node)
-        for key, weight in (('c', 'code'), ('p', 'pattern'), ('s', 'scale'), ('b', 'bias')):
+        for key, weight in (('c', 'code'), ('s', 'scale'), ('b', 'bias')):
             params[key] = node.get_weights(weight).name
         return self.template.format(**params)

@@ -72,7 +72,11 @@ def unpack_gates(values, index, kept_per_row, n: int, u: int, block) -> np.ndarr
     return np.concatenate([unpack_blocks(values[g], index, kept_per_row, (n, u), block) for g in range(GATES)], axis=1)
 
 
-LSTM_STEP_OVERHEAD = 2  # cycles per time step after the MAC: the hard activations, then c and h (dependent products)
+# Cycles of a time step besides the MAC loop's RF iterations and its pipeline depth
+# (lstm_engine.LSTMEngine.adder_levels and nnet_block_sparse_lstm.h):
+LSTM_INPUT_COPY = 1  # x_t copied to a local array (each input a n_steps:1 select)
+LSTM_STATE_CYCLES = 3  # the hard activations of z; c = f c + i g; h = o hard_tanh(c) (dependent, one each)
+LSTM_MAC_DEPTH = 3  # the MAC pipeline besides its adder tree: the weight ROM read, the product, the add into z
 
 
 @register_kind
@@ -213,39 +217,48 @@ class BlockSparseLSTM(RefLayer):
         return ReuseFactors(range(1, max(n, nr) + 1), f'the kept blocks of its larger kernel: {n} of W, {nr} of U')
 
     def hls_weights(self, rf):
-        """The packed arrays as they are: (4, kept, bi, bo) per kernel, one index per kept block."""
-        return {'weight': HlsWeight(self.values, self.weight_type),
-                'recurrent_weight': HlsWeight(self.recurrent_values, self.recurrent_type),
-                'bias': HlsWeight(self.bias, self.bias_type), 'weight_index': HlsWeight(self.index),
-                'recurrent_index': HlsWeight(self.recurrent_index)}
+        """Per kernel the weight banks of its schedule (flow/runtime/lstm_engine.py: the gather
+        schedule of the kept blocks tiled over the four gates, [gate][multiplier][cycle], zero in the
+        padding slots); the bias. No index: the generated kernel's case tables and gates replace it."""
+        from .lstm_engine import rom_words
+
+        w, u = rom_words(self, rf)
+        return {'weight': HlsWeight(w, self.weight_type), 'recurrent_weight': HlsWeight(u, self.recurrent_type),
+                'bias': HlsWeight(self.bias, self.bias_type)}
 
     def hls_attrs(self):
         return {'gate_t': self.gate_type, 'act_t': self.act_type, 'cell_sum_t': self.cell_sum_type,
                 'cell_t': self.cell_type, 'hidden_product_t': self.hidden_product_type}  # per-step types
 
     def engine_estimate(self, rf, in_type, steps=1):
-        """nnet_block_sparse_lstm.h: per kernel ceil(kept blocks / RF) lanes, each one kept block's
-        bi x bo products for the 4 gates per cycle; the time steps run one after another (h and c
-        carry over): steps x (RF + overhead) cycles. Weights are the packed kept blocks (no padding
-        stored); ONE index per kept block of each kernel, shared by the 4 gates. The 3 x units
-        products of the cell and hidden updates (f c, i g, o tanh(c)) are counted apart: the dense
-        baseline has them too."""
-        import math
+        """The generated step MAC (flow/hls/lstm_emit.py on flow/runtime/lstm_engine.py): the live
+        multipliers of both kernels' schedules (4 gates each; a bank of zeros only is none), ONE
+        pipelined loop of RF cycles at II=1 for x_t W and h U together. The time steps run one after
+        another (h and c carry over), each:
 
-        from .costs import bram18, table_bits
+        - ``input_copy`` (1): x_t into a local array;
+        - ``mac`` (RF): the loop's iterations;
+        - ``pipeline_depth``: its drain, LSTM_MAC_DEPTH (the weight ROM read, the product, the add
+          into z) + the levels of the balanced adder tree of the most products reaching one gate
+          sum in a cycle (one level per cycle, conservative);
+        - ``state`` (3): the hard activations, c = f c + i g, h = o hard_tanh(c).
 
-        kernels = ((self.values, self.index, self.block, self.weight_type.width),
-                   (self.recurrent_values, self.recurrent_index, self.recurrent_block, self.recurrent_type.width))
-        mult = rom_bits = bram = 0
-        for values, index, (bi, bo), wbits in kernels:
-            lanes = math.ceil(len(index) / rf)
-            mult += lanes * GATES * bi * bo
-            rom_bits += values.size * wbits
-            bram += bram18(lanes * GATES * bi * bo * wbits, rf) if rf > 1 else 0
-        return {'multipliers': mult, 'state_multipliers': 3 * self.units,
-                'cycles_per_step': rf + LSTM_STEP_OVERHEAD, 'cycles': steps * (rf + LSTM_STEP_OVERHEAD),
-                'weight_memory_bits': rom_bits, 'bram18': bram,
-                'index_bits': table_bits(self.index) + table_bits(self.recurrent_index)}
+        Weights: the schedules' banks, padding included; no index stored. The 3 x units products of
+        the cell and hidden updates (f c, i g, o tanh(c)) are counted apart: the dense baseline has
+        them too."""
+        from .costs import bram18
+        from .lstm_engine import lstm_engine
+
+        eng = lstm_engine(self, rf)
+        step = {'input_copy': LSTM_INPUT_COPY, 'mac': rf, 'pipeline_depth': LSTM_MAC_DEPTH + eng.adder_levels(),
+                'state': LSTM_STATE_CYCLES}
+        per_step = sum(step.values())
+        rom_bits = eng.w_slots * self.weight_type.width + eng.u_slots * self.recurrent_type.width
+        bram = (bram18(eng.w.n_mult * self.weight_type.width, rf) + bram18(eng.u.n_mult * self.recurrent_type.width, rf)
+                if rf > 1 else 0)
+        return {'multipliers': eng.multipliers, 'state_multipliers': 3 * self.units,
+                'cycles_per_step': per_step, 'step_cycles': step, 'cycles': steps * per_step,
+                'weight_memory_bits': rom_bits, 'bram18': bram, 'index_bits': 0}
 
     # --- forward ------------------------------------------------------------------------------
 

@@ -117,12 +117,13 @@ class SSTDense(_Accumulating):
         return ReuseFactors(range(1, n + 1), f'its {self.n_out} outputs x {self.n_in // self.group} groups')
 
     def hls_weights(self, rf):
-        """The codeword ROM: n_dec * rf words, padded with codeword 0 (no non-zero); the decoder's
-        pattern ROM; the scale and the bias."""
+        """The codeword ROM: n_dec * rf words, padded with codeword 0 (no non-zero); the scale and
+        the bias. The decoder's pattern ROM is constants of the generated kernel (flow/hls/sst_emit.py,
+        checked by the IR layer's check_reference)."""
         codes = np.ravel(self.codes)
         codes = np.concatenate([codes, np.zeros(-len(codes) % rf, dtype=codes.dtype)])
-        return {'code': HlsWeight(codes), 'pattern': HlsWeight(self.code.decoder_rom()),
-                'scale': HlsWeight(self.scale, self.scale_type), 'bias': HlsWeight(self.bias, self.bias_type)}
+        return {'code': HlsWeight(codes), 'scale': HlsWeight(self.scale, self.scale_type),
+                'bias': HlsWeight(self.bias, self.bias_type)}
 
     def hls_attrs(self):
         return {'sum_t': self.sum_type}  # the type of the +-input sums

@@ -4,8 +4,9 @@ slow or large hardware (nobody here runs Vitis HLS, so the C++ must be right by 
 It parses ``<project>/firmware/*.cpp`` with libclang (one translation unit), pairs each
 ``#pragma HLS`` line with the loop or function whose body holds it, walks the call graph from the
 top functions (the functions of ``firmware/*.cpp`` nobody calls) and checks every function it
-reaches whose file is ours: ``firmware/*`` and the ``firmware/nnet_utils`` headers hls4ml does not
-ship (hls4ml's own headers are out of scope). Template functions are analysed once per
+reaches whose file is ours: ``firmware/*``, the ``firmware/nnet_utils`` headers hls4ml does not
+ship, and ``nnet_code_gen.h``, where hls4ml writes the layers' generated kernels (hls4ml's own
+headers are out of scope). Template functions are analysed once per
 instantiation reached: their template arguments (the config structs of ``parameters.h``) give the
 numbers (trip counts, partition factors, array sizes); where a number cannot be evaluated the rule
 reports structurally and says so.
@@ -51,6 +52,7 @@ RULES = {
     'divider': 'a divider/modulo on a per-cycle value by a non-constant or a non-power-of-two, in a pipelined region',
 }
 
+GENERATED_HEADER = 'nnet_code_gen.h'  # where hls4ml writes the layers' generated code (Source attributes)
 SHIM_DIR = Path(__file__).resolve().parent / 'hls_lint_shim'  # stand-ins for ap_fixed.h, hls_stream.h
 HOST_SHIM_DIR = Path(__file__).resolve().parents[2] / 'hls_templates' / 'host_shim'  # ap_axi_sdata.h
 MAX_INSTANCES = 1 << 14  # unrolled read instances enumerated per array and pipelined loop
@@ -327,7 +329,8 @@ class Linter:
         if len(parts) == 1:
             return p.suffix in ('.cpp', '.h', '.hpp', '.cc')
         if parts[0] == 'nnet_utils' and len(parts) == 2:
-            return p.name not in self.stock
+            # nnet_code_gen.h ships with hls4ml but holds the per-layer generated kernels (ours)
+            return p.name not in self.stock or p.name == GENERATED_HEADER
         return False  # ap_types, weights
 
     # ----- parse
@@ -410,18 +413,18 @@ class Linter:
             label = ''
 
     # ----- constant evaluation
-    def struct_member(self, struct, name, seen=()):
+    def struct_member(self, struct, name, seen=(), kinds=('VAR_DECL', 'FIELD_DECL', 'TYPEDEF_DECL', 'TYPE_ALIAS_DECL',
+                                                          'STRUCT_DECL', 'CLASS_DECL')):
         """A static member (VAR_DECL) or member type of a struct, through its bases."""
         for ch in struct.get_children():
-            if ch.spelling == name and ch.kind.name in ('VAR_DECL', 'FIELD_DECL', 'TYPEDEF_DECL',
-                                                        'TYPE_ALIAS_DECL', 'STRUCT_DECL', 'CLASS_DECL'):
+            if ch.spelling == name and ch.kind.name in kinds:
                 return ch
         for ch in struct.get_children():
             if ch.kind.name == 'CXX_BASE_SPECIFIER':
                 base = ch.type.get_declaration()
                 base = base.get_definition() or base
                 if base is not None and base.kind.name in ('STRUCT_DECL', 'CLASS_DECL') and base.hash not in seen:
-                    m = self.struct_member(base, name, seen + (base.hash,))
+                    m = self.struct_member(base, name, seen + (base.hash,), kinds)
                     if m is not None:
                         return m
         return None
@@ -1263,12 +1266,17 @@ class FuncAnalysis:
                 break
         funcs = [lint.func_of(d) for d in cands]
         funcs = [f for f in funcs if f is not None and len(f.params) == len(args)]
-        if not funcs:
-            return None
-        callee = max(funcs, key=lambda f: self._match_score(f, args))
+        if funcs:
+            callee = max(funcs, key=lambda f: self._match_score(f, args))
+            tparams = callee.tparams
+        else:  # CONFIG_T::template kernel<...>::dense(...): a layer's generated kernel through its config
+            member = self._member_template_method(head)
+            if member is None:
+                return None
+            callee, tparams = member
         targs = _explicit_template_args(c)
         env = {}
-        for (name, kind), toks in zip(callee.tparams, targs):
+        for (name, kind), toks in zip(tparams, targs):
             toks = [t for t in toks if t != 'typename']
             if kind == 'value':
                 try:
@@ -1287,6 +1295,27 @@ class FuncAnalysis:
                         v = ' '.join(toks)
                     env[name] = v
         return callee, env
+
+    def _member_template_method(self, head):
+        """(Func, the class template's parameters) of ``T::template name<...>::method`` with T a
+        template parameter bound to a config struct (how our layers call their generated kernels)."""
+        toks = [t for t in (_tokens(head) if head is not None else []) if t != 'template']
+        if len(toks) < 6 or toks[1] != '::' or toks[3] != '<' or toks[-2] != '::' or toks[0] not in self.env:
+            return None
+        struct = self.env[toks[0]]
+        if isinstance(struct, (int, str)) or struct is None:
+            return None
+        cls = self.lint.struct_member(struct, toks[2], kinds=('CLASS_TEMPLATE',))
+        if cls is None:
+            return None
+        method = next((ch for ch in cls.get_children() if ch.kind.name == 'CXX_METHOD' and ch.spelling == toks[-1]), None)
+        callee = self.lint.func_of(method)
+        if callee is None:
+            return None
+        tparams = [(ch.spelling, 'type' if ch.kind.name == 'TEMPLATE_TYPE_PARAMETER' else 'value')
+                   for ch in cls.get_children()
+                   if ch.kind.name in ('TEMPLATE_TYPE_PARAMETER', 'TEMPLATE_NON_TYPE_PARAMETER', 'TEMPLATE_TEMPLATE_PARAMETER')]
+        return callee, tparams
 
     def _match_score(self, f, args):
         score = 0

@@ -1,0 +1,70 @@
+"""The HLS lint (flow/stages/hls_lint.py) on the firmware hls4ml writes for small SST and LSTM
+models: no finding in our code (the layer templates and the per-layer kernels generated into
+nnet_code_gen.h), and the lint does reach those kernels (through the config's kernel<...>): a
+generated kernel with its ROM reshape removed, or a write at a table-read index, is reported."""
+
+import re
+
+import pytest
+
+from flow.config import FlowConfig
+from flow.export import to_integer_model
+from flow.infra.boards import get_board
+from flow.runtime.fixed import FixedType
+from flow.stages.convert import convert_model
+from flow.stages.hls_lint import lint_project
+
+OURS = {'nnet_code_gen.h', 'nnet_sst_dense.h', 'nnet_block_sparse_lstm.h'}
+
+
+def _ours(findings):
+    return [f for f in findings if f.file.split('/')[-1] in OURS]
+
+
+def _convert(tmp_path, model, in_type, layers):
+    """The converted project, linted as hls4ml wrote it (our code clean whatever the top), then with
+    a dataflow top: hls4ml pipelines the top of an all-Latency model (the top-pipeline rule, reported
+    at the top: the flow's config, not these layers), under which every loop is unrolled anyway."""
+    cfg = FlowConfig.load(None, model='user.h5', layers=layers)
+    convert_model(model, to_integer_model(model, in_type), cfg, get_board('pynq-z2'), tmp_path / 'hls')
+    hls = tmp_path / 'hls'
+    assert _ours(lint_project(hls)) == []
+    top = hls / 'firmware' / f'{cfg.project_name}.cpp'
+    top.write_text(top.read_text().replace('#pragma HLS PIPELINE\n', '#pragma HLS DATAFLOW\n'))
+    assert lint_project(hls) == []
+    return hls
+
+
+def _mutate(hls, old, new):
+    path = hls / 'firmware' / 'nnet_utils' / 'nnet_code_gen.h'
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_generated_sst_firmware_is_lint_clean(tmp_path):
+    from test_sst import sst_model
+
+    model = sst_model(n_in=32, units=(12, 4), group=(8, 4), k=(2, 3))
+    hls = _convert(tmp_path, model, FixedType(6, 2), {'sst0': {'reuse_factor': 5}, 'sst1': {'reuse_factor': 3}})
+    code = (hls / 'firmware' / 'nnet_utils' / 'nnet_code_gen.h').read_text()
+    reshape = re.search(r'#pragma HLS ARRAY_RESHAPE variable=codes block factor=\d+ dim=1', code)[0]
+    _mutate(hls, reshape, '')
+    _mutate(hls, 'sum[0] = sum_t(sum[0] +', 'sum[codes[t] & 1] = sum_t(sum[0] +')
+    rules = {f.rule for f in _ours(lint_project(hls))}
+    assert rules == {'rom-ports', 'table-index'}
+
+
+@pytest.mark.parametrize('rf', [1, 3])
+def test_generated_lstm_firmware_is_lint_clean(tmp_path, rf):
+    from test_lstm import build
+    from test_lstm_cosim import IN_T, dense_head, lstm
+
+    model = build((4, 6), lstm(8, 'lstm', block_shape=(2, 2), recurrent_block_shape=(1, 2), drop_rate=0.5),
+                  dense_head(3), seed=3)
+    hls = _convert(tmp_path, model, IN_T, {'lstm': {'reuse_factor': rf}})
+    if rf > 1:
+        reshape = re.search(r'#pragma HLS ARRAY_RESHAPE variable=w block factor=\d+ dim=1', (
+            hls / 'firmware' / 'nnet_utils' / 'nnet_code_gen.h').read_text())[0]
+        _mutate(hls, reshape, '')
+        assert {f.rule for f in _ours(lint_project(hls))} == {'rom-ports'}

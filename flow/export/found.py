@@ -48,15 +48,19 @@ def sparse_bits(mask: np.ndarray, block: tuple[int, int], n_out: int, weight_bit
 
 
 def n_m_pattern(nonzero: np.ndarray) -> str | None:
-    """'N:M' when every group of M consecutive inputs of every output has at most N non-zeros, N <= M/2
-    (TFMOT's sparsity_m_by_n prunes along the input axis); the sparsest such pattern, the smallest M
-    on ties; None otherwise."""
+    """'N:M' when every group of M consecutive inputs of every output has at most N non-zeros, N <= M/2,
+    and most groups are not empty (TFMOT's sparsity_m_by_n keeps N of every M along the input axis;
+    block pruning leaves empty groups instead); the sparsest such pattern, the smallest M on ties;
+    None otherwise."""
     n_in = nonzero.shape[0]
     best = None
     for m in N_M_GROUPS:
         if n_in % m:
             continue
-        n = int(nonzero.reshape(n_in // m, m, -1).sum(axis=1).max())
+        counts = nonzero.reshape(n_in // m, m, -1).sum(axis=1)
+        n = int(counts.max())
+        if np.mean(counts == 0) >= 0.5:
+            continue  # mostly empty groups: zero blocks (or rows), not N of every M
         if 0 < n <= m // 2 and (best is None or n / m < best[0] / best[1]):
             best = (n, m)
     return f'{best[0]}:{best[1]}' if best else None

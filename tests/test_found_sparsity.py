@@ -114,7 +114,7 @@ def test_qdense_with_zero_blocks_exports_block_sparse(blocky):
     im = reference_for(blocky, _cfg())
     fc1, logits = im.layers[1], im.layers[3]
     assert isinstance(fc1, BlockSparseDense) and fc1.block == (8, 8)
-    assert fc1.found['deployed'] == 'block_sparse' and fc1.found['block'] == [8, 8] and fc1.found['n_m'] is None
+    assert fc1.found['deployed_sparse'] and fc1.found['block'] == [8, 8] and fc1.found['n_m'] is None
     assert isinstance(logits, Dense) and logits.found is None  # random weights: dense
     # the same product as the dense kernel
     assert np.array_equal(fc1.dense_weight(), np.asarray(blocky.get_layer('fc1').kernel.numpy() * 8, dtype=np.int64))
@@ -222,8 +222,23 @@ def test_found_sparse_user_model_end_to_end(pruned_files, tmp_path):
     assert fp['total']['density'] < 1
     est = json.loads((root / 'reports' / 'estimate.json').read_text())
     fc1 = est['layers']['fc1']
-    assert fc1['kind'] == 'block_sparse_dense' and fc1['found_sparsity']['deployed'] == 'block_sparse'
+    assert fc1['kind'] == 'block_sparse_dense' and fc1['found_sparsity']['deployed_sparse']
     assert fc1['ours']['multipliers'] < fc1['hls4ml_dense']['multipliers']
     assert est['total']['ours']['multipliers'] < est['total']['hls4ml_dense']['multipliers']
     nodes = json.loads((root / 'manifest.json').read_text())['steps']['convert']['summary']['layers']
     assert 'fc1' in nodes and 'logits' in nodes
+
+
+def test_a_pruned_float_dense_is_refused(tmp_path):
+    """TFMOT prunes float Keras layers too: stripped, a float Dense is refused as before (no exact reference)."""
+    import tensorflow as tf
+    import tensorflow_model_optimization as tfmot
+
+    from flow.infra.model_file import load_user_model
+
+    dense = tfmot.sparsity.keras.prune_low_magnitude(tf.keras.layers.Dense(8, name='fc1'), block_size=(8, 8),
+                                                     pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(0.5, 0))
+    chain(dense, n_in=16).save(tmp_path / 'float.h5')
+    model = load_user_model(tmp_path / 'float.h5')
+    with pytest.raises(UnsupportedModel, match=r"layer 'fc1' \(Dense\): not supported.*use qkeras.QDense"):
+        reference_for(model, _cfg())

@@ -88,7 +88,7 @@ class Found:
                 'zero_block_fraction': 1 - kept / self.mask.size, 'density': kept * bi * bo / (n_in * n_out),
                 'unit': unit, 'pattern': pattern, 'n_m': self.n_m,
                 'dense_bits': self.dense_bits, 'sparse_bits': self.sparse_bits, 'forced': self.forced,
-                'deployed': 'block_sparse' if self.worth_it else 'dense'}
+                'deployed_sparse': self.worth_it}
 
 
 def describe(block: tuple[int, int], n_in: int, n_out: int, n_m: str | None) -> tuple[str, str]:

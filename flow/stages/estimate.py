@@ -234,7 +234,7 @@ def print_estimate(est: dict, console) -> None:
     print_table(t, console)
     for name, l in est['layers'].items():
         f = l.get('found_sparsity')
-        if f and f['deployed'] == 'block_sparse':
+        if f and f['deployed_sparse']:
             console.print(f"layer '{name}': {f['zero_block_fraction']:.0%} of its {f['unit']} found zero, deployed "
                           f"block-sparse: {l['hls4ml_dense']['multipliers']} -> {l['ours']['multipliers']} multipliers at "
                           f"RF {l['reuse_factor']}", soft_wrap=True)

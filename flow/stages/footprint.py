@@ -28,7 +28,7 @@ def layer_footprint(layer) -> dict | None:
 def found_line(name: str, f: dict) -> str:
     """One line on the sparsity found in layer ``name``'s kernel (its ``found_sparsity``)."""
     zero = f"{f['zero_block_fraction']:.0%} of its {f['unit']} zero ({f['pattern']})"
-    if f['deployed'] == 'dense':
+    if not f['deployed_sparse']:
         return (f"layer '{name}': found {zero}: kept dense (block-sparse would store {f['sparse_bits']:,} weight and "
                 f"index bits, dense {f['dense_bits']:,})")
     how = 'block_shape from the config' if f['forced'] else 'fewest bits'

@@ -124,7 +124,7 @@ def main() -> dict:
         compare_reference_csim(im, ours, x, x_codes)  # the benchmark only counts a bit-exact design
 
         dmodel = big_layer_model(dense=True)
-        dim = to_integer_model(dmodel, IN_TYPE)
+        dim = to_integer_model(dmodel, IN_TYPE, sparse=False)  # the masked kernel as hls4ml's own Dense
         t0 = time.perf_counter()
         convert_model(dmodel, dim, cfg, board, tmp / 'dense' / 'hls')
         compile_csim(tmp / 'dense' / 'hls')

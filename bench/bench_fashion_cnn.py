@@ -167,7 +167,7 @@ def run_cgs(drop, seed, epochs, data, x_codes, cfg, board, n_check):
     fp = footprint(im)
     # hls4ml's own Conv2D/Dense on the same weights: stores every 4-bit weight, zeros included
     dmodel = hls4ml_twin(model)
-    dim = to_integer_model(dmodel, in_t)
+    dim = to_integer_model(dmodel, in_t, sparse=False)  # the twin stays hls4ml's own Dense, zeros stored
     dense_logits = predict_codes(dim, x_codes)
     mism = np.flatnonzero(np.any(dense_logits != ref_logits, axis=1))
     assert not len(mism), (f'{name}: the hls4ml twin (QConv2D/QDense, masked kernels) differs from the block-sparse '

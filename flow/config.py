@@ -40,6 +40,17 @@ class LayerConfig(BaseModel):
     result: str | None = None  # default: the accumulator type (no rounding)
     table_size: int | None = Field(None, ge=1)  # sigmoid/tanh/softmax lookup tables; default: hls4ml's (1024)
     table_t: str | None = None  # default: hls4ml's (ap_fixed<18,8>; softmax ap_fixed<18,8,AP_RND,AP_SAT>)
+    # a QDense: look for zero blocks in its quantized kernel and deploy it block-sparse when that stores
+    # fewer bits (flow/export/found.py); default: the model-wide ``sparse`` (false with strategy latency/resource)
+    sparse: bool | None = None
+    block_shape: tuple[int, int] | None = None  # force this (in, out) block; kept: the blocks with a non-zero
+
+    @field_validator('block_shape')
+    @classmethod
+    def _block(cls, v):
+        if v is not None and min(v) < 1:
+            raise ValueError(f'block_shape {list(v)}: both sides must be at least 1')
+        return v
 
     @field_validator('accum', 'result', 'table_t')
     @classmethod
@@ -71,6 +82,7 @@ class FlowConfig(BaseModel):
     reuse_factor: int = Field(1, ge=1)
     strategy: Literal['latency', 'resource', 'distributed_arithmetic'] = 'latency'
     layers: dict[str, LayerConfig] = {}
+    sparse: bool = True  # QDense kernels with zero blocks (other tools' pruning) deploy block-sparse; false: dense
     n_golden: int = Field(256, ge=1)
     rtl: bool = True  # the rtl step: da4ml Verilog, Verilator on the golden vectors, yosys (slow for big models)
     hls_cosim: bool = False  # also run Vitis HLS C/RTL co-simulation of the accelerator (slow)

@@ -100,7 +100,7 @@ def step_names() -> list[str]:
 
 @step('train', ['train'], settings=('model', 'model_params', 'dataset', 'seed', 'epochs', 'batch_size', 'learning_rate',
                                    'input_precision'),
-      checks=('layers', 'output', 'strategy', 'reuse_factor', 'io_type', 'board'))
+      checks=('layers', 'output', 'strategy', 'reuse_factor', 'io_type', 'board', 'sparse'))
 def train(ctx: Context) -> dict:
     """Train the built-in model (or load the user's model file), check it and its data can be deployed."""
     import tensorflow as tf
@@ -146,7 +146,7 @@ def train(ctx: Context) -> dict:
     return summary
 
 
-@step('export_reference', ['reference'], settings=('input_precision', 'layers', 'output'))
+@step('export_reference', ['reference'], settings=('input_precision', 'layers', 'output', 'sparse'))
 def export_reference(ctx: Context) -> dict:
     """Build the integer reference (exact types for every tensor) and the footprint report."""
     from flow.export import reference_for

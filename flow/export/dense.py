@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 
 from flow.export.quantizers import po2_exponent_bits, weight_type
-from flow.export.registry import Overrides, UnsupportedModel, _quantizer_name, exporter
+from flow.export.found import find_blocks
+from flow.export.registry import Overrides, UnsupportedModel, _quantizer_name, deploy_rewrite, exporter
 from flow.export.types import exact_accum_type
 from flow.runtime.fixed import MAX_WIDTH, FixedType
+from flow.runtime.ref_block_sparse import BlockSparseDense, pack_blocks
 from flow.runtime.ref_layers import Dense, DensePo2
 
 
@@ -84,6 +86,63 @@ def _dense_types(layer, in_t: FixedType, ov: Overrides, kernel=_fixed_kernel, el
 
 @exporter('QDense')  # kernel quantized_bits or quantized_po2 (QDENSE_KERNELS)
 def export_qdense(layer, in_t, ov):
+    """hls4ml's Dense, or, when the quantized_bits kernel has zero blocks that are worth dropping (pruned
+    by another tool: ``flow/export/found.py``), the block-sparse reference with the found blocks; the
+    deploy rewrite below then hands hls4ml a BlockSparseQDense, so both build the same layer."""
     kernel, cls = QDENSE_KERNELS.get(_quantizer_name(layer.kernel_quantizer_internal), (_fixed_kernel, Dense))
     kw, w_codes = _dense_types(layer, in_t, ov, kernel)
-    return cls(name=layer.name, weight=w_codes, **kw)
+    if cls is not Dense:
+        if ov.block_shape:
+            raise UnsupportedModel(f"layer '{layer.name}': block_shape does not apply to its "
+                                   f'{_quantizer_name(layer.kernel_quantizer_internal)} kernel (the block-sparse template '
+                                   'multiplies fixed-point weights); remove block_shape for that layer')
+        return cls(name=layer.name, weight=w_codes, **kw)
+    found = _found_blocks(layer, w_codes, kw['weight_type'].width, ov)
+    n_in, n_out = w_codes.shape
+    if found is None or not found.worth_it:  # an N:M pattern that would not save bits is reported, kept dense
+        report = found is not None and found.n_m is not None
+        return Dense(name=layer.name, weight=w_codes, found=found.summary(n_in, n_out) if report else None, **kw)
+    values, index, k = pack_blocks(w_codes, found.mask, found.block)
+    return BlockSparseDense(name=layer.name, n_in=n_in, n_out=n_out, block=found.block, kept_per_row=k, values=values,
+                            index=index, found=found.summary(n_in, n_out), **kw)
+
+
+def _found_blocks(layer, w_codes, weight_bits: int, ov: Overrides):
+    """The zero blocks found (``find_blocks``; dropped when ``worth_it``), or None: ``sparse: false``, a
+    kernel without a zero block, or one of zeros only."""
+    if ov.block_shape:
+        (n_in, n_out), (bi, bo) = w_codes.shape, ov.block_shape
+        if n_in % bi or n_out % bo:
+            raise UnsupportedModel(f"layer '{layer.name}': block_shape [{bi}, {bo}] does not divide its {n_in}x{n_out} "
+                                   f'kernel; pick sides that divide {n_in} and {n_out}')
+        found = find_blocks(w_codes, weight_bits, forced=(bi, bo))
+        if found is None:
+            raise UnsupportedModel(f"layer '{layer.name}': block_shape given, but its quantized kernel is all zeros "
+                                   '(the block-sparse format keeps at least one block); remove block_shape')
+        return found
+    if not ov.sparse:
+        return None
+    return find_blocks(w_codes, weight_bits)
+
+
+@deploy_rewrite('QDense')
+def qdense_as_block_sparse(layer, ref):
+    """A QDense exported block-sparse -> a BlockSparseQDense with the same config and weights and the
+    found block mask, for hls4ml (our registered handler and template); None when it stays a Dense.
+    Returns the (unbuilt) layer and a function that loads its weights once it is built."""
+    if not isinstance(ref, BlockSparseDense):
+        return None
+    from keras_models.layers import BlockSparseQDense
+
+    config = layer.get_config()
+    config.update(block_shape=list(ref.block), drop_rate=0.0, mask_method='cgs', mask_seed=0, levels=None)
+    new = BlockSparseQDense.from_config(config)
+    mask = ref.block_mask().astype(np.float32)
+
+    def load():
+        new.kernel.assign(layer.kernel)
+        if layer.use_bias:
+            new.bias.assign(layer.bias)
+        new.block_mask.assign(mask)
+
+    return new, load

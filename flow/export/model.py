@@ -10,7 +10,7 @@ import re
 import numpy as np
 
 from flow.export.activations import TABLE_LAYERS, _activation_exporter, activation_spec, is_softmax, export_activation, export_activation_spec, fused_activation
-from flow.export.registry import EXPORTERS, Overrides, UnsupportedModel, _compute_layers, input_layer_name, layer_overrides
+from flow.export.registry import DEPLOY_REWRITES, EXPORTERS, Overrides, UnsupportedModel, _compute_layers, input_layer_name, layer_overrides
 from flow.runtime.fixed import FixedType
 from flow.runtime.ref_layers import Input
 from flow.runtime.reference import IntegerModel
@@ -114,19 +114,45 @@ def export_steps(model) -> list[tuple[str, object]]:
 OUTPUTS = ('model', 'logits')
 
 
-def deployed_model(model, output: str = 'model'):
-    """The model as deployed: ``output='logits'`` strips a final softmax (argmax unchanged)."""
+def deployed_model(model, output: str = 'model', im: IntegerModel | None = None):
+    """The model as deployed: ``output='logits'`` strips a final softmax (argmax unchanged). Given the
+    reference ``im``, every layer whose class has a deploy rewrite (``registry.deploy_rewrite``) is
+    replaced by the layer the rewrite makes from it and its reference layer (a QDense exported
+    block-sparse becomes a BlockSparseQDense), so hls4ml builds what the reference computes."""
     if output not in OUTPUTS:
         raise UnsupportedModel(f'output {output!r} unknown; one of {OUTPUTS}')
-    if output == 'model':
+    if output == 'logits':
+        last = _compute_layers(model)[-1]
+        if not is_softmax(last):
+            raise UnsupportedModel(f"output: logits strips a final softmax, but the last layer '{last.name}' "
+                                   f'({type(last).__name__}) is not one; use output: model')
+        import tensorflow as tf
+
+        model = tf.keras.Model(model.inputs, last.input, name=model.name)
+    return _rewritten(model, im) if im is not None else model
+
+
+def _rewritten(model, im: IntegerModel):
+    """``model`` (a chain) with the deploy rewrites applied; the model itself when none applies."""
+    ref = {layer.name: layer for layer in im.layers}
+    layers = _compute_layers(model)
+    rewrites = {}
+    for layer in layers:
+        rewrite = DEPLOY_REWRITES.get(type(layer).__name__)
+        out = rewrite(layer, ref[layer.name]) if rewrite and layer.name in ref else None
+        if out is not None:
+            rewrites[layer.name] = out
+    if not rewrites:
         return model
-    last = _compute_layers(model)[-1]
-    if not is_softmax(last):
-        raise UnsupportedModel(f"output: logits strips a final softmax, but the last layer '{last.name}' "
-                               f'({type(last).__name__}) is not one; use output: model')
     import tensorflow as tf
 
-    return tf.keras.Model(model.inputs, last.input, name=model.name)
+    inp = tf.keras.Input(tuple(model.inputs[0].shape[1:]), name=input_layer_name(model))
+    x = inp
+    for layer in layers:
+        x = (rewrites[layer.name][0] if layer.name in rewrites else layer)(x)
+    for _, load in rewrites.values():  # built now
+        load()
+    return tf.keras.Model(inp, x, name=model.name)
 
 
 def removed_nodes(model, im: IntegerModel, output: str = 'model') -> dict[str, FixedType]:
@@ -145,7 +171,9 @@ def removed_nodes(model, im: IntegerModel, output: str = 'model') -> dict[str, F
 
 
 def to_integer_model(model, input_type: FixedType, overrides: dict[str, Overrides] | None = None,
-                     output: str = 'model') -> IntegerModel:
+                     output: str = 'model', sparse: bool = True) -> IntegerModel:
+    """``sparse``: the model-wide setting for layers without overrides of their own (zero blocks found
+    in dense kernels deploy block-sparse: ``flow/export/found.py``)."""
     check_deployable(model)
     full = model
     model = deployed_model(model, output)
@@ -154,7 +182,7 @@ def to_integer_model(model, input_type: FixedType, overrides: dict[str, Override
     layers = [Input(name=input_layer_name(model), out_type=input_type, shape=shape)]
     t = input_type
     for name, export in export_steps(model):
-        ov = overrides.get(name, Overrides())
+        ov = overrides.get(name, Overrides(sparse=sparse))
         try:
             out = export(t, ov)
             refs = out if isinstance(out, list) else [out]  # [] for a node hls4ml removes
@@ -169,6 +197,10 @@ def to_integer_model(model, input_type: FixedType, overrides: dict[str, Override
             if (ov.table_size or ov.table_t) and not isinstance(ref, TABLE_LAYERS):
                 raise UnsupportedModel(f"layer '{ref.name}': table_size/table_t apply to sigmoid, tanh and softmax "
                                        f'lookup tables; this layer ({ref.kind}) has none')
+            if ov.block_shape and getattr(ref, 'found', None) is None:
+                raise UnsupportedModel(f"layer '{ref.name}': block_shape applies to dense layers whose zero blocks are "
+                                       f'looked for (QDense with quantized_bits kernels); this layer ({ref.kind}) is not '
+                                       'one: remove block_shape for it')
             layers.append(ref)
             shape = tuple(ref.forward(np.zeros((1, *shape), dtype=np.int64), t).shape[1:])  # its output per sample
             t = ref.out_type
@@ -214,4 +246,4 @@ def _check_streamable(first, last) -> None:
 def reference_for(model, cfg) -> IntegerModel:
     """The integer reference of ``model`` under the flow config: the deployability check of every
     layer, quantizer and type (``flow.plan.make_plan`` then checks how each layer is built)."""
-    return to_integer_model(model, FixedType.parse(cfg.input_precision), layer_overrides(cfg), cfg.output)
+    return to_integer_model(model, FixedType.parse(cfg.input_precision), layer_overrides(cfg), cfg.output, cfg.sparse)

@@ -11,6 +11,8 @@ from flow.runtime.fixed import FixedType
 
 # Keras class name -> exporter(layer, in_type, overrides) -> a reference layer, a list of them, or []
 EXPORTERS: dict = {}
+# Keras class name -> rewrite(layer, reference layer) -> the Keras layer hls4ml converts instead, or None
+DEPLOY_REWRITES: dict = {}
 
 
 def exporter(*keras_classes: str):
@@ -18,6 +20,19 @@ def exporter(*keras_classes: str):
     def deco(fn):
         for cls in keras_classes:
             EXPORTERS[cls] = fn
+        return fn
+
+    return deco
+
+
+def deploy_rewrite(*keras_classes: str):
+    """Register the decorated function as the deploy rewrite of these Keras classes: given a layer and
+    the reference layer its exporter made, the Keras layer that hls4ml must convert so that it builds
+    that reference (e.g. a QDense whose kernel has zero blocks -> a BlockSparseQDense), or None to
+    keep the layer (``flow.export.model.deployed_model``)."""
+    def deco(fn):
+        for cls in keras_classes:
+            DEPLOY_REWRITES[cls] = fn
         return fn
 
     return deco
@@ -35,13 +50,27 @@ class Overrides:
     result: str | None = None
     table_size: int | None = None  # table activations only; default: hls4ml's
     table_t: str | None = None
+    # dense layers: look for zero blocks in the quantized kernel (flow/export/found.py); False keeps it dense
+    sparse: bool = True
+    block_shape: tuple[int, int] | None = None  # forces this block shape (kept: the blocks with a non-zero)
+
+
+HLS4ML_DENSE_STRATEGIES = ('latency', 'resource')  # a layer given one of them stays hls4ml's own Dense
 
 
 def layer_overrides(cfg) -> dict[str, Overrides]:
-    """The per-layer settings of a FlowConfig that change the reference."""
+    """The per-layer settings of a FlowConfig that change the reference. ``sparse``: the layer's own,
+    else False where the layer asks for an hls4ml Dense strategy (latency/resource), else the
+    model-wide ``sparse`` (``to_integer_model`` gives unnamed layers that one)."""
     fields = ('accum', 'result', 'table_size', 'table_t')
+    out = {}
     # every named layer, also those with only a ReuseFactor or strategy: a name the model lacks is refused
-    return {name: Overrides(**{f: getattr(lc, f) for f in fields}) for name, lc in cfg.layers.items()}
+    for name, lc in cfg.layers.items():
+        sparse = lc.sparse if lc.sparse is not None else (
+            False if lc.strategy in HLS4ML_DENSE_STRATEGIES else cfg.sparse)
+        out[name] = Overrides(**{f: getattr(lc, f) for f in fields}, sparse=sparse,
+                              block_shape=tuple(lc.block_shape) if lc.block_shape else None)
+    return out
 
 
 def _quantizer_name(q) -> str:

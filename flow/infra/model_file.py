@@ -20,7 +20,11 @@ def load_user_model(path: Path):
     if path.suffix != '.keras':
         _check_block_masks(path)
     try:
+        if _has_pruning_wrappers(path):
+            return _load_stripped(path)
         return load_model(path)
+    except BadInput:
+        raise
     except Exception as e:  # h5py/Keras raise many types for a file that is not a model
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise BadInput(f'cannot load {path} as a Keras model ({first}); save it with model.save() '
@@ -59,3 +63,52 @@ def _check_block_masks(path: Path) -> None:
                     f'({mi}x{mo} blocks of {saved[0]}x{saved[1]} over the {n_in}x{n_out} kernel); '
                     f'restore block_shape=[{saved[0]}, {saved[1]}] (the mask was trained with it)'
                 )
+
+
+PRUNE_WRAPPER = 'PruneLowMagnitude'  # TFMOT's prune_low_magnitude wraps each pruned layer in one
+
+
+def _model_config_text(path: Path) -> str:
+    """The saved model's config (JSON text; '' when it cannot be read: loading then says why)."""
+    try:
+        if path.suffix == '.keras':
+            import zipfile
+
+            with zipfile.ZipFile(path) as z:
+                return z.read('config.json').decode()
+        import h5py
+
+        with h5py.File(path, 'r') as f:
+            text = f.attrs.get('model_config', '')
+            return text.decode() if isinstance(text, bytes) else str(text)
+    except Exception:  # noqa: BLE001  (not a model file: load_model reports it)
+        return ''
+
+
+def _has_pruning_wrappers(path: Path) -> bool:
+    return f'"{PRUNE_WRAPPER}"' in _model_config_text(path)
+
+
+def _load_stripped(path: Path):
+    """A model saved with TFMOT's pruning wrappers still in it (saved before ``strip_pruning``): loaded in
+    TFMOT's ``prune_scope``, each wrapper's masks applied to its weights (what the pruned model computes),
+    then ``strip_pruning``; the zeros it leaves are found by the export (flow/export/found.py)."""
+    from keras_models.layers import load_model
+
+    from flow.infra.progress import console
+
+    try:
+        import tensorflow_model_optimization as tfmot
+    except ImportError as e:
+        raise BadInput(f'{path} holds TFMOT pruning wrappers ({PRUNE_WRAPPER}), but tensorflow-model-optimization is not '
+                       'installed; install it, or save the model after tfmot.sparsity.keras.strip_pruning(model)') from e
+    with tfmot.sparsity.keras.prune_scope():
+        model = load_model(path)
+    wrapped = [layer for layer in model.layers if type(layer).__name__ == PRUNE_WRAPPER]
+    for wrapper in wrapped:
+        for weight, mask, _ in getattr(wrapper, 'pruning_vars', ()):
+            weight.assign(weight * mask)
+    model = tfmot.sparsity.keras.strip_pruning(model)
+    console.print(f"[yellow]note:[/] stripped TFMOT pruning wrappers from {path} "
+                  f"({', '.join(w.layer.name for w in wrapped)}; their masks applied to the weights)", soft_wrap=True)
+    return model

@@ -108,6 +108,9 @@ class BlockSparseDense(_Accumulating):
     levels: list | None = None
     values: np.ndarray = field(default=None, repr=False)  # (n_kept_blocks, bi, bo) codes
     index: np.ndarray = field(default=None, repr=False)  # (n_kept_blocks,) output block numbers
+    # a dense layer (QDense) whose zero blocks were found in its kernel (flow/export/found.py): what was
+    # found (block, density, dense_bits vs sparse_bits, an N:M pattern); None for a block-sparse layer
+    found: dict | None = None
 
     def forward(self, x, in_type):
         pf = self._check_accum(in_type)
@@ -133,6 +136,12 @@ class BlockSparseDense(_Accumulating):
     @property
     def weight_code_bits(self) -> int:
         return self.weight_type.width
+
+    def block_mask(self) -> np.ndarray:
+        """(n_in / bi, n_out / bo) bool: the kept blocks."""
+        mask = np.zeros((self.n_in // self.block[0], self.n_out // self.block[1]), dtype=bool)
+        mask[self.block_rows(), self.index] = True
+        return mask
 
     def level_index_bits(self) -> list[int]:
         return level_index_bits(self.block_rows(), self.index, self.block, self.levels, self.n_out)
@@ -193,6 +202,7 @@ class BlockSparseDense(_Accumulating):
             'block': list(self.block),
             'kept_per_row': self.kept_per_row,
             'levels': [list(b) for b in self.levels] if self.levels else None,
+            'found': self.found,
         }
 
     def arrays(self):

@@ -266,6 +266,8 @@ class Dense(_Accumulating):
     kind = 'dense'
     strategies = (LATENCY, RESOURCE, DA)
     weight: np.ndarray = field(default=None, repr=False)  # (n_in, n_out) codes
+    # zero blocks found in the kernel that dropping would not make smaller (flow/export/found.py), or None
+    found: dict | None = None
 
     def reuse_factors(self, strategy):
         n_in, n_out = self.weight.shape
@@ -285,6 +287,9 @@ class Dense(_Accumulating):
 
     def arrays(self):
         return {'weight': self.weight, 'bias': self.bias}
+
+    def scalars(self):
+        return {**super().scalars(), **({'found': self.found} if self.found else {})}
 
     def dense_weight(self):
         return self.weight

@@ -202,7 +202,7 @@ def convert_model(keras_model, im: IntegerModel, cfg: FlowConfig, board, output_
     register()
     plan = plan or make_plan(im, cfg, board)
     hls_model = hls4ml.converters.convert_from_keras_model(
-        deployed_model(keras_model, cfg.output),
+        deployed_model(keras_model, cfg.output, im),  # im: deploy rewrites (found sparsity)
         hls_config=hls_config(im, plan, removed_nodes(keras_model, im, cfg.output)),
         output_dir=str(output_dir),
         project_name=cfg.project_name,

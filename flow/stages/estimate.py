@@ -130,6 +130,8 @@ def layer_estimate(layer, rf: int = 1, strategy: str | None = 'resource', in_typ
         'ratio_ours_vs_dense': {k: (ours[k] / dense[k] if dense[k] else None) for k in ('multipliers', 'weight_memory_bits', 'bram18')},
         'ratio_ours_vs_limit': {k: (ours[k] / limit[k] if limit[k] else None) for k in limit},
     }
+    if 'found_sparsity' in fp:  # zeros found in a dense layer's kernel (deployed block-sparse when it saves bits)
+        est['found_sparsity'] = fp['found_sparsity']
     return _streamed(est, layer, in_type) if layer.line_buffer else est
 
 
@@ -234,6 +236,12 @@ def print_estimate(est: dict, console) -> None:
                                                                 ('line_buffer_bits', 'line_buffer_bram18', 'line_buffer_srl_luts')]
         t.add_row(*row)
     print_table(t, console)
+    for name, l in est['layers'].items():
+        f = l.get('found_sparsity')
+        if f and f['deployed_sparse']:
+            console.print(f"layer '{name}': {f['zero_block_fraction']:.0%} of its {f['unit']} found zero, deployed "
+                          f"block-sparse: {l['hls4ml_dense']['multipliers']} -> {l['ours']['multipliers']} multipliers at "
+                          f"RF {l['reuse_factor']}", soft_wrap=True)
     tot = est['total']
     o, d = tot['ours'], tot['hls4ml_dense']
     if 'slowest_layer' in o:

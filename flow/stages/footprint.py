@@ -20,7 +20,20 @@ def layer_footprint(layer) -> dict | None:
     fp = {'kind': layer.kind, 'scale_bits': 0, **st, 'density': st['kept_weights'] / (n_in * n_out),
           'dense_float32_bits': params * 32, 'dense_float64_bits': params * 64}
     fp['total_bits'] = fp['weight_bits'] + fp['index_bits'] + fp['scale_bits'] + fp['bias_bits']
+    if getattr(layer, 'found', None):  # zeros another tool's pruning left in a dense kernel (flow/export/found.py)
+        fp['found_sparsity'] = layer.found
     return fp
+
+
+def found_line(name: str, f: dict) -> str:
+    """One line on the sparsity found in layer ``name``'s kernel (its ``found_sparsity``)."""
+    zero = f"{f['zero_block_fraction']:.0%} of its {f['unit']} zero ({f['pattern']})"
+    if not f['deployed_sparse']:
+        return (f"layer '{name}': found {zero}: kept dense (block-sparse would store {f['sparse_bits']:,} weight and "
+                f"index bits, dense {f['dense_bits']:,})")
+    how = 'block_shape from the config' if f['forced'] else 'fewest bits'
+    return (f"layer '{name}': found {zero}: deployed block-sparse ({f['block'][0]}x{f['block'][1]} blocks, {how}), "
+            f"{f['dense_bits']:,} -> {f['sparse_bits']:,} weight and index bits, density {f['density']:.3f}")
 
 
 def footprint(im: IntegerModel) -> dict:
@@ -50,5 +63,8 @@ def print_footprint(fp: dict, console) -> None:
     for name, f in fp['layers'].items():
         if len(f.get('index_bits_per_level', ())) > 1:  # HCGS: what each level's index costs
             console.print(f"{name}: index per level {' + '.join(map(str, f['index_bits_per_level']))} bits")
+    for name, f in fp['layers'].items():
+        if 'found_sparsity' in f:
+            console.print(found_line(name, f['found_sparsity']), soft_wrap=True)
     tot = fp['total']
     console.print(f"footprint: {tot['ratio_vs_float32']:.1f}x smaller than dense float32, {tot['ratio_vs_float64']:.1f}x than float64")

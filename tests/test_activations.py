@@ -17,17 +17,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from flow.config import FlowConfig
-from flow.export import (
+from flow.export import Overrides, UnsupportedModel, layer_overrides, to_integer_model
+from flow.export.activations import (
     KERAS_HARD,
     QKERAS_HARD,
-    Overrides,
-    UnsupportedModel,
     hard_activation,
-    layer_overrides,
     softmax_layer,
     softmax_plan,
     table_activation,
-    to_integer_model,
 )
 from flow.runtime.fixed import FixedType
 from flow.runtime.ref_activations import HardSigmoid, HardTanh, Sigmoid, Softmax, Tanh

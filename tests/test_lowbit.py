@@ -226,7 +226,7 @@ def test_binary_zeros_survive_into_the_reference_and_match_keras(tmp_path):
 
 @pytest.mark.parametrize('name, kernel', [('fashion_binary_mlp', 'binary'), ('fashion_lowbit_mlp', 'quantized_bits')])
 def test_builtin_low_bit_models_export_with_their_input_precision(name, kernel):
-    from flow.export import _quantizer_name
+    from flow.export.registry import _quantizer_name
     from keras_models import BUILTIN, get
 
     assert name in BUILTIN

@@ -23,6 +23,8 @@ from __future__ import annotations
 from flow.runtime.schedule import Schedule
 from flow.runtime.static_engine import static_engine
 
+from .emit_common import case_selects, sum_tree
+
 CODE_ATTR = 'block_sparse_code'  # the node's generated kernel (a Source: hls4ml writes it into nnet_code_gen.h)
 
 GENERATOR = 'flow/hls/block_sparse_emit.py'
@@ -30,13 +32,6 @@ GENERATOR = 'flow/hls/block_sparse_emit.py'
 
 def function_name(index: int) -> str:
     return f'block_sparse_dense_{index}'
-
-
-def _tree(terms: list[str]) -> str:
-    """A balanced sum, each partial sum back in acc_t (modular: exact whatever the order)."""
-    while len(terms) > 1:
-        terms = [f'acc_t({terms[k]} + {terms[k + 1]})' if k + 1 < len(terms) else terms[k] for k in range(0, len(terms), 2)]
-    return terms[0]
 
 
 def emit_kernel(sched: Schedule, name: str, what: str = '') -> str:
@@ -62,14 +57,7 @@ def emit_kernel(sched: Schedule, name: str, what: str = '') -> str:
     c += [f'    acc_t acc{o} = (acc_t)biases[{o}];' for o in range(n_out)]
     c += ['', 'ReuseLoop:', f'    for (unsigned t = 0; t < {rf}; t++) {{', '        #pragma HLS PIPELINE II=1 rewind']
     # input selects: constant case tables of t
-    for g, sel in enumerate(eng.selects):
-        if not sel.legs:
-            c.append(f'        const data_T x{g} = data[{sel.default}];')
-            continue
-        c += [f'        data_T x{g};', '        switch (t) {']
-        for ts, i in sel.legs:
-            c.append(f"        {' '.join(f'case {t}:' for t in ts)} x{g} = data[{i}]; break;")
-        c += [f'        default: x{g} = data[{sel.default}]; break;', '        }']
+    c += case_selects(eng, 'x', 'data', 'data_T')
     # multipliers: one ROM word per cycle, the full-precision product in acc_t (exact)
     for mu in eng.multipliers:
         c.append(f'        const acc_t p{mu.m} = (acc_t)(x{mu.select} * weights[{mu.m * rf} + t]);')
@@ -79,7 +67,7 @@ def emit_kernel(sched: Schedule, name: str, what: str = '') -> str:
         for m, gate in srcs:
             cond = gate.condition('t', rf)
             terms.append(f'p{m}' if cond is None else f'(({cond}) ? p{m} : acc_t(0))')
-        c.append(f'        acc{o} = acc_t(acc{o} + {_tree(terms)});')
+        c.append(f'        acc{o} = acc_t(acc{o} + {sum_tree(terms, "acc_t")});')
     c.append('    }')
     c += ['', '    // each output cast once, with the output type\'s rounding and overflow']
     c += [f'    res[{o}] = (res_T)acc{o};' for o in range(n_out)]

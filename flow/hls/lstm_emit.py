@@ -20,7 +20,8 @@ of the additions is free).
 from __future__ import annotations
 
 from flow.runtime.lstm_engine import LSTMEngine, lstm_engine
-from flow.runtime.static_engine import StaticEngine
+
+from .emit_common import case_selects, sum_tree
 
 CODE_ATTR = 'lstm_code'  # the node's generated kernel (a Source: hls4ml writes it into nnet_code_gen.h)
 
@@ -29,25 +30,6 @@ GENERATOR = 'flow/hls/lstm_emit.py'
 
 def function_name(index: int) -> str:
     return f'block_sparse_lstm_{index}'
-
-
-def _tree(terms: list[str]) -> str:
-    while len(terms) > 1:
-        terms = [f'acc_t({terms[k]} + {terms[k + 1]})' if k + 1 < len(terms) else terms[k] for k in range(0, len(terms), 2)]
-    return terms[0]
-
-
-def _selects(eng: StaticEngine, var: str, src: str, typ: str) -> list[str]:
-    c = []
-    for g, sel in enumerate(eng.selects):
-        if not sel.legs:
-            c.append(f'        const {typ} {var}{g} = {src}[{sel.default}];')
-            continue
-        c += [f'        {typ} {var}{g};', '        switch (t) {']
-        for ts, i in sel.legs:
-            c.append(f"        {' '.join(f'case {t}:' for t in ts)} {var}{g} = {src}[{i}]; break;")
-        c += [f'        default: {var}{g} = {src}[{sel.default}]; break;', '        }']
-    return c
 
 
 def emit_kernel(eng: LSTMEngine, name: str, what: str = '') -> str:
@@ -75,7 +57,7 @@ def emit_kernel(eng: LSTMEngine, name: str, what: str = '') -> str:
          'ReuseLoop:',
          f'    for (unsigned t = 0; t < {rf}; t++) {{',
          '        #pragma HLS PIPELINE II=1']
-    c += _selects(eng.w, 'xw', 'x', 'data_T') + _selects(eng.u, 'xu', 'h', 'res_T')
+    c += case_selects(eng.w, 'xw', 'x', 'data_T') + case_selects(eng.u, 'xu', 'h', 'res_T')
     for mu in eng.w.multipliers:
         c.append(f'        const acc_t pw{mu.m} = (acc_t)(xw{mu.select} * w[{mu.m * rf} + t]);')
     for mu in eng.u.multipliers:
@@ -87,7 +69,7 @@ def emit_kernel(eng: LSTMEngine, name: str, what: str = '') -> str:
                 cond = gate.condition('t', rf)
                 terms.append(f'{prefix}{m}' if cond is None else f'(({cond}) ? {prefix}{m} : acc_t(0))')
         if terms:
-            c.append(f'        z[{o}] = acc_t(z[{o}] + {_tree(terms)});')
+            c.append(f'        z[{o}] = acc_t(z[{o}] + {sum_tree(terms, "acc_t")});')
     c += ['    }', '}', '']
     return '\n'.join(c)
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 from flow.runtime.sst_code import SSTCode
 from flow.runtime.sst_engine import SSTEngine, sst_engine
 
+from .emit_common import sum_tree
+
 CODE_ATTR = 'sst_code'  # the node's generated kernel (a Source: hls4ml writes it into nnet_code_gen.h)
 
 GENERATOR = 'flow/hls/sst_emit.py'
@@ -31,12 +33,6 @@ GENERATOR = 'flow/hls/sst_emit.py'
 
 def function_name(index: int) -> str:
     return f'sst_dense_{index}'
-
-
-def _tree(terms: list[str]) -> str:
-    while len(terms) > 1:
-        terms = [f'sum_t({terms[k]} + {terms[k + 1]})' if k + 1 < len(terms) else terms[k] for k in range(0, len(terms), 2)]
-    return terms[0]
 
 
 def _decode(name: str, code: SSTCode) -> list[str]:
@@ -134,7 +130,7 @@ def emit_kernel(eng: SSTEngine, name: str, what: str = '') -> str:
         for d, gate in srcs:
             cond = gate.condition('t', rf)
             terms.append(f'part{d}' if cond is None else f'(({cond}) ? part{d} : sum_t(0))')
-        c.append(f'        sum[{o}] = sum_t(sum[{o}] + {_tree(terms)});')
+        c.append(f'        sum[{o}] = sum_t(sum[{o}] + {sum_tree(terms, "sum_t")});')
     c += ['    }',
           '',
           '    // once per output: a constant product (a shift for a power-of-two scale), the bias, the output cast',

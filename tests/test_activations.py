@@ -445,12 +445,13 @@ def test_conversion_is_checked_against_every_table_parameter(tmp_path):
     hls_model = convert_model(model, im, cfg, get_board('pynq-z2'), tmp_path / 'hls')
     act = hls_model.graph['act']
     assert (act.get_attr('table_size'), str(act.get_attr('table_t').precision)) == (512, 'fixed<14,2,TRN,WRAP,0>')
+    plan = make_plan(im, cfg, get_board('pynq-z2'))  # before the reference is changed under it
     im.layers[2].table_size = 1024
     with pytest.raises(ConversionMismatch, match="layer 'act': hls4ml has table_size=512, the reference needs 1024"):
-        check_against_reference(hls_model, im, make_plan(im, cfg, get_board('pynq-z2')))
+        check_against_reference(hls_model, im, plan)
     im.layers[2].table_size, im.layers[2].table_type = 512, F('ap_fixed<14,3>')
     with pytest.raises(ConversionMismatch, match="layer 'act': hls4ml chose table_t type"):
-        check_against_reference(hls_model, im, make_plan(im, cfg, get_board('pynq-z2')))
+        check_against_reference(hls_model, im, plan)
 
 
 # --- refusals and QKeras comparison ----------------------------------------------------------------

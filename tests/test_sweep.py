@@ -159,13 +159,14 @@ def test_grid_sweep_then_rerun_reuses_every_point(sweep_dir):
 
 @pytest.mark.slow
 def test_failing_points_are_recorded_and_the_others_finish(sweep_dir):
-    # fc1 at 16 (the default, done above: reused), 0 (refused by the config: exit 2, never run), 5000
+    # fc1 at 16 (the default: reused when the grid test ran first in this process), 0 (refused by the config: exit
+    # 2, never run), 5000
     # (more than fc1's 1024 kept weights: refused by the plan before training, exit 2, as build-bitstream does)
     spec = {'name': 'bad', 'base': BASE, 'axes': {'layers.fc1.reuse_factor': [16, 0, 5000]}}
     r = _cli(str(_write(sweep_dir / 'bad.yaml', spec)), '--out', str(sweep_dir), '--no-plots', timeout=300)
     assert r.returncode == 1 and '2 of 3 points did not finish' in r.stderr, r.stderr[-3000:]
     rows = {row['label']: row for row in _rows(sweep_dir)}
-    assert rows['fc1.reuse_factor=16']['exit_code'] == '0' and rows['fc1.reuse_factor=16']['reused'] == 'True'
+    assert rows['fc1.reuse_factor=16']['exit_code'] == '0' and rows['fc1.reuse_factor=16']['status'] == 'done'
     bad = rows['fc1.reuse_factor=0']
     assert bad['exit_code'] == '2' and bad['status'] == 'bad input' and 'greater than or equal to 1' in bad['error']
     failed = rows['fc1.reuse_factor=5000']
@@ -287,6 +288,7 @@ def test_interrupted_sweep_resumes(sweep_dir, tmp_path):
 def _trained_625(manifest: Path) -> bool:
     config = manifest.parent / 'config.json'
     try:
-        return '0.625' in json.loads(config.read_text())['model'] and 'train' in json.loads(manifest.read_text())['steps']
+        return json.loads(config.read_text())['model_params'].get('drop_rate') == 0.625 and \
+            'train' in json.loads(manifest.read_text())['steps']
     except (OSError, ValueError, KeyError):
         return False

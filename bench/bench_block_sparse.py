@@ -110,7 +110,8 @@ def main() -> dict:
 
     # 2. convert + compile, then throughput of reference and both C simulations
     rf = rfs[-1]
-    cfg = FlowConfig.load(None, model='bench.h5', layers={'fc': {'reuse_factor': rf, 'strategy': 'resource'}})
+    # model-wide: hls4ml's Dense (the twin) takes resource, our template takes no strategy
+    cfg = FlowConfig.load(None, model='bench.h5', strategy='resource', layers={'fc': {'reuse_factor': rf}})
     board = get_board('pynq-z2')
     x_codes = np.random.default_rng(1).integers(IN_TYPE.min_code, IN_TYPE.max_code + 1, size=(256, N_IN))
     x = IN_TYPE.to_float(x_codes)

@@ -61,7 +61,7 @@ class _WithSubcommands(click.Command):
 
 
 @click.command(cls=_WithSubcommands, context_settings={'max_content_width': 110},
-               epilog='Steps, in order:\n\n' + _steps_help() + '\n\nDesign-space sweeps (many configs on Ray, results '
+               epilog='\b\nSteps, in order:\n' + _steps_help() + '\n\nDesign-space sweeps (many configs on Ray, results '
                       'table, Pareto fronts, plots): build-bitstream sweep SWEEP.yaml [--out DIR] (build-bitstream sweep --help).'
                       '\n\nThe ReuseFactors that fit a board: build-bitstream autofit --build-dir DIR [--board B] '
                       '(build-bitstream autofit --help).')

@@ -11,6 +11,7 @@ DSPs, BRAM18 (and the LUT/FF it estimates); the result is printed as a config to
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 from flow.plan import Plan
@@ -76,8 +77,6 @@ def run(build_dir: Path, board_name: str | None, write: Path | None, console) ->
     if not (build_dir / 'plan' / 'plan.json').is_file():
         raise BadInput(f'{build_dir} has no plan: run build-bitstream --build-dir {build_dir} --to-step plan first')
     im, plan = IntegerModel.load(build_dir / 'reference'), Plan.load(build_dir / 'plan')
-    import json
-
     board = get_board(board_name or json.loads((build_dir / 'config.json').read_text())['board'])
     fitted, est, log = autofit(im, plan, board)
     for line in log:

@@ -13,13 +13,11 @@ from pathlib import Path
 
 import click
 from rich.markup import escape
-from pydantic import ValidationError
 
 from flow.infra.progress import console
-from flow.infra.errors import BadInput
+from flow.infra.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TOOL_MISSING, BadInput
 from flow.steps import STEPS, ToolMissing, run_flow, step_names
 
-EXIT_FAILED, EXIT_BAD_INPUT, EXIT_TOOL_MISSING = 1, 2, 3
 
 
 def _steps_help() -> str:
@@ -85,8 +83,8 @@ class _WithSubcommands(click.Command):
 def main(model, data, config_path, build_dir, board, from_step, to_step, seed, epochs, reuse_factor, n_golden, verbose, list_boards, list_models):
     """Train (or load), convert, verify bit-exactly and build a block-sparse network for a PYNQ board."""
     from flow.infra import quiet
-    from flow.infra.boards import all_boards, get_board
-    from flow.config import FlowConfig
+    from flow.config import load_config
+    from flow.infra.boards import all_boards
 
     quiet.set_verbose(verbose)
 
@@ -100,15 +98,10 @@ def main(model, data, config_path, build_dir, board, from_step, to_step, seed, e
         click.echo('\n'.join(BUILTIN))
         return
     try:
-        cfg = FlowConfig.load(config_path, model=model, data=data, board=board, seed=seed, epochs=epochs,
-                              reuse_factor=reuse_factor, n_golden=n_golden)
-        get_board(cfg.board)
-    except ValidationError as e:
-        errors = '; '.join(f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg'].removeprefix('Value error, ')}"
-                           for err in e.errors())
-        _bad_input(errors)
-    except (KeyError, ValueError, OSError) as e:
-        _bad_input(e.args[0] if isinstance(e, KeyError) and e.args else e)
+        cfg = load_config(config_path, model=model, data=data, board=board, seed=seed, epochs=epochs,
+                          reuse_factor=reuse_factor, n_golden=n_golden)
+    except (ValueError, OSError) as e:
+        _bad_input(e)
     if build_dir is None:
         build_dir = Path('build') / Path(cfg.model).stem
     try:
@@ -125,7 +118,7 @@ def main(model, data, config_path, build_dir, board, from_step, to_step, seed, e
     except KeyboardInterrupt:
         console.print(f'[yellow bold]interrupted[/]: completed steps are kept in {Path(build_dir).resolve()}; '
                       'rerun the same command to continue', soft_wrap=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except Exception as e:  # a step failed: one clear report, completed steps are kept
         console.print(f'[red bold]failed:[/] {type(e).__name__}: {escape(str(e))}', highlight=False, soft_wrap=True)
         console.print(f'build folder: {Path(build_dir).resolve()} (completed steps are kept; see manifest.json)')

@@ -166,6 +166,24 @@ class FlowConfig(BaseModel):
         return self.layer(name).strategy or self.strategy
 
 
+def load_config(path: Path | None = None, **overrides) -> FlowConfig:
+    """``FlowConfig.load`` for a user: every problem (a setting's value, an unknown board) as BadInput
+    in one line, settings named by their place (``layers.fc1.reuse_factor: ...``)."""
+    from pydantic import ValidationError
+
+    from flow.infra.boards import get_board
+
+    try:
+        cfg = FlowConfig.load(path, **overrides)
+        get_board(cfg.board)
+    except ValidationError as e:
+        raise BadInput('; '.join(f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg'].removeprefix('Value error, ')}"
+                                 for err in e.errors())) from None
+    except KeyError as e:
+        raise BadInput(e.args[0] if e.args else str(e)) from None
+    return cfg
+
+
 def _with_builtin_defaults(data: dict) -> dict:
     """A built-in model's FLOW_DEFAULTS under the user's settings (per layer, key by key)."""
     from keras_models import BUILTIN, get

@@ -23,7 +23,7 @@ from __future__ import annotations
 from flow.runtime.schedule import Schedule
 from flow.runtime.static_engine import static_engine
 
-from .emit_common import case_selects, sum_tree
+from .emit_common import case_selects, check_kernel, sum_tree
 
 CODE_ATTR = 'block_sparse_code'  # the node's generated kernel (a Source: hls4ml writes it into nnet_code_gen.h)
 
@@ -78,12 +78,5 @@ def emit_kernel(sched: Schedule, name: str, what: str = '') -> str:
 def check_generated_code(name: str, node, layer) -> None:
     """The kernel C++ hls4ml will write for ``node`` must be the one of the reference ``layer``'s
     gather schedule at the node's ReuseFactor (the case tables and source lists, not only the weights)."""
-    from flow.runtime.schedule import gather
-
-    from .errors import ConversionMismatch
-
-    got = str(node.get_attr(CODE_ATTR, ''))
-    want = emit_kernel(gather(layer, node.get_attr('reuse_factor')), function_name(node.index), f"layer '{name}'")
-    if got != want:
-        raise ConversionMismatch(f"layer '{name}': hls4ml's generated kernel is not the one of the reference's gather "
-                                 'schedule (its input selects or output sources differ)')
+    want = emit_kernel(layer.schedule(node.get_attr('reuse_factor')), function_name(node.index), f"layer '{name}'")
+    check_kernel(name, node, CODE_ATTR, want, 'kernel', 'gather schedule (its input selects or output sources differ)')

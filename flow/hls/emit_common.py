@@ -23,3 +23,12 @@ def case_selects(eng, var: str, src: str, typ: str) -> list[str]:
             c.append(f"        {' '.join(f'case {t}:' for t in ts)} {var}{g} = {src}[{i}]; break;")
         c += [f'        default: {var}{g} = {src}[{sel.default}]; break;', '        }']
     return c
+
+
+def check_kernel(name: str, node, code_attr: str, want: str, kernel: str, differs: str) -> None:
+    """The kernel C++ hls4ml will write for ``node`` (its ``code_attr``) must be ``want``, the one
+    emitted from the reference layer's own structure; ``kernel`` and ``differs`` word the refusal."""
+    from .errors import ConversionMismatch
+
+    if str(node.get_attr(code_attr, '')) != want:
+        raise ConversionMismatch(f"layer '{name}': hls4ml's generated {kernel} is not the one of the reference's {differs}")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from flow.runtime.lstm_engine import LSTMEngine, lstm_engine
 
-from .emit_common import case_selects, sum_tree
+from .emit_common import case_selects, check_kernel, sum_tree
 
 CODE_ATTR = 'lstm_code'  # the node's generated kernel (a Source: hls4ml writes it into nnet_code_gen.h)
 
@@ -81,10 +81,6 @@ def layer_kernel(layer, rf: int, index: int, what: str = '') -> str:
 def check_generated_code(name: str, node, layer) -> None:
     """The kernel C++ hls4ml will write for ``node`` must be the one of the reference ``layer``'s
     schedules at the node's ReuseFactor (the case tables, live multipliers and source lists)."""
-    from .errors import ConversionMismatch
-
-    got = str(node.get_attr(CODE_ATTR, ''))
     want = layer_kernel(layer, node.get_attr('reuse_factor'), node.index, f"layer '{name}'")
-    if got != want:
-        raise ConversionMismatch(f"layer '{name}': hls4ml's generated LSTM kernel is not the one of the reference's "
-                                 'schedules (its input selects, multipliers or gate-sum sources differ)')
+    check_kernel(name, node, CODE_ATTR, want, 'LSTM kernel',
+                 'schedules (its input selects, multipliers or gate-sum sources differ)')

@@ -24,7 +24,7 @@ from __future__ import annotations
 from flow.runtime.sst_code import SSTCode
 from flow.runtime.sst_engine import SSTEngine, sst_engine
 
-from .emit_common import sum_tree
+from .emit_common import check_kernel, sum_tree
 
 CODE_ATTR = 'sst_code'  # the node's generated kernel (a Source: hls4ml writes it into nnet_code_gen.h)
 
@@ -153,11 +153,6 @@ def layer_kernel(n_in: int, n_out: int, group: int, nonzeros: int, rf: int, inde
 def check_generated_code(name: str, node, layer) -> None:
     """The kernel C++ hls4ml will write for ``node`` must be the one of the reference ``layer``'s
     shape, code and the node's ReuseFactor (the case tables, decoder constants and source lists)."""
-    from .errors import ConversionMismatch
-
-    got = str(node.get_attr(CODE_ATTR, ''))
     want = layer_kernel(layer.n_in, layer.n_out, layer.group, layer.nonzeros, node.get_attr('reuse_factor'),
                         node.index, f"layer '{name}'")
-    if got != want:
-        raise ConversionMismatch(f"layer '{name}': hls4ml's generated SST kernel is not the one of the reference's "
-                                 '(its group selects, decoder constants or output sources differ)')
+    check_kernel(name, node, CODE_ATTR, want, 'SST kernel', '(its group selects, decoder constants or output sources differ)')

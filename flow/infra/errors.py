@@ -6,6 +6,9 @@ and the fix. Everything else that a step raises is a failure of the flow or a to
 
 from __future__ import annotations
 
+# build-bitstream's exit codes (a sweep records each point's)
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_TOOL_MISSING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
 
 class BadInput(ValueError):
     """A user error: bad model, data, config, arguments or build folder (exit code 2)."""

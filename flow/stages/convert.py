@@ -6,19 +6,16 @@ We never rely on hls4ml's 'auto' precision: its inference does not know our laye
 
 from __future__ import annotations
 
-
 from pathlib import Path
 
 from flow.config import FlowConfig
 from flow.hls.errors import ConversionMismatch
 from flow.infra import processes
 from flow.infra.processes import CompileError, compiler_errors
-from flow.plan import Plan
+from flow.plan import Plan, make_plan
 from flow.runtime.fixed import FixedType
 from flow.runtime.ref_layers import DA
 from flow.runtime.reference import IntegerModel
-
-
 
 
 def hls_config(im: IntegerModel, plan: Plan, removed: dict[str, FixedType] | None = None) -> dict:
@@ -197,7 +194,6 @@ def convert_model(keras_model, im: IntegerModel, cfg: FlowConfig, board, output_
 
     from flow.export import deployed_model, removed_nodes
     from flow.hls import register
-    from flow.plan import make_plan
 
     register()
     plan = plan or make_plan(im, cfg, board)

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
-from flow.infra.errors import BadInput
+from flow.infra.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, BadInput
 from flow.infra.progress import console
 
 
@@ -59,12 +59,12 @@ def sweep(sweep_file, out, address, num_cpus, report_dir, no_plots, verbose):
         except SweepInterrupted:
             console.print(f'[yellow bold]interrupted[/]: finished points are kept in {Path(out).resolve()}; '
                           'rerun the same command to continue', soft_wrap=True)
-            sys.exit(130)
+            sys.exit(EXIT_INTERRUPTED)
     except BadInput as e:
         console.print(f'[red bold]bad input:[/] {escape(str(e))}', highlight=False, soft_wrap=True)
-        sys.exit(2)
+        sys.exit(EXIT_BAD_INPUT)
     bad = [r for r in result.rows if r['exit_code'] not in DONE_CODES]
     if bad:
         console.print(f'[red bold]{len(bad)} of {len(result.rows)} points did not finish[/] (see results.csv: exit_code, error)')
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)
     console.print(f'[bold green]finished[/]: {len(result.rows)} points in {Path(out).resolve()}')

@@ -106,19 +106,11 @@ def make_point(spec: SweepSpec, settings: dict) -> Point:
 
 def flow_config(config: dict):
     """The point's FlowConfig, or BadInput naming what is wrong (as build-bitstream reports it)."""
-    from pydantic import ValidationError
-
-    from flow.config import FlowConfig
-    from flow.infra.boards import get_board
+    from flow.config import load_config
     from flow.infra.errors import BadInput
 
     try:
-        cfg = FlowConfig.load(None, **config)
-        get_board(cfg.board)
-    except ValidationError as e:
-        raise BadInput('; '.join(f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}" for err in e.errors())) from None
-    except KeyError as e:
-        raise BadInput(e.args[0] if e.args else str(e)) from None
+        cfg = load_config(None, **config)
     except ValueError as e:
         raise BadInput(str(e)) from None
     cfg.input_files()  # a model or data file that is not there: bad input

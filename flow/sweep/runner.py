@@ -26,7 +26,8 @@ from flow.sweep.points import Point, expand, flow_config
 from flow.sweep.results import SweepResult
 from flow.sweep.results import write as write_results
 from flow.sweep.spec import SweepSpec
-from flow.sweep.status import DONE_CODES, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TOOL_MISSING  # noqa: F401
+from flow.infra.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_TOOL_MISSING
+from flow.sweep.status import DONE_CODES
 
 
 

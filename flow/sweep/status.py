@@ -1,4 +1,5 @@
-"""A sweep point's exit codes: the ones build-bitstream gives (flow/cli.py), and which count as done."""
+"""Which of a sweep point's exit codes (build-bitstream's, flow/infra/errors.py) count as done."""
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_TOOL_MISSING, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+from flow.infra.errors import EXIT_OK, EXIT_TOOL_MISSING
+
 DONE_CODES = (EXIT_OK, EXIT_TOOL_MISSING)  # 3: every step that needs no missing tool is done

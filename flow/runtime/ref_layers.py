@@ -83,6 +83,7 @@ class RefLayer:
     sequence_input = False  # takes (time steps, features) and runs its product once per step
     line_buffer = False  # a sliding window in io_stream, behind hls4ml's line buffer (``pixels_per_image``)
     hls_dropped_when_last = False  # hls4ml's RemoveFinalReshape drops it when it ends the model
+    found = None  # dense kinds: the zero blocks found in a kernel another tool pruned (flow/export/found.py)
     name: str
     out_type: FixedType
 

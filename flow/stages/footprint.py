@@ -20,7 +20,7 @@ def layer_footprint(layer) -> dict | None:
     fp = {'kind': layer.kind, 'scale_bits': 0, **st, 'density': st['kept_weights'] / (n_in * n_out),
           'dense_float32_bits': params * 32, 'dense_float64_bits': params * 64}
     fp['total_bits'] = fp['weight_bits'] + fp['index_bits'] + fp['scale_bits'] + fp['bias_bits']
-    if getattr(layer, 'found', None):  # zeros another tool's pruning left in a dense kernel (flow/export/found.py)
+    if layer.found:  # zeros another tool's pruning left in a dense kernel (flow/export/found.py)
         fp['found_sparsity'] = layer.found
     return fp
 

@@ -87,6 +87,10 @@ def test_random_sampling_is_seeded():
     ({'axes': {'seed': {'low': 0, 'high': 3}}}, 'is a range (use sampling: random)'),
     ({'sampling': 'random'}, 'random sampling needs n'),
     ({'steps': 'bitstream'}, "unknown step 'bitstream'"),
+    ({'sampling': 'optuna', 'axes': {'seed': [1, 2]}}, 'optuna sampling needs n (how many trials)'),
+    ({'sampling': 'optuna', 'n': 2, 'axes': {'seed': [1, 2]}, 'objectives': {'speed': 'max'}}, "objectives ['speed']"),
+    ({'sampling': 'optuna', 'n': 2}, 'optuna sampling needs axes'),
+    ({'point_timeout_min': 0}, 'point_timeout_min: Input should be greater than 0'),
 ])
 def test_bad_sweep_files(bad, says):
     with pytest.raises(BadInput, match=None) as e:
@@ -292,3 +296,44 @@ def _trained_625(manifest: Path) -> bool:
             'train' in json.loads(manifest.read_text())['steps']
     except (OSError, ValueError, KeyError):
         return False
+
+
+@pytest.mark.slow
+def test_optuna_search_continues_its_study(tmp_path):
+    """Optuna (multi-objective TPE on Ray Tune) picks the points; a rerun with a larger n continues the
+    same study (it knows the earlier results) and runs only the missing trials."""
+    import optuna
+
+    from flow.sweep import run_sweep
+    from flow.sweep.search import study_name
+
+    spec = {'name': 'search', 'base': {**BASE, 'epochs': 1}, 'sampling': 'optuna', 'n': 2, 'seed': 3,
+            'axes': {'model_params.drop_rate': {'low': 0.3, 'high': 0.9}, 'model_params.weight_bits': [3, 4]},
+            'objectives': {'acc_reference': 'max', 'stored_bits': 'min'}, 'steps': 'verify'}
+    first = run_sweep(SweepSpec.parse(spec), tmp_path, num_cpus=2, plots=False)
+    assert not first.failed and 1 <= len(first.rows) <= 2
+    for r in first.rows:
+        assert r['exact_csim'] and 0.3 <= r['model_params.drop_rate'] <= 0.9 and r['model_params.weight_bits'] in (3, 4)
+    again = run_sweep(SweepSpec.parse({**spec, 'n': 3}), tmp_path, num_cpus=2, plots=False)
+    assert {r['point'] for r in first.rows} <= {r['point'] for r in again.rows}
+    study = optuna.load_study(study_name=study_name(SweepSpec.parse(spec)), storage=f'sqlite:///{tmp_path / "optuna.db"}')
+    trials = study.get_trials()
+    assert len(trials) == 3 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    by_key = {r['point']: r for r in again.rows}
+    for t in trials:  # what Optuna was told is what the table holds
+        from flow.sweep.points import make_point
+        from flow.sweep.search import settings
+
+        row = by_key[make_point(SweepSpec.parse(spec), settings(SweepSpec.parse(spec), t.params)).key]
+        assert t.values == [row['acc_reference'], row['stored_bits']]
+
+
+@pytest.mark.slow
+def test_a_point_past_its_timeout_is_stopped_and_recorded(tmp_path):
+    spec = _write(tmp_path / 'slow.yaml', {'name': 'slow', 'base': {**BASE, 'epochs': 500}, 'point_timeout_min': 0.1,
+                                          'axes': {'model_params.drop_rate': [0.5]}})
+    t0 = time.time()
+    r = _cli(str(spec), '--out', str(tmp_path / 'out'), '--no-plots', '--num-cpus', '1', timeout=300)
+    assert r.returncode == 1 and time.time() - t0 < 120, r.stderr[-3000:]
+    row, = _rows(tmp_path / 'out')
+    assert row['exit_code'] == '1' and row['error'].startswith('timed out after 0.1 min (point_timeout_min)')

@@ -50,6 +50,8 @@ def run_point(config: dict, folder: str, to_step: str) -> dict:
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / TIMED_OUT).unlink(missing_ok=True)
+    write_json(folder / RUNNING, {'started': time.time(), 'pid': os.getpid()})  # the driver's clock for point_timeout_min
     t0 = time.time()
     code, error = EXIT_OK, None
     old_file = console.file
@@ -71,11 +73,13 @@ def run_point(config: dict, folder: str, to_step: str) -> dict:
             code, error = EXIT_TOOL_MISSING, _one_line(e)
         except BadInput as e:
             code, error = EXIT_BAD_INPUT, _one_line(e)
-        except KeyboardInterrupt:
-            code, error = EXIT_INTERRUPTED, 'interrupted'
+        except KeyboardInterrupt:  # Ctrl-C, or the driver stopped a point that ran out of time
+            timed_out = _json(folder / TIMED_OUT)
+            code, error = (EXIT_FAILED, timed_out['error']) if timed_out else (EXIT_INTERRUPTED, 'interrupted')
         except Exception as e:  # a step failed
             code, error = EXIT_FAILED, _one_line(e)
         finally:
+            (folder / RUNNING).unlink(missing_ok=True)
             if error:
                 console.print(f'exit {code}: {error}')
                 if code == EXIT_FAILED:
@@ -83,6 +87,26 @@ def run_point(config: dict, folder: str, to_step: str) -> dict:
             console.file = old_file
     return {'exit_code': code, 'error': error, 'seconds': round(time.time() - t0, 1), 'node': os.uname().nodename,
             'node_id': _node_id()}
+
+
+RUNNING = 'running.json'  # a point's task started (and when); removed when it returns
+TIMED_OUT = 'timed_out.json'  # the driver stopped the point for point_timeout_min
+
+
+def expired(folder: Path, timeout_min: float | None) -> bool:
+    """The point in ``folder`` has been running longer than ``timeout_min`` (queued time not counted)."""
+    started = (_json(folder / RUNNING) or {}).get('started') if timeout_min else None
+    return started is not None and time.time() - started > timeout_min * 60
+
+
+def stop_timed_out(ref, folder: Path, timeout_min: float) -> None:
+    """Stop a point that ran out of time: mark why, then cancel its task (the flow kills its tools and
+    keeps its finished steps; run_point records the mark as the point's error)."""
+    import ray
+
+    write_json(folder / TIMED_OUT, {'error': f'timed out after {timeout_min:g} min (point_timeout_min); its finished '
+                                             'steps are kept: raise point_timeout_min and rerun to continue'})
+    ray.cancel(ref)
 
 
 def _node_id() -> str | None:
@@ -157,6 +181,11 @@ def run_sweep(spec: SweepSpec | str | Path, out: str | Path, address: str | None
         (out / 'points').mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise BadInput(f'sweep folder {out} is not writable ({e.strerror}); choose another --out') from e
+    if spec.sampling == 'optuna':  # the points are chosen as results come in
+        from flow.sweep.search import search
+
+        search(spec, out, address, num_cpus)
+        return write_results(out, plots=plots)
     points = expand(spec)
     if not points:
         raise BadInput('the sweep has no points')
@@ -164,26 +193,10 @@ def run_sweep(spec: SweepSpec | str | Path, out: str | Path, address: str | None
 
     todo, records = [], {}
     for p in points:
-        folder = out / 'points' / p.key
-        folder.mkdir(exist_ok=True)
-        previous = _read(folder / 'point.json')
-        rec = {'key': p.key, 'label': p.label, 'settings': p.settings, 'model_params': p.model_params, 'config': p.config,
-               'to_step': spec.steps, 'exit_code': None, 'error': None, 'seconds': None, 'reused': False}
-        cfg = p.flow_config
-        if p.error:
-            rec.update(exit_code=EXIT_BAD_INPUT, error=_one_line(BadInput(p.error)))
-        else:
-            from flow.steps import fingerprints
-
-            rec['fingerprint'] = fingerprints(cfg)[spec.steps]
-            if finished(cfg, folder, spec.steps, previous):
-                rec.update(exit_code=previous.get('exit_code', EXIT_OK) if previous else EXIT_OK,
-                           error=(previous or {}).get('error'), seconds=(previous or {}).get('seconds'), reused=True)
-            else:
-                todo.append(p)
+        rec, run = prepare(spec, p, out)
         records[p.key] = rec
-        if rec['exit_code'] is not None:
-            _save(folder, rec)
+        if run:
+            todo.append(p)
 
     reused = sum(r['reused'] for r in records.values())
     bad = sum(r['exit_code'] == EXIT_BAD_INPUT and not r['reused'] for r in records.values())
@@ -194,7 +207,32 @@ def run_sweep(spec: SweepSpec | str | Path, out: str | Path, address: str | None
     return write_results(out, plots=plots)
 
 
-def _read(path: Path) -> dict | None:
+def prepare(spec: SweepSpec, p: Point, out: Path) -> tuple[dict, bool]:
+    """A point's record, and whether it must run: False for bad settings (recorded, exit 2) and for a
+    point whose build folder already holds every step with these settings (reused)."""
+    folder = out / 'points' / p.key
+    folder.mkdir(parents=True, exist_ok=True)
+    previous = _json(folder / 'point.json')
+    rec = {'key': p.key, 'label': p.label, 'settings': p.settings, 'model_params': p.model_params, 'config': p.config,
+           'to_step': spec.steps, 'exit_code': None, 'error': None, 'seconds': None, 'reused': False}
+    run = False
+    if p.error:
+        rec.update(exit_code=EXIT_BAD_INPUT, error=_one_line(BadInput(p.error)))
+    else:
+        from flow.steps import fingerprints
+
+        rec['fingerprint'] = fingerprints(p.flow_config)[spec.steps]
+        if finished(p.flow_config, folder, spec.steps, previous):
+            rec.update(exit_code=previous.get('exit_code', EXIT_OK) if previous else EXIT_OK,
+                       error=(previous or {}).get('error'), seconds=(previous or {}).get('seconds'), reused=True)
+        else:
+            run = True
+    if rec['exit_code'] is not None:
+        _save(folder, rec)
+    return rec, run
+
+
+def _json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
@@ -234,12 +272,16 @@ def _run_on_ray(spec: SweepSpec, out: Path, todo: list[Point], records: dict, ad
                                           f'failed {failed}')
 
             show()
+            stopping = {}  # ref -> when it was told to stop for its time
             try:
                 while pending:
                     ready, pending = ray.wait(pending, num_returns=1, timeout=1.0)
+                    if spec.point_timeout_min:
+                        stop_expired(pending, {ref: out / 'points' / refs[ref].key for ref in pending}, spec.point_timeout_min,
+                                     stopping)
                     for ref in ready:
                         p = refs[ref]
-                        outcome = _outcome(ref)
+                        outcome = _outcome(ref, out / 'points' / p.key)
                         records[p.key].update(outcome)
                         _save(out / 'points' / p.key, records[p.key])
                         if outcome['exit_code'] not in DONE_CODES:
@@ -262,12 +304,28 @@ def _run_on_ray(spec: SweepSpec, out: Path, todo: list[Point], records: dict, ad
             ray.shutdown()
 
 
-def _outcome(ref) -> dict:
+def stop_expired(pending: list, folders: dict, timeout_min: float, stopping: dict) -> None:
+    """Stop the pending points that ran out of time; one that ignores it for 30 s is killed."""
+    import ray
+
+    now = time.time()
+    for ref in pending:
+        if ref not in stopping and expired(folders[ref], timeout_min):
+            stop_timed_out(ref, folders[ref], timeout_min)
+            stopping[ref] = now
+        elif ref in stopping and now - stopping[ref] > 30:
+            ray.cancel(ref, force=True)
+
+
+def _outcome(ref, folder: Path) -> dict:
     import ray
 
     try:
         return ray.get(ref)
     except ray.exceptions.TaskCancelledError:
+        timed_out = _json(folder / TIMED_OUT)
+        if timed_out:
+            return {'exit_code': EXIT_FAILED, 'error': timed_out['error'], 'seconds': None}
         return {'exit_code': EXIT_INTERRUPTED, 'error': 'cancelled', 'seconds': None}
     except Exception as e:  # the worker died (out of memory, killed): the point failed, the sweep goes on
         return {'exit_code': EXIT_FAILED, 'error': _one_line(e), 'seconds': None}

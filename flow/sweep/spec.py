@@ -13,11 +13,13 @@ Example::
       model_params.weight_bits: [3, 4]
       layers.fc1.reuse_factor: [8, 16]
       seed: {low: 0, high: 9, integer: true}   # a range: random sampling only
-    sampling: grid                 # grid: every combination; random: n points drawn with seed
-    n: 8
+    sampling: grid                 # grid: every combination; random: n points drawn with seed;
+    n: 8                           # optuna: n trials chosen by Optuna's multi-objective TPE on Ray Tune
     seed: 0
+    objectives: {acc_hw: max, stored_bits: min}   # optuna: the figures it trades off (results columns)
     steps: estimate                # each point runs train .. this step (default estimate)
     resources: {num_cpus: 1, memory_gb: 2}   # what each point's Ray task declares
+    point_timeout_min: 30          # a point still running after this is stopped and recorded as failed
 """
 
 from __future__ import annotations
@@ -65,11 +67,13 @@ class SweepSpec(BaseModel):
     base: dict = {}
     model_params: dict = {}
     axes: dict[str, Axis] = {}
-    sampling: Literal['grid', 'random'] = 'grid'
-    n: int | None = Field(None, ge=1)  # random: how many points
-    seed: int = 0  # random: the draw
+    sampling: Literal['grid', 'random', 'optuna'] = 'grid'
+    n: int | None = Field(None, ge=1)  # random: how many points; optuna: how many trials in all
+    seed: int = 0  # random: the draw; optuna: the sampler's seed
+    objectives: dict[str, Literal['max', 'min']] = {'acc_hw': 'max', 'stored_bits': 'min'}  # optuna only
     steps: str = 'estimate'  # the last step each point runs
     resources: Resources = Resources()
+    point_timeout_min: float | None = Field(None, gt=0)  # None: a point may run as long as it needs
 
     @field_validator('axes')
     @classmethod
@@ -108,7 +112,16 @@ class SweepSpec(BaseModel):
                 raise ValueError(f'grid sampling needs a list of values on every axis; {", ".join(ranges)} '
                                  'is a range (use sampling: random)')
         elif self.n is None:
-            raise ValueError('random sampling needs n (how many points)')
+            raise ValueError(f'{self.sampling} sampling needs n (how many {"points" if self.sampling == "random" else "trials"})')
+        if self.sampling == 'optuna':
+            from flow.sweep.results import FIGURES
+
+            unknown = [k for k in self.objectives if k not in FIGURES]
+            if unknown or not self.objectives:
+                raise ValueError(f'objectives {unknown or "(none)"}: name one or more results columns to trade off, e.g. '
+                                 '{acc_hw: max, stored_bits: min}; columns: ' + ', '.join(FIGURES))
+            if not self.axes:
+                raise ValueError('optuna sampling needs axes to search over')
         if not isinstance(self.base, dict):
             raise ValueError('base must be a mapping of flow settings')
         return self

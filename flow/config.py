@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Union, Literal
 
 import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -84,7 +84,9 @@ class FlowConfig(BaseModel):
     layers: dict[str, LayerConfig] = {}
     sparse: bool = True  # QDense kernels with zero blocks (other tools' pruning) deploy block-sparse; false: dense
     n_golden: int = Field(256, ge=1)
-    rtl: bool = True  # the rtl step: da4ml Verilog, Verilator on the golden vectors, yosys (slow for big models)
+    # the rtl step: da4ml Verilog, Verilator on the golden vectors, yosys; auto: for networks up to
+    # flow.rtl.logic.AUTO_WEIGHT_BITS stored weight bits (a bigger one takes tens of minutes here)
+    rtl: Union[bool, Literal['auto']] = 'auto'
     hls_cosim: bool = False  # also run Vitis HLS C/RTL co-simulation of the accelerator (slow)
     output: Literal['model', 'logits'] = 'model'  # logits: deploy without the model's final softmax
 

@@ -240,10 +240,12 @@ def rtl(ctx: Context) -> dict:
     """da4ml RTL of the network, Verilator on the golden vectors (exact), yosys resources per layer."""
     from flow.rtl import tools
     from flow.rtl.build import build_rtl, not_built
-    from flow.rtl.logic import no_rtl
+    from flow.rtl.logic import no_rtl, too_big_for_auto
 
     if not ctx.config.rtl:
         return not_built(ctx, 'rtl: false in the config')
+    if ctx.config.rtl == 'auto' and (reason := too_big_for_auto(ctx.reference())):
+        return not_built(ctx, reason)
     if reason := no_rtl(ctx.reference()):  # before the tools: installing them would not help
         return not_built(ctx, reason)
     missing = tools.missing()

@@ -201,3 +201,26 @@ def test_a_generated_kernel_that_is_not_the_references_is_caught_at_conversion(t
     monkeypatch.setattr(block_sparse_dense, 'emit_kernel', lambda *a: good(*a).replace('x0 = data[', 'x0 = data[1 + ', 1))
     with pytest.raises(ConversionMismatch, match=r"layer 'bs': hls4ml's generated kernel is not the one of the reference's"):
         convert_model(model, im, cfg, get_board('pynq-z2'), tmp_path / 'hls')
+
+
+def test_quantizers_with_more_integer_bits_than_bits_match_reference_exactly(tmp_path):
+    """quantized_bits(bits, integer >= bits) is legal QKeras (a published anomaly-detection autoencoder
+    ends in quantized_bits(10, 10)): multiples of 2^(integer + 1 - bits), which hls4ml 1.3.0 types as
+    int<bits>, so conversion gives the weights the reference's ap_fixed<bits, integer + 1>."""
+    import tensorflow as tf
+    from qkeras import QActivation, QDense, quantized_bits
+
+    tf.keras.utils.set_random_seed(0)
+    inp = tf.keras.Input((12,), name='x')
+    x = QDense(8, kernel_quantizer=quantized_bits(6, 7, alpha=1), bias_quantizer=quantized_bits(8, 9, alpha=1), name='d1')(inp)
+    x = QActivation(quantized_bits(6, 8), name='a1')(x)
+    x = QDense(4, kernel_quantizer=quantized_bits(4, 4, alpha=1), bias_quantizer=quantized_bits(8, 2, alpha=1), name='d2')(x)
+    model = random_weights(tf.keras.Model(inp, x), 0, kernel=100, bias=300)
+    in_type = FixedType(8, 3)
+    im, _ = check_cosim(tmp_path, model, in_type, FlowConfig.load(None, model='user.h5', input_precision=in_type.hls()))
+    d1 = {layer.name: layer for layer in im.layers}['d1']
+    assert d1.weight_type.frac == -2 and np.any(d1.weight != 0)  # a step of 4: codes x 4
+    x = np.random.default_rng(1).integers(in_type.min_code, in_type.max_code + 1, size=(32, 12))
+    got = im.predict_codes(x)
+    want = model.predict(in_type.to_float(x), verbose=0)  # QKeras: the same values (sums of exact products)
+    assert np.array_equal(im.out_type.to_float(got), want)

@@ -253,3 +253,16 @@ def test_yosys_results_are_cached_by_content(tmp_path, monkeypatch):
     src.write_text(src.read_text().replace('a + b', 'a - b'))
     synth.synthesize_files([src], 'add', 'xc7', tmp_path / 'three' / 'synth')
     assert len(runs) == 2
+
+
+def test_rtl_auto_builds_small_networks_and_skips_big_ones_with_the_way_to_force_it():
+    from flow.export import to_integer_model
+    from flow.rtl.logic import AUTO_WEIGHT_BITS, too_big_for_auto
+    from user_models import small_mlp
+
+    small = to_integer_model(small_mlp(), FixedType(8, 3))  # 64x16 + 16x10 weights
+    assert too_big_for_auto(small) is None
+    big = to_integer_model(small_mlp(n_in=784, hidden=64, wbits=8), FixedType(8, 3))  # 784x64 8-bit weights alone: 401,408 bits
+    reason = too_big_for_auto(big)
+    assert f'up to {AUTO_WEIGHT_BITS} stored weight bits and this one has {784 * 64 * 8 + 64 * 10 * 6}' in reason
+    assert 'set rtl: true' in reason

@@ -51,8 +51,7 @@ def weight_type(q, where: str) -> FixedType:
         raise UnsupportedQuantizer(f'{where}: keep_negative=False is emitted as a signed type by hls4ml; keep_negative=True is required')
     if c.get('use_stochastic_rounding'):
         raise UnsupportedQuantizer(f'{where}: stochastic rounding cannot be reproduced; use use_stochastic_rounding=False')
-    if integer >= bits:
-        raise UnsupportedQuantizer(f'{where}: quantized_bits({bits}, {integer}) needs integer < bits')
+    # integer >= bits is a legal QKeras quantizer: multiples of 2^(integer + 1 - bits), ap_fixed<bits, integer + 1>
     return FixedType(bits, integer + 1, signed=True)
 
 
@@ -191,9 +190,5 @@ def quantized_bits_activation_type(q, where: str) -> FixedType:
         raise UnsupportedQuantizer(f'{where}: stochastic rounding cannot be reproduced; use use_stochastic_rounding=False')
     bits, integer = int(c['bits']), int(c.get('integer', 0))
     if not c.get('keep_negative', True):
-        if integer > bits:
-            raise UnsupportedQuantizer(f'{where}: quantized_bits({bits}, {integer}, keep_negative=False) needs integer <= bits')
         return FixedType(bits, integer, signed=False, rounding='RND_CONV', overflow='SAT')
-    if integer >= bits:
-        raise UnsupportedQuantizer(f'{where}: quantized_bits({bits}, {integer}) needs integer < bits')
     return FixedType(bits, integer + 1, rounding='RND_CONV', overflow='SAT_SYM' if c.get('symmetric') else 'SAT')

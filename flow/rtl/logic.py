@@ -97,6 +97,19 @@ def unbuilt_reason(layer: RefLayer) -> str | None:
             'bit-exact in C simulation by the verify step')
 
 
+AUTO_WEIGHT_BITS = 32768  # rtl: auto builds networks up to this many stored weight bits (the default model: 10112)
+
+
+def too_big_for_auto(im: IntegerModel) -> str | None:
+    """Why ``rtl: auto`` skips this network: da4ml's fully parallel logic, its Verilator build and
+    yosys grow with the stored weight bits (174,080 bits took over 10 minutes here)."""
+    bits = sum((layer.storage() or {}).get('weight_bits', 0) for layer in im.layers[1:])
+    if bits > AUTO_WEIGHT_BITS:
+        return (f'rtl: auto builds networks up to {AUTO_WEIGHT_BITS} stored weight bits and this one has {bits} '
+                '(the fully parallel RTL would take tens of minutes): set rtl: true to build it anyway')
+    return None
+
+
 def no_rtl(im: IntegerModel) -> str | None:
     """The first reason, whatever the tools installed, that the network has no RTL level."""
     return next((r for layer in im.layers[1:] if (r := unbuilt_reason(layer))), None)

@@ -101,6 +101,14 @@ def _weight_checks(name, node, layer, rf) -> list:
                 raise ConversionMismatch(f"layer '{name}': hls4ml stores {weight} as {p} ({type(p).__name__}), the reference "
                                          f'needs {want.exponent_bits}-bit exponents')
         elif want.type is not None:
+            if want.type.frac < 0 and _fixed_of(var.type.precision) != want.type:
+                # hls4ml 1.3.0 types quantized_bits(bits, integer >= bits) as int<bits>, losing its step of
+                # 2^(integer + 1 - bits): the variable gets the reference's type (its values are checked below)
+                from hls4ml.backends.fpga.fpga_types import APTypeConverter
+                from hls4ml.model.types import FixedPrecisionType
+
+                t = want.type
+                var.update_precision(APTypeConverter().convert(FixedPrecisionType(t.width, t.integer, signed=t.signed)))
             checks.append((weight, var.type.precision, want.type))
         grid = want.type if want.exponent_bits is None else layer.weight_type  # None: integers
         frac = 0 if grid is None else grid.frac

@@ -66,3 +66,24 @@ def test_generated_lstm_firmware_is_lint_clean(tmp_path, rf):
             hls / 'firmware' / 'nnet_utils' / 'nnet_code_gen.h').read_text())[0]
         _mutate(hls, reshape, '')
         assert {f.rule for f in _ours(lint_project(hls))} == {'rom-ports'}
+
+
+def test_generated_cnn_firmware_is_lint_clean(tmp_path):
+    """fashion_cgs_cnn (random weights, its built-in ReuseFactors): hls4ml's conv1, our conv2 (one
+    pipelined loop over the pixels' kernel cycles, nnet_block_sparse_conv2d.h, running the generated
+    cycle function) and fc1. The lint reaches the cycle function through the mult config's
+    kernel<...>::cycle: its ROM reshape removed, or an accumulator written at a table-read index,
+    is reported."""
+    from user_models import random_weights
+
+    from keras_models.builtin import fashion_cgs_cnn as cnn
+
+    hls = _convert(tmp_path, random_weights(cnn.build(), 0), FixedType.parse(cnn.INPUT_PRECISION), cnn.FLOW_DEFAULTS['layers'])
+    assert 'nnet::block_sparse_conv_2d_cl<' in (hls / 'firmware' / 'sparsenet.cpp').read_text()
+    code = (hls / 'firmware' / 'nnet_utils' / 'nnet_code_gen.h').read_text()
+    cycle = re.search(r'void block_sparse_conv_\d+\(.*?\n}\n', code, re.S)[0]
+    reshape = re.search(r'    #pragma HLS ARRAY_RESHAPE variable=weights block factor=\d+ dim=1\n', cycle)[0]
+    _mutate(hls, cycle, cycle.replace(reshape, '').replace('acc[0] = acc_t(acc[0] +', 'acc[weights[t] != 0] = acc_t(acc[0] +'))
+    findings = _ours(lint_project(hls))
+    assert {f.rule for f in findings} == {'rom-ports', 'table-index'}
+    assert all(f.function.startswith('block_sparse_conv_') for f in findings)

@@ -26,6 +26,7 @@
 #include "hls_stream.h"
 #include "nnet_block_sparse_dense.h"
 #include "nnet_common.h"
+#include "nnet_conv2d.h"
 #include "nnet_conv_stream.h"
 
 namespace nnet {

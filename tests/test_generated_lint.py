@@ -83,7 +83,8 @@ def test_generated_cnn_firmware_is_lint_clean(tmp_path):
     code = (hls / 'firmware' / 'nnet_utils' / 'nnet_code_gen.h').read_text()
     cycle = re.search(r'void block_sparse_conv_\d+\(.*?\n}\n', code, re.S)[0]
     reshape = re.search(r'    #pragma HLS ARRAY_RESHAPE variable=weights block factor=\d+ dim=1\n', cycle)[0]
-    _mutate(hls, cycle, cycle.replace(reshape, '').replace('acc[0] = acc_t(acc[0] +', 'acc[weights[t] != 0] = acc_t(acc[0] +'))
+    mutated = re.sub(r'acc\[\d+\] = acc_t\(', 'acc[weights[t] != 0] = acc_t(', cycle.replace(reshape, ''), count=1)
+    _mutate(hls, cycle, mutated)
     findings = _ours(lint_project(hls))
     assert {f.rule for f in findings} == {'rom-ports', 'table-index'}
     assert all(f.function.startswith('block_sparse_conv_') for f in findings)

@@ -24,8 +24,8 @@ from hls4ml.model.layers import Conv2D
 from qkeras.quantizers import get_quantizer
 
 from .block_sparse_dense import HEADER, add_gather_weights, config_fields, table_names
-from . import block_sparse_emit
 from .block_sparse_emit import check_generated_code, conv_cycle, cycle_function_name
+from .block_sparse_emit import conv_cycle as reference_cycle  # what check_reference compares with
 
 CONV_HEADER = 'nnet_block_sparse_conv2d.h'
 
@@ -62,7 +62,7 @@ class BlockSparseConv2D(Conv2D):
 
     def check_reference(self, ref) -> None:
         """Called by the conversion's check: the generated kernel cycle is the reference's schedule's."""
-        check_generated_code(self.name, self, ref, block_sparse_emit.conv_cycle)
+        check_generated_code(self.name, self, ref, reference_cycle)
 
 
 mult_template = ('struct config{index}_mult : nnet::block_sparse_dense_config {{\n' + config_fields + """\

@@ -14,7 +14,10 @@ Model (documented so it can be checked against csynth reports when Vitis HLS run
   that ROM by the RAMB18 aspect ratios. With RF = 1 the weights are constants in logic (0 BRAM).
 - each kind's template estimates itself (``RefLayer.engine_estimate``: the block-sparse gather
   schedule, SST's decoders, the block-sparse LSTM's [x_t, h] x 4u product per time step); the
-  dense baseline is hls4ml's Dense on the same kernel (T times for a sequence layer).
+  dense baseline is hls4ml's Dense on the same kernel (T times for a sequence layer);
+- a windowed layer (io_stream) counts cycles per image: a kind with its own pixel loop gives them
+  (``image_cycles`` in its engine estimate: the block-sparse convolution), hls4ml's loop runs the
+  engine per pixel by its strategy (``PatchGeometry.image_cycles``).
 """
 
 from __future__ import annotations

@@ -194,6 +194,7 @@ def test_a_changed_generated_conv_cycle_is_a_conversion_mismatch(tmp_path, monke
     im = to_integer_model(model, FixedType(8, 2))
     good = block_sparse_conv2d.conv_cycle
     monkeypatch.setattr(block_sparse_conv2d, 'conv_cycle', lambda *a: good(*a).replace('x0 = data[', 'x0 = data[1 + ', 1))
-    with pytest.raises(ConversionMismatch, match=r"layer 'conv': hls4ml's generated kernel is not the one of the reference's"):
+    with pytest.raises(ConversionMismatch, match=r"layer 'conv': hls4ml's generated kernel is not the one of the "
+                                                 r"reference's"):
         convert_model(model, im, FlowConfig.load(None, model='user.h5', layers={'conv': {'reuse_factor': 3}}),
                       get_board('pynq-z2'), tmp_path / 'hls')

@@ -23,7 +23,7 @@ from hls4ml.model.attributes import Attribute, ConfigurableAttribute, TypeAttrib
 from hls4ml.model.layers import Conv2D
 from qkeras.quantizers import get_quantizer
 
-from .block_sparse_dense import HEADER, add_gather_weights, config_fields, table_names
+from .block_sparse_dense import add_gather_weights, config_fields, table_names
 from .block_sparse_emit import check_generated_code, conv_cycle, cycle_function_name
 from .block_sparse_emit import conv_cycle as reference_cycle  # what check_reference compares with
 

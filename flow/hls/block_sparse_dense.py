@@ -105,7 +105,8 @@ def add_gather_weights(node, kernel, block_mask, emit=None) -> None:
         node.set_attr(attr, getattr(sched, attr))
     node.set_attr('n_slots', sched.slots)
     what = f"layer '{node.name}'"
-    node.set_attr(CODE_ATTR, Source(emit(sched, node.index, what) if emit else emit_kernel(sched, function_name(node.index), what)))
+    code = emit(sched, node.index, what) if emit else emit_kernel(sched, function_name(node.index), what)
+    node.set_attr(CODE_ATTR, Source(code))
     # The reference's exact type, not wq.hls_type: hls4ml gives a binary kernel a 1-bit XNOR type
     # ({0, 1}), which cannot hold the masked zeros nor the padding; check_against_reference compares.
     w_t = kernel_type(node.get_attr('kernel_quantizer_config'), f"layer '{node.name}' kernel")

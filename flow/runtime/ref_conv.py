@@ -78,7 +78,8 @@ class PatchGeometry:
         cycles per image."""
         in_px, out_px = self.pixels_per_image()
         if strategy == RESOURCE:
-            return {'input_pixels': in_px * HLS4ML_PIXEL_CYCLES, 'output_pixels': out_px * (cycles_per_pixel + HLS4ML_RESOURCE_FILL)}
+            return {'input_pixels': in_px * HLS4ML_PIXEL_CYCLES,
+                    'output_pixels': out_px * (cycles_per_pixel + HLS4ML_RESOURCE_FILL)}
         return {'input_pixels': in_px * cycles_per_pixel}
 
     def locate(self, element: tuple) -> str:
@@ -139,7 +140,7 @@ class BlockSparseConv2D(Convolution, BlockSparseDense):
     mask repeated for every kernel position (position-major, like the patch)."""
 
     kind = 'block_sparse_conv2d'
-    strategies = ()  # our kernel per patch, behind hls4ml's line buffer
+    strategies = ()  # our pixel loop and kernel (nnet_block_sparse_conv2d.h), behind hls4ml's line buffer
 
     def engine_estimate(self, rf, in_type, steps=1):
         """The dense kernel's cost per patch (``BlockSparseDense.engine_estimate``), run by the pipelined

@@ -182,3 +182,19 @@ def test_a_cnn_without_biases_with_batchnorm_on_channels_matches_reference(tmp_p
     model = random_weights(tf.keras.Model(inp, x), 3, kernel=1.5, bias=3)
     im, _ = check_cosim(tmp_path, model, FixedType(8, 3), FlowConfig.load(None, model='user.h5', layers={'c2': {'reuse_factor': 3}}))
     assert [l.kind for l in im.layers[1:3]] == ['conv2d', 'batchnorm'] and not im.layers[1].bias.any()
+
+
+def test_a_changed_generated_conv_cycle_is_a_conversion_mismatch(tmp_path, monkeypatch):
+    """The conv's generated kernel cycle (its case tables and source lists) drifting from the
+    reference's gather schedule stops the conversion, even when every weight is right."""
+    from flow.hls import block_sparse_conv2d
+    from flow.stages.convert import ConversionMismatch
+
+    model = build_cnn((5, 5, 4), 4, (3, 3), (1, 1), 'valid', (2, 2), 0.5, 4, seed=1)
+    im = to_integer_model(model, FixedType(8, 2))
+    good = block_sparse_conv2d.conv_cycle
+    monkeypatch.setattr(block_sparse_conv2d, 'conv_cycle', lambda *a: good(*a).replace('x0 = data[', 'x0 = data[1 + ', 1))
+    with pytest.raises(ConversionMismatch, match=r"layer 'conv': hls4ml's generated kernel is not the one of the "
+                                                 r"reference's"):
+        convert_model(model, im, FlowConfig.load(None, model='user.h5', layers={'conv': {'reuse_factor': 3}}),
+                      get_board('pynq-z2'), tmp_path / 'hls')

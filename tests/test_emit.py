@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flow.hls.block_sparse_emit import emit_kernel
+from flow.hls.block_sparse_emit import emit_cycle, emit_kernel
 from flow.rtl.engine import engine_verilog
 from flow.runtime.fixed import FixedType
 from flow.runtime.schedule import gather
@@ -119,6 +119,19 @@ def test_cpp_and_verilog_are_built_from_the_same_static_structure(case):
     assert selects == want_selects
     assert mults == {mu.m: str(mu.select) for mu in eng.multipliers}
     assert sources == {o: {m: g.condition('t', sched.rf) for m, g in srcs} for o, srcs in eng.sources.items()}
+
+
+@given(layers)
+@settings(max_examples=20, deadline=None)
+def test_a_convolution_cycle_is_the_dense_kernel_loop_body(case):
+    """A convolution's pixel loop runs one cycle of the kernel per iteration (emit_cycle): the same
+    selects, multipliers and gated sources as the dense kernel's ReuseLoop, into the caller's
+    accumulators at constant indices, with no loop a pipelined caller would unroll."""
+    _, sched = _layer_and_schedule(case)
+    cycle = emit_cycle(sched, 'c')
+    assert 'for (' not in cycle and '#pragma HLS INLINE' in cycle
+    as_scalars = re.sub(r'acc\[(\d+)\]', r'acc\1', cycle)
+    assert cpp_structure(as_scalars) == cpp_structure(emit_kernel(sched, 'k'))
 
 
 @given(layers)

@@ -149,19 +149,33 @@ def test_block_sparse_conv_against_hls4ml_conv(drop, ratio):
         'hls4ml_dense']['multipliers'] == est['kept_weights']
 
 
-def test_conv_cycles_per_image_are_padded_pixels_times_reuse():
-    """8x8 input, 'same' padding of 1: 10 x 10 = 100 pixels streamed, 64 windows computed."""
-    from flow.runtime.ref_conv import MaxPool2D
+def test_conv_cycles_per_image_follow_each_pixel_loop():
+    """8x8 input, 'same' padding of 1: 10 x 10 = 100 pixels streamed, 64 windows computed.
+    Ours (nnet_block_sparse_conv2d.h, one loop at II=1): RF cycles per output pixel, one per other
+    pixel, plus the pipeline's depth: CONV_PIPELINE_DEPTH + the adder levels of the most products
+    reaching one output in a cycle (72 kept weights per output over RF 36: 2, one level; RF 72: 1,
+    none). hls4ml's conv: Latency pipelines its input-pixel loop at II = RF; Resource does not (the
+    call and shift per input pixel, RF + fill and flush per output pixel)."""
+    from flow.runtime.ref_conv import CONV_PIPELINE_DEPTH, HLS4ML_PIXEL_CYCLES, HLS4ML_RESOURCE_FILL, MaxPool2D
 
     conv = _sparse_conv(0.5)
     assert conv.pixels_per_image() == (100, 64)
-    for rf in (36, 72):
-        est = layer_estimate(conv, rf=rf, in_type=IN8)
+    for rf, levels in ((36, 1), (72, 0)):
+        est = layer_estimate(conv, rf=rf, strategy=None, in_type=IN8)
         assert est['pixels'] == {'in': 100, 'out': 64}
-        for side in ('ours', 'hls4ml_dense'):
-            assert est[side]['cycles'] == 100 * rf and est[side]['cycles_per_pixel'] == rf
+        o = est['ours']
+        assert o['image_cycles'] == {'output_pixels': 64 * rf, 'other_pixels': 36,
+                                     'pipeline_depth': CONV_PIPELINE_DEPTH + levels}
+        assert o['cycles'] == 64 * rf + 36 + CONV_PIPELINE_DEPTH + levels and o['cycles_per_pixel'] == rf
+        assert est['hls4ml_dense']['cycles'] == 100 * rf  # the baseline: hls4ml's pipelined (Latency) conv
+        plain = _dense_conv(conv.dense_weight())
+        for strategy in ('latency', 'resource'):
+            e = layer_estimate(plain, rf=rf, strategy=strategy, in_type=IN8)
+            want = 100 * rf if strategy == 'latency' else 100 * HLS4ML_PIXEL_CYCLES + 64 * (rf + HLS4ML_RESOURCE_FILL)
+            assert e['ours']['cycles'] == e['hls4ml_dense']['cycles'] == want
+            assert e['ours']['cycles_per_pixel'] == rf
     valid = layer_estimate(_sparse_conv(0.5, pads=(0, 0, 0, 0)), rf=36, in_type=IN8)
-    assert valid['ours']['cycles'] == 64 * 36 and valid['pixels'] == {'in': 64, 'out': 36}
+    assert valid['ours']['cycles'] == 36 * 36 + 28 + CONV_PIPELINE_DEPTH + 1 and valid['pixels'] == {'in': 64, 'out': 36}
     pool = layer_estimate(MaxPool2D('pool', out_type=IN8, in_shape=(8, 8, 16), filt=(2, 2), strides=(2, 2)), rf=4,
                           in_type=IN8)
     assert pool['ours']['cycles'] == pool['hls4ml_dense']['cycles'] == 64  # II = 1, no ReuseFactor
@@ -220,6 +234,7 @@ def _plan_board(im, io_type='io_stream'):
 
 
 def test_io_stream_interval_is_the_slowest_layer_and_latency_the_sum():
+    from flow.runtime.ref_conv import HLS4ML_PIXEL_CYCLES, HLS4ML_RESOURCE_FILL
     from flow.stages.estimate import estimate_model
 
     im = _cnn()
@@ -228,12 +243,15 @@ def test_io_stream_interval_is_the_slowest_layer_and_latency_the_sum():
     layers = stream['layers']
     assert list(layers) == ['conv', 'pool', 'out']
     cycles = {n: l['ours']['cycles'] for n, l in layers.items()}
-    # conv: 4 x 2048 pixels at RF 9; pool: 2 x 2046 pixels at II 1; dense: RF 4, once per image
-    assert cycles == {'conv': 4 * 2048 * 9, 'pool': 2 * 2046, 'out': 4}
+    # conv: hls4ml's Resource conv (the plan's strategy), its loop not pipelined: 4 x 2048 input pixels
+    # of a call and a shift, 2 x 2046 output pixels of RF 9 + fill; pool: 2 x 2046 pixels at II 1;
+    # dense: RF 4, once per image
+    conv_cycles = 4 * 2048 * HLS4ML_PIXEL_CYCLES + 2 * 2046 * (9 + HLS4ML_RESOURCE_FILL)
+    assert cycles == {'conv': conv_cycles, 'pool': 2 * 2046, 'out': 4}
     for side in ('ours', 'hls4ml_dense'):
         tot = stream['total'][side]
         assert tot['cycles'] == sum(l[side]['cycles'] for l in layers.values())
-        assert tot['interval'] == max(l[side]['cycles'] for l in layers.values()) == 4 * 2048 * 9
+        assert tot['interval'] == max(l[side]['cycles'] for l in layers.values()) == conv_cycles
         assert tot['slowest_layer'] == 'conv' and tot['interval'] < tot['cycles']
     # the board verdict counts the line buffers' BRAM18: the conv's 2 x 2 registers of 2048 x 9 bits
     fit = stream['total']['fit']['bram18']

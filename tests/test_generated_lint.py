@@ -1,7 +1,8 @@
 """The HLS lint (flow/stages/hls_lint.py) on the firmware hls4ml writes for small SST and LSTM
-models: no finding in our code (the layer templates and the per-layer kernels generated into
-nnet_code_gen.h), and the lint does reach those kernels (through the config's kernel<...>): a
-generated kernel with its ROM reshape removed, or a write at a table-read index, is reported."""
+models and the fashion_cgs_cnn built-in: no finding in our code (the layer templates and the
+per-layer kernels generated into nnet_code_gen.h), and the lint does reach those kernels (through
+the config's kernel<...>): a generated kernel with its ROM reshape removed, or a write at a
+table-read index, is reported."""
 
 import re
 
@@ -14,7 +15,7 @@ from flow.runtime.fixed import FixedType
 from flow.stages.convert import convert_model
 from flow.stages.hls_lint import lint_project
 
-OURS = {'nnet_code_gen.h', 'nnet_sst_dense.h', 'nnet_block_sparse_lstm.h'}
+OURS = {'nnet_code_gen.h', 'nnet_sst_dense.h', 'nnet_block_sparse_lstm.h', 'nnet_block_sparse_conv2d.h'}
 
 
 def _ours(findings):
@@ -66,3 +67,25 @@ def test_generated_lstm_firmware_is_lint_clean(tmp_path, rf):
             hls / 'firmware' / 'nnet_utils' / 'nnet_code_gen.h').read_text())[0]
         _mutate(hls, reshape, '')
         assert {f.rule for f in _ours(lint_project(hls))} == {'rom-ports'}
+
+
+def test_generated_cnn_firmware_is_lint_clean(tmp_path):
+    """fashion_cgs_cnn (random weights, its built-in ReuseFactors): hls4ml's conv1, our conv2 (one
+    pipelined loop over the pixels' kernel cycles, nnet_block_sparse_conv2d.h, running the generated
+    cycle function) and fc1. The lint reaches the cycle function through the mult config's
+    kernel<...>::cycle: its ROM reshape removed, or an accumulator written at a table-read index,
+    is reported."""
+    from user_models import random_weights
+
+    from keras_models.builtin import fashion_cgs_cnn as cnn
+
+    hls = _convert(tmp_path, random_weights(cnn.build(), 0), FixedType.parse(cnn.INPUT_PRECISION), cnn.FLOW_DEFAULTS['layers'])
+    assert 'nnet::block_sparse_conv_2d_cl<' in (hls / 'firmware' / 'sparsenet.cpp').read_text()
+    code = (hls / 'firmware' / 'nnet_utils' / 'nnet_code_gen.h').read_text()
+    cycle = re.search(r'void block_sparse_conv_\d+\(.*?\n}\n', code, re.S)[0]
+    reshape = re.search(r'    #pragma HLS ARRAY_RESHAPE variable=weights block factor=\d+ dim=1\n', cycle)[0]
+    mutated = re.sub(r'acc\[\d+\] = acc_t\(', 'acc[weights[t] != 0] = acc_t(', cycle.replace(reshape, ''), count=1)
+    _mutate(hls, cycle, mutated)
+    findings = _ours(lint_project(hls))
+    assert {f.rule for f in findings} == {'rom-ports', 'table-index'}
+    assert all(f.function.startswith('block_sparse_conv_') for f in findings)

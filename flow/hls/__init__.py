@@ -74,7 +74,7 @@ def register() -> None:
         ('BlockSparseQLSTM', lstm.parse_block_sparse_qlstm, lstm.BlockSparseLSTM,
          (lstm.BlockSparseLSTMConfigTemplate, lstm.BlockSparseLSTMFunctionTemplate), lstm.HEADER, None),
         ('BlockSparseQConv2D', conv.parse_block_sparse_qconv2d, conv.BlockSparseConv2D,
-         (conv.BlockSparseConv2DConfigTemplate, conv.BlockSparseConv2DFunctionTemplate), bsd.HEADER, None),
+         (conv.BlockSparseConv2DConfigTemplate, conv.BlockSparseConv2DFunctionTemplate), conv.CONV_HEADER, None),
     ]
     for backend_name in BACKENDS:  # shared by the headers: io_stream adapters of our vector kernels
         hls4ml.backends.get_backend(backend_name).register_source(TEMPLATES_DIR / STREAM_HEADER)

@@ -1,13 +1,13 @@
-"""hls4ml extension for ``BlockSparseQConv2D``: hls4ml's own io_stream Conv2D (line buffer, padding,
-strides) with our block-sparse kernel doing each output pixel's channel mixing.
+"""hls4ml extension for ``BlockSparseQConv2D``: hls4ml's io_stream Conv2D layer (its config, its
+'same' padding as a ZeroPadding2D node, its line buffer) with our block-sparse kernel doing each
+output pixel's channel mixing, in one pipelined loop over the image's pixels and kernel cycles
+(hls_templates/nnet_block_sparse_conv2d.h: a new output pixel every ReuseFactor cycles).
 
-The IR layer is a subclass of hls4ml's ``Conv2D``, so hls4ml's passes treat it as a convolution (its
-'same' padding becomes a ZeroPadding2D node in io_stream, the line buffer and strides are hls4ml's).
-Only the per-pixel product changes: hls4ml's line buffer calls ``mult_config::kernel<...>::dense`` on
-the (kh, kw, C) patch, and our mult config's kernel is ``nnet::block_sparse_dense`` over the gather
-schedule of the (kh * kw * C, F) matrix whose block mask is the channel mask at every kernel
-position (flow/runtime/ref_conv.py): the same generated kernel (flow/hls/block_sparse_emit.py) and
-header as BlockSparseQDense.
+The IR layer is a subclass of hls4ml's ``Conv2D``, so hls4ml's passes treat it as a convolution.
+The kernel is the gather schedule of the (kh * kw * C, F) matrix whose block mask is the channel
+mask at every kernel position (flow/runtime/ref_conv.py), generated per layer as ONE cycle of the
+engine (flow/hls/block_sparse_emit.py ``emit_cycle``: the same static structure as the dense
+kernel), which the mult config names as ``kernel<...>::cycle``.
 """
 
 from __future__ import annotations
@@ -23,8 +23,11 @@ from hls4ml.model.attributes import Attribute, ConfigurableAttribute, TypeAttrib
 from hls4ml.model.layers import Conv2D
 from qkeras.quantizers import get_quantizer
 
-from .block_sparse_dense import HEADER, add_gather_weights, config_fields, table_names
-from .block_sparse_emit import check_generated_code
+from .block_sparse_dense import add_gather_weights, config_fields, table_names
+from .block_sparse_emit import check_generated_code, conv_cycle, cycle_function_name
+from .block_sparse_emit import conv_cycle as reference_cycle  # what check_reference compares with
+
+CONV_HEADER = 'nnet_block_sparse_conv2d.h'
 
 
 def parse_block_sparse_qconv2d(keras_layer, input_names, input_shapes, data_reader):
@@ -55,21 +58,20 @@ class BlockSparseConv2D(Conv2D):
         kernel = np.asarray(self.get_attr('weight_data'), dtype=np.float32)  # (kh, kw, C, F)
         positions = kernel.shape[0] * kernel.shape[1]
         block_mask = np.tile(np.asarray(self.get_attr('block_mask_data')).astype(bool), (positions, 1))
-        add_gather_weights(self, kernel.reshape(-1, kernel.shape[-1]), block_mask)
+        add_gather_weights(self, kernel.reshape(-1, kernel.shape[-1]), block_mask, conv_cycle)
 
     def check_reference(self, ref) -> None:
-        """Called by the conversion's check: the generated per-patch kernel is the reference's schedule's."""
-        check_generated_code(self.name, self, ref)
+        """Called by the conversion's check: the generated kernel cycle is the reference's schedule's."""
+        check_generated_code(self.name, self, ref, reference_cycle)
 
 
 mult_template = ('struct config{index}_mult : nnet::block_sparse_dense_config {{\n' + config_fields + """\
-    // hls4ml's line buffer calls kernel<...>::dense(patch, out, weights, biases) per output pixel: the
-    // layer's generated kernel (nnet_code_gen.h) on its weight banks
-    template<class data_T, class res_T, class CONFIG_T>
+    // the pixel loop (nnet_block_sparse_conv2d.h) runs cycle t of the layer's generated kernel (nnet_code_gen.h)
+    template<class data_T, class CONFIG_T>
     struct kernel {{
-        static void dense(data_T data[CONFIG_T::n_in], res_T res[CONFIG_T::n_out], typename CONFIG_T::weight_t *,
-                          typename CONFIG_T::bias_t biases[CONFIG_T::n_out]) {{
-            nnet::{kernel}<data_T, res_T, CONFIG_T>(data, res, {w}, biases);
+        static void cycle(data_T data[CONFIG_T::n_in], unsigned t, typename CONFIG_T::weight_t weights[CONFIG_T::n_slots],
+                          typename CONFIG_T::accum_t acc[CONFIG_T::n_out]) {{
+            nnet::{kernel}<data_T, CONFIG_T>(data, t, weights, acc);
         }}
     }};
 }};
@@ -78,9 +80,8 @@ HLS4ML_MULT = re.compile(r'struct config\d+_mult : nnet::dense_config \{.*?\n\};
 
 
 class BlockSparseConv2DConfigTemplate(Conv2DConfigTemplate):
-    """hls4ml's conv config with our mult config. Its strategy is 'resource' in the conv config: the
-    line-buffer loop is then not pipelined at II=ReuseFactor around our kernel (which pipelines its
-    own ReuseFactor cycles at II=1; a pipelined outer loop would unroll it)."""
+    """hls4ml's conv config (geometry, types) with our mult config (the schedule's numbers and the
+    generated kernel cycle); its strategy field is not read (our pixel loop is not hls4ml's)."""
 
     def __init__(self):
         super(Conv2DConfigTemplate, self).__init__(BlockSparseConv2D)
@@ -92,17 +93,14 @@ class BlockSparseConv2DConfigTemplate(Conv2DConfigTemplate):
         params = self._default_config_params(node)
         params.update(n_in=node.get_attr('n_chan') * node.get_attr('filt_height') * node.get_attr('filt_width'),
                       n_out=node.get_attr('n_filt'), **table_names(node))
+        params['kernel'] = cycle_function_name(node.index)
         ours, n = HLS4ML_MULT.subn(lambda _: mult_template.format(**params), text, count=1)
-        ours, m = re.subn(r'static const unsigned strategy = nnet::\w+;', 'static const unsigned strategy = nnet::resource;',
-                          ours, count=1)
-        if n != 1 or m != 1:
+        if n != 1:
             raise RuntimeError(f"layer '{node.name}': hls4ml's Conv2D config template changed; cannot place our kernel")
         return ours
 
 
 class BlockSparseConv2DFunctionTemplate(Conv2DFunctionTemplate):
     def __init__(self):
-        super(Conv2DFunctionTemplate, self).__init__(
-            BlockSparseConv2D, include_header=['nnet_utils/nnet_conv2d.h', 'nnet_utils/nnet_conv2d_stream.h',
-                                               f'nnet_utils/{HEADER}'])
-        self.template = Conv2DFunctionTemplate().template
+        super(Conv2DFunctionTemplate, self).__init__(BlockSparseConv2D, include_header=[f'nnet_utils/{CONV_HEADER}'])
+        self.template = 'nnet::block_sparse_conv_2d_cl<{input_t}, {output_t}, {config}>({input}, {output}, {w}, {b});'

@@ -74,11 +74,12 @@ class BlockSparseDense(Layer):
         check_generated_code(self.name, self, ref)
 
 
-def add_gather_weights(node, kernel, block_mask) -> None:
+def add_gather_weights(node, kernel, block_mask, emit=None) -> None:
     """Quantize and mask a (n_in, n_out) kernel (block mask over (n_in / block_in, n_out / block_out)),
     pack its kept blocks and add the gather schedule's weight banks and the bias as the node's
-    weight variables, and its kernel C++ as the node's generated code (``CODE_ATTR``; also used per
-    patch by convolutions)."""
+    weight variables, and its kernel C++ as the node's generated code (``CODE_ATTR``): ``emit``
+    (schedule, node index, what) -> C++, the whole dense kernel by default (a convolution emits one
+    cycle of it)."""
     block = (node.get_attr('block_in'), node.get_attr('block_out'))
     wq = node.get_attr('weight_quantizer')
     # Mask after quantization, exactly as the Keras layer and the reference do.
@@ -103,7 +104,9 @@ def add_gather_weights(node, kernel, block_mask) -> None:
     for attr in ('n_lanes', 'n_mult'):
         node.set_attr(attr, getattr(sched, attr))
     node.set_attr('n_slots', sched.slots)
-    node.set_attr(CODE_ATTR, Source(emit_kernel(sched, function_name(node.index), f"layer '{node.name}'")))
+    what = f"layer '{node.name}'"
+    code = emit(sched, node.index, what) if emit else emit_kernel(sched, function_name(node.index), what)
+    node.set_attr(CODE_ATTR, Source(code))
     # The reference's exact type, not wq.hls_type: hls4ml gives a binary kernel a 1-bit XNOR type
     # ({0, 1}), which cannot hold the masked zeros nor the padding; check_against_reference compares.
     w_t = kernel_type(node.get_attr('kernel_quantizer_config'), f"layer '{node.name}' kernel")

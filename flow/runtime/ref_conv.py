@@ -17,6 +17,13 @@ import numpy as np
 from .ref_block_sparse import BlockSparseDense, level_index_bits, row_index_bits
 from .ref_layers import LATENCY, RESOURCE, Dense, RefLayer, register_kind
 
+# Cycles of the pixel loops (estimates until Vitis HLS reports them; see ``image_cycles``):
+HLS4ML_PIXEL_CYCLES = 2  # hls4ml's unpipelined (Resource) loop: per input pixel, the call and the line-buffer shift
+HLS4ML_RESOURCE_FILL = 4  # ... and per output pixel besides its RF MAC cycles: its pipeline's fill/flush, the write
+# our pipelined pixel loop besides the adder tree: the stream read and line-buffer shift into the window,
+# the weight ROM read, the product, the add into the accumulator, the cast and write of the output pixel
+CONV_PIPELINE_DEPTH = 5
+
 
 def same_padding(size: int, filt: int, stride: int) -> tuple[int, int]:
     """Keras/hls4ml 'same' padding along one axis: (before, after), the odd one after."""
@@ -60,6 +67,20 @@ class PatchGeometry:
         pt, pb, pl, pr = self.pads
         oh, ow = self.out_hw
         return (h + pt + pb) * (w + pl + pr), oh * ow
+
+    def image_cycles(self, cycles_per_pixel: int, strategy: str | None) -> dict:
+        """hls4ml's io_stream loop over the (padded) input pixels per image, each running an engine of
+        ``cycles_per_pixel`` cycles (its ReuseFactor; 1 for pooling), by its ``strategy``
+        (nnet_conv2d_stream.h conv_2d_buffer_cl): Latency pipelines the loop at II = ReuseFactor
+        (every input pixel, output or not, takes an II; the pipeline's depth is not counted);
+        Resource does not pipeline it: every input pixel costs the call and the line-buffer shift,
+        every output pixel its MAC loop's RF cycles plus fill and flush. The terms add up to the
+        cycles per image."""
+        in_px, out_px = self.pixels_per_image()
+        if strategy == RESOURCE:
+            return {'input_pixels': in_px * HLS4ML_PIXEL_CYCLES,
+                    'output_pixels': out_px * (cycles_per_pixel + HLS4ML_RESOURCE_FILL)}
+        return {'input_pixels': in_px * cycles_per_pixel}
 
     def locate(self, element: tuple) -> str:
         if len(element) != 3:
@@ -119,7 +140,22 @@ class BlockSparseConv2D(Convolution, BlockSparseDense):
     mask repeated for every kernel position (position-major, like the patch)."""
 
     kind = 'block_sparse_conv2d'
-    strategies = ()  # our kernel per patch, behind hls4ml's line buffer
+    strategies = ()  # our pixel loop and kernel (nnet_block_sparse_conv2d.h), behind hls4ml's line buffer
+
+    def engine_estimate(self, rf, in_type, steps=1):
+        """The dense kernel's cost per patch (``BlockSparseDense.engine_estimate``), run by the pipelined
+        pixel loop of hls_templates/nnet_block_sparse_conv2d.h (II=1 over the image's cycles): every
+        output pixel takes RF cycles, every other input pixel (padding, strides, the window's first
+        rows and columns) one, plus the pipeline's depth once per image (CONV_PIPELINE_DEPTH + the
+        levels of the adder tree of the most products reaching one output in a cycle). ``cycles``
+        is per image (``image_cycles`` its terms)."""
+        from .static_engine import static_engine
+
+        ours = super().engine_estimate(rf, in_type, steps)
+        in_px, out_px = self.pixels_per_image()
+        image = {'output_pixels': out_px * rf, 'other_pixels': in_px - out_px,
+                 'pipeline_depth': CONV_PIPELINE_DEPTH + static_engine(self.schedule(rf)).adder_levels()}
+        return {**ours, 'cycles_per_pixel': rf, 'image_cycles': image, 'cycles': sum(image.values())}
 
     def storage(self):
         """As the dense kernel, but the index once: every kernel position repeats the channel mask."""

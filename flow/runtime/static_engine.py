@@ -77,6 +77,11 @@ class StaticEngine:
     def multiplier(self, m: int) -> Multiplier:
         return next(mu for mu in self.multipliers if mu.m == m)
 
+    def adder_levels(self) -> int:
+        """Levels of the balanced tree adding the most products that reach one output in a cycle."""
+        most = max((len(s) for s in self.sources.values()), default=0)
+        return max(most - 1, 0).bit_length()
+
 
 def _select(inputs: np.ndarray, care: np.ndarray) -> Select:
     used = [(t, int(i)) for t, i in enumerate(inputs) if care[t]]

@@ -14,7 +14,10 @@ Model (documented so it can be checked against csynth reports when Vitis HLS run
   that ROM by the RAMB18 aspect ratios. With RF = 1 the weights are constants in logic (0 BRAM).
 - each kind's template estimates itself (``RefLayer.engine_estimate``: the block-sparse gather
   schedule, SST's decoders, the block-sparse LSTM's [x_t, h] x 4u product per time step); the
-  dense baseline is hls4ml's Dense on the same kernel (T times for a sequence layer).
+  dense baseline is hls4ml's Dense on the same kernel (T times for a sequence layer);
+- a windowed layer (io_stream) counts cycles per image: a kind with its own pixel loop gives them
+  (``image_cycles`` in its engine estimate: the block-sparse convolution), hls4ml's loop runs the
+  engine per pixel by its strategy (``PatchGeometry.image_cycles``).
 """
 
 from __future__ import annotations
@@ -56,9 +59,11 @@ def line_buffer(layer, in_bits: int) -> dict:
     }
 
 
-def _streamed(est: dict, layer, in_type) -> dict:
-    """A windowed layer in io_stream: its engine (if any) runs once per streamed input pixel, behind
-    a line buffer; the same on both sides (ours reuses hls4ml's line buffer)."""
+def _streamed(est: dict, layer, in_type, strategy: str | None = None) -> dict:
+    """A windowed layer in io_stream, behind a line buffer: cycles per image. A side whose engine
+    estimate gives them (``image_cycles``: its own pixel loop) keeps them; on the others hls4ml's
+    pixel loop runs the engine (``layer.image_cycles``), by the plan's ``strategy`` (the hls4ml
+    baseline of a layer without one: Latency, its pipelined loop)."""
     if in_type is None:
         raise ValueError(f"layer '{layer.name}': its line buffer needs the input type (in_type)")
     in_pixels, out_pixels = layer.pixels_per_image()  # padding included
@@ -66,8 +71,10 @@ def _streamed(est: dict, layer, in_type) -> dict:
     lb = line_buffer(layer, in_type.width)
     for side in ('ours', 'hls4ml_dense'):
         e = est[side]
-        e['cycles_per_pixel'] = e['cycles']
-        e['cycles'] = in_pixels * e['cycles']
+        if 'image_cycles' not in e:
+            e['cycles_per_pixel'] = e['cycles']
+            e['image_cycles'] = layer.image_cycles(e['cycles'], strategy)
+            e['cycles'] = sum(e['image_cycles'].values())
         e.update(lb)
     return est
 
@@ -132,7 +139,7 @@ def layer_estimate(layer, rf: int = 1, strategy: str | None = 'resource', in_typ
     }
     if 'found_sparsity' in fp:  # zeros found in a dense layer's kernel (deployed block-sparse when it saves bits)
         est['found_sparsity'] = fp['found_sparsity']
-    return _streamed(est, layer, in_type) if layer.line_buffer else est
+    return _streamed(est, layer, in_type, strategy) if layer.line_buffer else est
 
 
 def estimate_model(im: IntegerModel, plan: Plan, board, rtl: dict | None = None) -> dict:

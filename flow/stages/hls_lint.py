@@ -19,10 +19,11 @@ Rules (``RULES``), each finding with file:line, function and why:
   all writers; an array READ at such an index when the array is partitioned/reshaped (a mux whose
   fan-in is reported); and a sub-array ``&a[off]`` of a completely partitioned array passed at a
   runtime offset (every access in the callee is a mux over ``a``).
-- ``rom-ports``: in a pipelined loop (or function), the reads per iteration of each array that is
-  not completely partitioned, counted over the unrolled inner loops and mapped to the words/banks
-  its ``ARRAY_PARTITION``/``ARRAY_RESHAPE`` (here or on the caller's argument) leaves: more than 2
-  reads of one bank per cycle (a BRAM has 2 ports) raise the II.
+- ``rom-ports``: in a pipelined loop (or function, or per call of a function called from a
+  pipelined region, its scalar parameters such as a cycle counter taking a few values), the reads
+  per iteration of each array that is not completely partitioned, counted over the unrolled inner
+  loops and mapped to the words/banks its ``ARRAY_PARTITION``/``ARRAY_RESHAPE`` (here or on the
+  caller's argument) leaves: more than 2 reads of one bank per cycle (a BRAM has 2 ports) raise the II.
 - ``top-pipeline``: a function-level ``PIPELINE`` (hls4ml's top when every layer is Latency) above a
   function of ours with a pipelined loop over more than one iteration (a ReuseLoop): the top
   pipeline unrolls it.
@@ -52,6 +53,7 @@ RULES = {
     'divider': 'a divider/modulo on a per-cycle value by a non-constant or a non-power-of-two, in a pipelined region',
 }
 
+_SCALAR_TYPES = ('UINT', 'INT', 'USHORT', 'SHORT', 'ULONG', 'LONG', 'ULONGLONG', 'LONGLONG', 'UCHAR', 'CHAR_S', 'SCHAR')
 GENERATED_HEADER = 'nnet_code_gen.h'  # where hls4ml writes the layers' generated code (Source attributes)
 SHIM_DIR = Path(__file__).resolve().parent / 'hls_lint_shim'  # stand-ins for ap_fixed.h, hls_stream.h
 HOST_SHIM_DIR = Path(__file__).resolve().parents[2] / 'hls_templates' / 'host_shim'  # ap_axi_sdata.h
@@ -961,7 +963,9 @@ class FuncAnalysis:
                 continue
             self.check_table_index(root, region, why)
             self.check_dividers(root, region, why)
-            if region is not None or self.f.pipelined:
+            # a function called from a pipelined region: its reads per call, unless its own pipelined
+            # loops say more (those are unrolled by the region above: the top-pipeline rule's finding)
+            if region is not None or self.f.pipelined or not any(lp.pipelined for lp in self.f.loops.values()):
                 self.check_ports(root, region, why)
 
     def _where(self):
@@ -1106,6 +1110,12 @@ class FuncAnalysis:
         region_var = region.var if region is not None else None
         region_trip = self.trip_count(region) if region is not None else 1
         iters = range(min(region_trip, MAX_ITERATIONS)) if isinstance(region_trip, int) and region_trip > 0 else [0, 1]
+        # a function called from a pipelined region reads per call (one call per iteration): its scalar
+        # parameters (a cycle counter) take a few values in turn
+        scalars = [] if region is not None or self.f.pipelined else [
+            p for p in self.f.params if p.type.get_canonical().kind.name in _SCALAR_TYPES]
+        if scalars:
+            iters = range(MAX_ITERATIONS)
         start = 0
         if region_var is not None and _initializer(region_var) is not None:
             start = self.lint.try_eval(_initializer(region_var), self.env) or 0
@@ -1133,6 +1143,7 @@ class FuncAnalysis:
                     binds = {lp.var.hash: v + self._start(lp) for lp, v in zip(loops, values) if lp.var is not None}
                     if region_var is not None:
                         binds[region_var.hash] = start + it
+                    binds.update((p.hash, it) for p in scalars)
                     idx = self.eval_local(idx_expr, binds)
                     if idx is None:
                         unknown += 1
@@ -1298,14 +1309,19 @@ class FuncAnalysis:
 
     def _member_template_method(self, head):
         """(Func, the class template's parameters) of ``T::template name<...>::method`` with T a
-        template parameter bound to a config struct (how our layers call their generated kernels)."""
+        template parameter bound to a config struct, or a struct member of one (``CONFIG_T::mult_config``):
+        how our layers call their generated kernels."""
         toks = [t for t in (_tokens(head) if head is not None else []) if t != 'template']
-        if len(toks) < 6 or toks[1] != '::' or toks[3] != '<' or toks[-2] != '::' or toks[0] not in self.env:
+        lt = toks.index('<') if '<' in toks else -1
+        if lt < 3 or len(toks) < 6 or toks[lt - 2] != '::' or toks[-2] != '::' or toks[0] not in self.env:
             return None
-        struct = self.env[toks[0]]
+        try:
+            struct = self.lint.resolve_qualified([t for t in toks[:lt - 2] if t != '::'], self.env)
+        except Unknown:
+            return None
         if isinstance(struct, (int, str)) or struct is None:
             return None
-        cls = self.lint.struct_member(struct, toks[2], kinds=('CLASS_TEMPLATE',))
+        cls = self.lint.struct_member(struct, toks[lt - 1], kinds=('CLASS_TEMPLATE',))
         if cls is None:
             return None
         method = next((ch for ch in cls.get_children() if ch.kind.name == 'CXX_METHOD' and ch.spelling == toks[-1]), None)

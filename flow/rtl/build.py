@@ -256,16 +256,28 @@ def print_resources(report: dict, out=None) -> None:
         t.add_column(c.replace('_', ' '), justify='right')
     for name, row in report['layers'].items():
         t.add_row(name, row['kind'], *(f'{row[c]:g}' for c in cols))
-    pipe = report['pipeline']
-    t.add_row(f'NETWORK, {pipe["stages"]} stages', '', *(f'{report["network"][c]:g}' for c in cols), style='bold')
+    pipe = report.get('pipeline')  # absent in reports written before the network was pipelined
+    t.add_row(f'NETWORK, {pipe["stages"]} stages' if pipe else 'NETWORK', '',
+              *(f'{report["network"][c]:g}' for c in cols), style='bold')
     print_table(t, out)
     verdict = '[green]fits[/]' if report['fits'] else '[red]does not fit[/]'
     margins = ', '.join(f"{k}: {v['used']}/{v['available']}" for k, v in report['fit'].items())
+    if not pipe:
+        out.print(f'{report["board"]} ({report["part"]}), fully parallel combinational RTL, measured: {verdict} — {margins}; '
+                  f'logic depth {report["network"]["logic_depth"]} (rerun the rtl step for the pipelined design)', soft_wrap=True)
+        _print_engines(report, out)
+        return
     out.print(f'{report["board"]} ({report["part"]}), fully parallel RTL pipelined in {pipe["stages"]} stages '
               f'(latency {pipe["latency_cycles"]} cycles, a sample every cycle), measured: {verdict} — {margins}; '
               f'logic depth per stage (yosys) {pipe["stage_logic_depth"]}, deepest {pipe["max_stage_logic_depth"]} '
               f'vs {pipe["logic_depth_budget"]} plausible at {1000 / pipe["clock_period_ns"]:g} MHz '
               f'({"yes" if pipe["timing_plausible"] else "no"}; estimated rule, no place and route)', soft_wrap=True)
+    _print_engines(report, out)
+
+
+def _print_engines(report: dict, out) -> None:
+    from rich.table import Table
+
     if report.get('engines'):
         t = Table(title='Time-multiplexed engines (the HLS template\'s architecture), measured', caption=report['engine_design'])
         cols = ('organisation', 'reuse_factor', 'multipliers', 'padding', 'cycles_per_sample', 'lut', 'ff', 'carry', 'dsp',

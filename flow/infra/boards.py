@@ -14,9 +14,11 @@ YOSYS_FAMILIES = {'xc7': 'xc7', 'xczu': 'xcup', 'xck26': 'xcup'}  # part prefix 
 # Rules of thumb for pipelining fully parallel logic (not a timing report: no place and route here).
 # Per synth_xilinx family: ns per da4ml adder level (a 12-20 bit sum: a LUT, a carry chain and their
 # routing) and ns per cell of yosys' logic depth (LUTs and carry cells counted alike, routing
-# included), for the slowest speed grade the boards carry (-1 7-series, -1/-2LV UltraScale+).
+# included), for the slowest speed grade the boards carry (-1 7-series, -1/-2LV UltraScale+). The
+# two agree: an adder level measured about 5 cells deep on xc7 (a LUT, four CARRY4; the default
+# model's stages of 4 levels: 16-19 cells) and about 3 expected on xcup (CARRY8; not measured here).
 ADDER_NS = {'xc7': 2.0, 'xcup': 1.25}
-CELL_NS = {'xc7': 0.5, 'xcup': 0.35}
+CELL_NS = {'xc7': 0.4, 'xcup': 0.4}
 REGISTER_NS = 1.0  # clock-to-out, setup and clock uncertainty taken off every stage's period
 
 

@@ -40,7 +40,7 @@ class RTLDesign:
         self.cost = float(comb.cost)  # da4ml's own LUT estimate
         pipe = self.model._pipe
         self.stages = len(pipe.solutions) if pipe is not None else 0  # 0: combinational
-        # da4ml's adder levels per stage (its own latency estimate), and the register bits between stages
+        # da4ml's adder levels per stage and in all (its own latency estimate, not a measurement)
         self.stage_adder_levels = [float(max(s.out_latency, default=0) - min(s.inp_latency, default=0))
                                    for s in pipe.solutions] if pipe is not None else []
         self.adder_levels = float(comb.latency[1])

@@ -237,7 +237,7 @@ def verify(ctx: Context) -> dict:
 
 @step('rtl', ['rtl', 'reports/rtl_resources.json'], settings=('rtl',))
 def rtl(ctx: Context) -> dict:
-    """da4ml RTL of the network, Verilator on the golden vectors (exact), yosys resources per layer."""
+    """da4ml RTL of the network pipelined at the board clock, Verilator on the golden vectors (exact), yosys."""
     from flow.rtl import tools
     from flow.rtl.build import build_rtl, not_built
     from flow.rtl.logic import no_rtl, too_big_for_auto

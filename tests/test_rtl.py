@@ -93,6 +93,44 @@ def test_rtl_simulation_equals_reference(tmp_path, case, seed):
     rtl_equals_reference(im, tmp_path / 'net', rng)
 
 
+def test_pipelined_network_is_exact_and_measured_per_stage(tmp_path, monkeypatch):
+    """da4ml's latency cutoff splits the network into stages; one sample per cycle through Verilator
+    equals the reference, and yosys gives the logic depth into every stage's register, each below
+    the combinational network's depth, the pipeline registers counted as FFs."""
+    from flow.rtl.synth import synthesize
+
+    monkeypatch.setenv('SPARSE_FLOW_CACHE', str(tmp_path / 'cache'))
+    in_t, make = CASES['cgs_relu_dense']
+    rng = np.random.default_rng(0)
+    layers = make(in_t, rng)
+    im = IntegerModel([Input('x', in_t, shape=(16,)), *layers])
+    comb = network_comb(im)
+    x = rng.integers(in_t.min_code, in_t.max_code + 1, (100, 16))
+    x[0], x[1] = in_t.max_code, in_t.min_code
+    pipe = RTLDesign(comb, 'net', tmp_path / 'pipe', 'xc7z020clg400-1', 10.0, latency_cutoff=2)
+    assert pipe.stages > 1 and len(pipe.registers()) == pipe.stages
+    pipe.write()
+    pipe.compile()
+    assert np.array_equal(pipe.run(x, in_t, im.out_type), im.predict_codes(x))
+    got = synthesize(pipe.path, 'net', 'xc7', tuple(pipe.registers()))
+    depths = [got['depth_into'][r] for r in pipe.registers()]
+    comb_design = RTLDesign(comb, 'net', tmp_path / 'comb', 'xc7z020clg400-1', 10.0)
+    comb_design.write()
+    flat = synthesize(comb_design.path, 'net', 'xc7')
+    assert all(d > 0 for d in depths) and max(depths) == got['logic_depth'] < flat['logic_depth']
+    assert got['ff'] > 0 == flat['ff']
+
+
+def test_the_latency_cutoff_follows_the_board_clock():
+    from flow.infra.boards import get_board
+
+    z2 = get_board('pynq-z2')
+    fast = z2.model_copy(update={'pl_clock_mhz': 2 * z2.pl_clock_mhz})
+    assert 1 <= fast.adder_levels_per_stage < z2.adder_levels_per_stage
+    assert fast.logic_depth_budget < z2.logic_depth_budget
+    assert get_board('zcu104').adder_levels_per_stage > z2.adder_levels_per_stage  # UltraScale+ adds faster
+
+
 @pytest.mark.parametrize('out_t', [FixedType(6, 2, False, 'RND_CONV', 'SAT'), FixedType(5, 3, True, 'RND_CONV', 'WRAP'),
                                    FixedType(4, 1, True, 'RND', 'SAT_SYM'), FixedType(7, 2, True, 'TRN', 'SAT')])
 def test_casts_are_exact_on_every_input_code(tmp_path, out_t):
@@ -185,8 +223,15 @@ def test_default_flow_reports_rtl_level_and_measured_resources(default_build):
     res = json.loads((root / 'reports' / 'rtl_resources.json').read_text())
     assert res['built'] and res['family'] == 'xc7'
     assert set(res['layers']) == {'fc1', 'relu1', 'fc2', 'relu2', 'logits'}
-    assert res['network']['lut'] == sum(r['lut'] for r in res['layers'].values()) > 0
-    assert all(r['dsp'] == 0 and r['ff'] == 0 for r in res['layers'].values())  # combinational, multiplier-free
+    assert all(r['dsp'] == 0 and r['ff'] == 0 for r in res['layers'].values())  # each layer alone: combinational, multiplier-free
+    # the network pipelined at the board's cutoff, measured whole: FFs are its pipeline registers
+    pipe, net = res['pipeline'], res['network']
+    assert pipe['stages'] > 1 and len(pipe['stage_logic_depth']) == pipe['stages'] == pipe['latency_cycles'] - 1
+    assert net['lut'] > 0 and net['ff'] > 0 and net['dsp'] == 0
+    assert net['logic_depth'] == pipe['max_stage_logic_depth'] == max(pipe['stage_logic_depth'])
+    assert net['logic_depth'] < sum(r['logic_depth'] for r in res['layers'].values())  # no longer one combinational path
+    assert pipe['timing_plausible'] == (pipe['max_stage_logic_depth'] <= pipe['logic_depth_budget'])
+    assert res['fits'] == (all(v['margin'] >= 0 for v in res['fit'].values()) and pipe['timing_plausible'])
     assert (root / 'rtl' / 'network' / 'src' / 'sparsenet.v').is_file()
     # the block-sparse layers' time-multiplexed engines, at their ReuseFactors (16), on the golden vectors
     assert set(res['engines']) == set(level['engines']) == {'fc1', 'fc2'}

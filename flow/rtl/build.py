@@ -1,7 +1,10 @@
 """The rtl step: the network as da4ml RTL, Verilator co-simulation of the golden vectors, yosys.
 
-The whole network is one combinational design (``rtl/network``), simulated on every golden vector
-and compared code for code with the reference. Every layer is also a design of its own
+The whole network is one design (``rtl/network``), pipelined by da4ml into stages of at most the
+board's adder levels per stage (``Board.adder_levels_per_stage``: its clock less the register
+overhead, over a family's ns per adder level), simulated on every golden vector one sample per
+cycle and compared code for code with the reference; yosys measures it whole (LUT, FF with the
+pipeline registers) and the logic depth into every stage's register. Every layer is also a design of its own
 (``rtl/layers/<layer>``): synthesized for per-layer resources and, on a mismatch, simulated on the
 reference's input to that layer to name the first layer and element that differ.
 """
@@ -14,17 +17,19 @@ from functools import partial
 import numpy as np
 
 from flow.infra import processes
+from flow.infra.boards import ADDER_NS, CELL_NS, REGISTER_NS
 from flow.infra.build_dir import write_json
 from flow.infra.progress import bar, console, print_table
 from flow.rtl import tools
 from flow.rtl.logic import NoLogic, layer_comb, network_comb
 from flow.rtl.simulate import RTLDesign
-from flow.rtl.synth import RESOURCES, synthesize, synthesize_files
+from flow.rtl.synth import synthesize, synthesize_files
 from flow.runtime.reference import IntegerModel, first_mismatch
 from flow.runtime.reference import Mismatch, describe
 
-DESIGN_NOTE = ('da4ml distributed arithmetic: every layer fully parallel and combinational (ReuseFactor 1, '
-               'multiplier-free shift-and-add), built from the integer reference')
+DESIGN_NOTE = ('da4ml distributed arithmetic: every layer fully parallel (ReuseFactor 1, multiplier-free '
+               'shift-and-add), built from the integer reference; the network pipelined by da4ml (latency cutoff '
+               'from the board clock), each layer alone combinational')
 ENGINE_NOTE = ('the HLS template\'s time-multiplexed engine (flow/rtl/engine.py on flow/runtime/schedule.py\'s gather '
                'schedule at the layer\'s ReuseFactor), Verilated on the golden vectors and synthesized alone')
 FIT_KEYS = {'lut': 'lut', 'ff': 'ff', 'dsp': 'dsp', 'bram18': 'bram18'}  # our resource -> board capacity field
@@ -82,12 +87,46 @@ def in_parallel(tasks: dict, label: str, workers: int = 2) -> dict:
     return out
 
 
-def synthesize_layers(per_layer: list, family: str) -> dict[str, dict]:
-    """yosys on every layer's design, two at a time (yosys is single-threaded)."""
-    tasks = {layer.name: partial(synthesize, design.path, design.top, family) for layer, _, design in per_layer}
+NETWORK = ' network'  # the pipelined network's task name (no layer's name starts with a space)
+
+
+def synthesize_layers(per_layer: list, family: str, net=None) -> dict[str, dict]:
+    """yosys on every layer's design (and first on the pipelined network ``net``, with the depth into
+    each stage's register), two at a time (yosys is single-threaded)."""
+    tasks = {NETWORK: partial(synthesize, net.path, net.top, family, tuple(net.registers()))} if net else {}
+    tasks.update({layer.name: partial(synthesize, design.path, design.top, family) for layer, _, design in per_layer})
     done = in_parallel(tasks, f'yosys synth_xilinx -family {family}')
-    return {layer.name: {'kind': layer.kind, **done[layer.name], 'da4ml_lut_estimate': design.cost}
-            for layer, _, design in per_layer}
+    out = {layer.name: {'kind': layer.kind, **done[layer.name], 'da4ml_lut_estimate': design.cost}
+           for layer, _, design in per_layer}
+    if net:
+        out[NETWORK] = done[NETWORK]
+    return out
+
+
+def pipeline_report(net, counts: dict, board) -> dict:
+    """The pipelined network's stages: logic depth per stage measured by yosys (the cells into the
+    register the stage ends in), da4ml's adder levels per stage estimated, and whether the deepest
+    stage is plausible at the board clock (a rule of thumb: no place and route here)."""
+    depths = [counts['depth_into'][r] for r in net.registers()]
+    budget = board.logic_depth_budget
+    return {
+        'stages': net.stages,
+        'latency_cycles': net.stages + 1,  # inputs registered, then one register per stage (the last: the outputs)
+        'interval_cycles': 1,
+        'latency_cutoff_adder_levels': board.adder_levels_per_stage,
+        'stage_adder_levels_estimated': net.stage_adder_levels,
+        'combinational_adder_levels_estimated': net.adder_levels,
+        'stage_logic_depth': depths,
+        'max_stage_logic_depth': max(depths, default=0),
+        'logic_depth_budget': budget,
+        'clock_period_ns': board.clock_period_ns,
+        'timing_plausible': max(depths, default=0) <= budget,
+        'rule': (f'cutoff: floor((clock {board.clock_period_ns:g} ns - {REGISTER_NS:g} ns registers) / '
+                 f'{ADDER_NS[board.yosys_family]:g} ns per adder level) = {board.adder_levels_per_stage} da4ml adder levels '
+                 f'per stage; plausible: each stage\'s measured logic depth <= floor(({board.clock_period_ns:g} - '
+                 f'{REGISTER_NS:g}) ns / {CELL_NS[board.yosys_family]:g} ns per cell) = {budget} cells ({board.yosys_family} '
+                 'rules of thumb, flow/infra/boards.py; Vivado timing decides)'),
+    }
 
 
 def engine_layers(im: IntegerModel, plan) -> list:
@@ -155,8 +194,9 @@ def build_rtl(ctx) -> dict:
     except NoLogic as e:
         return not_built(ctx, str(e))
 
-    net = RTLDesign(net_comb, cfg.project_name, folder / 'network', board.part, board.clock_period_ns)
-    with console.status('Verilator: building the network\'s simulation'):
+    net = RTLDesign(net_comb, cfg.project_name, folder / 'network', board.part, board.clock_period_ns,
+                    latency_cutoff=board.adder_levels_per_stage)
+    with console.status(f'Verilator: building the network\'s simulation ({net.stages} pipeline stages)'):
         net.write()
         net.compile()
     rtl_out = net.run(x_codes, im.in_type, im.out_type)
@@ -168,24 +208,30 @@ def build_rtl(ctx) -> dict:
     family = board.yosys_family
     for _, _, design in per_layer:
         design.write()
-    layers = synthesize_layers(per_layer, family)
+    layers = synthesize_layers(per_layer, family, net)
+    net_counts = layers.pop(NETWORK)
+    network = {k: v for k, v in net_counts.items() if k != 'depth_into'}
     if engines:
         tasks = {name: partial(synthesize_files, [e.pop('source')], e.pop('top'), family, folder / 'engines' / name / 'synth')
                  for name, e in engines.items()}
         for name, counts in in_parallel(tasks, f'yosys synth_xilinx -family {family}: time-multiplexed engines').items():
             engines[name].update(counts)
-    network = {k: sum(row[k] for row in layers.values()) for k in RESOURCES}  # layers in series: depths add
     network['da4ml_lut_estimate'] = net.cost
+    pipeline = pipeline_report(net, net_counts, board)
 
     report = {
         'built': True, 'design': DESIGN_NOTE, 'board': board.name, 'part': board.part, 'family': family,
-        'tools': versions(), 'layers': layers, 'network': network, 'fit': fit(network, board),
+        'tools': versions(), 'layers': layers, 'network': network, 'pipeline': pipeline, 'fit': fit(network, board),
         'engines': engines, 'engine_design': ENGINE_NOTE,
-        'note': 'measured by yosys synth_xilinx (no place and route), each layer synthesized alone; the network '
-                'row is their sum (its logic depth too: the layers are in series). logic_depth is the longest '
-                'register-to-register (or port) path in cells, a first timing indication',
+        'note': 'measured by yosys synth_xilinx (no place and route): the network row is the pipelined network '
+                'synthesized whole (FF: its pipeline registers), its logic_depth the deepest stage; each layer row is '
+                'that layer alone and combinational (its logic_depth: the layer in one cycle). logic_depth is the '
+                'longest register-to-register (or port) path in cells, a first timing indication. Estimated, not '
+                'measured: da4ml_lut_estimate, the adder levels, and the clock rules behind the cutoff and '
+                'timing_plausible',
     }
-    report['fits'] = all(v['margin'] >= 0 for v in report['fit'].values())
+    # fits: the resources, and a deepest stage plausible at the board clock
+    report['fits'] = all(v['margin'] >= 0 for v in report['fit'].values()) and pipeline['timing_plausible']
     write_json(ctx.stage / 'reports' / 'rtl_resources.json', report)
     level = {'equal_vectors': int(len(x_codes)), 'exact': True, 'simulator': f'Verilator {report["tools"]["verilator"]}',
              'design': DESIGN_NOTE,
@@ -194,7 +240,8 @@ def build_rtl(ctx) -> dict:
     ctx.build.amend_json('verify', 'reports/verify.json', {'rtl': level})
     print_resources(report)
     console.print(f'[bold green]bit-exact[/]: reference == RTL simulation (Verilator) on {len(x_codes)} vectors')
-    return {'built': True, 'exact_vectors': int(len(x_codes)), **{k: network[k] for k in ('lut', 'ff', 'dsp', 'logic_depth')}}
+    return {'built': True, 'exact_vectors': int(len(x_codes)), **{k: network[k] for k in ('lut', 'ff', 'dsp', 'logic_depth')},
+            'stages': pipeline['stages']}
 
 
 def print_resources(report: dict, out=None) -> None:
@@ -209,11 +256,28 @@ def print_resources(report: dict, out=None) -> None:
         t.add_column(c.replace('_', ' '), justify='right')
     for name, row in report['layers'].items():
         t.add_row(name, row['kind'], *(f'{row[c]:g}' for c in cols))
-    t.add_row('NETWORK', '', *(f'{report["network"][c]:g}' for c in cols), style='bold')
+    pipe = report.get('pipeline')  # absent in reports written before the network was pipelined
+    t.add_row(f'NETWORK, {pipe["stages"]} stages' if pipe else 'NETWORK', '',
+              *(f'{report["network"][c]:g}' for c in cols), style='bold')
     print_table(t, out)
     verdict = '[green]fits[/]' if report['fits'] else '[red]does not fit[/]'
     margins = ', '.join(f"{k}: {v['used']}/{v['available']}" for k, v in report['fit'].items())
-    out.print(f'{report["board"]} ({report["part"]}), fully parallel RTL, measured: {verdict} — {margins}')
+    if not pipe:
+        out.print(f'{report["board"]} ({report["part"]}), fully parallel combinational RTL, measured: {verdict} — {margins}; '
+                  f'logic depth {report["network"]["logic_depth"]} (rerun the rtl step for the pipelined design)', soft_wrap=True)
+        _print_engines(report, out)
+        return
+    out.print(f'{report["board"]} ({report["part"]}), fully parallel RTL pipelined in {pipe["stages"]} stages '
+              f'(latency {pipe["latency_cycles"]} cycles, a sample every cycle), measured: {verdict} — {margins}; '
+              f'logic depth per stage (yosys) {pipe["stage_logic_depth"]}, deepest {pipe["max_stage_logic_depth"]} '
+              f'vs {pipe["logic_depth_budget"]} plausible at {1000 / pipe["clock_period_ns"]:g} MHz '
+              f'({"yes" if pipe["timing_plausible"] else "no"}; estimated rule, no place and route)', soft_wrap=True)
+    _print_engines(report, out)
+
+
+def _print_engines(report: dict, out) -> None:
+    from rich.table import Table
+
     if report.get('engines'):
         t = Table(title='Time-multiplexed engines (the HLS template\'s architecture), measured', caption=report['engine_design'])
         cols = ('organisation', 'reuse_factor', 'multipliers', 'padding', 'cycles_per_sample', 'lut', 'ff', 'carry', 'dsp',

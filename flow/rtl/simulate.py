@@ -25,15 +25,30 @@ class VerilatorFailed(RuntimeError):
 
 
 class RTLDesign:
-    """One combinational design: ``comb`` (da4ml) written under ``path`` as module ``top``."""
+    """One design: ``comb`` (da4ml) written under ``path`` as module ``top``; combinational, or with
+    ``latency_cutoff`` > 0 pipelined by da4ml into stages of at most that many adder levels (its
+    latency unit), inputs and outputs registered. da4ml's binder clocks a pipelined design one
+    sample per cycle and reads each output ``stages`` cycles after its input, so ``run`` is the
+    same call either way."""
 
-    def __init__(self, comb, top: str, path: Path, part: str, clock_period_ns: float):
+    def __init__(self, comb, top: str, path: Path, part: str, clock_period_ns: float, latency_cutoff: float = -1):
         from da4ml.codegen import RTLModel
 
         self.top, self.path = top, Path(path)
         self.model = RTLModel(comb, top, self.path, flavor='verilog', part_name=part, clock_period=clock_period_ns,
-                              print_latency=False)
+                              print_latency=False, latency_cutoff=latency_cutoff)
         self.cost = float(comb.cost)  # da4ml's own LUT estimate
+        pipe = self.model._pipe
+        self.stages = len(pipe.solutions) if pipe is not None else 0  # 0: combinational
+        # da4ml's adder levels per stage and in all (its own latency estimate, not a measurement)
+        self.stage_adder_levels = [float(max(s.out_latency, default=0) - min(s.inp_latency, default=0))
+                                   for s in pipe.solutions] if pipe is not None else []
+        self.adder_levels = float(comb.latency[1])
+
+    def registers(self) -> list[str]:
+        """The register (net) ending each stage, in order: stage i's logic drives stage i+1's input
+        register, the last stage's the output register (da4ml's pipeline module)."""
+        return [f'stage{i}_inp' for i in range(1, self.stages)] + ['model_out'] if self.stages else []
 
     def write(self) -> None:
         self.model.write()

@@ -51,9 +51,8 @@ def _is_register(cell: dict) -> bool:
     return kind.startswith(REGISTERS)
 
 
-def logic_depth(netlist: dict, top: str) -> int:
-    """Longest chain of combinational cells between registers/ports in a yosys JSON netlist."""
-    cells = netlist['modules'][top]['cells'].values()
+def _cell_depths(cells) -> dict[int, int]:
+    """Net bit -> the longest chain of combinational cells ending in it (from a register or port)."""
     driver: dict[int, list[int]] = {}  # net bit -> the input bits of the combinational cell driving it
     for cell in cells:
         if _is_register(cell):
@@ -79,15 +78,43 @@ def logic_depth(netlist: dict, top: str) -> int:
                 continue
             depth[b] = 1 + max((depth.get(i, 0) for i in driver[b]), default=0)
             stack.pop()
-    return max(depth.values(), default=0)
+    return depth
 
 
-def synthesize(design: Path, top: str, family: str) -> dict[str, int]:
-    """Synthesize da4ml's project in ``design`` (src/<top>.v + its static modules) for ``family``."""
+def logic_depth(netlist: dict, top: str) -> int:
+    """Longest chain of combinational cells between registers/ports in a yosys JSON netlist."""
+    return max(_cell_depths(netlist['modules'][top]['cells'].values()).values(), default=0)
+
+
+def register_depths(netlist: dict, top: str) -> dict[str, int]:
+    """Named register (its output net's name) -> the longest chain of combinational cells into its
+    data input: in a pipeline, the logic depth of the stage that register ends."""
+    module = netlist['modules'][top]
+    cells = list(module['cells'].values())
+    depth = _cell_depths(cells)
+    into = {}  # register output bit -> depth at its D input
+    for cell in cells:
+        if cell['type'].startswith('FD'):
+            d = [b for b in cell['connections'].get('D', ()) if isinstance(b, int)]
+            for q in cell['connections'].get('Q', ()):
+                if isinstance(q, int):
+                    into[q] = max((depth.get(b, 0) for b in d), default=0)
+    out = {}
+    for name, net in module.get('netnames', {}).items():
+        got = [into[b] for b in net['bits'] if isinstance(b, int) and b in into]
+        if got and not net.get('hide_name'):
+            out[name] = max(got)
+    return out
+
+
+def synthesize(design: Path, top: str, family: str, depth_into: tuple[str, ...] = ()) -> dict:
+    """Synthesize da4ml's project in ``design`` (src/<top>.v, a pipeline's stage modules, its static
+    modules) for ``family``; ``depth_into``: see ``synthesize_files``."""
     src = design / 'src'
     # lookup_table.v fails to elaborate without table files, and the RTL level builds no tables (logic.py)
-    files = [src / f'{top}.v', *sorted(p for p in (src / 'static').glob('*.v') if p.name != 'lookup_table.v')]
-    return synthesize_files(files, top, family, design / 'synth')
+    files = [src / f'{top}.v', *sorted(src.glob(f'{top}_stage*.v')),
+             *sorted(p for p in (src / 'static').glob('*.v') if p.name != 'lookup_table.v')]
+    return synthesize_files(files, top, family, design / 'synth', depth_into)
 
 
 def cache_dir() -> Path:
@@ -95,21 +122,23 @@ def cache_dir() -> Path:
     return Path(os.environ.get('SPARSE_FLOW_CACHE') or Path.home() / '.cache' / 'sparse-fpga-flow') / 'yosys'
 
 
-def _cache_key(files: list[Path], top: str, family: str) -> str:
+def _cache_key(files: list[Path], top: str, family: str, depth_into: tuple[str, ...]) -> str:
     """The same Verilog, top, family and yosys give the same netlist: a rerun (a sweep's points, a
     ReuseFactor changed elsewhere in the model) reads yosys' earlier result instead of running it again."""
-    h = hashlib.sha256(f'{tools.yosys_version()}\n{family}\n{top}\n'.encode())
+    h = hashlib.sha256(f'{tools.yosys_version()}\n{family}\n{top}\n{" ".join(depth_into)}\n'.encode())
     for f in files:
         h.update(Path(f).read_bytes())
     return h.hexdigest()[:32]
 
 
-def synthesize_files(files: list[Path], top: str, family: str, reports: Path) -> dict[str, int]:
+def synthesize_files(files: list[Path], top: str, family: str, reports: Path, depth_into: tuple[str, ...] = ()) -> dict:
     """yosys on Verilog ``files`` (module ``top``); reports and the script go to ``reports``. Results
-    are cached by content (``cache_dir``); a cached result is yosys' own, from an identical run."""
+    are cached by content (``cache_dir``); a cached result is yosys' own, from an identical run.
+    ``depth_into``: registers (by name) whose input logic depth is reported too (``depth_into``: name -> cells)."""
     design = reports.parent
     reports.mkdir(exist_ok=True)
-    cached = cache_dir() / _cache_key(files, top, family)
+    depth_into = tuple(depth_into)
+    cached = cache_dir() / _cache_key(files, top, family, depth_into)
     if (cached / 'counts.json').is_file():
         shutil.copy(cached / 'stat.txt', reports / 'stat.txt')
         (reports / 'cached_from.txt').write_text(f'yosys results of an identical design, from {cached}\n')
@@ -129,7 +158,11 @@ def synthesize_files(files: list[Path], top: str, family: str, reports: Path) ->
                           f'{(res.stderr or res.stdout)[-2000:]}')
     counts = parse_stat((reports / 'stat.txt').read_text())
     netlist = reports / 'netlist.json'
-    counts['logic_depth'] = logic_depth(json.loads(netlist.read_text()), top)
+    net = json.loads(netlist.read_text())
+    counts['logic_depth'] = logic_depth(net, top)
+    if depth_into:
+        depths = register_depths(net, top)
+        counts['depth_into'] = {name: depths.get(name, 0) for name in depth_into}  # 0: no logic (or optimized away)
     netlist.unlink()  # large, and everything needed is in the counts
     try:  # a cache that cannot be written costs time, not results
         tmp = cached.with_name(cached.name + f'.tmp{os.getpid()}')

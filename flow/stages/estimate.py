@@ -212,7 +212,8 @@ def estimate_model(im: IntegerModel, plan: Plan, board, rtl: dict | None = None)
         v['margin'] = v['available'] - v['used']
     total['fits'] = all(v['margin'] >= 0 for v in total['fit'].values())
     if measured:
-        total['fully_parallel_measured'] = {'fit': measured['fit'], 'fits': measured['fits'], 'design': measured['design']}
+        total['fully_parallel_measured'] = {'fit': measured['fit'], 'fits': measured['fits'], 'design': measured['design'],
+                                            'pipeline': measured.get('pipeline')}
     return {'layers': layers, 'total': total,
             'note': 'multipliers are counted as DSPs: an upper bound (HLS maps narrow products to LUTs); LUT/FF of '
                     "hls4ml's own templates are not estimated (measured for the logic the rtl step synthesizes: DA layers, "
@@ -270,4 +271,8 @@ def print_estimate(est: dict, console) -> None:
     if fp:
         verdict = '[green]fits[/]' if fp['fits'] else '[red]does not fit[/]'
         margins = ', '.join(f"{k}: {v['used']}/{v['available']}" for k, v in fp['fit'].items())
-        console.print(f"{tot['board']}, every layer fully parallel (da4ml RTL, measured): {verdict} — {margins}", soft_wrap=True)
+        pipe = fp.get('pipeline') or {}
+        depth = (f"; {pipe['stages']} pipeline stages, logic depth per stage up to {pipe['max_stage_logic_depth']} "
+                 f"(plausible at the clock: {pipe['logic_depth_budget']})" if pipe else '')
+        console.print(f"{tot['board']}, every layer fully parallel (da4ml RTL, measured): {verdict} — {margins}{depth}",
+                      soft_wrap=True)

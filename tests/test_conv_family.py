@@ -1,0 +1,214 @@
+"""The convolution layers of real QKeras models (DS-CNNs, 1-D CNNs, the folded-batchnorm layers of
+published PYNQ models): QConv2DBatchnorm, QDepthwiseConv2DBatchnorm, QConv1D, BlockSparseQConv1D,
+QDepthwiseConv2D, QSeparableConv2D and QSeparableConv1D. Over random geometries and quantizers: the
+hls4ml C simulation (io_stream) == the integer reference, bit for bit, and QKeras == the reference
+where QKeras is exact (float32 sums within 2^24); refusals name the layer and the fix."""
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from flow.config import FlowConfig
+from flow.export import Overrides, UnsupportedModel, to_integer_model
+from flow.runtime.fixed import FixedType
+from test_conv_cosim import check_cosim
+
+EXAMPLES = int(os.environ.get('COSIM_EXAMPLES', 3))
+
+
+def randomize(model, seed, kernel=1.5, bias=3.0):
+    """Every kernel (plain, depthwise, pointwise) uniform in [-kernel, kernel], biases in [-bias, bias],
+    and trained-like batch-normalization statistics inside the folded layers."""
+    rng = np.random.default_rng(seed)
+    draws = {'kernel': (-kernel, kernel), 'bias': (-bias, bias), 'gamma': (0.5, 2), 'beta': (-1, 1),
+             'moving_mean': (-2, 2), 'moving_variance': (0.2, 3)}
+    for layer in model.layers:
+        for w in layer.weights:
+            short = w.name.split('/')[-1].split(':')[0]
+            key = 'kernel' if short.endswith('kernel') else short
+            if key in draws:
+                w.assign(rng.uniform(*draws[key], size=w.shape))
+    return model
+
+
+def quant(bits, integer=0):
+    from qkeras import quantized_bits
+
+    return quantized_bits(bits, integer, alpha=1)
+
+
+def build(kind, shape, f, kernel, strides, padding, wbits, seed, block=(1, 1), drop=0.0, use_bias=True):
+    """Input ``shape`` -> the layer under test ('conv') -> quantized_relu -> Flatten -> QDense(3)."""
+    import tensorflow as tf
+    from qkeras import (QActivation, QConv1D, QConv2DBatchnorm, QDense, QDepthwiseConv2D, QDepthwiseConv2DBatchnorm,
+                        QSeparableConv1D, QSeparableConv2D, quantized_relu)
+
+    from keras_models.conv import BlockSparseQConv1D
+
+    tf.keras.utils.set_random_seed(seed)
+    common = dict(strides=strides, padding=padding, name='conv', use_bias=use_bias, bias_quantizer=quant(8, 2))
+    kq, dq, pq = dict(kernel_quantizer=quant(wbits)), dict(depthwise_quantizer=quant(wbits)), \
+        dict(pointwise_quantizer=quant(max(2, wbits - 1)))
+    layer = {
+        'conv2d_bn': lambda: QConv2DBatchnorm(f, kernel, **kq, **common),
+        'depthwise_bn': lambda: QDepthwiseConv2DBatchnorm(kernel, **dq, **common),
+        'depthwise': lambda: QDepthwiseConv2D(kernel, **dq, **common),
+        'sep2d': lambda: QSeparableConv2D(f, kernel, **dq, **pq, **common),
+        'conv1d': lambda: QConv1D(f, kernel, **kq, **common),
+        'bs_conv1d': lambda: BlockSparseQConv1D(f, kernel, block_shape=block, drop_rate=drop, mask_seed=seed, **kq,
+                                                **common),
+        'sep1d': lambda: QSeparableConv1D(f, kernel, **dq, **pq, **common),
+    }[kind]()
+    inp = tf.keras.Input(shape, name='x')
+    x = QActivation(quantized_relu(5, 2), name='relu')(layer(inp))
+    x = tf.keras.layers.Flatten(name='flat')(x)
+    x = QDense(3, kernel_quantizer=quant(5), bias_quantizer=quant(8, 2), name='head')(x)
+    return randomize(tf.keras.Model(inp, x), seed)
+
+
+def check_qkeras(model, im, n=32, seed=0):
+    """QKeras' outputs == the reference's codes on every layer QKeras computes exactly, which must
+    include the layer under test (a separable layer: its pointwise node's output is the layer's)."""
+    from flow.stages.verify import qkeras_comparable, qkeras_outputs, to_codes
+
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(im.in_type.min_code, im.in_type.max_code + 1, (n, int(np.prod(im.input.shape))))
+    codes[0], codes[1] = im.in_type.max_code, im.in_type.min_code
+    names, why = qkeras_comparable(im)
+    q, trace = qkeras_outputs(model, im, im.in_type.to_float(codes)), im.trace(codes)
+    q.setdefault('conv_pointwise', q.get('conv'))
+    assert 'conv' in names or 'conv_pointwise' in names, why
+    for layer in im.layers[1:]:
+        if layer.name in names and q.get(layer.name) is not None:
+            assert np.array_equal(to_codes(q[layer.name], layer.out_type.frac), trace[layer.name]), layer.name
+
+
+@st.composite
+def cases(draw, one_d=False):
+    w = draw(st.integers(3, 9))
+    h = 1 if one_d else draw(st.integers(3, 7))
+    c = draw(st.sampled_from([1, 2, 3, 4]))
+    f = draw(st.sampled_from([2, 4]))
+    kw = draw(st.integers(1, min(3, w)))
+    kh = 1 if one_d else draw(st.integers(1, min(3, h)))
+    sh = 1 if kh == 1 else draw(st.integers(1, 2))  # one-row filters with a vertical stride are refused
+    sw = draw(st.integers(1, 2))
+    padding = draw(st.sampled_from(['valid', 'same']))
+    wbits = draw(st.integers(2, 6))
+    in_type = FixedType(draw(st.integers(4, 9)), draw(st.integers(1, 3)))
+    seed = draw(st.integers(0, 10_000))
+    use_bias = draw(st.booleans())
+    rf_pick = draw(st.integers(0, 100))
+    shape, kernel, strides = ((w, c), kw, sw) if one_d else ((h, w, c), (kh, kw), (sh, sw))
+    return shape, f, kernel, strides, padding, wbits, in_type, seed, use_bias, rf_pick
+
+
+def _cosim(tmp_path_factory, kind, case, **extra):
+    shape, f, kernel, strides, padding, wbits, in_type, seed, use_bias, rf_pick = case
+    model = build(kind, shape, f, kernel, strides, padding, wbits, seed, use_bias=use_bias, **extra)
+    im = to_integer_model(model, in_type)
+    check_qkeras(model, im, seed=seed)
+    conv = next(l for l in im.layers if l.name.startswith('conv'))
+    products = conv.values.size if hasattr(conv, 'values') else conv.weight.size
+    cfg = FlowConfig.load(None, model='user.h5', layers={conv.name: {'reuse_factor': 1 + rf_pick % min(products, 8)}})
+    check_cosim(tmp_path_factory.mktemp(kind), model, in_type, cfg, seed=seed)
+    return im
+
+
+SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+pytestmark = pytest.mark.csim
+
+
+@given(cases())
+@SETTINGS
+def test_qconv2d_batchnorm_folded_like_qkeras(tmp_path_factory, case):
+    im = _cosim(tmp_path_factory, 'conv2d_bn', case)
+    assert im.layers[1].kind == 'conv2d' and im.layers[1].bias_type.width == 8  # the folded bias, quantized
+
+
+@given(cases())
+@SETTINGS
+def test_qdepthwise_conv2d_batchnorm_folded_like_qkeras(tmp_path_factory, case):
+    assert _cosim(tmp_path_factory, 'depthwise_bn', case).layers[1].kind == 'depthwise_conv2d'
+
+
+@given(cases())
+@SETTINGS
+def test_qdepthwise_conv2d(tmp_path_factory, case):
+    assert _cosim(tmp_path_factory, 'depthwise', case).layers[1].kind == 'depthwise_conv2d'
+
+
+@given(cases())
+@SETTINGS
+def test_qseparable_conv2d_is_hls4mls_two_nodes(tmp_path_factory, case):
+    im = _cosim(tmp_path_factory, 'sep2d', case)
+    assert [l.kind for l in im.layers[1:3]] == ['depthwise_conv2d', 'conv2d']
+
+
+@given(cases(one_d=True))
+@SETTINGS
+def test_qconv1d(tmp_path_factory, case):
+    assert _cosim(tmp_path_factory, 'conv1d', case).layers[1].kind == 'conv1d'
+
+
+@given(cases(one_d=True), st.sampled_from([0.0, 0.5, 0.75]))
+@SETTINGS
+def test_block_sparse_qconv1d(tmp_path_factory, case, drop):
+    c, f = case[0][1], case[1]
+    block = (max(b for b in (1, 2) if c % b == 0), 2)
+    im = _cosim(tmp_path_factory, 'bs_conv1d', case, block=block, drop=drop)
+    assert im.layers[1].kind == 'block_sparse_conv1d'
+
+
+@given(cases(one_d=True))
+@SETTINGS
+def test_qseparable_conv1d_is_hls4mls_two_nodes(tmp_path_factory, case):
+    im = _cosim(tmp_path_factory, 'sep1d', case)
+    assert [l.kind for l in im.layers[1:3]] == ['depthwise_conv1d', 'conv1d']
+
+
+# --- refusals, one line each ------------------------------------------------------------------------
+
+def _refused(model, match):
+    with pytest.raises(UnsupportedModel, match=match):
+        to_integer_model(model, FixedType(8, 3))
+
+
+def test_depth_multiplier_is_refused():
+    import tensorflow as tf
+    from qkeras import QDepthwiseConv2D
+
+    inp = tf.keras.Input((5, 5, 2), name='x')
+    x = QDepthwiseConv2D(3, depth_multiplier=2, depthwise_quantizer=quant(4), bias_quantizer=quant(8, 2), name='dw')(inp)
+    model = tf.keras.Model(inp, tf.keras.layers.Flatten(name='f')(x))
+    _refused(model, r"layer 'dw' \(QDepthwiseConv2D\): depth_multiplier 2; .*depth_multiplier=1 only")
+
+
+def test_causal_and_dilated_conv1d_are_refused():
+    import tensorflow as tf
+    from qkeras import QConv1D
+
+    for kw, match in (({'padding': 'causal'}, r"layer 'c' \(QConv1D\): padding 'causal'; .*ZeroPadding1D"),
+                      ({'dilation_rate': 2}, r"layer 'c' \(QConv1D\): dilation_rate \(2,\).*use dilation_rate=1")):
+        inp = tf.keras.Input((8, 2), name='x')
+        x = QConv1D(2, 3, kernel_quantizer=quant(4), bias_quantizer=quant(8, 2), name='c', **kw)(inp)
+        _refused(tf.keras.Model(inp, tf.keras.layers.Flatten(name='f')(x)), match)
+
+
+def test_folded_layer_without_a_bias_quantizer_is_refused():
+    """QKeras folds the batch norm into a float bias; without a bias_quantizer it stays float."""
+    import tensorflow as tf
+    from qkeras import QConv2DBatchnorm
+
+    inp = tf.keras.Input((5, 5, 2), name='x')
+    x = QConv2DBatchnorm(2, 3, kernel_quantizer=quant(4), name='cb')(inp)
+    _refused(tf.keras.Model(inp, tf.keras.layers.Flatten(name='f')(x)), r"layer 'cb' bias: no quantizer")
+
+
+def test_separable_accum_override_is_refused():
+    model = build('sep2d', (5, 5, 2), 2, 3, 1, 'valid', 4, 0)
+    with pytest.raises(UnsupportedModel, match=r"layer 'conv': setting 'accum' does not apply"):
+        to_integer_model(model, FixedType(8, 3), {'conv': Overrides(accum='ap_fixed<32,16>')})

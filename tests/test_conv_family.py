@@ -4,6 +4,7 @@ QDepthwiseConv2D, QSeparableConv2D and QSeparableConv1D. Over random geometries 
 hls4ml C simulation (io_stream) == the integer reference, bit for bit, and QKeras == the reference
 where QKeras is exact (float32 sums within 2^24); refusals name the layer and the fix."""
 
+import json
 import os
 
 import numpy as np
@@ -212,3 +213,107 @@ def test_separable_accum_override_is_refused():
     model = build('sep2d', (5, 5, 2), 2, 3, 1, 'valid', 4, 0)
     with pytest.raises(UnsupportedModel, match=r"layer 'conv': setting 'accum' does not apply"):
         to_integer_model(model, FixedType(8, 3), {'conv': Overrides(accum='ap_fixed<32,16>')})
+
+
+# --- a DS-CNN (keyword spotting) through the plan, footprint and estimate ------------------------------
+
+def ds_cnn(path=None, seed=0, folded=False):
+    """DS-CNN style: QConv2D -> QDepthwiseConv2D -> 1x1 QConv2D (QConv2DBatchnorm / QDepthwiseConv2DBatchnorm
+    when ``folded``, as the published PYNQ models) -> MaxPooling2D -> Flatten -> QDense."""
+    import tensorflow as tf
+    from qkeras import (QActivation, QConv2D, QConv2DBatchnorm, QDense, QDepthwiseConv2D, QDepthwiseConv2DBatchnorm,
+                        quantized_relu)
+
+    conv, dw = (QConv2DBatchnorm, QDepthwiseConv2DBatchnorm) if folded else (QConv2D, QDepthwiseConv2D)
+    b = dict(bias_quantizer=quant(8, 3))
+    inp = tf.keras.Input((10, 8, 1), name='mfcc')
+    x = conv(8, (3, 3), strides=(2, 1), padding='same', kernel_quantizer=quant(6), name='conv1', **b)(inp)
+    x = QActivation(quantized_relu(6, 2), name='relu1')(x)
+    x = dw((3, 3), padding='same', depthwise_quantizer=quant(6), name='dw1', **b)(x)
+    x = QActivation(quantized_relu(6, 2), name='relu2')(x)
+    x = conv(8, (1, 1), kernel_quantizer=quant(6), name='pw1', **b)(x)
+    x = QActivation(quantized_relu(6, 2), name='relu3')(x)
+    x = tf.keras.layers.MaxPooling2D((1, 2), name='pool')(x)
+    x = tf.keras.layers.Flatten(name='flat')(x)
+    x = QDense(4, kernel_quantizer=quant(6), bias_quantizer=quant(8, 3), name='logits')(x)
+    model = randomize(tf.keras.Model(inp, x), seed, kernel=0.7, bias=1)
+    if path:
+        model.save(path)
+    return model
+
+
+@pytest.mark.parametrize('folded', [False, True])
+def test_ds_cnn_is_planned_and_estimated(folded):
+    """Every new kind carries the facts the plan, footprint and estimate read: the depthwise layer is
+    costed as hls4ml's depthwise kernel (one multiplier per tap and channel), not as a dense matrix."""
+    from flow.infra.boards import get_board
+    from flow.plan import make_plan
+    from flow.stages.estimate import estimate_model
+    from flow.stages.footprint import footprint
+
+    im = to_integer_model(ds_cnn(folded=folded), FixedType(8, 3))
+    assert [l.kind for l in im.layers if 'conv' in l.kind] == ['conv2d', 'depthwise_conv2d', 'conv2d']
+    cfg = FlowConfig.load(None, model='user.h5', layers={'dw1': {'reuse_factor': 3}})
+    plan = make_plan(im, cfg, get_board('pynq-z2'))
+    assert plan.io_type == 'io_stream' and plan['dw1'].reuse_factor == 3
+    est = estimate_model(im, plan, get_board('pynq-z2'))
+    dw = est['layers']['dw1']
+    assert dw['shape'] == [9, 8] and dw['ours']['multipliers'] == 9 * 8 // 3 and dw['hls4ml_dense']['multipliers'] == 24
+    assert dw['pixels'] == {'in': 7 * 10, 'out': 5 * 8}  # conv1's 5x8 output, padded by one on each side
+    fp = footprint(im)['layers']['dw1']
+    assert fp['kept_weights'] == 72 and fp['weight_bits'] == 72 * 6 and fp['bias_bits'] == 8 * 8
+
+
+@pytest.mark.slow
+def test_ds_cnn_flow_through_estimate(tmp_path):
+    """A DS-CNN file through build-bitstream's steps up to the estimate: converted, C simulation ==
+    reference on random golden vectors, QKeras == reference, the estimate written."""
+    from flow.steps import run_flow
+
+    ds_cnn(tmp_path / 'ds.h5', folded=True)
+    cfg = FlowConfig.load(None, model=str(tmp_path / 'ds.h5'), input_precision='ap_fixed<8,3>', n_golden=16, rtl=False)
+    run_flow(cfg, tmp_path / 'b', to_step='estimate')
+    verify = json.loads((tmp_path / 'b' / 'reports' / 'verify.json').read_text())
+    assert verify['reference_vs_csim']['exact'] and verify['qkeras_vs_reference']['all_layers_exact'], verify
+    est = json.loads((tmp_path / 'b' / 'reports' / 'estimate.json').read_text())
+    assert {'conv1', 'dw1', 'pw1', 'pool', 'logits'} <= set(est['layers'])
+
+
+# --- zero channel blocks found in a QConv2D / QConv1D kernel ----------------------------------------------
+
+@pytest.mark.parametrize('one_d', [False, True])
+def test_found_channel_blocks_deploy_block_sparse(tmp_path, one_d):
+    """A QConv kernel whose (2 x 2) channel blocks are zero at every position, as a channel-pruning tool
+    leaves it: deployed with the block-sparse kernel (hls4ml handed a BlockSparseQConv*), exact."""
+    from flow.export import deployed_model
+    from keras_models.conv import BlockSparseQConv1D, BlockSparseQConv2D
+
+    kind = 'conv1d' if one_d else 'conv2d_plain'
+    shape = (7, 4) if one_d else (5, 6, 4)
+    model = build('conv1d', shape, 4, 3, 1, 'same', 4, 3) if one_d else _plain_conv2d(shape)
+    conv = model.get_layer('conv')
+    k = conv.kernel.numpy()
+    keep = np.array([[1, 0], [0, 1]], dtype=bool)  # channel blocks (in 0-1 / 2-3) x (out 0-1 / 2-3): half zero
+    k *= np.kron(keep, np.ones((2, 2)))[(None,) * (k.ndim - 2)]
+    conv.kernel.assign(k)
+    in_type = FixedType(8, 3)
+    im = to_integer_model(model, in_type)
+    ref = im.layers[1]
+    assert ref.kind == ('block_sparse_conv1d' if one_d else 'block_sparse_conv2d'), kind
+    assert ref.found['deployed_sparse'] and ref.found['density'] == 0.5
+    dep = deployed_model(model, 'model', im).get_layer('conv')
+    assert isinstance(dep, BlockSparseQConv1D if one_d else BlockSparseQConv2D)
+    check_qkeras(model, im)
+    check_cosim(tmp_path, model, in_type, FlowConfig.load(None, model='user.h5'))
+    assert to_integer_model(model, in_type, sparse=False).layers[1].kind == ('conv1d' if one_d else 'conv2d')
+
+
+def _plain_conv2d(shape):
+    import tensorflow as tf
+    from qkeras import QActivation, QConv2D, QDense, quantized_relu
+
+    inp = tf.keras.Input(shape, name='x')
+    x = QConv2D(4, 3, padding='same', kernel_quantizer=quant(4), bias_quantizer=quant(8, 2), name='conv')(inp)
+    x = QActivation(quantized_relu(5, 2), name='relu')(x)
+    x = QDense(3, kernel_quantizer=quant(5), bias_quantizer=quant(8, 2), name='head')(tf.keras.layers.Flatten(name='f')(x))
+    return randomize(tf.keras.Model(inp, x), 3)

@@ -317,3 +317,27 @@ def _plain_conv2d(shape):
     x = QActivation(quantized_relu(5, 2), name='relu')(x)
     x = QDense(3, kernel_quantizer=quant(5), bias_quantizer=quant(8, 2), name='head')(tf.keras.layers.Flatten(name='f')(x))
     return randomize(tf.keras.Model(inp, x), 3)
+
+
+@pytest.mark.parametrize('mode', ['ema_stats_folding', 'batch_stats_folding'])
+def test_both_folding_modes_equal_qkeras_after_training_steps(mode):
+    """At inference both folding modes fold the moving statistics; after a few training steps (moving
+    statistics and the layer's iteration counter updated) QKeras still equals the reference exactly,
+    with a fused quantized_relu on the folded layer."""
+    import tensorflow as tf
+    from qkeras import QConv2DBatchnorm, QDense, QDepthwiseConv2DBatchnorm, quantized_relu
+
+    tf.keras.utils.set_random_seed(1)
+    inp = tf.keras.Input((6, 6, 2), name='x')
+    x = QConv2DBatchnorm(4, 3, padding='same', kernel_quantizer=quant(5), bias_quantizer=quant(8, 3), folding_mode=mode,
+                         activation=quantized_relu(6, 2), name='conv')(inp)
+    x = QDepthwiseConv2DBatchnorm(3, depthwise_quantizer=quant(5), bias_quantizer=quant(8, 3), folding_mode=mode,
+                                  name='dw')(x)
+    x = QDense(3, kernel_quantizer=quant(5), bias_quantizer=quant(8, 3), name='head')(tf.keras.layers.Flatten(name='f')(x))
+    model = tf.keras.Model(inp, x)
+    model.compile('adam', 'mse')
+    rng = np.random.default_rng(0)
+    model.fit(rng.uniform(-2, 2, (64, 6, 6, 2)), rng.normal(size=(64, 3)), epochs=2, batch_size=16, verbose=0)
+    im = to_integer_model(model, FixedType(8, 3))
+    assert [l.name for l in im.layers[1:4]] == ['conv', 'conv_quantized_relu', 'dw']
+    check_qkeras(model, im)

@@ -264,19 +264,41 @@ def test_ds_cnn_is_planned_and_estimated(folded):
     assert fp['kept_weights'] == 72 and fp['weight_bits'] == 72 * 6 and fp['bias_bits'] == 8 * 8
 
 
+def cnn_1d(path, seed=0):
+    """A 1-D CNN for time series: BlockSparseQConv1D -> QSeparableConv1D (strided) -> Flatten -> QDense."""
+    import tensorflow as tf
+    from qkeras import QActivation, QDense, QSeparableConv1D, quantized_relu
+
+    from keras_models.conv import BlockSparseQConv1D
+
+    inp = tf.keras.Input((16, 3), name='series')
+    x = BlockSparseQConv1D(8, 3, padding='same', block_shape=(1, 2), drop_rate=0.5, kernel_quantizer=quant(5),
+                           bias_quantizer=quant(8, 3), name='conv1')(inp)
+    x = QActivation(quantized_relu(6, 2), name='relu1')(x)
+    x = QSeparableConv1D(8, 3, strides=2, depthwise_quantizer=quant(5), pointwise_quantizer=quant(5),
+                         bias_quantizer=quant(8, 3), name='sep')(x)
+    x = QActivation(quantized_relu(6, 2), name='relu2')(x)
+    x = QDense(4, kernel_quantizer=quant(6), bias_quantizer=quant(8, 3), name='logits')(tf.keras.layers.Flatten(name='flat')(x))
+    randomize(tf.keras.Model(inp, x), seed, kernel=0.7, bias=1).save(path)
+
+
 @pytest.mark.slow
-def test_ds_cnn_flow_through_estimate(tmp_path):
-    """A DS-CNN file through build-bitstream's steps up to the estimate: converted, C simulation ==
-    reference on random golden vectors, QKeras == reference, the estimate written."""
+@pytest.mark.parametrize('net, layers', [('ds_cnn', {'conv1', 'dw1', 'pw1', 'pool', 'logits'}),
+                                         ('cnn_1d', {'conv1', 'sep_depthwise', 'sep_pointwise', 'logits'})])
+def test_cnn_flow_through_estimate(tmp_path, net, layers):
+    """A DS-CNN of folded layers / a 1-D CNN file through build-bitstream's steps up to the estimate:
+    converted, lint-clean, C simulation == reference on random golden vectors, QKeras == reference
+    (the separable layer through the layer after it), the estimate written."""
     from flow.steps import run_flow
 
-    ds_cnn(tmp_path / 'ds.h5', folded=True)
-    cfg = FlowConfig.load(None, model=str(tmp_path / 'ds.h5'), input_precision='ap_fixed<8,3>', n_golden=16, rtl=False)
+    ds_cnn(tmp_path / 'm.h5', folded=True) if net == 'ds_cnn' else cnn_1d(tmp_path / 'm.h5')
+    cfg = FlowConfig.load(None, model=str(tmp_path / 'm.h5'), input_precision='ap_fixed<8,3>', n_golden=16, rtl=False,
+                          layers={'conv1': {'reuse_factor': 4}})
     run_flow(cfg, tmp_path / 'b', to_step='estimate')
     verify = json.loads((tmp_path / 'b' / 'reports' / 'verify.json').read_text())
     assert verify['reference_vs_csim']['exact'] and verify['qkeras_vs_reference']['all_layers_exact'], verify
     est = json.loads((tmp_path / 'b' / 'reports' / 'estimate.json').read_text())
-    assert {'conv1', 'dw1', 'pw1', 'pool', 'logits'} <= set(est['layers'])
+    assert layers <= set(est['layers'])
 
 
 # --- zero channel blocks found in a QConv2D / QConv1D kernel ----------------------------------------------

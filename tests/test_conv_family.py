@@ -363,3 +363,10 @@ def test_both_folding_modes_equal_qkeras_after_training_steps(mode):
     im = to_integer_model(model, FixedType(8, 3))
     assert [l.name for l in im.layers[1:4]] == ['conv', 'conv_quantized_relu', 'dw']
     check_qkeras(model, im)
+
+
+def test_precision_settings_on_a_separable_part_are_refused():
+    model = build('sep2d', (5, 5, 2), 2, 3, 1, 'valid', 4, 0)
+    with pytest.raises(UnsupportedModel, match=r"layer 'conv_pointwise': hls4ml builds it as a part of layer 'conv'"):
+        to_integer_model(model, FixedType(8, 3), {'conv_pointwise': Overrides(result='ap_fixed<8,4>')})
+    assert to_integer_model(model, FixedType(8, 3), {'conv_pointwise': Overrides()}).layers[2].name == 'conv_pointwise'

@@ -199,6 +199,10 @@ def to_integer_model(model, input_type: FixedType, overrides: dict[str, Override
         except ValueError as e:  # a quantizer or type the hardware cannot reproduce exactly
             raise UnsupportedModel(str(e)) from e
         for ref in refs:
+            split = overrides.get(ref.name) if ref.name != name else None  # a node hls4ml splits this layer into
+            if split and (split.accum or split.result or split.table_size or split.table_t or split.block_shape):
+                raise UnsupportedModel(f"layer '{ref.name}': hls4ml builds it as a part of layer '{name}', whose parts "
+                                       'take their exact types; remove its precision settings (reuse_factor is taken)')
             if (ov.table_size or ov.table_t) and not isinstance(ref, TABLE_LAYERS):
                 raise UnsupportedModel(f"layer '{ref.name}': table_size/table_t apply to sigmoid, tanh and softmax "
                                        f'lookup tables; this layer ({ref.kind}) has none')

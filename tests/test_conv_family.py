@@ -370,3 +370,21 @@ def test_precision_settings_on_a_separable_part_are_refused():
     with pytest.raises(UnsupportedModel, match=r"layer 'conv_pointwise': hls4ml builds it as a part of layer 'conv'"):
         to_integer_model(model, FixedType(8, 3), {'conv_pointwise': Overrides(result='ap_fixed<8,4>')})
     assert to_integer_model(model, FixedType(8, 3), {'conv_pointwise': Overrides()}).layers[2].name == 'conv_pointwise'
+
+
+def test_new_kinds_run_on_the_board_runtime(tmp_path):
+    """Saved and reloaded by the files the package ships (numpy only): every new kind, same codes."""
+    from shipped_runtime import predict_with_shipped_runtime
+
+    for i, model in enumerate((ds_cnn(folded=True), _loaded(cnn_1d, tmp_path / 'c.h5'),
+                               build('sep2d', (5, 5, 2), 2, 3, 1, 'same', 4, 0))):
+        im = to_integer_model(model, FixedType(8, 3))
+        x = np.random.default_rng(i).integers(-128, 128, (8, int(np.prod(im.input.shape))))
+        assert np.array_equal(predict_with_shipped_runtime(tmp_path / str(i), im, x), im.predict_codes(x))
+
+
+def _loaded(make, path):
+    from keras_models.layers import load_model
+
+    make(path)
+    return load_model(path)

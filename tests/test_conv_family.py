@@ -192,7 +192,7 @@ def test_causal_and_dilated_conv1d_are_refused():
     import tensorflow as tf
     from qkeras import QConv1D
 
-    for kw, match in (({'padding': 'causal'}, r"layer 'c' \(QConv1D\): padding 'causal'; .*ZeroPadding1D"),
+    for kw, match in (({'padding': 'causal'}, r"layer 'c' \(QConv1D\): padding 'causal'; .*leading zeros and use padding='valid'"),
                       ({'dilation_rate': 2}, r"layer 'c' \(QConv1D\): dilation_rate \(2,\).*use dilation_rate=1")):
         inp = tf.keras.Input((8, 2), name='x')
         x = QConv1D(2, 3, kernel_quantizer=quant(4), bias_quantizer=quant(8, 2), name='c', **kw)(inp)

@@ -53,7 +53,7 @@ def _window_geometry_1d(layer, c: dict, window: str, paddings) -> dict:
                                "hls4ml's line buffer computes undilated, ungrouped windows: use dilation_rate=1, groups=1")
     if c['padding'] not in paddings:  # 'causal': hls4ml 1.3.0 pads only 'same'
         raise UnsupportedModel(f"{where}: padding {c['padding']!r}; hls4ml 1.3.0 builds " + ' or '.join(map(repr, paddings))
-                               + ' only: use one of them (for causal, a ZeroPadding1D((k - 1, 0)) and padding=\'valid\')')
+                               + " only: use one of them (a causal filter: give the sequences k - 1 leading zeros and use padding='valid')")
     w, ch = (int(d) for d in layer.input_shape[1:])
     k = int(c[window][0])
     s = int((c.get('strides') or c[window])[0])

@@ -63,9 +63,10 @@ def custom_objects() -> dict:
     from .lstm import BlockSparseQLSTM
 
     objects['BlockSparseQLSTM'] = BlockSparseQLSTM
-    from .conv import BlockSparseQConv2D
+    from .conv import BlockSparseQConv1D, BlockSparseQConv2D
 
     objects['BlockSparseQConv2D'] = BlockSparseQConv2D
+    objects['BlockSparseQConv1D'] = BlockSparseQConv1D
     return objects
 
 

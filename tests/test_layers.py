@@ -388,7 +388,7 @@ def test_refusals_name_the_layer_what_is_missing_and_the_fix():
 
     with pytest.raises(UnsupportedModel, match=r"layer 'd' \(dense\) gets a \(4, 4\) tensor.*put a Flatten before it"):
         to_integer_model(chain((4, 4), qdense(3, 'd')), F('ap_fixed<8,3>'))
-    with pytest.raises(UnsupportedModel, match=r"layer 'c' \(Conv1D\): not supported; .*this flow deploys 2-D convolutions .*\(1, k\) kernels"):
+    with pytest.raises(UnsupportedModel, match=r"layer 'c' \(Conv1D\): not supported; .*use qkeras.QConv1D with kernel_quantizer=.*BlockSparseQConv1D"):
         to_integer_model(chain((4, 4), tf.keras.layers.Conv1D(2, 2, name='c')), F('ap_fixed<8,3>'))
     with pytest.raises(UnsupportedModel, match=r"layer 'r' \(ReLU\): not supported; .*use QActivation\(quantized_relu"):
         to_integer_model(chain(4, qdense(3, 'd'), tf.keras.layers.ReLU(name='r')), F('ap_fixed<8,3>'))

@@ -1,18 +1,23 @@
-"""Convolutions and pooling, channels last, in io_stream: QConv2D, BlockSparseQConv2D, MaxPooling2D."""
+"""Convolutions and pooling, channels last, in io_stream: QConv2D, BlockSparseQConv2D, QConv1D,
+BlockSparseQConv1D, MaxPooling2D."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from flow.export.block_sparse import _block_sparse_fields, _refuse_po2_block_sparse, _sparse_kernel
-from flow.export.dense import QDENSE_KERNELS, _dense_types
-from flow.export.registry import UnsupportedModel, _no_override, _quantizer_name, exporter
-from flow.runtime.ref_conv import BlockSparseConv2D, Conv2D, MaxPool2D, same_padding
+from flow.export.dense import QDENSE_KERNELS, _dense_types, _found_blocks
+from flow.export.registry import UnsupportedModel, _no_override, _quantizer_name, deploy_rewrite, exporter
+from flow.runtime.ref_block_sparse import pack_blocks
+from flow.runtime.ref_conv import BlockSparseConv1D, BlockSparseConv2D, Conv1D, Conv2D, MaxPool2D, same_padding
 
 
 def _window_geometry(layer, window: str, paddings=('valid', 'same')) -> dict:
-    """PatchGeometry fields of a Keras Conv2D/pooling layer (``window``: its kernel_size/pool_size)."""
+    """PatchGeometry fields of a Keras Conv2D/pooling layer (``window``: its kernel_size/pool_size);
+    a 1-D layer (input (W, C)) as height 1 (``OneDimensional``)."""
     c = layer.get_config()
+    if len(layer.input_shape) == 3:
+        return _window_geometry_1d(layer, c, window, paddings)
     where = f"layer '{layer.name}' ({type(layer).__name__})"
     if c.get('data_format', 'channels_last') != 'channels_last':
         raise UnsupportedModel(f"{where}: data_format {c['data_format']!r}; the accelerator streams pixels with their "
@@ -38,31 +43,115 @@ def _window_geometry(layer, window: str, paddings=('valid', 'same')) -> dict:
     return dict(in_shape=in_shape, filt=filt, strides=strides, pads=pads)
 
 
+def _window_geometry_1d(layer, c: dict, window: str, paddings) -> dict:
+    where = f"layer '{layer.name}' ({type(layer).__name__})"
+    if c.get('data_format', 'channels_last') != 'channels_last':
+        raise UnsupportedModel(f"{where}: data_format {c['data_format']!r}; the accelerator streams positions with their "
+                               "channels last: use data_format='channels_last'")
+    if tuple(c.get('dilation_rate', (1,))) != (1,) or c.get('groups', 1) != 1:
+        raise UnsupportedModel(f'{where}: dilation_rate {tuple(c.get("dilation_rate"))} / groups {c.get("groups", 1)}; '
+                               "hls4ml's line buffer computes undilated, ungrouped windows: use dilation_rate=1, groups=1")
+    if c['padding'] not in paddings:  # 'causal': hls4ml 1.3.0 pads only 'same'
+        raise UnsupportedModel(f"{where}: padding {c['padding']!r}; hls4ml 1.3.0 builds " + ' or '.join(map(repr, paddings))
+                               + " only: use one of them (a causal filter: give the sequences k - 1 leading zeros and use padding='valid')")
+    w, ch = (int(d) for d in layer.input_shape[1:])
+    k = int(c[window][0])
+    s = int((c.get('strides') or c[window])[0])
+    pads = (0, 0, *same_padding(w, k, s)) if c['padding'] == 'same' else (0, 0, 0, 0)
+    return dict(in_shape=(1, w, ch), filt=(1, k), strides=(1, s), pads=pads)
+
+
+def _refuse_po2_conv(layer):
+    if _quantizer_name(layer.kernel_quantizer_internal) in QDENSE_KERNELS:
+        raise UnsupportedModel(f"layer '{layer.name}' kernel: quantized_po2 convolutions are not supported; use "
+                               'quantized_bits(bits, integer, alpha=1)')
+
+
+@exporter('QConv1D')  # takes (width, channels): io_stream
+def export_qconv1d(layer, in_t, ov):
+    """QConv1D -> hls4ml's Conv1D: the kernel as a (k * C, F) matrix applied to every window."""
+    geometry = _window_geometry(layer, 'kernel_size')
+    _refuse_po2_conv(layer)
+    kw, w_codes = _dense_types(layer, in_t, ov)
+    return _dense_or_found(layer, w_codes, geometry, kw, ov, Conv1D, BlockSparseConv1D)
+
+
+@exporter('BlockSparseQConv1D')
+def export_block_sparse_qconv1d(layer, in_t, ov):
+    """BlockSparseQConv1D: as BlockSparseQConv2D with one row of taps."""
+    return _block_sparse_conv(layer, in_t, ov, BlockSparseConv1D)
+
+
 @exporter('QConv2D')  # takes (height, width, channels): io_stream
 def export_qconv2d(layer, in_t, ov):
     """QConv2D -> hls4ml's Conv2D: the kernel as a (kh * kw * C, F) matrix applied to every patch."""
     geometry = _window_geometry(layer, 'kernel_size')
-    if _quantizer_name(layer.kernel_quantizer_internal) in QDENSE_KERNELS:
-        raise UnsupportedModel(f"layer '{layer.name}' kernel: quantized_po2 convolutions are not supported; use "
-                               'quantized_bits(bits, integer, alpha=1)')
+    _refuse_po2_conv(layer)
     kw, w_codes = _dense_types(layer, in_t, ov)
-    return Conv2D(name=layer.name, weight=w_codes.reshape(-1, layer.filters), **geometry, **kw)
+    return _dense_or_found(layer, w_codes, geometry, kw, ov, Conv2D, BlockSparseConv2D)
+
+
+def _dense_or_found(layer, w_codes, geometry, kw, ov, dense_cls, sparse_cls):
+    """hls4ml's convolution, or, when whole (input x output) channel blocks of the quantized kernel are zero
+    at every kernel position (pruned by another tool), the block-sparse convolution with the blocks found
+    (``flow/export/found.py`` on the channels' non-zeros, each kept block costing its weights at every
+    position and its index once, as ``BlockSparseConv2D.storage`` counts); the deploy rewrite below hands
+    hls4ml the matching BlockSparseQConv2D/1D."""
+    positions = geometry['filt'][0] * geometry['filt'][1]
+    matrix = w_codes.reshape(-1, layer.filters)
+    n_chan, n_out = matrix.shape[0] // positions, layer.filters
+    channels = (matrix.reshape(positions, n_chan, n_out) != 0).any(axis=0).astype(np.int64)
+    found = _found_blocks(layer, channels, kw['weight_type'].width * positions, ov)
+    if found is None or not found.worth_it:
+        report = found is not None and found.n_m is not None
+        return dense_cls(name=layer.name, weight=matrix, found=found.summary(n_chan, n_out) if report else None,
+                         **geometry, **kw)
+    values, index, k = pack_blocks(matrix, np.tile(found.mask, (positions, 1)), found.block)
+    return sparse_cls(name=layer.name, n_in=matrix.shape[0], n_out=n_out, block=found.block, kept_per_row=k, values=values,
+                      index=index, found=found.summary(n_chan, n_out), **geometry, **kw)
+
+
+@deploy_rewrite('QConv2D', 'QConv1D')
+def qconv_as_block_sparse(layer, ref):
+    """A QConv2D/QConv1D exported block-sparse -> BlockSparseQConv2D/1D with its config, weights and the
+    found channel mask; None when it stays hls4ml's convolution."""
+    if not isinstance(ref, (BlockSparseConv1D, BlockSparseConv2D)):
+        return None
+    from keras_models.conv import BlockSparseQConv1D, BlockSparseQConv2D
+
+    cls = BlockSparseQConv1D if isinstance(ref, BlockSparseConv1D) else BlockSparseQConv2D
+    config = layer.get_config()
+    config.update(block_shape=list(ref.block), drop_rate=0.0, mask_method='cgs', mask_seed=0, levels=None)
+    new = cls.from_config(config)
+    mask = ref.block_mask()[: ref.in_shape[2] // ref.block[0]].astype(np.float32)  # every position repeats it
+
+    def load():
+        new.kernel.assign(layer.kernel)
+        if layer.use_bias:
+            new.bias.assign(layer.bias)
+        new.block_mask.assign(mask)
+
+    return new, load
 
 
 @exporter('BlockSparseQConv2D')
 def export_block_sparse_qconv2d(layer, in_t, ov):
     """BlockSparseQConv2D: the (kh * kw * C, F) matrix is block-sparse with the channel mask
     repeated for every kernel position; packed like a BlockSparseQDense kernel."""
+    return _block_sparse_conv(layer, in_t, ov, BlockSparseConv2D)
+
+
+def _block_sparse_conv(layer, in_t, ov, cls):
     from keras_models.masks import expand
 
     geometry = _window_geometry(layer, 'kernel_size')
     _refuse_po2_block_sparse(layer)
     block_mask = layer.get_block_mask()
-    kw, w_codes = _dense_types(layer, in_t, ov, kernel=_sparse_kernel,
-                               element_mask=expand(block_mask, layer.block_shape)[None, None])
+    mask = expand(block_mask, layer.block_shape)
+    kw, w_codes = _dense_types(layer, in_t, ov, kernel=_sparse_kernel, element_mask=mask.reshape((1,) * (len(layer.kernel.shape) - 2) + mask.shape))
     positions = geometry['filt'][0] * geometry['filt'][1]
     fields = _block_sparse_fields(layer, w_codes.reshape(-1, layer.filters), np.tile(block_mask, (positions, 1)))
-    return BlockSparseConv2D(name=layer.name, **fields, **geometry, **kw)
+    return cls(name=layer.name, **fields, **geometry, **kw)
 
 
 @exporter('MaxPooling2D')

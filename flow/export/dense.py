@@ -56,11 +56,12 @@ QDENSE_KERNELS = {'quantized_po2': (_po2_kernel, DensePo2)}
 NO_BIAS_TYPE = FixedType(1, 1, signed=False)
 
 
-def _dense_types(layer, in_t: FixedType, ov: Overrides, kernel=_fixed_kernel, element_mask=None):
+def _dense_types(layer, in_t: FixedType, ov: Overrides, kernel=_fixed_kernel, element_mask=None, bias=True):
     """Types and codes of a dense-like layer; the mask multiplies the *quantized* kernel. Its
-    activation, if any, is a node of its own (``fused_activation``)."""
+    activation, if any, is a node of its own (``fused_activation``). ``bias``: True the layer's own,
+    False none, or the float values its bias quantizer quantizes (a bias folded with batch norm)."""
     w_t, kernel_values, extra = kernel(layer, f"layer '{layer.name}' kernel")
-    if not layer.use_bias:  # hls4ml adds a zero bias of type uint<1> (Layer.add_bias)
+    if bias is False or (bias is True and not layer.use_bias):  # hls4ml adds a zero bias of type uint<1> (Layer.add_bias)
         b_t, bias = NO_BIAS_TYPE, np.zeros(kernel_values.shape[-1])
     elif _quantizer_name(layer.bias_quantizer_internal) == 'quantized_po2':
         raise UnsupportedModel(
@@ -69,7 +70,7 @@ def _dense_types(layer, in_t: FixedType, ov: Overrides, kernel=_fixed_kernel, el
         )
     else:
         b_t = weight_type(layer.bias_quantizer_internal, f"layer '{layer.name}' bias")
-        bias = np.asarray(layer.bias_quantizer_internal(layer.bias.numpy()))
+        bias = np.asarray(layer.bias_quantizer_internal(layer.bias.numpy() if bias is True else bias))
     if element_mask is not None:
         kernel_values = kernel_values * element_mask
     w_codes = w_t.from_float_exact(kernel_values, f"layer '{layer.name}' quantized kernel")

@@ -43,17 +43,19 @@ UNSUPPORTED_FIX = {
     'LeakyReLU': 'use QActivation(quantized_relu(bits, integer)) (negative_slope=0)',
     'QBatchNormalization': "use a Keras BatchNormalization (the reference mirrors hls4ml's float32 scale and bias)",
     'QDenseBatchnorm': 'use a QDense followed by a Keras BatchNormalization',
-    'QConv2DBatchnorm': 'use a QConv2D followed by a Keras BatchNormalization',
     'Reshape': 'use Flatten (to flatten images before the dense layers), or give the model its image shape as input',
     'InputLayer': 'the model must have a single input',
     'ZeroPadding2D': "use padding='same' in the convolution after it",
     **{c: 'use MaxPooling2D (exact in the input type) or a strided QConv2D' for c in (
         'AveragePooling2D', 'GlobalAveragePooling2D', 'GlobalMaxPooling2D')},
-    **{c: 'this flow deploys 2-D convolutions (QConv2D, BlockSparseQConv2D); for 1-D data use a (1, width, channels) '
-          'input with (1, k) kernels' for c in ('Conv1D', 'QConv1D', 'MaxPooling1D', 'AveragePooling1D',
-                                              'GlobalAveragePooling1D')},
-    **{c: 'depthwise and separable convolutions have no template here; use QConv2D' for c in (
-        'DepthwiseConv2D', 'QDepthwiseConv2D', 'SeparableConv2D', 'QSeparableConv2D')},
+    'Conv1D': 'use qkeras.QConv1D with kernel_quantizer=quantized_bits(bits, integer, alpha=1) and a bias_quantizer '
+              '(float weights cannot be reproduced bit-exactly), or keras_models.conv.BlockSparseQConv1D',
+    **{c: 'this flow pools 2-D images (MaxPooling2D); for 1-D data use a (1, width, channels) input with (1, k) '
+          'windows' for c in ('MaxPooling1D', 'AveragePooling1D', 'GlobalAveragePooling1D')},
+    **{c: f'use qkeras.Q{c} with depthwise_quantizer{"/pointwise_quantizer" if "Separable" in c else ""}='
+          'quantized_bits(bits, integer, alpha=1) and a bias_quantizer (float weights cannot be reproduced bit-exactly)'
+       for c in ('DepthwiseConv2D', 'SeparableConv2D', 'SeparableConv1D')},
+    'DepthwiseConv1D': 'QKeras has no quantized DepthwiseConv1D: use qkeras.QSeparableConv1D (depthwise then 1x1) or QConv1D',
     **{c: 'use keras_models.lstm.BlockSparseQLSTM (quantized, hard sigmoid/tanh, block masks shared by the 4 gates; '
           'drop_rate=0 keeps every weight): the one recurrent layer with an exact reference and HLS template'
        for c in ('LSTM', 'QLSTM')},
@@ -161,10 +163,13 @@ def removed_nodes(model, im: IntegerModel, output: str = 'model') -> dict[str, F
     conversion gives each that result type, so hls4ml removes them (EliminateLinearActivation
     needs equal types in and out; the others are removed whatever their type)."""
     ref = {layer.name: layer for layer in im.layers}
+    steps = [name for name, _ in export_steps(deployed_model(model, output))]
     t, removed = im.in_type, {}
-    for name, _ in export_steps(deployed_model(model, output)):
-        if name in ref:
-            t = ref[name].out_type
+    for name in steps:
+        # a layer hls4ml splits into nodes '<name>_<part>' (a separable convolution): no node of its own
+        parts = [r for n, r in ref.items() if n.startswith(name + '_') and n not in steps]
+        if name in ref or parts:
+            t = (ref[name] if name in ref else parts[-1]).out_type
         else:
             removed[name] = t
     return removed
@@ -194,6 +199,10 @@ def to_integer_model(model, input_type: FixedType, overrides: dict[str, Override
         except ValueError as e:  # a quantizer or type the hardware cannot reproduce exactly
             raise UnsupportedModel(str(e)) from e
         for ref in refs:
+            split = overrides.get(ref.name) if ref.name != name else None  # a node hls4ml splits this layer into
+            if split and (split.accum or split.result or split.table_size or split.table_t or split.block_shape):
+                raise UnsupportedModel(f"layer '{ref.name}': hls4ml builds it as a part of layer '{name}', whose parts "
+                                       'take their exact types; remove its precision settings (reuse_factor is taken)')
             if (ov.table_size or ov.table_t) and not isinstance(ref, TABLE_LAYERS):
                 raise UnsupportedModel(f"layer '{ref.name}': table_size/table_t apply to sigmoid, tanh and softmax "
                                        f'lookup tables; this layer ({ref.kind}) has none')

@@ -61,6 +61,7 @@ def register() -> None:
     from hls4ml.model.flow import update_flow
     from hls4ml.model.optimizer import register_pass
 
+    from . import block_sparse_conv1d as conv1d
     from . import block_sparse_conv2d as conv
     from . import block_sparse_dense as bsd
     from . import block_sparse_lstm as lstm
@@ -75,6 +76,8 @@ def register() -> None:
          (lstm.BlockSparseLSTMConfigTemplate, lstm.BlockSparseLSTMFunctionTemplate), lstm.HEADER, None),
         ('BlockSparseQConv2D', conv.parse_block_sparse_qconv2d, conv.BlockSparseConv2D,
          (conv.BlockSparseConv2DConfigTemplate, conv.BlockSparseConv2DFunctionTemplate), conv.CONV_HEADER, None),
+        ('BlockSparseQConv1D', conv1d.parse_block_sparse_qconv1d, conv1d.BlockSparseConv1D,
+         (conv1d.BlockSparseConv1DConfigTemplate, conv1d.BlockSparseConv1DFunctionTemplate), bsd.HEADER, None),
     ]
     for backend_name in BACKENDS:  # shared by the headers: io_stream adapters of our vector kernels
         hls4ml.backends.get_backend(backend_name).register_source(TEMPLATES_DIR / STREAM_HEADER)

@@ -1,10 +1,12 @@
-"""Reference for 2-D convolutions and max pooling on (n, H, W, C) codes, channels last.
+"""Reference for 2-D and 1-D convolutions and max pooling on (n, H, W, C) / (n, W, C) codes, channels last.
 
 A convolution is, per output pixel, a dense product of the (kh, kw, C) input patch (flattened in
 that order, hls4ml's line-buffer order) with the kernel seen as a (kh * kw * C, F) matrix. So each
 convolution kind is a dense kind plus the patch geometry: hls4ml's Conv2D is ``Dense`` per pixel,
 a block-sparse QConv2D is ``BlockSparseDense`` per pixel (its channel mask repeated for every
-kernel position) and the hardware runs the same block-sparse kernel on each patch.
+kernel position) and the hardware runs the same block-sparse kernel on each patch. A 1-D layer
+(hls4ml's Conv1D) is the same geometry with height 1 (``OneDimensional``): only its tensors drop the
+height axis.
 numpy only (runs on the board).
 """
 
@@ -188,3 +190,39 @@ class MaxPool2D(PatchGeometry, RefLayer):
     @classmethod
     def from_json(cls, d, arrays):
         return cls._tuples(super().from_json(d, arrays))
+
+
+class OneDimensional:
+    """A window sliding along the width of (W, C) sequences: the 2-D geometry with in_shape (1, W, C),
+    filt (1, k), strides (1, s), pads (0, 0, left, right); its tensors have no height axis."""
+
+    input_rank = 2
+
+    def forward(self, x, in_type):
+        out = super().forward(x, in_type)
+        return out.reshape(len(out), *out.shape[2:])
+
+    def hls_inserted(self, in_type, io_type):
+        """hls4ml puts a ZeroPadding1D ('zp1d_<conv>') before every padded Conv1D in io_stream."""
+        return {f'zp1d_{self.name}': in_type} if io_type == 'io_stream' and any(self.pads) else {}
+
+    def locate(self, element: tuple) -> str:
+        if len(element) != 2:
+            return ''
+        return f'position {element[0]}, channel {element[1]}'
+
+
+@register_kind
+@dataclass
+class Conv1D(OneDimensional, Conv2D):
+    """hls4ml's Conv1D (io_stream): ``weight`` is the (k * C, F) kernel codes."""
+
+    kind = 'conv1d'
+
+
+@register_kind
+@dataclass
+class BlockSparseConv1D(OneDimensional, BlockSparseConv2D):
+    """Block-sparse QConv1D: the packed (k * C, F) matrix, the channel mask repeated for every tap."""
+
+    kind = 'block_sparse_conv1d'

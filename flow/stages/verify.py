@@ -65,7 +65,8 @@ def qkeras_outputs(model, im: IntegerModel, x) -> dict[str, np.ndarray]:
     from flow.export import keras_view
 
     model = keras_view(model)  # fused activations as layers of their own, flat input: the reference's names
-    names = [l.name for l in im.layers[1:]]
+    keras = {l.name for l in model.layers}  # not: the nodes hls4ml splits a layer into ('<sep>_depthwise')
+    names = [l.name for l in im.layers[1:] if l.name in keras]
     probe = tf.keras.Model(model.inputs, [model.get_layer(n).output for n in names])
     outs = probe.predict(x.astype(np.float32).reshape(len(x), *probe.input_shape[1:]), verbose=0)  # the view is flat
     return dict(zip(names, outs if isinstance(outs, list) else [outs]))
@@ -111,7 +112,7 @@ def deviations_lsb(im: IntegerModel, q: dict[str, np.ndarray], ref_trace, skip) 
     """Largest |QKeras - reference| per layer not compared exactly, in LSBs of the layer's output type."""
     out = {}
     for layer in im.layers[1:]:
-        if layer.name not in skip:
+        if layer.name not in skip and layer.name in q:
             diff = np.asarray(q[layer.name], dtype=np.float64) * 2.0**layer.out_type.frac - ref_trace[layer.name]
             out[layer.name] = float(np.abs(diff).max()) if diff.size else 0.0
     return out
@@ -161,7 +162,7 @@ def verify_build(ctx) -> dict:
     comparable, why = qkeras_comparable(im)
     q = qkeras_outputs(model, im, x)
     q_codes = {name: to_codes(q[name], im_layer.out_type.frac) for name, im_layer in
-               ((l.name, l) for l in im.layers[1:]) if name in comparable}
+               ((l.name, l) for l in im.layers[1:]) if name in comparable and name in q}
     m = first_mismatch(ref_trace, q_codes)
     if m:
         raise Mismatch(describe('QKeras vs reference', m, im) + f' ({why})')

@@ -1,0 +1,81 @@
+"""hls4ml extension for ``BlockSparseQConv1D``: hls4ml's own io_stream Conv1D (line buffer, padding,
+stride) with our block-sparse kernel as each output position's product, exactly as
+``block_sparse_conv2d`` does for images (the same mult config, generated kernel and header)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+from hls4ml.backends.vivado.passes.convolution_templates import Conv1DConfigTemplate, Conv1DFunctionTemplate
+from hls4ml.converters.keras.convolution import parse_conv1d_layer
+from hls4ml.converters.keras.qkeras import get_quantizer_from_config
+from hls4ml.converters.keras_v2_to_hls import get_weights_data
+from hls4ml.model.attributes import Attribute, ConfigurableAttribute, TypeAttribute
+from hls4ml.model.layers import Conv1D
+from qkeras.quantizers import get_quantizer
+
+from .block_sparse_conv2d import HLS4ML_MULT, mult_template
+from .block_sparse_dense import HEADER, add_gather_weights, table_names
+from .block_sparse_emit import check_generated_code
+
+
+def parse_block_sparse_qconv1d(keras_layer, input_names, input_shapes, data_reader):
+    layer, output_shape = parse_conv1d_layer({**keras_layer, 'class_name': 'QConv1D'}, input_names, input_shapes, data_reader)
+    layer['class_name'] = 'BlockSparseConv1D'
+    layer['kernel_quantizer_config'] = keras_layer['config']['kernel_quantizer']
+    layer['weight_quantizer'] = get_quantizer(layer['kernel_quantizer_config'])  # QKeras' own (see block_sparse_dense)
+    layer['bias_quantizer'] = get_quantizer_from_config(keras_layer, 'bias')
+    layer['block_in'], layer['block_out'] = (int(b) for b in keras_layer['config']['block_shape'])
+    layer['block_mask_data'] = get_weights_data(data_reader, layer['name'], 'block_mask')
+    return layer, output_shape
+
+
+class BlockSparseConv1D(Conv1D):
+    _expected_attributes = [
+        *Conv1D._expected_attributes,
+        Attribute('block_in'),
+        Attribute('block_out'),
+        TypeAttribute('accum'),
+        ConfigurableAttribute('reuse_factor', default=1),
+    ]
+
+    def initialize(self):
+        if self.get_attr('data_format') != 'channels_last':
+            raise ValueError(f"layer '{self.name}': only channels_last is supported")
+        self.add_output_variable([self.get_attr('out_width'), self.get_attr('n_filt')])
+        kernel = np.asarray(self.get_attr('weight_data'), dtype=np.float32)  # (k, C, F)
+        block_mask = np.tile(np.asarray(self.get_attr('block_mask_data')).astype(bool), (kernel.shape[0], 1))
+        add_gather_weights(self, kernel.reshape(-1, kernel.shape[-1]), block_mask)
+
+    def check_reference(self, ref) -> None:
+        check_generated_code(self.name, self, ref)
+
+
+class BlockSparseConv1DConfigTemplate(Conv1DConfigTemplate):
+    """hls4ml's Conv1D config with our mult config; the conv strategy 'resource' (see block_sparse_conv2d)."""
+
+    def __init__(self):
+        super(Conv1DConfigTemplate, self).__init__(BlockSparseConv1D)
+        hls4ml_conv = Conv1DConfigTemplate()
+        self.template, self.mult_template = hls4ml_conv.template, hls4ml_conv.mult_template
+
+    def format(self, node):
+        text = super().format(node)
+        params = self._default_config_params(node)
+        params.update(n_in=node.get_attr('n_chan') * node.get_attr('filt_width'), n_out=node.get_attr('n_filt'),
+                      **table_names(node))
+        ours, n = HLS4ML_MULT.subn(lambda _: mult_template.format(**params), text, count=1)
+        ours, m = re.subn(r'static const unsigned strategy = nnet::\w+;', 'static const unsigned strategy = nnet::resource;',
+                          ours, count=1)
+        if n != 1 or m != 1:
+            raise RuntimeError(f"layer '{node.name}': hls4ml's Conv1D config template changed; cannot place our kernel")
+        return ours
+
+
+class BlockSparseConv1DFunctionTemplate(Conv1DFunctionTemplate):
+    def __init__(self):
+        super(Conv1DFunctionTemplate, self).__init__(
+            BlockSparseConv1D, include_header=['nnet_utils/nnet_conv1d.h', 'nnet_utils/nnet_conv1d_stream.h',
+                                               f'nnet_utils/{HEADER}'])
+        self.template = Conv1DFunctionTemplate().template

@@ -1,6 +1,8 @@
 """hls4ml extension for ``BlockSparseQConv1D``: hls4ml's own io_stream Conv1D (line buffer, padding,
-stride) with our block-sparse kernel as each output position's product, exactly as
-``block_sparse_conv2d`` does for images (the same mult config, generated kernel and header)."""
+stride) with our whole generated block-sparse kernel (the dense layer's, ReuseLoop pipelined at
+II=1) as each output position's product. hls4ml's Resource Conv1D loop around it is not pipelined
+(RF plus fill and flush per output position: ``ref_conv.BlockSparseConv1D.engine_estimate``); images
+(``block_sparse_conv2d``) have our own pipelined pixel loop instead."""
 
 from __future__ import annotations
 
@@ -15,8 +17,8 @@ from hls4ml.model.attributes import Attribute, ConfigurableAttribute, TypeAttrib
 from hls4ml.model.layers import Conv1D
 from qkeras.quantizers import get_quantizer
 
-from .block_sparse_conv2d import HLS4ML_MULT, mult_template
-from .block_sparse_dense import HEADER, add_gather_weights, table_names
+from .block_sparse_conv2d import HLS4ML_MULT
+from .block_sparse_dense import HEADER, add_gather_weights, config_fields, table_names
 from .block_sparse_emit import check_generated_code
 
 
@@ -50,6 +52,20 @@ class BlockSparseConv1D(Conv1D):
 
     def check_reference(self, ref) -> None:
         check_generated_code(self.name, self, ref)
+
+
+mult_template = ('struct config{index}_mult : nnet::block_sparse_dense_config {{\n' + config_fields + """\
+    // hls4ml's line buffer calls kernel<...>::dense(window, out, weights, biases) per output position:
+    // the layer's generated kernel (nnet_code_gen.h) on its weight banks
+    template<class data_T, class res_T, class CONFIG_T>
+    struct kernel {{
+        static void dense(data_T data[CONFIG_T::n_in], res_T res[CONFIG_T::n_out], typename CONFIG_T::weight_t *,
+                          typename CONFIG_T::bias_t biases[CONFIG_T::n_out]) {{
+            nnet::{kernel}<data_T, res_T, CONFIG_T>(data, res, {w}, biases);
+        }}
+    }};
+}};
+""")
 
 
 class BlockSparseConv1DConfigTemplate(Conv1DConfigTemplate):

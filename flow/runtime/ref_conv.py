@@ -226,3 +226,10 @@ class BlockSparseConv1D(OneDimensional, BlockSparseConv2D):
     """Block-sparse QConv1D: the packed (k * C, F) matrix, the channel mask repeated for every tap."""
 
     kind = 'block_sparse_conv1d'
+
+    def engine_estimate(self, rf, in_type, steps=1):
+        """The whole dense kernel per output position, called by hls4ml's Resource Conv1D loop, which
+        is not pipelined (flow/hls/block_sparse_conv1d.py): ``image_cycles`` by the Resource rule."""
+        ours = super(BlockSparseConv2D, self).engine_estimate(rf, in_type, steps)
+        image = self.image_cycles(rf, RESOURCE)
+        return {**ours, 'cycles_per_pixel': rf, 'image_cycles': image, 'cycles': sum(image.values())}

@@ -113,8 +113,8 @@ except ImportError:
         _code('''
 reports = ol.package_dir / "data" / "reports"
 fp = json.loads((reports / "footprint.json").read_text())["total"]
-print(f"weights + index + biases: {fp['total_bits']} bits; "
-      f"{fp['ratio_vs_float32']:.1f}x smaller than dense float32, {fp['ratio_vs_float64']:.1f}x than float64")
+print(f"weights + index + biases: {fp['total_bits']} bits" + ("" if fp['ratio_vs_float32'] is None else
+      f"; {fp['ratio_vs_float32']:.1f}x smaller than dense float32, {fp['ratio_vs_float64']:.1f}x than float64"))
 est = json.loads((reports / "estimate.json").read_text())
 for name, layer in est["layers"].items():
     o, d = layer["ours"], layer["hls4ml_dense"]

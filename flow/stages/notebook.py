@@ -61,7 +61,8 @@ assert golden.passed, golden
 output = ol.manifest["model"]["config"].get("output", "model")
 print("deployed output:", "the model's logits (its final softmax stripped)" if output == "logits" else "the model's own output")
 if golden.accuracy is None:
-    print("golden vectors are random codes on the input grid (no data given): no accuracy")
+    print("no class labels with the golden vectors (random codes, inputs only, or regression targets): no accuracy; "
+          "the build's reports/verify.json gives a regressor's error")
 else:
     print(f"accuracy on {golden.n_vectors} test samples: {golden.accuracy:.4f}")
 t = ol.format.in_type

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from flow.export.block_sparse import _block_sparse_fields, _refuse_po2_block_sparse, _sparse_kernel
-from flow.export.dense import QDENSE_KERNELS, _dense_types
-from flow.export.registry import UnsupportedModel, _no_override, _quantizer_name, exporter
+from flow.export.dense import QDENSE_KERNELS, _dense_types, exact_values_copy
+from flow.export.registry import UnsupportedModel, _no_override, _quantizer_name, deploy_rewrite, exporter
 from flow.runtime.ref_conv import BlockSparseConv2D, Conv2D, MaxPool2D, same_padding
 
 
@@ -47,6 +47,9 @@ def export_qconv2d(layer, in_t, ov):
                                'quantized_bits(bits, integer, alpha=1)')
     kw, w_codes = _dense_types(layer, in_t, ov)
     return Conv2D(name=layer.name, weight=w_codes.reshape(-1, layer.filters), **geometry, **kw)
+
+
+deploy_rewrite('QConv2D')(exact_values_copy)  # an auto_po2 kernel as its exact values
 
 
 @exporter('BlockSparseQConv2D')

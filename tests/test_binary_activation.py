@@ -65,3 +65,16 @@ def test_binary_network_is_exact_against_csim_and_qkeras_with_zero_inputs(tmp_pa
     trace = im.trace(np.load(tmp_path / 'b' / 'golden' / 'input_codes.npy'))
     zero = trace['fc1'] == 0
     assert zero.any() and (trace['bin1'][zero] == 1).all()  # the case QKeras' binary_tanh would get wrong
+
+
+def test_batchnorm_before_binary_is_refused_in_one_line():
+    """hls4ml merges the two into BatchNormalizationQuantizedTanh (0/1 outputs), which nothing models."""
+    import tensorflow as tf
+    from qkeras import QActivation, QDense, binary, quantized_bits
+
+    q = dict(kernel_quantizer=quantized_bits(3, 0, alpha=1), bias_quantizer=quantized_bits(8, 3, alpha=1))
+    model = chain(QDense(8, name='fc1', **q), tf.keras.layers.BatchNormalization(name='bn'),
+                  QActivation(binary(), name='bin'), n_in=4)
+    with pytest.raises(UnsupportedModel, match=r"layer 'bin' after 'bn' \(batchnorm\): hls4ml merges a BatchNormalization "
+                                               r'followed by a binary activation'):
+        to_integer_model(model, FixedType(8, 3))

@@ -193,6 +193,9 @@ def to_integer_model(model, input_type: FixedType, overrides: dict[str, Override
             if (ov.table_size or ov.table_t) and not isinstance(ref, TABLE_LAYERS):
                 raise UnsupportedModel(f"layer '{ref.name}': table_size/table_t apply to sigmoid, tanh and softmax "
                                        f'lookup tables; this layer ({ref.kind}) has none')
+            if layers[-1].kind in ref.hls_merged_after:
+                raise UnsupportedModel(f"layer '{ref.name}' after '{layers[-1].name}' ({layers[-1].kind}): "
+                                       f'{ref.hls_merged_after[layers[-1].kind]}')
             if (ov.weight or ov.bias) and ref.float_weights is None:
                 raise UnsupportedModel(f"layer '{ref.name}': weight/bias precision applies to unquantized Keras layers "
                                        f'(Dense, Conv2D); this layer ({ref.kind}) takes its types from its quantizers: '

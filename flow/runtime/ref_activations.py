@@ -168,6 +168,10 @@ class BinaryTanh(RefLayer):
     elementwise = True
     hls_activation = 'binary_tanh'
     rtl_unbuilt = 'binary_tanh has no da4ml form here (a comparison, not a product or a cast); use rtl: false'
+    hls_merged_after = {'batchnorm': "hls4ml merges a BatchNormalization followed by a binary activation into its "
+                                     'BatchNormalizationQuantizedTanh, whose 0/1 output (ap_uint<1>) is not the -1/+1 '
+                                     'QKeras computes; put another layer between them (e.g. fold the normalization '
+                                     'into the dense layer before it)'}
     raw_input: bool = False
 
     def forward(self, x, in_type):

@@ -85,6 +85,8 @@ class RefLayer:
     hls_dropped_when_last = False  # hls4ml's RemoveFinalReshape drops it when it ends the model
     found = None  # dense kinds: the zero blocks found in a kernel another tool pruned (flow/export/found.py)
     float_weights = None  # dense kinds: how an unquantized layer's float weights were cast (flow/export/float_layers.py)
+    # the kinds after which hls4ml merges this layer with the one before into a node of its own, and why that is refused
+    hls_merged_after = {}
     name: str
     out_type: FixedType
 

@@ -65,8 +65,9 @@ class _WithSubcommands(click.Command):
                       '(build-bitstream autofit --help).')
 @click.option('--model', help='Built-in model name (see --list-models) or a saved .h5/.keras model with our layers.')
 @click.option('--data', help='Training/golden data: a built-in dataset (digits, fashion_mnist) or an .npz file with '
-                              'x_train, y_train, x_test, y_test (or x, y). Default: the built-in model\'s dataset; '
-                              'random golden vectors for a user model.')
+                              'x_train, y_train, x_test, y_test (or x, y; or x alone: golden inputs only); y integer '
+                              'class labels or float targets (regression: error reported, no accuracy). Default: the '
+                              'built-in model\'s dataset; random golden vectors for a user model.')
 @click.option('--config', 'config_path', type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help='YAML/JSON flow config (per-layer precision, ReuseFactor, strategy).')
 @click.option('--build-dir', type=click.Path(file_okay=False, path_type=Path), help='Build folder [default: build/<model>].')

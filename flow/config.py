@@ -44,6 +44,10 @@ class LayerConfig(BaseModel):
     # fewer bits (flow/export/found.py); default: the model-wide ``sparse`` (false with strategy latency/resource)
     sparse: bool | None = None
     block_shape: tuple[int, int] | None = None  # force this (in, out) block; kept: the blocks with a non-zero
+    # unquantized Keras layers (Dense, Conv2D): the types their float kernel and bias are cast to;
+    # default: the model-wide default_precision (hls4ml's convention, ap_fixed<16,6>)
+    weight: str | None = None
+    bias: str | None = None  # default: the weight type
 
     @field_validator('block_shape')
     @classmethod
@@ -52,7 +56,7 @@ class LayerConfig(BaseModel):
             raise ValueError(f'block_shape {list(v)}: both sides must be at least 1')
         return v
 
-    @field_validator('accum', 'result', 'table_t')
+    @field_validator('accum', 'result', 'table_t', 'weight', 'bias')
     @classmethod
     def _fixed(cls, v):
         if v is not None:
@@ -75,6 +79,9 @@ class FlowConfig(BaseModel):
     batch_size: int = 32
     learning_rate: float = 3e-3
     input_precision: str = 'ap_fixed<16,6>'  # a built-in model brings its own
+    # unquantized Keras layers (Dense, Conv2D): their weights, biases and results, as hls4ml's model-wide
+    # default precision (per layer: weight, bias, result); quantized layers take their quantizers' types
+    default_precision: str = 'ap_fixed<16,6>'
     # auto: io_stream when a layer needs it (convolutions, pooling) or when io_parallel's registers would
     # not fit the board (flow.plan.resolve_io_type), else io_parallel
     io_type: Literal['auto', 'io_parallel', 'io_stream'] = 'auto'
@@ -90,7 +97,7 @@ class FlowConfig(BaseModel):
     hls_cosim: bool = False  # also run Vitis HLS C/RTL co-simulation of the accelerator (slow)
     output: Literal['model', 'logits'] = 'model'  # logits: deploy without the model's final softmax
 
-    @field_validator('input_precision')
+    @field_validator('input_precision', 'default_precision')
     @classmethod
     def _fixed(cls, v):
         FixedType.parse(v)

@@ -100,12 +100,13 @@ def step_names() -> list[str]:
 
 @step('train', ['train'], settings=('model', 'model_params', 'dataset', 'seed', 'epochs', 'batch_size', 'learning_rate',
                                    'input_precision'),
-      checks=('layers', 'output', 'strategy', 'reuse_factor', 'io_type', 'board', 'sparse'))
+      checks=('layers', 'output', 'strategy', 'reuse_factor', 'io_type', 'board', 'sparse', 'default_precision'))
 def train(ctx: Context) -> dict:
     """Train the built-in model (or load the user's model file), check it and its data can be deployed."""
     import tensorflow as tf
 
     from flow.data.datasets import for_model
+    from flow.data.targets import regression_error
     from flow.export import reference_for
     from flow.infra.model_file import load_user_model
     from flow.infra.progress import KerasProgress
@@ -125,10 +126,13 @@ def train(ctx: Context) -> dict:
     # every layer, quantizer, type and name, and how each layer is built, checked before any training
     make_plan(reference_for(model, cfg), cfg, ctx.board())
     data, notes = for_model(cfg.dataset, cfg.seed, FixedType.parse(cfg.input_precision),
-                            tuple(model.inputs[0].shape[1:]), int(model.outputs[0].shape[-1]))
+                            tuple(model.inputs[0].shape[1:]), tuple(model.outputs[0].shape[1:]))
     for note in notes:
         console.print(f'[yellow]note:[/] {note}')
     if cfg.model in BUILTIN:
+        if data.task != 'classification':
+            raise BadInput(f'data {cfg.dataset!r} has {data.task} targets, but the built-in models are classifiers trained on '
+                           'integer class labels; give labels, or bring your own trained model with --model file.h5')
         model.compile(
             optimizer=tf.keras.optimizers.Adam(cfg.learning_rate),
             loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -138,15 +142,19 @@ def train(ctx: Context) -> dict:
             model.fit(data.x_train, data.y_train, epochs=cfg.epochs, batch_size=cfg.batch_size, verbose=0, callbacks=[cb])
     model.save(ctx.stage / 'train' / 'model.h5')
     summary = {'source': source, 'data': data.source if data else 'random vectors', 'notes': notes,
-               'test_accuracy_qkeras': None, 'n_test': 0}
-    if data is not None:
-        logits = model.predict(data.x_test.reshape(len(data.x_test), *model.input_shape[1:]), verbose=0)
-        summary.update(test_accuracy_qkeras=float(np.mean(np.argmax(logits, axis=1) == data.y_test)), n_test=len(data.y_test))
+               'task': data.task if data else None, 'test_accuracy_qkeras': None, 'n_test': 0}
+    if data is not None and data.task != 'inputs only':
+        out = model.predict(data.x_test.reshape(len(data.x_test), *model.input_shape[1:]), verbose=0)
+        summary['n_test'] = len(data.y_test)
+        if data.task == 'classification':
+            summary['test_accuracy_qkeras'] = float(np.mean(np.argmax(out, axis=1) == data.y_test))
+        else:  # the float model's error against the targets (no accuracy for a regressor)
+            summary['test_error_qkeras'] = regression_error(out, data.y_test)
     write_json(ctx.stage / 'train' / 'train.json', summary)
     return summary
 
 
-@step('export_reference', ['reference'], settings=('input_precision', 'layers', 'output', 'sparse'))
+@step('export_reference', ['reference'], settings=('input_precision', 'layers', 'output', 'sparse', 'default_precision'))
 def export_reference(ctx: Context) -> dict:
     """Build the integer reference (exact types for every tensor) and the footprint report."""
     from flow.export import reference_for

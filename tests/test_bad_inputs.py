@@ -19,7 +19,7 @@ def test_unsupported_layer_is_refused_with_its_name():
 
 
 @pytest.mark.parametrize('kwargs, message', [
-    (dict(alpha=None), 'alpha=None'),
+    (dict(alpha=1, use_stochastic_rounding=True), 'stochastic rounding'),
     (dict(alpha='auto'), "alpha='auto'"),
     (dict(alpha=1, keep_negative=False), 'keep_negative=False'),
 ])
@@ -42,8 +42,8 @@ def test_missing_quantizer_and_fused_or_unconvertible_activations_are_refused():
         to_integer_model(chain(QDense(4, activation='elu', name='d', **q)), FixedType(8, 2))
     with pytest.raises(UnsupportedModel, match=r"hls4ml 1.3.0 refuses QActivation\('tanh'\).*use_real_tanh=True"):
         to_integer_model(chain(QDense(4, name='d', **q), QActivation('tanh', name='t')), FixedType(8, 2))
-    with pytest.raises(UnsupportedModel, match=r"layer 'plain' \(Dense\): not supported; supported layers are"):
-        to_integer_model(chain(tf.keras.layers.Dense(4, name='plain')), FixedType(8, 2))
+    with pytest.raises(UnsupportedModel, match=r"layer 'plain' \(LeakyReLU\): not supported; supported layers are"):
+        to_integer_model(chain(tf.keras.layers.LeakyReLU(name='plain')), FixedType(8, 2))
 
 
 def test_block_that_does_not_divide_is_refused_when_the_layer_is_built():

@@ -229,8 +229,9 @@ def test_found_sparse_user_model_end_to_end(pruned_files, tmp_path):
     assert 'fc1' in nodes and 'logits' in nodes
 
 
-def test_a_pruned_float_dense_is_refused(tmp_path):
-    """TFMOT prunes float Keras layers too: stripped, a float Dense is refused as before (no exact reference)."""
+def test_a_pruned_float_dense_deploys_cast_to_the_default_precision(tmp_path):
+    """TFMOT prunes float Keras layers too: stripped, a float Dense is cast to hls4ml's default precision
+    (flow/export/float_layers.py) and stays dense (its zeros are not looked for)."""
     import tensorflow as tf
     import tensorflow_model_optimization as tfmot
 
@@ -240,5 +241,5 @@ def test_a_pruned_float_dense_is_refused(tmp_path):
                                                      pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(0.5, 0))
     chain(dense, n_in=16).save(tmp_path / 'float.h5')
     model = load_user_model(tmp_path / 'float.h5')
-    with pytest.raises(UnsupportedModel, match=r"layer 'fc1' \(Dense\): not supported.*use qkeras.QDense"):
-        reference_for(model, _cfg())
+    fc1 = reference_for(model, _cfg()).layers[1]
+    assert fc1.kind == 'dense' and fc1.float_weights and fc1.weight_type.hls() == 'ap_fixed<16,6>' and fc1.found is None

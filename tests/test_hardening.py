@@ -66,10 +66,10 @@ def test_overwritten_model_file_reruns_and_same_file_elsewhere_does_not(tmp_path
 
 def test_a_refused_model_fixed_in_place_is_accepted(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    small_mlp(tmp_path / 'm.h5', kernel_alpha=None)
+    small_mlp(tmp_path / 'm.h5', kernel_alpha='auto')
     cfg = FlowConfig.load(None, model='m.h5', input_precision='ap_fixed<6,2>')
     # refused when loaded (train), naming the layer and the fix, not later at export_reference
-    with pytest.raises(UnsupportedModel, match=r"layer 'fc1' kernel: quantized_bits alpha='auto_po2'.*Use alpha=1"):
+    with pytest.raises(UnsupportedModel, match=r"layer 'fc1' kernel: quantized_bits alpha='auto'.*Use alpha=1"):
         run_flow(cfg, 'b', to_step='export_reference')
     assert 'train' not in _steps('b')
     small_mlp(tmp_path / 'm.h5', kernel_alpha=1)

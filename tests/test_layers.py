@@ -390,8 +390,8 @@ def test_refusals_name_the_layer_what_is_missing_and_the_fix():
         to_integer_model(chain((4, 4), qdense(3, 'd')), F('ap_fixed<8,3>'))
     with pytest.raises(UnsupportedModel, match=r"layer 'c' \(Conv1D\): not supported; .*use qkeras.QConv1D with kernel_quantizer=.*BlockSparseQConv1D"):
         to_integer_model(chain((4, 4), tf.keras.layers.Conv1D(2, 2, name='c')), F('ap_fixed<8,3>'))
-    with pytest.raises(UnsupportedModel, match=r"layer 'r' \(ReLU\): not supported; .*use QActivation\(quantized_relu"):
-        to_integer_model(chain(4, qdense(3, 'd'), tf.keras.layers.ReLU(name='r')), F('ap_fixed<8,3>'))
+    with pytest.raises(UnsupportedModel, match=r"layer 'r' \(ReLU\): max_value.* use ReLU\(\) without them, or QActivation\(quantized_relu"):
+        to_integer_model(chain(4, qdense(3, 'd'), tf.keras.layers.ReLU(max_value=6.0, name='r')), F('ap_fixed<8,3>'))
     with pytest.raises(UnsupportedModel, match=r"layer 'd' \(activation='elu'\): activation 'elu' is not supported"):
         to_integer_model(chain(4, qdense(3, 'd', activation='elu')), F('ap_fixed<8,3>'))
     with pytest.raises(UnsupportedModel, match=r"layer 'q': quantized_bits alpha='auto' scales the activation.*use alpha=1"):

@@ -2,7 +2,8 @@
 ``.npz`` file, checked against the model when loaded, and put on the input type's grid explicitly.
 
 One registry entry per built-in dataset (``DATASETS``). A user file holds ``x_train, y_train,
-x_test, y_test`` or ``x, y`` (split by the seed); ``y`` are integer class labels.
+x_test, y_test`` or ``x, y`` (split by the seed), or ``x`` alone; ``y`` are integer class labels or
+float targets (``flow.data.targets``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from flow.data import keywords
 from flow.data.split import Split
+from flow.data.targets import fit_targets
 from flow.infra.errors import BadInput
 from flow.runtime.fixed import FixedType
 
@@ -77,11 +79,15 @@ def load(spec: str, seed: int = 0) -> Split:
 
 
 def load_npz(path: Path, seed: int = 0) -> Split:
+    """``x_train, y_train, x_test, y_test``, or ``x, y`` (split by the seed), or ``x`` alone (every
+    sample a golden vector, in file order: no targets). ``y``: integer labels or float targets, told
+    apart against the model (``flow.data.targets.fit_targets``)."""
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
     except Exception as e:  # numpy raises several types for a file that is not an .npz
         raise BadInput(f'cannot read {path} as a .npz file ({e}); save it with numpy.savez') from e
+    task = None
     if {'x_train', 'y_train', 'x_test', 'y_test'} <= set(arrays):
         split = Split(*(arrays[k] for k in ('x_train', 'y_train', 'x_test', 'y_test')))
     elif {'x', 'y'} <= set(arrays):
@@ -91,28 +97,28 @@ def load_npz(path: Path, seed: int = 0) -> Split:
         n_test = max(1, int(round(TEST_FRACTION * len(x))))
         te, tr = order[:n_test], order[n_test:]
         split = Split(x[tr], y[tr], x[te], y[te])
+    elif 'x' in arrays and not {'y', 'y_train', 'y_test'} & set(arrays):
+        x = arrays['x']
+        _same_length(path, 'x', x, 'x', x)
+        split, task = Split(x[:0], None, x, None), 'inputs only'
     else:
-        raise BadInput(f'{path} holds {sorted(arrays)}; expected x_train, y_train, x_test, y_test (or x, y, split by the seed)')
-    _same_length(path, 'x_train', split.x_train, 'y_train', split.y_train)
-    _same_length(path, 'x_test', split.x_test, 'y_test', split.y_test)
-    for name in ('x_train', 'x_test'):
-        x = getattr(split, name)
-        if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
-            raise BadInput(f'{path}: {name} has dtype {x.dtype}; expected real numbers')
-        bad = ~np.isfinite(x.astype(np.float64))
+        raise BadInput(f'{path} holds {sorted(arrays)}; expected x_train, y_train, x_test, y_test (or x, y, split by the '
+                       'seed; or x alone: inputs without targets)')
+    if task is None:
+        _same_length(path, 'x_train', split.x_train, 'y_train', split.y_train)
+        _same_length(path, 'x_test', split.x_test, 'y_test', split.y_test)
+    for name in ('x_train', 'x_test', 'y_train', 'y_test'):
+        v = getattr(split, name)
+        if v is None or not len(v):
+            continue
+        if not np.issubdtype(v.dtype, np.number) or np.issubdtype(v.dtype, np.complexfloating):
+            raise BadInput(f'{path}: {name} has dtype {v.dtype}; expected real numbers')
+        bad = ~np.isfinite(v.astype(np.float64))
         if bad.any():
-            i = tuple(int(v) for v in np.argwhere(bad)[0])
-            raise BadInput(f'{path}: {name}{list(i)} is {x[i]}; the data must be finite (no NaN or inf)')
-    for name in ('y_train', 'y_test'):
-        y = getattr(split, name)
-        if y.ndim != 1 or not (np.issubdtype(y.dtype, np.integer) or _integral(y)):
-            raise BadInput(f'{path}: {name} must be a 1-D array of integer class labels; got shape {y.shape}, dtype {y.dtype}')
-    return replace(split, x_train=split.x_train.astype(np.float64), x_test=split.x_test.astype(np.float64),
-                   y_train=split.y_train.astype(np.int64), y_test=split.y_test.astype(np.int64), source=f'user data {path.resolve()}')
-
-
-def _integral(y) -> bool:
-    return np.issubdtype(y.dtype, np.floating) and bool(np.all(np.isfinite(y))) and bool(np.all(y == np.round(y)))
+            i = tuple(int(k) for k in np.argwhere(bad)[0])
+            raise BadInput(f'{path}: {name}{list(i)} is {v[i]}; the data must be finite (no NaN or inf)')
+    return replace(split, x_train=split.x_train.astype(np.float64), x_test=split.x_test.astype(np.float64), task=task,
+                   source=f'user data {path.resolve()}')
 
 
 def _same_length(path, xn, x, yn, y) -> None:
@@ -134,20 +140,13 @@ def fit_shape(data: Split, input_shape: tuple) -> tuple[Split, str | None]:
     return replace(data, **moved), note
 
 
-def check_fits(data: Split, input_shape: tuple, n_classes: int, where: str) -> None:
-    """The data against the model: input shape and label range, before any training."""
+def check_fits(data: Split, input_shape: tuple, where: str) -> None:
+    """The data's inputs against the model, before any training (the targets: ``fit_targets``)."""
     for name in ('x_train', 'x_test'):
         shape = tuple(getattr(data, name).shape[1:])
-        if shape != tuple(input_shape):
+        if len(getattr(data, name)) and shape != tuple(input_shape):
             raise BadInput(f'{where}: the model takes inputs of shape {tuple(input_shape)} but {name} has samples of shape '
                            f'{shape} ({data.source})')
-    for name in ('y_train', 'y_test'):
-        y = getattr(data, name)
-        out = (y < 0) | (y >= n_classes)
-        if out.any():
-            i = int(np.argmax(out))
-            raise BadInput(f'{where}: {name}[{i}] = {y[i]} is not a class of the model, which has {n_classes} outputs '
-                           f'(labels 0..{n_classes - 1}) ({data.source})')
 
 
 def on_grid(data: Split, in_type: FixedType) -> tuple[Split, str | None]:
@@ -179,12 +178,17 @@ def random_inputs(in_type: FixedType, shape: tuple, n: int, seed: int) -> np.nda
     return np.concatenate([extremes, rest])[:n].reshape(n, *shape).astype(np.int64)
 
 
-def for_model(spec: str | None, seed: int, in_type: FixedType, input_shape: tuple, n_classes: int) -> tuple[Split | None, list[str]]:
+def for_model(spec: str | None, seed: int, in_type: FixedType, input_shape: tuple,
+              output_shape: tuple) -> tuple[Split | None, list[str]]:
     """The data a model is trained and verified on (None: random golden vectors), checked against
-    the model and on its input grid, with notes for the report."""
+    the model (inputs; labels or targets: ``fit_targets`` says which) and on its input grid, with
+    notes for the report."""
     if spec is None:
         return None, ['no data: golden vectors are random codes on the input grid (extremes included), no accuracy']
     data, reshaped = fit_shape(load(spec, seed), input_shape)
-    check_fits(data, input_shape, n_classes, f'data {spec!r}')
+    check_fits(data, input_shape, f'data {spec!r}')
+    data, task = fit_targets(data, output_shape, f'data {spec!r}')
+    if data.task == 'inputs only':
+        task = 'x without targets: golden vectors are its samples in file order, no accuracy or error'
     data, note = on_grid(data, in_type)
-    return data, [n for n in (reshaped, note) if n]
+    return data, [n for n in (reshaped, task, note) if n]

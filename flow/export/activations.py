@@ -11,7 +11,7 @@ import numpy as np
 from flow.export.quantizers import quantized_bits_activation_type, relu_type, sigmoid_type, tanh_type
 from flow.export.registry import EXPORTERS, Overrides, UnsupportedModel, _compute_layers, _no_override, _result, exporter, input_layer_name
 from flow.runtime.fixed import FixedType
-from flow.runtime.ref_activations import HardSigmoid, HardTanh, Sigmoid, Softmax, Tanh, index_bits
+from flow.runtime.ref_activations import BinaryTanh, HardSigmoid, HardTanh, Sigmoid, Softmax, Tanh, index_bits
 from flow.runtime.ref_layers import Linear, ReLU
 
 
@@ -226,7 +226,24 @@ def _quantized_bits(a, t, ov):
     return _linear(a.name, t, quantized_bits_activation_type(a.quantizer, a.where))
 
 
+BINARY_T = FixedType(2, 2)  # -1 and +1: hls4ml's own type for binary activations (utils/config.py)
+
+
+def _binary(a, t, ov):
+    """QActivation(binary()): sign(x) with 0 -> +1, times alpha; hls4ml's binary_tanh computes
+    x >= 0 ? 1 : -1 and has no alpha, so alpha must be 1 (or None: 1 on tanh(x), same sign)."""
+    c = a.quantizer.get_config()
+    alpha = c.get('alpha')
+    if c.get('use_01') or c.get('use_stochastic_rounding') or (alpha is not None and (
+            isinstance(alpha, str) or np.ndim(alpha) != 0 or float(alpha) != 1.0)):
+        raise UnsupportedModel(f'{a.where}: binary(alpha={alpha!r}, use_01={bool(c.get("use_01"))}, use_stochastic_rounding='
+                               f'{bool(c.get("use_stochastic_rounding"))}) as an activation: hls4ml\'s binary_tanh outputs '
+                               '-1/+1 only; use binary() or binary(alpha=1)')
+    return BinaryTanh(name=a.name, out_type=BINARY_T, raw_input=alpha is not None)
+
+
 QKERAS_ACTIVATIONS = {
+    'binary': _binary,
     'quantized_relu': _quantized_relu,
     'quantized_sigmoid': _quantized_sigmoid,
     'quantized_tanh': _quantized_tanh,
@@ -246,11 +263,24 @@ QACTIVATION_FIX = {
 }
 
 
+# QKeras activations hls4ml converts to something else than QKeras computes: why, and the fix.
+INEXACT_QACTIVATIONS = {
+    'binary_tanh': "QKeras' binary_tanh maps 0 to -1 (2 * round(0.5 * x + 0.5) - 1, round half to even), hls4ml's "
+                   'binary_tanh maps it to +1; use QActivation(binary()), which maps 0 to +1 as hls4ml does',
+    'ternary': "hls4ml's ternary_tanh ignores QKeras' threshold (|x| >= 0.33 by default) and compares 2 * x against "
+               '+-1 in the input type (x > 0.5 -> 1, x <= -0.5 -> -1, 2 * x wrapping for large inputs); no setting '
+               'makes them equal; use binary() or quantized_bits/quantized_relu',
+}
+INEXACT_QACTIVATIONS['ternary_tanh'] = INEXACT_QACTIVATIONS['ternary']
+
+
 def _activation_exporter(a: ActivationSpec):
     """The exporter for an activation, or UnsupportedModel naming the fix."""
     if a.cls == 'QActivation':
         if a.function in QKERAS_ACTIVATIONS:
             return QKERAS_ACTIVATIONS[a.function]
+        if a.function in INEXACT_QACTIVATIONS:
+            raise UnsupportedModel(f'{a.where}: QActivation {a.function}: {INEXACT_QACTIVATIONS[a.function]}')
         fix = QACTIVATION_FIX.get(a.function)
         if fix and not hasattr(a.quantizer, 'get_config'):  # a plain function, not a quantizer
             raise UnsupportedModel(f"{a.where}: hls4ml 1.3.0 refuses QActivation('{a.function}') "

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from flow.export.block_sparse import _block_sparse_fields, _refuse_po2_block_sparse, _sparse_kernel
-from flow.export.dense import QDENSE_KERNELS, _dense_types, _found_blocks
+from flow.export.dense import QDENSE_KERNELS, _dense_types, _found_blocks, auto_po2, exact_values_copy
 from flow.export.registry import UnsupportedModel, _no_override, _quantizer_name, deploy_rewrite, exporter
 from flow.runtime.ref_block_sparse import pack_blocks
 from flow.runtime.ref_conv import BlockSparseConv1D, BlockSparseConv2D, Conv1D, Conv2D, MaxPool2D, same_padding
@@ -101,7 +101,7 @@ def _dense_or_found(layer, w_codes, geometry, kw, ov, dense_cls, sparse_cls):
     matrix = w_codes.reshape(-1, layer.filters)
     n_chan, n_out = matrix.shape[0] // positions, layer.filters
     channels = (matrix.reshape(positions, n_chan, n_out) != 0).any(axis=0).astype(np.int64)
-    found = _found_blocks(layer, channels, kw['weight_type'].width * positions, ov)
+    found = None if auto_po2(layer) else _found_blocks(layer, channels, kw['weight_type'].width * positions, ov)
     if found is None or not found.worth_it:
         report = found is not None and found.n_m is not None
         return dense_cls(name=layer.name, weight=matrix, found=found.summary(n_chan, n_out) if report else None,
@@ -114,9 +114,10 @@ def _dense_or_found(layer, w_codes, geometry, kw, ov, dense_cls, sparse_cls):
 @deploy_rewrite('QConv2D', 'QConv1D')
 def qconv_as_block_sparse(layer, ref):
     """A QConv2D/QConv1D exported block-sparse -> BlockSparseQConv2D/1D with its config, weights and the
-    found channel mask; None when it stays hls4ml's convolution."""
+    found channel mask; an auto_po2 kernel -> its exact values (``exact_values_copy``); None when it
+    stays as it is."""
     if not isinstance(ref, (BlockSparseConv1D, BlockSparseConv2D)):
-        return None
+        return exact_values_copy(layer, ref)
     from keras_models.conv import BlockSparseQConv1D, BlockSparseQConv2D
 
     cls = BlockSparseQConv1D if isinstance(ref, BlockSparseConv1D) else BlockSparseQConv2D

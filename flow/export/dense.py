@@ -5,19 +5,36 @@ from __future__ import annotations
 
 import numpy as np
 
-from flow.export.quantizers import po2_exponent_bits, weight_type
+from flow.export.quantizers import _config, po2_exponent_bits, weight_type
 from flow.export.found import find_blocks
 from flow.export.registry import Overrides, UnsupportedModel, _quantizer_name, deploy_rewrite, exporter
-from flow.export.types import exact_accum_type
+from flow.export.types import exact_accum_type, exact_fixed_type
 from flow.runtime.fixed import MAX_WIDTH, FixedType
 from flow.runtime.ref_block_sparse import BlockSparseDense, pack_blocks
 from flow.runtime.ref_layers import Dense, DensePo2
 
 
+def auto_po2(layer) -> bool:
+    """A quantized_bits kernel with alpha='auto_po2' (also alpha=None, which QDense/QConv2D turn into
+    it): a power-of-two scale per output channel, computed by QKeras from the kernel."""
+    name, c = _config(getattr(layer, 'kernel_quantizer_internal', None))
+    return name == 'quantized_bits' and c.get('alpha') == 'auto_po2'
+
+
 def _fixed_kernel(layer, where: str):
-    """A quantized_bits kernel: its type and quantized values (float)."""
-    w_t = weight_type(layer.kernel_quantizer_internal, where)
-    return w_t, np.asarray(layer.kernel_quantizer_internal(layer.kernel.numpy())), {}
+    """A quantized_bits kernel: its type and quantized values (float). An auto_po2 kernel's values
+    are codes times their channel's power-of-two scale, as QKeras computes them: held exactly by
+    the narrowest type that holds them all (hls4ml's own ApplyAlpha mis-stores such scales, so the
+    deploy rewrite hands hls4ml these values as the kernel, ``exact_values_copy``)."""
+    q = layer.kernel_quantizer_internal
+    if auto_po2(layer):
+        name, c = _config(q)
+        weight_type({'class_name': name, 'config': {**c, 'alpha': 1}}, where)  # every other setting as for alpha=1
+        values = np.asarray(q(layer.kernel.numpy()), dtype=np.float64)
+        w_t, _ = exact_fixed_type(values, f'{where} (auto_po2 scales applied)', 'use fewer bits or alpha=1')
+        return w_t, values, {}
+    w_t = weight_type(q, where)
+    return w_t, np.asarray(q(layer.kernel.numpy())), {}
 
 
 def _po2_kernel(layer, where: str):
@@ -98,7 +115,8 @@ def export_qdense(layer, in_t, ov):
                                    f'{_quantizer_name(layer.kernel_quantizer_internal)} kernel (the block-sparse template '
                                    'multiplies fixed-point weights); remove block_shape for that layer')
         return cls(name=layer.name, weight=w_codes, **kw)
-    found = _found_blocks(layer, w_codes, kw['weight_type'].width, ov)
+    # auto_po2 kernels stay hls4ml's Dense (the block-sparse handoff rebuilds the layer from its quantizer)
+    found = None if auto_po2(layer) else _found_blocks(layer, w_codes, kw['weight_type'].width, ov)
     n_in, n_out = w_codes.shape
     if found is None or not found.worth_it:  # an N:M pattern that would not save bits is reported, kept dense
         report = found is not None and found.n_m is not None
@@ -126,13 +144,35 @@ def _found_blocks(layer, w_codes, weight_bits: int, ov: Overrides):
     return find_blocks(w_codes, weight_bits)
 
 
+def exact_values_copy(layer, ref):
+    """An auto_po2 layer again without its kernel quantizer, its kernel the reference's exact values
+    (scales applied), for hls4ml: it then stores the kernel in the reference's weight type as it is.
+    None for any other layer."""
+    if not auto_po2(layer):
+        return None
+    import tensorflow as tf
+
+    from keras_models.layers import custom_objects
+
+    with tf.keras.utils.custom_object_scope(custom_objects()):  # QKeras' constraints (Clip)
+        new = type(layer).from_config({**layer.get_config(), 'kernel_quantizer': None})
+
+    def load():
+        new.kernel.assign(ref.weight_type.to_float(ref.weight).reshape(layer.kernel.shape).astype(np.float32))
+        if layer.use_bias:
+            new.bias.assign(layer.bias)
+
+    return new, load
+
+
 @deploy_rewrite('QDense')
 def qdense_as_block_sparse(layer, ref):
     """A QDense exported block-sparse -> a BlockSparseQDense with the same config and weights and the
-    found block mask, for hls4ml (our registered handler and template); None when it stays a Dense.
+    found block mask, for hls4ml (our registered handler and template); an auto_po2 kernel -> its exact
+    values (``exact_values_copy``); None when it stays as it is.
     Returns the (unbuilt) layer and a function that loads its weights once it is built."""
     if not isinstance(ref, BlockSparseDense):
-        return None
+        return exact_values_copy(layer, ref)
     from keras_models.layers import BlockSparseQDense
 
     config = layer.get_config()

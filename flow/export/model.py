@@ -35,11 +35,6 @@ STREAM_MAX_BITS = 32  # the AXI4-Stream format carries codes in 8/16/32-bit lane
 
 # What to change, for Keras/QKeras layers users commonly have that this flow cannot deploy.
 UNSUPPORTED_FIX = {
-    'Dense': 'use qkeras.QDense with kernel_quantizer=quantized_bits(bits, integer, alpha=1) and a bias_quantizer '
-             '(float weights cannot be reproduced bit-exactly)',
-    'Conv2D': 'use qkeras.QConv2D with kernel_quantizer=quantized_bits(bits, integer, alpha=1) and a bias_quantizer '
-              '(float weights cannot be reproduced bit-exactly), or keras_models.conv.BlockSparseQConv2D',
-    'ReLU': "use QActivation(quantized_relu(bits, integer)) or Activation('relu')",
     'LeakyReLU': 'use QActivation(quantized_relu(bits, integer)) (negative_slope=0)',
     'QBatchNormalization': "use a Keras BatchNormalization (the reference mirrors hls4ml's float32 scale and bias)",
     'QDenseBatchnorm': 'use a QDense followed by a Keras BatchNormalization',
@@ -176,9 +171,10 @@ def removed_nodes(model, im: IntegerModel, output: str = 'model') -> dict[str, F
 
 
 def to_integer_model(model, input_type: FixedType, overrides: dict[str, Overrides] | None = None,
-                     output: str = 'model', sparse: bool = True) -> IntegerModel:
+                     output: str = 'model', sparse: bool = True, default_precision: str = 'ap_fixed<16,6>') -> IntegerModel:
     """``sparse``: the model-wide setting for layers without overrides of their own (zero blocks found
-    in dense kernels deploy block-sparse: ``flow/export/found.py``)."""
+    in dense kernels deploy block-sparse: ``flow/export/found.py``); ``default_precision``: the weights,
+    biases and results of unquantized layers (``flow/export/float_layers.py``)."""
     check_deployable(model)
     full = model
     model = deployed_model(model, output)
@@ -187,7 +183,7 @@ def to_integer_model(model, input_type: FixedType, overrides: dict[str, Override
     layers = [Input(name=input_layer_name(model), out_type=input_type, shape=shape)]
     t = input_type
     for name, export in export_steps(model):
-        ov = overrides.get(name, Overrides(sparse=sparse))
+        ov = overrides.get(name, Overrides(sparse=sparse, default=default_precision))
         try:
             out = export(t, ov)
             refs = out if isinstance(out, list) else [out]  # [] for a node hls4ml removes
@@ -206,6 +202,13 @@ def to_integer_model(model, input_type: FixedType, overrides: dict[str, Override
             if (ov.table_size or ov.table_t) and not isinstance(ref, TABLE_LAYERS):
                 raise UnsupportedModel(f"layer '{ref.name}': table_size/table_t apply to sigmoid, tanh and softmax "
                                        f'lookup tables; this layer ({ref.kind}) has none')
+            if layers[-1].kind in ref.hls_merged_after:
+                raise UnsupportedModel(f"layer '{ref.name}' after '{layers[-1].name}' ({layers[-1].kind}): "
+                                       f'{ref.hls_merged_after[layers[-1].kind]}')
+            if (ov.weight or ov.bias) and ref.float_weights is None:
+                raise UnsupportedModel(f"layer '{ref.name}': weight/bias precision applies to unquantized Keras layers "
+                                       f'(Dense, Conv2D); this layer ({ref.kind}) takes its types from its quantizers: '
+                                       'remove weight/bias for it')
             if ov.block_shape and getattr(ref, 'found', None) is None:
                 raise UnsupportedModel(f"layer '{ref.name}': block_shape applies to dense layers whose zero blocks are "
                                        f'looked for (QDense with quantized_bits kernels); this layer ({ref.kind}) is not '
@@ -255,4 +258,5 @@ def _check_streamable(first, last) -> None:
 def reference_for(model, cfg) -> IntegerModel:
     """The integer reference of ``model`` under the flow config: the deployability check of every
     layer, quantizer and type (``flow.plan.make_plan`` then checks how each layer is built)."""
-    return to_integer_model(model, FixedType.parse(cfg.input_precision), layer_overrides(cfg), cfg.output, cfg.sparse)
+    return to_integer_model(model, FixedType.parse(cfg.input_precision), layer_overrides(cfg), cfg.output, cfg.sparse,
+                            cfg.default_precision)

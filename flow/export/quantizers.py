@@ -45,7 +45,8 @@ def weight_type(q, where: str) -> FixedType:
     if alpha is None or isinstance(alpha, str) or float(alpha) != 1.0:
         raise UnsupportedQuantizer(
             f'{where}: quantized_bits alpha={alpha!r}; hls4ml 1.3.0 mis-scales learned/auto scales '
-            '(alpha=None becomes auto_po2, stored scale 2 as 1). Use alpha=1.'
+            "(alpha=None becomes auto_po2, stored scale 2 as 1). Use alpha=1 (or alpha='auto_po2' on a QDense/QConv2D "
+            'kernel, whose scales the flow applies exactly)'
         )
     if not c.get('keep_negative', True):
         raise UnsupportedQuantizer(f'{where}: keep_negative=False is emitted as a signed type by hls4ml; keep_negative=True is required')

@@ -53,6 +53,10 @@ class Overrides:
     # dense layers: look for zero blocks in the quantized kernel (flow/export/found.py); False keeps it dense
     sparse: bool = True
     block_shape: tuple[int, int] | None = None  # forces this block shape (kept: the blocks with a non-zero)
+    # unquantized layers: the types of the float kernel and bias, and the model-wide default for them and the result
+    weight: str | None = None
+    bias: str | None = None
+    default: str = 'ap_fixed<16,6>'
 
 
 HLS4ML_DENSE_STRATEGIES = ('latency', 'resource')  # a layer given one of them stays hls4ml's own Dense
@@ -62,13 +66,13 @@ def layer_overrides(cfg) -> dict[str, Overrides]:
     """The per-layer settings of a FlowConfig that change the reference. ``sparse``: the layer's own,
     else False where the layer asks for an hls4ml Dense strategy (latency/resource), else the
     model-wide ``sparse`` (``to_integer_model`` gives unnamed layers that one)."""
-    fields = ('accum', 'result', 'table_size', 'table_t')
+    fields = ('accum', 'result', 'table_size', 'table_t', 'weight', 'bias')
     out = {}
     # every named layer, also those with only a ReuseFactor or strategy: a name the model lacks is refused
     for name, lc in cfg.layers.items():
         sparse = lc.sparse if lc.sparse is not None else (
             False if lc.strategy in HLS4ML_DENSE_STRATEGIES else cfg.sparse)
-        out[name] = Overrides(**{f: getattr(lc, f) for f in fields}, sparse=sparse,
+        out[name] = Overrides(**{f: getattr(lc, f) for f in fields}, sparse=sparse, default=cfg.default_precision,
                               block_shape=tuple(lc.block_shape) if lc.block_shape else None)
     return out
 

@@ -157,6 +157,38 @@ class HardTanh(HardSigmoid):
         return rtl.cast(self._rtl_clipped(x, rtl) * 2.0 - 1.0, self.out_type, f'layer {self.name!r}')
 
 
+@register_kind
+@dataclass
+class BinaryTanh(RefLayer):
+    """nnet::binary_tanh: x >= 0 ? 1 : -1 (an ap_int<2>), cast to the result type: QKeras' binary()
+    activation (0 maps to +1, alpha 1). ``raw_input``: QKeras returns x + (-x + sign) on the input
+    itself (alpha given) rather than on tanh(x) (alpha None), in float32."""
+
+    kind = 'binary_tanh'
+    elementwise = True
+    hls_activation = 'binary_tanh'
+    rtl_unbuilt = 'binary_tanh has no da4ml form here (a comparison, not a product or a cast); use rtl: false'
+    hls_merged_after = {'batchnorm': "hls4ml merges a BatchNormalization followed by a binary activation into its "
+                                     'BatchNormalizationQuantizedTanh, whose 0/1 output (ap_uint<1>) is not the -1/+1 '
+                                     'QKeras computes; put another layer between them (e.g. fold the normalization '
+                                     'into the dense layer before it)'}
+    raw_input: bool = False
+
+    def forward(self, x, in_type):
+        return self.out_type.from_codes(np.where(np.asarray(x) >= 0, 1, -1), 0)
+
+    def qkeras_inexact(self, in_type):
+        # -x + s (s = +-1) is exact in float32 while x and 1 share one 24-bit significand; then so is x + (-x + s)
+        span = max(in_type.integer, 1) + max(in_type.frac, 0) + 1
+        if self.raw_input and span > 24:
+            return (f'QKeras computes x + (-x + sign(x)) in float32, which rounds for {in_type.hls()} inputs '
+                    f'({span} bits of span, more than float32\'s 24)')
+        return None
+
+    def scalars(self):
+        return {'raw_input': self.raw_input}
+
+
 def _tree_sum(cols: list[np.ndarray], t: FixedType) -> np.ndarray:
     """nnet::reduce with Op_add<accum_t>: a balanced tree, each addition cast to ``t``."""
     n = len(cols)

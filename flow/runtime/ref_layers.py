@@ -84,6 +84,9 @@ class RefLayer:
     line_buffer = False  # a sliding window in io_stream, behind hls4ml's line buffer (``pixels_per_image``)
     hls_dropped_when_last = False  # hls4ml's RemoveFinalReshape drops it when it ends the model
     found = None  # dense kinds: the zero blocks found in a kernel another tool pruned (flow/export/found.py)
+    float_weights = None  # dense kinds: how an unquantized layer's float weights were cast (flow/export/float_layers.py)
+    # the kinds after which hls4ml merges this layer with the one before into a node of its own, and why that is refused
+    hls_merged_after = {}
     name: str
     out_type: FixedType
 
@@ -269,6 +272,9 @@ class Dense(_Accumulating):
     weight: np.ndarray = field(default=None, repr=False)  # (n_in, n_out) codes
     # zero blocks found in the kernel that dropping would not make smaller (flow/export/found.py), or None
     found: dict | None = None
+    # an unquantized Keras layer: how its float weights became these codes (so TensorFlow's float
+    # model differs by design), or None
+    float_weights: str | None = None
 
     def reuse_factors(self, strategy):
         n_in, n_out = self.weight.shape
@@ -290,7 +296,11 @@ class Dense(_Accumulating):
         return {'weight': self.weight, 'bias': self.bias}
 
     def scalars(self):
-        return {**super().scalars(), **({'found': self.found} if self.found else {})}
+        return {**super().scalars(), **({'found': self.found} if self.found else {}),
+                **({'float_weights': self.float_weights} if self.float_weights else {})}
+
+    def inexact_in_float(self):
+        return self.float_weights
 
     def dense_weight(self):
         return self.weight

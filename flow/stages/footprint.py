@@ -42,8 +42,9 @@ def footprint(im: IntegerModel) -> dict:
     total = {k: sum(f[k] for f in layers.values()) for k in keys}
     dense_weights = sum(f['shape'][0] * f['shape'][1] for f in layers.values())
     total['density'] = total['kept_weights'] / dense_weights if dense_weights else 0.0
-    total['ratio_vs_float32'] = total['dense_float32_bits'] / total['total_bits']
-    total['ratio_vs_float64'] = total['dense_float64_bits'] / total['total_bits']
+    # None: nothing stored (a model of activations only), so no ratio to give
+    total['ratio_vs_float32'] = total['dense_float32_bits'] / total['total_bits'] if total['total_bits'] else None
+    total['ratio_vs_float64'] = total['dense_float64_bits'] / total['total_bits'] if total['total_bits'] else None
     return {'layers': layers, 'total': total}
 
 
@@ -67,4 +68,7 @@ def print_footprint(fp: dict, console) -> None:
         if 'found_sparsity' in f:
             console.print(found_line(name, f['found_sparsity']), soft_wrap=True)
     tot = fp['total']
+    if tot['ratio_vs_float32'] is None:
+        console.print('footprint: the model stores no weights')
+        return
     console.print(f"footprint: {tot['ratio_vs_float32']:.1f}x smaller than dense float32, {tot['ratio_vs_float64']:.1f}x than float64")

@@ -61,7 +61,8 @@ assert golden.passed, golden
 output = ol.manifest["model"]["config"].get("output", "model")
 print("deployed output:", "the model's logits (its final softmax stripped)" if output == "logits" else "the model's own output")
 if golden.accuracy is None:
-    print("golden vectors are random codes on the input grid (no data given): no accuracy")
+    print("no class labels with the golden vectors (random codes, inputs only, or regression targets): no accuracy; "
+          "the build's reports/verify.json gives a regressor's error")
 else:
     print(f"accuracy on {golden.n_vectors} test samples: {golden.accuracy:.4f}")
 t = ol.format.in_type
@@ -113,8 +114,8 @@ except ImportError:
         _code('''
 reports = ol.package_dir / "data" / "reports"
 fp = json.loads((reports / "footprint.json").read_text())["total"]
-print(f"weights + index + biases: {fp['total_bits']} bits; "
-      f"{fp['ratio_vs_float32']:.1f}x smaller than dense float32, {fp['ratio_vs_float64']:.1f}x than float64")
+print(f"weights + index + biases: {fp['total_bits']} bits" + ("" if fp['ratio_vs_float32'] is None else
+      f"; {fp['ratio_vs_float32']:.1f}x smaller than dense float32, {fp['ratio_vs_float64']:.1f}x than float64"))
 est = json.loads((reports / "estimate.json").read_text())
 for name, layer in est["layers"].items():
     o, d = layer["ours"], layer["hls4ml_dense"]

@@ -12,6 +12,7 @@ import json
 
 import numpy as np
 
+from flow.data.targets import regression_error
 from flow.stages.accel import golden_words, run_testbench
 from flow.infra.build_dir import write_json
 from flow.infra.progress import console
@@ -24,20 +25,27 @@ FLOAT32_EXACT_INT = 2**24  # float32 holds every integer of magnitude up to 2^24
 
 
 def golden_set(cfg, im: IntegerModel):
-    """(float inputs, input codes, labels or None, notes): the data's test split on the input grid,
-    or random codes (extremes first) when there is no data."""
+    """(float inputs, input codes, targets or None, task or None, notes): the data's test split on the
+    input grid (labels, float targets or none: ``task``), or random codes (extremes first) when there
+    is no data."""
     from flow.data.datasets import for_model, random_inputs
 
-    data, notes = for_model(cfg.dataset, cfg.seed, im.in_type, im.input.shape, im.sizes()[im.layers[-1].name])
+    data, notes = for_model(cfg.dataset, cfg.seed, im.in_type, im.input.shape, (im.sizes()[im.layers[-1].name],))
     if data is None:
         codes = random_inputs(im.in_type, im.input.shape, cfg.n_golden, cfg.seed)
-        return im.in_type.to_float(codes), codes, None, notes
+        return im.in_type.to_float(codes), codes, None, None, notes
     if cfg.n_golden > len(data.x_test):
         notes.append(f'n_golden {cfg.n_golden} is more than the {len(data.x_test)} test vectors of the data: using all '
                      f'{len(data.x_test)}')
         console.print(f'[yellow]note:[/] {notes[-1]}')
-    x, y = data.x_test[: cfg.n_golden].astype(np.float64), data.y_test[: cfg.n_golden]
-    return x, im.in_type.from_float_exact(x, 'golden input'), y, notes
+    x = data.x_test[: cfg.n_golden].astype(np.float64)
+    y = None if data.y_test is None else data.y_test[: cfg.n_golden]
+    return x, im.in_type.from_float_exact(x, 'golden input'), y, data.task, notes
+
+
+GOLDEN = {None: 'random vectors, no accuracy', 'classification': 'test split of the data',
+          'regression': 'test split of the data, float targets: error, no accuracy',
+          'inputs only': "the data's inputs (no targets), no accuracy"}
 
 
 OFF_GRID = np.iinfo(np.int64).min  # never a valid code: an off-grid value always mismatches
@@ -144,14 +152,15 @@ def verify_build(ctx) -> dict:
 
     cfg, root = ctx.config, ctx.root
     im = ctx.reference()
-    x, x_codes, labels, notes = golden_set(cfg, im)
+    x, x_codes, targets, task, notes = golden_set(cfg, im)
+    labels = targets if task == 'classification' else None
     ref_trace = im.trace(x_codes)
     ref_out = list(ref_trace.values())[-1]
 
     lib = csim_library(root, im, cfg.project_name)
     report = {'n_vectors': int(len(x)), 'n_golden_requested': cfg.n_golden, 'input_type': im.in_type.hls(),
               'output_type': im.out_type.hls(), 'output': cfg.output,  # 'logits': the final softmax was not deployed
-              'golden': 'random vectors, no accuracy' if labels is None else 'test split of the data', 'notes': notes}
+              'golden': GOLDEN[task], 'task': task, 'notes': notes}
 
     # 1. reference vs C simulation: exact
     csim_codes = compare_reference_csim(im, lib, x, x_codes, ref_trace)
@@ -167,17 +176,23 @@ def verify_build(ctx) -> dict:
     if m:
         raise Mismatch(describe('QKeras vs reference', m, im) + f' ({why})')
     exact = len(comparable) == len(im.layers) - 1
+    q_last = q[im.layers[-1].name].reshape(len(x), -1)
     report['qkeras_vs_reference'] = {
         'exact_layers': comparable,
         'all_layers_exact': exact,
         'reason': why,
         'max_deviation_lsb': deviations_lsb(im, q, ref_trace, comparable),
         # float software past the first unmodelled cast: only the decisions are compared
-        'argmax_agreement': float(np.mean(q[im.layers[-1].name].argmax(1) == ref_out.argmax(1))),
+        'argmax_agreement': None if task == 'regression' else float(np.mean(q_last.argmax(1) == ref_out.argmax(1))),
     }
 
     report['accuracy'] = None if labels is None else {
         'reference': float(np.mean(ref_out.argmax(1) == labels)), 'csim': float(np.mean(csim_codes.argmax(1) == labels))}
+    hw = im.out_type.to_float(csim_codes)  # the hardware's outputs (== the reference's, checked above)
+    # regression: the hardware against the targets and against the float model (float software: an error, not exactness)
+    report['error'] = None if task != 'regression' else {
+        'hardware_vs_targets': regression_error(hw, targets), 'float_model_vs_targets': regression_error(q_last, targets),
+        'hardware_vs_float_model': regression_error(hw, q_last)}
 
     golden = ctx.stage / 'golden'
     # 3. the AXI-Stream accelerator top (stream packing, TLAST) in its own C testbench
@@ -192,19 +207,32 @@ def verify_build(ctx) -> dict:
     np.save(golden / 'output_codes.npy', ref_out)
     if labels is not None:
         np.save(golden / 'labels.npy', labels)
+    if report['error']:
+        np.save(golden / 'targets.npy', targets)
     write_json(golden / 'golden.json', {'input_type': im.in_type.to_dict(), 'output_type': im.out_type.to_dict(), 'n': len(x)})
     write_json(ctx.stage / 'reports' / 'verify.json', report)
     console.print(
         f'[bold green]bit-exact[/]: reference == C simulation on {len(x)} vectors; accelerator testbench: '
         f'{report["accelerator_testbench"]}; QKeras == reference: '
-        f'{"exact on every layer" if exact else "exact on " + ", ".join(comparable) + " (" + why + ")"}'
+        f'{"exact on every layer" if exact else ("exact on " + ", ".join(comparable) if comparable else "not compared code for code") + " (" + why + ")"}'
         f'{_largest(report["qkeras_vs_reference"]["max_deviation_lsb"])}; '
-        + (f'accuracy {report["accuracy"]["csim"]:.3f}' if labels is not None else 'random vectors, no accuracy')
+        + _outcome(report)
     )
     agree = report['qkeras_vs_reference']['argmax_agreement']
-    if agree < 1:  # the hardware is exact to its reference, but decides otherwise than the float model
+    if agree is not None and agree < 1:  # the hardware is exact to its reference, but decides otherwise than the float model
         differ = int(round((1 - agree) * len(x)))
         console.print(f'[yellow]note:[/] the hardware picks another class than QKeras on {differ} of {len(x)} vectors '
                       f'({why}); a narrower result type on the last layers, or output: logits, keeps the '
                       'decisions closer', soft_wrap=True)
     return report
+
+
+def _outcome(report: dict) -> str:
+    """The last words of verify's line: accuracy, the regression error, or why there is neither."""
+    if report['accuracy']:
+        return f'accuracy {report["accuracy"]["csim"]:.3f}'
+    if report['error']:
+        e, f = report['error']['hardware_vs_targets'], report['error']['hardware_vs_float_model']
+        return (f'regression: hardware vs targets MSE {e["mse"]:.4g}, MAE {e["mae"]:.4g}; vs the float model MSE '
+                f'{f["mse"]:.4g}, MAE {f["mae"]:.4g}')
+    return report['golden']

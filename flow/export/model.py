@@ -44,14 +44,13 @@ UNSUPPORTED_FIX = {
     'QBatchNormalization': "use a Keras BatchNormalization (the reference mirrors hls4ml's float32 scale and bias)",
     'QDenseBatchnorm': 'use a QDense followed by a Keras BatchNormalization',
     'QConv2DBatchnorm': 'use a QConv2D followed by a Keras BatchNormalization',
-    'Reshape': 'use Flatten (to flatten images before the dense layers), or give the model its image shape as input',
     'InputLayer': 'the model must have a single input',
-    'ZeroPadding2D': "use padding='same' in the convolution after it",
-    **{c: 'use MaxPooling2D (exact in the input type) or a strided QConv2D' for c in (
-        'AveragePooling2D', 'GlobalAveragePooling2D', 'GlobalMaxPooling2D')},
+    **{f'Q{c}': f'hls4ml 1.3.0 does not convert it; use Keras {c} (deployed exactly as hls4ml averages) followed by '
+                'QActivation(quantized_bits(bits, integer)) to quantize the average'
+       for c in ('AveragePooling2D', 'GlobalAveragePooling2D')},
+    'UpSampling3D': 'hls4ml has no io_stream template for it; use UpSampling2D',
     **{c: 'this flow deploys 2-D convolutions (QConv2D, BlockSparseQConv2D); for 1-D data use a (1, width, channels) '
-          'input with (1, k) kernels' for c in ('Conv1D', 'QConv1D', 'MaxPooling1D', 'AveragePooling1D',
-                                              'GlobalAveragePooling1D')},
+          'input with (1, k) kernels' for c in ('Conv1D', 'QConv1D')},
     **{c: 'depthwise and separable convolutions have no template here; use QConv2D' for c in (
         'DepthwiseConv2D', 'QDepthwiseConv2D', 'SeparableConv2D', 'QSeparableConv2D')},
     **{c: 'use keras_models.lstm.BlockSparseQLSTM (quantized, hard sigmoid/tanh, block masks shared by the 4 gates; '

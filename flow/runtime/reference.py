@@ -14,6 +14,7 @@ import numpy as np
 
 from . import ref_activations, ref_block_sparse, ref_sst  # noqa: F401  (register their layer kinds)
 from . import ref_conv, ref_lstm  # noqa: F401
+from . import ref_pool  # noqa: F401
 from .fixed import FixedType
 from .ref_layers import LAYER_KINDS, Input, RefLayer
 

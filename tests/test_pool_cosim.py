@@ -151,6 +151,26 @@ def test_random_1d_pooling_and_shape_layers_match_reference_exactly(tmp_path_fac
     keras_equals_reference(model, im, in_type, seed=seed)
 
 
+@pytest.mark.parametrize('shape, build', [
+    ((6, 4, 3), lambda x: _layers().GlobalAveragePooling2D(name='gap')(_layers().AveragePooling2D((3, 2), name='ap')(x))),
+    ((9, 2), lambda x: _layers().GlobalAveragePooling1D(name='gap')(_layers().AveragePooling1D(3, name='ap')(x))),
+], ids=['2d', '1d'])
+def test_averages_of_any_window_truncate_toward_zero_like_hls4ml(tmp_path, shape, build):
+    """Windows of 6 and 3 values, global averages over 4 and 3 pixels, signed inputs at their
+    extremes: hls4ml's ap_fixed division truncates toward zero; Keras's float average differs
+    there, and the reference says so."""
+    model = _model(shape, build, 2)
+    in_type = FixedType(7, 2)
+    im, _ = check_cosim(tmp_path, model, in_type, _cfg(), n_vectors=32, seed=2)
+    ap = im.layers[1]
+    assert ap.kind.startswith('avgpool') and 'truncating toward zero' in ap.qkeras_inexact(in_type)
+    x = np.full((1, *shape), in_type.min_code + 1)
+    x[(0,) * (1 + len(shape))] = in_type.min_code  # channel 0's first window sums to N * (min + 1) - 1 (times 2^k in accum)
+    n, shift = ap.window, ap.accum_type.frac - in_type.frac
+    got = ap.forward(x, in_type).reshape(-1)[0]
+    assert got == -((-(n * (in_type.min_code + 1) - 1) << shift) // n)  # toward zero, not floor
+
+
 def test_reshapes_before_a_convolution_match_reference_exactly(tmp_path):
     """Flat input (H*W*C,) -> Reshape (H, W, C) -> QConv2D -> Flatten -> QDense -> Reshape (1, 1, N)
     -> GlobalMaxPooling2D -> QDense: hls4ml regroups the stream (repack_<name>) in row-major order."""
@@ -172,7 +192,7 @@ def test_reshapes_before_a_convolution_match_reference_exactly(tmp_path):
     model = _model((24,), build, 5)
     in_type = FixedType(7, 2)
     im, _ = check_cosim(tmp_path, model, in_type, _cfg())
-    assert [l.kind for l in im.layers if l.name.startswith('to_')] == ['reshape', 'reshape']
+    assert [l.kind for l in im.layers if l.name.startswith('to_')] == ['repack', 'repack']
     assert 'gap' in keras_equals_reference(model, im, in_type)  # 2 pixels: exact
 
 

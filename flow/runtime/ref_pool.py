@@ -270,7 +270,7 @@ class Reshape(_Shape):
     In io_stream hls4ml replaces it by a node ``repack_<name>`` (nnet::repack_stream) that regroups
     the stream's words; the flat Reshape is ``Flatten``."""
 
-    kind = 'reshape'
+    kind = 'repack'  # hls4ml's node (Keras Reshape)
     input_rank = None
     shape: tuple = ()
 

@@ -62,7 +62,9 @@ def _average_inexact(layer, n: int, in_type: FixedType) -> str | None:
     k = max(n - 1, 0).bit_length()
     if n != 1 << k:
         return (f'hls4ml divides the sum of {n} values by {n}, truncating toward zero at its accumulator\'s LSB '
-                f'(2^-{a.frac}); the float average lies off that grid')
+                f'(2^-{a.frac}); the float average is in general off that grid')
+    if n * max(abs(in_type.min_code), abs(in_type.max_code)) > 1 << 24:
+        return f'its sums of {n} values of {in_type.hls()} reach beyond the 2^24 LSBs that float32 holds exactly'
     s = o.frac - in_type.frac  # the average lies in the input's range
     if a.frac < in_type.frac + k or o.frac < a.frac or not (
             o.min_code <= in_type.min_code << s and in_type.max_code << s <= o.max_code):

@@ -325,7 +325,8 @@ def test_a_1d_model_from_a_flat_input_verifies_through_the_accelerator(tmp_path)
     ctx = run_flow(cfg, tmp_path / 'b', to_step='verify')
     verify = json.loads((ctx.root / 'reports' / 'verify.json').read_text())
     assert verify['reference_vs_csim']['exact'] and verify['qkeras_vs_reference']['all_layers_exact']
-    assert verify['accelerator_testbench'] == f"PASS: {verify['n_vectors']} samples, {verify['n_vectors']} output words bit-exact"
+    tb = verify['accelerator_testbench']
+    assert tb.startswith(f"PASS: {verify['n_vectors']} samples") and tb.endswith('bit-exact'), tb
     assert [l.kind for l in ctx.reference().layers[1:6]] == ['repack', 'zeropad', 'avgpool1d', 'upsample', 'maxpool1d']
 
 

@@ -300,9 +300,9 @@ def test_qkeras_average_pooling_is_refused_with_the_keras_layer_as_fix():
 
 def test_a_1d_model_from_a_flat_input_verifies_through_the_accelerator(tmp_path):
     """Flat (24,) samples -> Reshape (12, 2) -> ZeroPadding1D -> AveragePooling1D -> UpSampling1D ->
-    MaxPooling1D -> GlobalAveragePooling1D -> QDense through the flow to verify: reference == C
-    simulation == the AXI4-Stream accelerator's testbench, and QKeras == reference (every window a
-    power of two)."""
+    MaxPooling1D -> GlobalAveragePooling1D -> QDense through the flow to estimate: reference == C
+    simulation == the AXI4-Stream accelerator's testbench, QKeras == reference (every window a
+    power of two), and the pools' streamed pixels in the estimate."""
     import json
 
     from flow.steps import run_flow
@@ -322,9 +322,11 @@ def test_a_1d_model_from_a_flat_input_verifies_through_the_accelerator(tmp_path)
     np.savez(tmp_path / 'd.npz', x=rng.integers(-16, 16, size=(40, 24)) / 8, y=rng.integers(0, 3, 40))
     cfg = FlowConfig.load(None, model=str(tmp_path / 'm.h5'), data=str(tmp_path / 'd.npz'),
                           input_precision='ap_fixed<6,3>', n_golden=16)
-    ctx = run_flow(cfg, tmp_path / 'b', to_step='verify')
+    ctx = run_flow(cfg, tmp_path / 'b', to_step='estimate')
     verify = json.loads((ctx.root / 'reports' / 'verify.json').read_text())
     assert verify['reference_vs_csim']['exact'] and verify['qkeras_vs_reference']['all_layers_exact']
+    est = json.loads((ctx.root / 'reports' / 'estimate.json').read_text())['layers']
+    assert est['ap']['pixels'] == {'in': 16, 'out': 8} and est['mp']['pixels'] == {'in': 16, 'out': 4}
     tb = verify['accelerator_testbench']
     assert tb.startswith(f"PASS: {verify['n_vectors']} samples") and tb.endswith('bit-exact'), tb
     assert [l.kind for l in ctx.reference().layers[1:6]] == ['repack', 'zeropad', 'avgpool1d', 'upsample', 'maxpool1d']

@@ -105,7 +105,7 @@ def test_convolutions_hls4ml_cannot_stream_are_refused(bad, match):
         to_integer_model(_conv_model((6, 6, 8), 8, **bad), FixedType(8, 3))
 
 
-def test_same_padded_pooling_and_average_pooling_are_refused_with_the_fix():
+def test_same_padded_and_overlapping_pooling_are_refused_with_the_fix():
     import tensorflow as tf
 
     from flow.export import UnsupportedModel
@@ -114,7 +114,8 @@ def test_same_padded_pooling_and_average_pooling_are_refused_with_the_fix():
                           r"pad with zeros where Keras ignores the border: use padding='valid'"),
                          (tf.keras.layers.MaxPooling2D(2, strides=1, name='p'), r'strides \(1, 1\) differ from pool_size '
                           r"\(2, 2\); hls4ml's io_stream pooling takes non-overlapping windows only"),
-                         (tf.keras.layers.AveragePooling2D(2, name='p'), r'use MaxPooling2D')):
+                         (tf.keras.layers.AveragePooling2D(3, padding='same', name='p'), r"padding 'same' pads this "
+                          r"input by \(1, 1, 1, 1\); hls4ml's io_stream pooling takes no padding")):
         inp = tf.keras.Input((4, 4, 2), name='x')
         model = tf.keras.Model(inp, tf.keras.layers.Flatten(name='f')(layer(inp)))
         with pytest.raises(UnsupportedModel, match=match):

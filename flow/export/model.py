@@ -38,15 +38,13 @@ UNSUPPORTED_FIX = {
     'LeakyReLU': 'use QActivation(quantized_relu(bits, integer)) (negative_slope=0)',
     'QBatchNormalization': "use a Keras BatchNormalization (the reference mirrors hls4ml's float32 scale and bias)",
     'QDenseBatchnorm': 'use a QDense followed by a Keras BatchNormalization',
-    'Reshape': 'use Flatten (to flatten images before the dense layers), or give the model its image shape as input',
     'InputLayer': 'the model must have a single input',
-    'ZeroPadding2D': "use padding='same' in the convolution after it",
-    **{c: 'use MaxPooling2D (exact in the input type) or a strided QConv2D' for c in (
-        'AveragePooling2D', 'GlobalAveragePooling2D', 'GlobalMaxPooling2D')},
+    **{f'Q{c}': f'hls4ml 1.3.0 does not convert it; use Keras {c} (deployed exactly as hls4ml averages) followed by '
+                'QActivation(quantized_bits(bits, integer)) to quantize the average'
+       for c in ('AveragePooling2D', 'GlobalAveragePooling2D')},
+    'UpSampling3D': 'hls4ml has no io_stream template for it; use UpSampling2D',
     'Conv1D': 'use qkeras.QConv1D with kernel_quantizer=quantized_bits(bits, integer, alpha=1) and a bias_quantizer '
               '(float weights cannot be reproduced bit-exactly), or keras_models.conv.BlockSparseQConv1D',
-    **{c: 'this flow pools 2-D images (MaxPooling2D); for 1-D data use a (1, width, channels) input with (1, k) '
-          'windows' for c in ('MaxPooling1D', 'AveragePooling1D', 'GlobalAveragePooling1D')},
     **{c: f'use qkeras.Q{c} with depthwise_quantizer{"/pointwise_quantizer" if "Separable" in c else ""}='
           'quantized_bits(bits, integer, alpha=1) and a bias_quantizer (float weights cannot be reproduced bit-exactly)'
        for c in ('DepthwiseConv2D', 'SeparableConv2D', 'SeparableConv1D')},

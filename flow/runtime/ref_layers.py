@@ -132,6 +132,10 @@ class RefLayer:
         and types, per-step types); FixedType values are types, others are compared as text."""
         return {}
 
+    def hls_node(self, io_type: str) -> str:
+        """The name of the hls4ml node that builds this layer (some are replaced in io_stream)."""
+        return self.name
+
     def hls_inserted(self, in_type: FixedType, io_type: str) -> dict[str, FixedType]:
         """Nodes hls4ml inserts before this layer that the reference computes inside it, with the type
         they must pass on unchanged (name -> type)."""

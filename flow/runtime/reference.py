@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from . import ref_activations, ref_block_sparse, ref_sst  # noqa: F401  (register their layer kinds)
-from . import ref_conv, ref_depthwise, ref_lstm  # noqa: F401
+from . import ref_conv, ref_depthwise, ref_lstm, ref_pool  # noqa: F401
 from .fixed import FixedType
 from .ref_layers import LAYER_KINDS, Input, RefLayer
 

@@ -159,9 +159,10 @@ def inserted_nodes(im: IntegerModel, io_type: str) -> dict[str, FixedType]:
 
 def check_against_reference(hls_model, im: IntegerModel, plan: Plan) -> None:
     """Every node of the converted graph is a reference layer with the plan's ReuseFactor and the same types."""
-    ref = {layer.name: layer for layer in im.layers}
+    io_type = hls_model.config.get_config_value('IOType')
+    ref = {layer.hls_node(io_type): layer for layer in im.layers}  # by the node that builds each
     nodes = dict(hls_model.graph)
-    inserted = inserted_nodes(im, hls_model.config.get_config_value('IOType'))
+    inserted = inserted_nodes(im, io_type)
     extra = [n for n in nodes if n not in ref and n not in inserted]
     final = im.layers[-1]  # hls4ml may drop it (a final Flatten: RemoveFinalReshape)
     missing = [n for n in ref if n not in nodes and not (ref[n] is final and final.hls_dropped_when_last)]
@@ -173,7 +174,8 @@ def check_against_reference(hls_model, im: IntegerModel, plan: Plan) -> None:
         if _fixed_of(got) != want:
             raise ConversionMismatch(f"node '{name}' (hls4ml's zero padding): type {got}, the input's is {want.hls()}")
     for name, node in nodes.items():
-        layer, p = ref[name], plan[name]
+        layer = ref[name]
+        p = plan[layer.name]
         if p.reuse_factor is not None and node.get_attr('reuse_factor') != p.reuse_factor:
             backend = node.model.config.backend
             n_in, n_out = backend.get_layer_mult_size(node)[:2] if node.get_attr('n_in') is None else \

@@ -11,7 +11,11 @@ over the ReuseFactor cycles t nothing is indexed by a table:
 - each live multiplier reads word t of its weight bank: the ROM is laid out [bank][cycle] and
   reshaped by banks, so a cycle reads one word holding every bank's weight;
 - each output's accumulator is a scalar updated by the multipliers that ever reach it, each gated
-  by a constant comparison of t: no array written at an index read from a table.
+  by a constant comparison of t: no array written at an index read from a table;
+- or, where the static structure time-multiplexes the outputs (``StaticEngine.timed``), a multiplier
+  keeps one running sum ``r<m>``, restarted by a ``switch (t)`` from an output's bias or from the
+  partial sum held in ``h<o>``, cast once per cycle (``y<m>``) and written to ``res[o]`` in the
+  constant cycle that finishes o (a case of t, not an index).
 
 Types as the reference's (the flow sets them): products cast to accum_t (exact: it has their
 fraction bits, and wraps, so the order of the sums is free), the result cast to res_T with the
@@ -54,7 +58,12 @@ def emit_kernel(sched: Schedule, name: str, what: str = '') -> str:
          f'    #pragma HLS ARRAY_RESHAPE variable=weights block factor={n_mult} dim=1',
          '    #pragma HLS ARRAY_PARTITION variable=biases complete dim=1',
          '']
-    c += [f'    acc_t acc{o} = (acc_t)biases[{o}];' for o in range(n_out)]
+    shared, running, holds, writes = eng.shared(), eng.running(), eng.holds(), eng.writes()
+    timed = eng.timed_outputs()
+    c += [f'    acc_t acc{o} = (acc_t)biases[{o}];' for o in range(n_out) if o not in timed]
+    if timed:
+        c.append('    // time-multiplexed outputs: one running sum per multiplier, a hold per output computed in several runs')
+        c += [f'    acc_t r{m} = 0;' for m in running] + [f'    acc_t h{o} = 0;' for o in holds]
     c += ['', 'ReuseLoop:', f'    for (unsigned t = 0; t < {rf}; t++) {{', '        #pragma HLS PIPELINE II=1 rewind']
     # input selects: constant case tables of t
     c += case_selects(eng, 'x', 'data', 'data_T')
@@ -62,15 +71,26 @@ def emit_kernel(sched: Schedule, name: str, what: str = '') -> str:
     for mu in eng.multipliers:
         c.append(f'        const acc_t p{mu.m} = (acc_t)(x{mu.select} * weights[{mu.m * rf} + t]);')
     # accumulators: static source lists, gated by constant comparisons of t
-    for o, srcs in eng.sources.items():
+    for o, srcs in shared.items():
         terms = []
         for m, gate in srcs:
             cond = gate.condition('t', rf)
             terms.append(f'p{m}' if cond is None else f'(({cond}) ? p{m} : acc_t(0))')
         c.append(f'        acc{o} = acc_t(acc{o} + {sum_tree(terms, "acc_t")});')
+    # running sums: restarted at each run's first cycle (every init read before any hold is written)
+    for m, starts in running.items():
+        c += [f'        acc_t s{m};', '        switch (t) {']
+        c += [f'        case {lo}: s{m} = {f"(acc_t)biases[{o}]" if how == "bias" else f"h{o}"}; break;' for lo, how, o in starts]
+        c += [f'        default: s{m} = r{m}; break;', '        }', f'        r{m} = acc_t(s{m} + p{m});']
+    for o, hs in holds.items():
+        c += ['        switch (t) {'] + [f'        case {hi}: h{o} = r{m}; break;' for hi, m in hs] + ['        default: break;', '        }']
+    # each multiplier's running sum cast once, written to the output its run finishes
+    for m, ws in writes.items():
+        c += [f'        const res_T y{m} = (res_T)r{m};', '        switch (t) {']
+        c += [f'        case {hi}: res[{o}] = y{m}; break;' for hi, o in ws] + ['        default: break;', '        }']
     c.append('    }')
     c += ['', '    // each output cast once, with the output type\'s rounding and overflow']
-    c += [f'    res[{o}] = (res_T)acc{o};' for o in range(n_out)]
+    c += [f'    res[{o}] = (res_T)acc{o};' for o in range(n_out) if o not in timed]
     c += ['}', '']
     return '\n'.join(c)
 

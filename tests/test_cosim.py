@@ -126,7 +126,8 @@ def test_time_multiplexed_outputs_match_reference(tmp_path):
     from flow.runtime.static_engine import static_engine
 
     model = build_keras(32, 16, (2, 4), 0.5, 4, 0, 3, False)
-    cfg = FlowConfig.load(None, model='user.h5', layers={'bs': {'reuse_factor': 24, 'result': 'ap_fixed<8,3,AP_RND_CONV,AP_SAT>'}})
+    narrow = 'ap_fixed<8,3,AP_RND_CONV,AP_SAT>'
+    cfg = FlowConfig.load(None, model='user.h5', layers={'bs': {'reuse_factor': 24, 'result': narrow}})
     im, _ = check_cosim(tmp_path, model, FixedType(8, 2), cfg)
     eng = static_engine(im.layers[1].schedule(24))
     assert len(eng.running()) < len(eng.timed_outputs()) == 16 and eng.holds()

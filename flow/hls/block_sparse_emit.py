@@ -83,7 +83,8 @@ def emit_kernel(sched: Schedule, name: str, what: str = '') -> str:
         c += [f'        case {lo}: s{m} = {f"(acc_t)biases[{o}]" if how == "bias" else f"h{o}"}; break;' for lo, how, o in starts]
         c += [f'        default: s{m} = r{m}; break;', '        }', f'        r{m} = acc_t(s{m} + p{m});']
     for o, hs in holds.items():
-        c += ['        switch (t) {'] + [f'        case {hi}: h{o} = r{m}; break;' for hi, m in hs] + ['        default: break;', '        }']
+        c += ['        switch (t) {'] + [f'        case {hi}: h{o} = r{m}; break;' for hi, m in hs]
+        c += ['        default: break;', '        }']
     # each multiplier's running sum cast once, written to the output its run finishes
     for m, ws in writes.items():
         c += [f'        const res_T y{m} = (res_T)r{m};', '        switch (t) {']

@@ -13,9 +13,10 @@ constant (weights, the block index) is a table of the cycle counter, as synthesi
     stage 3:        y_o <= cast(acc_o) with the reference's rounding and overflow; done
 
 Where the static structure time-multiplexes the outputs (``StaticEngine.timed``), stage 2 keeps one
-running sum r_m per multiplier (next value n_m = b_m + product) instead, restarted at the first cycle of each of its runs from the
-output's bias (a constant) or from the output's hold h_o (the partial sum an earlier run left), and
-stage 3 casts r_m once (c_m) and writes y_o in the constant cycle after the run that finishes o.
+running sum r_m per multiplier instead (next value n_m = b_m + its product), restarted (b_m) at the
+first cycle of each of its runs from the output's bias (a constant) or from the output's hold h_o
+(the partial sum an earlier run left), and stage 3 casts r_m once (c_m) and writes y_o in the
+constant cycle after the run that finishes o.
 Outputs whose runs overlap keep their accumulator as above.
 
 A new sample can start on the last cycle of the previous one, so the initiation interval is rf
@@ -163,7 +164,7 @@ def engine_verilog(sched: Schedule, layer: BlockSparseDense, in_t: FixedType, to
         v += [f'    default: b{m} = r{m};', 'endcase', f'wire [{a - 1}:0] n{m} = b{m} + q{m};',
               f'always @(posedge clk) if (v1) r{m} <= n{m};', f'wire [{wy - 1}:0] c{m} = cast_out(r{m});']
     for o, hs in holds.items():  # the partial sum of a run, kept for the output's next run
-        v += [f'always @(posedge clk) if (v1) case (cnt1)'] + [f'    {hi}: h{o} <= n{m};' for hi, m in hs]
+        v += ['always @(posedge clk) if (v1) case (cnt1)'] + [f'    {hi}: h{o} <= n{m};' for hi, m in hs]
         v += ['    default: ;', 'endcase']
 
     # stage 3: the output cast

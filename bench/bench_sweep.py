@@ -47,7 +47,7 @@ def spec_for(n_points: int):
 def sequential(spec, out: Path) -> float:
     """The baseline: every point's flow in this process, one after another (what a shell loop does)."""
     from flow.sweep.points import expand
-    from flow.sweep.runner import run_point
+    from flow.sweep.tasks import run_point
 
     t0 = time.time()
     for p in expand(spec):

@@ -6,7 +6,9 @@
 // (flow/runtime/static_engine.py, on the gather schedule of flow/runtime/schedule.py) as the
 // Verilog engine flow/rtl/engine.py that the rtl step measures and simulates: per-lane input
 // selects as constant case tables of the cycle counter, per-output accumulators updated only by
-// the multipliers that reach them, gated by constant comparisons of the cycle. The layer's config
+// the multipliers that reach them, gated by constant comparisons of the cycle, or, where the
+// schedule lets a multiplier work through several outputs one after another, one running sum per
+// multiplier, cast once and written to res[o] in the constant cycle that finishes o. The layer's config
 // names it as kernel<...>::dense; this header only holds the config's defaults and the calls.
 //
 // Weights: bank m = weights[m*reuse_factor .. m*reuse_factor + reuse_factor - 1], word t is what

@@ -120,6 +120,19 @@ def test_reuse_factors_that_force_padding_or_the_most_match_reference(tmp_path, 
     check_cosim(tmp_path, model, FixedType(8, 2), cfg)
 
 
+def test_time_multiplexed_outputs_match_reference(tmp_path):
+    """32 x 16 at 50%, 2x4 blocks, RF 24: multipliers work through several outputs (running sums,
+    partial sums held between runs, outputs written inside the loop), with a rounding, saturating cast."""
+    from flow.runtime.static_engine import static_engine
+
+    model = build_keras(32, 16, (2, 4), 0.5, 4, 0, 3, False)
+    narrow = 'ap_fixed<8,3,AP_RND_CONV,AP_SAT>'
+    cfg = FlowConfig.load(None, model='user.h5', layers={'bs': {'reuse_factor': 24, 'result': narrow}})
+    im, _ = check_cosim(tmp_path, model, FixedType(8, 2), cfg)
+    eng = static_engine(im.layers[1].schedule(24))
+    assert len(eng.running()) < len(eng.timed_outputs()) == 16 and eng.holds()
+
+
 def test_reuse_factor_beyond_the_kept_weights_is_refused(tmp_path):
     model = build_keras(16, 8, (4, 4), 0.5, 4, 0, 1, False)  # 16 x 8 at 50%: 64 kept weights
     cfg = FlowConfig.load(None, model='user.h5', layers={'bs': {'reuse_factor': 65}})

@@ -4,6 +4,7 @@ read back from both texts, the input case tables and the per-output source lists
 same, and they compute the layer; inside the generated pipelined loop nothing is indexed by a table.
 No tools needed (the C simulation is tests/test_cosim.py's, the Verilator run tests/test_engine.py's)."""
 
+import dataclasses
 import re
 
 import numpy as np
@@ -51,6 +52,46 @@ def _terms(expr: str, prod: str, zero: str) -> dict:
     return {**{int(m): None for m in re.findall(rf'\b{prod}(\d+)\b', expr)}, **gated}
 
 
+def _legs(text: str, start: str, leg: str) -> dict:
+    """name -> {cycle: what} of every case table ``start`` (its name the first group) whose legs
+    match ``leg`` (the cycle, then what it gives)."""
+    out = {}
+    for m in re.finditer(start, text, re.S):
+        out[int(m[1])] = {int(t): tuple(int(v) if v.isdigit() else v for v in rest) for t, *rest in re.findall(leg, m[2])}
+    return out
+
+
+def cpp_timed(code: str):
+    """The time-multiplexed outputs as the C++ writes them: running sums' restarts {m: {lo: ('bias'|'h', o)}},
+    holds {o: {hi: (m,)}} and output writes {m: {hi: (o,)}}."""
+    running = {m: {lo: ('bias' if b else 'hold', o) for lo, (b, o) in legs.items()}
+               for m, legs in _legs(code, r'acc_t s(\d+);\n\s*switch \(t\) \{(.*?)default',
+                                    r'case (\d+): s\d+ = (?:\(acc_t\)(bias)es\[|h)(\d+)').items()}
+    holds = {}
+    for hi, o, m in re.findall(r'case (\d+): h(\d+) = r(\d+); break;', code):
+        holds.setdefault(int(o), {})[int(hi)] = int(m)
+    writes = {}
+    for m, body in re.findall(r'const res_T y(\d+) = \(res_T\)r\d+;\n\s*switch \(t\) \{(.*?)default', code, re.S):
+        writes[int(m)] = {int(hi): int(o) for hi, o, _ in re.findall(r'case (\d+): res\[(\d+)\] = y(\d+);', body)}
+    return running, holds, writes
+
+
+def verilog_timed(v: str, wy: int):
+    """The same, read from the Verilog (a restart from the bias as ('bias', its accumulator code))."""
+    running = {}
+    for m, body in re.findall(r'reg \[\d+:0\] r(\d+), b\d+;\nalways @\* case \(cnt1\)\n(.*?)endcase', v, re.S):
+        running[int(m)] = {int(lo): ('bias', int(c)) if c else ('hold', int(o))
+                           for lo, c, o in re.findall(r"^\s+(\d+): b\d+ = (?:\d+'d(\d+)|h(\d+));", body, re.M)}
+    holds = {}
+    for hi, o, m in re.findall(r'^\s+(\d+): h(\d+) <= n(\d+);', v, re.M):
+        holds.setdefault(int(o), {})[int(hi)] = int(m)
+    writes = {}
+    for hi, body in re.findall(r'^\s+(\d+): begin (.*?) end$', v, re.M):
+        for lo, m in re.findall(r'y\[\d+:(\d+)\] <= c(\d+);', body):
+            writes.setdefault(int(m), {})[int(hi)] = int(lo) // wy
+    return running, holds, writes
+
+
 def cpp_structure(code: str):
     selects = _cases(code, r'data_T x(\d+);\n\s*switch \(t\) \{', r'((?:case \d+: )+|default: )x\d+ = data\[(\d+)\]; break;', '}')
     selects.update({g: {-1: int(i)} for g, i in re.findall(r'const data_T x(\d+) = data\[(\d+)\];', code)})
@@ -78,19 +119,34 @@ def verilog_structure(v: str, wx: int):
 
 
 def _evaluate(eng, layer, x):
-    """The static structure run as the hardware does, on input codes: product sums per output."""
+    """The static structure run as the hardware does, on input codes: product sums per output (the
+    shared accumulators' gated sums; the running sums restarted, held and written as the structure says)."""
     rf = eng.rf
     acc = np.zeros((len(x), eng.n_out), dtype=np.int64)
+    starts = {m: dict((lo, (how, o)) for lo, how, o in s) for m, s in eng.running().items()}
+    r = {m: np.zeros(len(x), dtype=np.int64) for m in starts}
+    h = {o: np.zeros(len(x), dtype=np.int64) for o in eng.holds()}
     for t in range(rf):
         xs = {}
         for g, sel in enumerate(eng.selects):
             i = next((i for ts, i in sel.legs if t in ts), sel.default)
             xs[g] = x[:, i]
         p = {mu.m: xs[mu.select] * int(mu.weights[t]) for mu in eng.multipliers}
-        for o, srcs in eng.sources.items():
+        for o, srcs in eng.shared().items():
             for m, gate in srcs:
                 if gate.ranges is None or any(lo <= t <= hi for lo, hi in gate.ranges):
                     acc[:, o] += p[m]
+        for m, st_ in starts.items():
+            how, o = st_.get(t, ('run', None))
+            r[m] = {'bias': 0, 'hold': h.get(o), 'run': r[m]}[how] + p[m]
+        for o, hs in eng.holds().items():
+            for hi, m in hs:
+                if hi == t:
+                    h[o] = r[m].copy()
+        for m, ws in eng.writes().items():
+            for hi, o in ws:
+                if hi == t:
+                    acc[:, o] = r[m]
     return acc
 
 
@@ -118,7 +174,16 @@ def test_cpp_and_verilog_are_built_from_the_same_static_structure(case):
     want_selects = {str(g): {**{t: i for ts, i in s.legs for t in ts}, -1: s.default} for g, s in enumerate(eng.selects)}
     assert selects == want_selects
     assert mults == {mu.m: str(mu.select) for mu in eng.multipliers}
-    assert sources == {o: {m: g.condition('t', sched.rf) for m, g in srcs} for o, srcs in eng.sources.items()}
+    assert sources == {o: {m: g.condition('t', sched.rf) for m, g in srcs} for o, srcs in eng.shared().items()}
+    running, holds, writes = cpp_timed(emit_kernel(sched, 'k'))
+    assert running == {m: {lo: (how, o) for lo, how, o in s} for m, s in eng.running().items()}
+    assert holds == {o: dict(hs) for o, hs in eng.holds().items()}
+    assert writes == {m: dict(ws) for m, ws in eng.writes().items()}
+    acc_t = layer.accum_type
+    bias = (np.asarray(layer.bias, dtype=np.int64) << (acc_t.frac - layer.bias_type.frac)) & ((1 << acc_t.width) - 1)
+    v_running, v_holds, v_writes = verilog_timed(engine_verilog(sched, layer, IN_T), layer.out_type.width)
+    assert v_running == {m: {lo: (how, int(bias[o]) if how == 'bias' else o) for lo, how, o in s} for m, s in eng.running().items()}
+    assert (v_holds, v_writes) == (holds, writes)
 
 
 @given(layers)
@@ -126,8 +191,13 @@ def test_cpp_and_verilog_are_built_from_the_same_static_structure(case):
 def test_a_convolution_cycle_is_the_dense_kernel_loop_body(case):
     """A convolution's pixel loop runs one cycle of the kernel per iteration (emit_cycle): the same
     selects, multipliers and gated sources as the dense kernel's ReuseLoop, into the caller's
-    accumulators at constant indices, with no loop a pipelined caller would unroll."""
+    accumulators at constant indices, with no loop a pipelined caller would unroll. A convolution's
+    schedule keeps every output's accumulator (the caller holds them: no time-multiplexed outputs)."""
+    import dataclasses
+
     _, sched = _layer_and_schedule(case)
+    sched = dataclasses.replace(sched, may_time_multiplex=False)
+    assert not static_engine(sched).timed
     cycle = emit_cycle(sched, 'c')
     assert 'for (' not in cycle and '#pragma HLS INLINE' in cycle
     as_scalars = re.sub(r'acc\[(\d+)\]', r'acc\1', cycle)
@@ -164,11 +234,14 @@ def test_no_table_indexed_access_in_the_pipelined_loop(case):
     body = _loop_body(code)
     assert '#pragma HLS PIPELINE II=1' in body
     for array, index in re.findall(r'(\w+)\[([^\]]*)\]', body):
-        if array == 'data':
+        if array in ('data', 'biases', 'res'):  # res and biases: the time-multiplexed outputs' cases of t
             assert re.fullmatch(r'\d+', index), index
         else:
             assert array == 'weights' and re.fullmatch(r'\d+ \+ t', index), (array, index)
-    assert not re.search(r'\bacc\[|\bres\[', body)
+    assert not re.search(r'\bacc\[', body)
+    for line in body.splitlines():  # each output written in a constant case of t only
+        if 'res[' in line:
+            assert re.fullmatch(r'\s*case \d+: res\[\d+\] = y\d+; break;', line), line
     assert re.findall(r'switch \((\w+)\)', body) == ['t'] * len(re.findall('switch', body))
     for cond in re.findall(r'\(\((.*?)\) \?', body):  # gates: comparisons of t with constants only
         assert re.fullmatch(r'[t\d<>=|&() ]+', cond), cond
@@ -192,3 +265,46 @@ def test_a_layer_without_live_weights_is_its_bias(rf):
     assert not eng.multipliers and not eng.sources and not eng.selects
     code = emit_kernel(sched, 'k')
     assert 'weights[' not in _loop_body(code) and len(re.findall(r'res\[\d+\] = ', code)) == 8
+
+
+def _tm_layer(rf=16):
+    """A 32x32 layer, 4x4 blocks, 75% dropped: at RF 16 a lane works through several columns."""
+    return random_layer(np.random.default_rng(4), 32, 32, (4, 4), 0.75, 4, IN_T, None)
+
+
+def test_outputs_are_time_multiplexed_where_a_multiplier_has_several():
+    """One running sum per multiplier: fewer accumulators than outputs, each output finished by one
+    run (its last) and cast there; runs of one output never overlap, and a multiplier's runs neither."""
+    layer = _tm_layer()
+    eng = static_engine(gather(layer, 16))
+    timed = eng.timed_outputs()
+    assert timed and len(eng.running()) < len(timed) and eng.holds()
+    for o, runs in timed.items():
+        assert all(a.hi < b.lo for a, b in zip(runs, runs[1:]))
+    for m, starts in eng.running().items():
+        assert len({lo for lo, _, _ in starts}) == len(starts)
+    assert sorted(o for ws in eng.writes().values() for _, o in ws) == sorted(timed)
+    code = emit_kernel(gather(layer, 16), 'k')
+    assert len(re.findall(r'const res_T y\d+ = \(res_T\)r\d+;', code)) == len(eng.writes())  # one cast per multiplier
+    assert sorted(int(o) for o in re.findall(r'res\[(\d+)\] = ', code)) == list(range(layer.n_out))  # each output once
+
+
+def test_one_output_per_multiplier_keeps_an_accumulator_per_output():
+    """When no multiplier works through two outputs (a balanced layer at RF = a column's kept weights)
+    time-multiplexing would only rename the accumulators: the structure keeps them."""
+    layer = random_layer(np.random.default_rng(0), 64, 64, (8, 8), 0.75, 4, IN_T, None, 'cgs_balanced')
+    eng = static_engine(gather(layer, 16))
+    assert not eng.timed and eng.shared() == eng.sources
+
+
+def test_time_multiplexing_lowers_the_estimate(monkeypatch):
+    """The estimate follows the organisation: the same schedule with an accumulator per output costs more."""
+    import flow.runtime.static_engine as se
+
+    layer = _tm_layer()
+    sched = gather(layer, 16)
+    est = sched.logic_estimate(layer, IN_T)
+    per_output = dataclasses.replace(se.static_engine(sched), timed=())
+    monkeypatch.setattr(se, 'static_engine', lambda s: per_output)
+    old = sched.logic_estimate(layer, IN_T)
+    assert est['parts']['cast'] < old['parts']['cast'] and est['lut'] + est['ff'] < old['lut'] + old['ff']

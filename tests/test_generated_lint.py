@@ -41,6 +41,19 @@ def _mutate(hls, old, new):
     path.write_text(text.replace(old, new, 1))
 
 
+def test_generated_block_sparse_firmware_is_lint_clean(tmp_path):
+    """A CGS layer whose outputs are time-multiplexed (written to res at constant cycles inside the
+    pipelined loop) is lint-clean; a write at an index read from an array is reported."""
+    from test_cosim import build_keras
+
+    model = build_keras(32, 16, (2, 4), 0.5, 4, 0, 3, False)
+    hls = _convert(tmp_path, model, FixedType(8, 2), {'bs': {'reuse_factor': 24}})
+    code = (hls / 'firmware' / 'nnet_utils' / 'nnet_code_gen.h').read_text()
+    write = re.search(r'case \d+: res\[', code)[0]  # an output written at a constant cycle, inside the loop
+    _mutate(hls, write, write + '(unsigned)weights[t] + ')  # at an index read from the weight ROM: reported
+    assert {f.rule for f in _ours(lint_project(hls))} == {'table-index'}
+
+
 def test_generated_sst_firmware_is_lint_clean(tmp_path):
     from test_sst import sst_model
 

@@ -11,7 +11,11 @@ over the ReuseFactor cycles t nothing is indexed by a table:
 - each live multiplier reads word t of its weight bank: the ROM is laid out [bank][cycle] and
   reshaped by banks, so a cycle reads one word holding every bank's weight;
 - each output's accumulator is a scalar updated by the multipliers that ever reach it, each gated
-  by a constant comparison of t: no array written at an index read from a table.
+  by a constant comparison of t: no array written at an index read from a table;
+- or, where the static structure time-multiplexes the outputs (``StaticEngine.timed``), a multiplier
+  keeps one running sum ``r<m>``, restarted by a ``switch (t)`` from an output's bias or from the
+  partial sum held in ``h<o>``, cast once per cycle (``y<m>``) and written to ``res[o]`` in the
+  constant cycle that finishes o (a case of t, not an index).
 
 Types as the reference's (the flow sets them): products cast to accum_t (exact: it has their
 fraction bits, and wraps, so the order of the sums is free), the result cast to res_T with the
@@ -54,31 +58,49 @@ def emit_kernel(sched: Schedule, name: str, what: str = '') -> str:
          f'    #pragma HLS ARRAY_RESHAPE variable=weights block factor={n_mult} dim=1',
          '    #pragma HLS ARRAY_PARTITION variable=biases complete dim=1',
          '']
-    c += [f'    acc_t acc{o} = (acc_t)biases[{o}];' for o in range(n_out)]
+    running, holds, timed = eng.running(), eng.holds(), eng.timed_outputs()
+    c += [f'    acc_t acc{o} = (acc_t)biases[{o}];' for o in range(n_out) if o not in timed]
+    if timed:
+        c.append('    // time-multiplexed outputs: one running sum per multiplier, a hold per output computed in several runs')
+        c += [f'    acc_t r{m} = 0;' for m in running] + [f'    acc_t h{o} = 0;' for o in holds]
     c += ['', 'ReuseLoop:', f'    for (unsigned t = 0; t < {rf}; t++) {{', '        #pragma HLS PIPELINE II=1 rewind']
     c += _cycle(eng, lambda o: f'acc{o}', '        ')
     c.append('    }')
     c += ['', '    // each output cast once, with the output type\'s rounding and overflow']
-    c += [f'    res[{o}] = (res_T)acc{o};' for o in range(n_out)]
+    c += [f'    res[{o}] = (res_T)acc{o};' for o in range(n_out) if o not in timed]
     c += ['}', '']
     return '\n'.join(c)
 
 
 def _cycle(eng, acc, indent: str) -> list[str]:
     """One cycle t of the engine: the input selects (constant case tables of t), the live multipliers
-    (word t of their ROM bank) and each output's accumulator ``acc(o)`` updated by its static source
-    list, gated by constant comparisons of t."""
+    (word t of their ROM bank), each output's accumulator ``acc(o)`` updated by its static source
+    list, gated by constant comparisons of t, and the running sums of time-multiplexed outputs
+    (restarted, held and written at constant cycles; none where the schedule keeps every output's
+    accumulator, as a convolution's does)."""
     rf = eng.rf
     c = [indent + line.removeprefix('        ') for line in case_selects(eng, 'x', 'data', 'data_T')]
     # multipliers: one ROM word per cycle, the full-precision product in acc_t (exact)
     for mu in eng.multipliers:
         c.append(f'{indent}const acc_t p{mu.m} = (acc_t)(x{mu.select} * weights[{mu.m * rf} + t]);')
-    for o, srcs in eng.sources.items():
+    for o, srcs in eng.shared().items():
         terms = []
         for m, gate in srcs:
             cond = gate.condition('t', rf)
             terms.append(f'p{m}' if cond is None else f'(({cond}) ? p{m} : acc_t(0))')
         c.append(f'{indent}{acc(o)} = acc_t({acc(o)} + {sum_tree(terms, "acc_t")});')
+    # running sums: restarted at each run's first cycle (every init read before any hold is written)
+    for m, starts in eng.running().items():
+        c += [f'{indent}acc_t s{m};', f'{indent}switch (t) {{']
+        c += [f'{indent}case {lo}: s{m} = {f"(acc_t)biases[{o}]" if how == "bias" else f"h{o}"}; break;' for lo, how, o in starts]
+        c += [f'{indent}default: s{m} = r{m}; break;', f'{indent}}}', f'{indent}r{m} = acc_t(s{m} + p{m});']
+    for o, hs in eng.holds().items():
+        c += [f'{indent}switch (t) {{'] + [f'{indent}case {hi}: h{o} = r{m}; break;' for hi, m in hs]
+        c += [f'{indent}default: break;', f'{indent}}}']
+    # each multiplier's running sum cast once, written to the output its run finishes
+    for m, ws in eng.writes().items():
+        c += [f'{indent}const res_T y{m} = (res_T)r{m};', f'{indent}switch (t) {{']
+        c += [f'{indent}case {hi}: res[{o}] = y{m}; break;' for hi, o in ws] + [f'{indent}default: break;', f'{indent}}}']
     return c
 
 
@@ -118,6 +140,7 @@ def emit_cycle(sched: Schedule, name: str, what: str = '') -> str:
          '    typedef typename CONFIG_T::accum_t acc_t;',
          '    // the weight ROM: bank m (words m * rf .. m * rf + rf - 1) per multiplier, one word of every bank per cycle',
          f'    #pragma HLS ARRAY_RESHAPE variable=weights block factor={n_mult} dim=1']
+    assert not eng.timed, 'a convolution cycle keeps every accumulator in its caller (Schedule.may_time_multiplex)'
     c += _cycle(eng, lambda o: f'acc[{o}]', '    ')
     c += ['}', '']
     return '\n'.join(c)

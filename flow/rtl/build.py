@@ -146,6 +146,7 @@ def simulate_engines(engines: list, ref_trace: dict, folder, project: str) -> di
     from flow.rtl.engine import engine_verilog
     from flow.rtl.engine_sim import EngineSim
     from flow.runtime.reference import first_mismatch
+    from flow.runtime.static_engine import static_engine
 
     out = {}
     for layer, prev, sched in engines:
@@ -160,6 +161,7 @@ def simulate_engines(engines: list, ref_trace: dict, folder, project: str) -> di
             raise Mismatch(describe(f'reference vs RTL engine ({sched.organisation}, RF {sched.rf}) simulation', m))
         out[layer.name] = {'source': sim.source, 'top': top, 'organisation': sched.organisation,
                            'reuse_factor': sched.rf, 'multipliers': sched.n_mult, 'padding': sched.padding,
+                           'time_multiplexed_outputs': len(static_engine(sched).timed_outputs()),
                            'cycles_per_sample': run.cycles_per_sample, 'latency': run.latency,
                            'estimate': {k: v for k, v in sched.logic_estimate(layer, prev.out_type).items()
                                         if k != 'parts'}}

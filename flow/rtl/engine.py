@@ -12,8 +12,17 @@ constant (weights, the block index) is a table of the cycle counter, as synthesi
                     always writes o (the accumulator organisation is exactly this sum)
     stage 3:        y_o <= cast(acc_o) with the reference's rounding and overflow; done
 
+Where the static structure time-multiplexes the outputs (``StaticEngine.timed``), stage 2 keeps one
+running sum r_m per multiplier instead (next value n_m = b_m + its product), restarted (b_m) at the
+first cycle of each of its runs from the output's bias (a constant) or from the output's hold h_o
+(the partial sum an earlier run left), and stage 3 casts r_m once (c_m) and writes y_o in the
+constant cycle after the run that finishes o.
+Outputs whose runs overlap keep their accumulator as above.
+
 A new sample can start on the last cycle of the previous one, so the initiation interval is rf
-cycles and the latency rf + 3. Multipliers sharing an input sequence share one select.
+cycles and the latency rf + 3. Multipliers sharing an input sequence share one select. y is valid
+in the cycle ``done`` is high (a time-multiplexed output of the next sample may replace it from the
+cycle after).
 """
 
 from __future__ import annotations
@@ -136,18 +145,41 @@ def engine_verilog(sched: Schedule, layer: BlockSparseDense, in_t: FixedType, to
 
     # stage 2: the accumulators, each summing the products the schedule sends it, gated by the cycle
     bias = (np.asarray(layer.bias, dtype=np.int64) << (acc_t.frac - layer.bias_type.frac)) & ((1 << a) - 1)
-    for o, srcs in eng.sources.items():
+    for o, srcs in eng.shared().items():
         terms = []
         for m, gate in srcs:
             cond = gate.condition('cnt1', rf)
             terms.append(f'q{m}' if cond is None else f"(({cond}) ? q{m} : {a}'d0)")
         v += [f'reg [{a - 1}:0] acc{o};', f'wire [{a - 1}:0] sum{o} = {_tree(terms)};',
               f"always @(posedge clk) if (v1) acc{o} <= (cnt1 == {cw}'d0 ? {a}'d{int(bias[o])} : acc{o}) + sum{o};"]
-    for o in set(range(n_out)) - set(eng.sources):  # no live weight: the bias alone
+    timed = eng.timed_outputs()
+    for o in set(range(n_out)) - set(eng.sources) - set(timed):  # no live weight: the bias alone
         v += [f'reg [{a - 1}:0] acc{o};', f"always @(posedge clk) acc{o} <= {a}'d{int(bias[o])};"]
+    # time-multiplexed outputs: a running sum per multiplier, restarted from a bias or a hold
+    holds = eng.holds()
+    v += [f'reg [{a - 1}:0] h{o};' for o in holds]
+    for m, starts in eng.running().items():
+        v += [f'reg [{a - 1}:0] r{m}, b{m};', 'always @* case (cnt1)']
+        v += [f"    {lo}: b{m} = {a}'d{int(bias[o])};" if how == 'bias' else f'    {lo}: b{m} = h{o};' for lo, how, o in starts]
+        v += [f'    default: b{m} = r{m};', 'endcase', f'wire [{a - 1}:0] n{m} = b{m} + q{m};',
+              f'always @(posedge clk) if (v1) r{m} <= n{m};', f'wire [{wy - 1}:0] c{m} = cast_out(r{m});']
+    for o, hs in holds.items():  # the partial sum of a run, kept for the output's next run
+        v += ['always @(posedge clk) if (v1) case (cnt1)'] + [f'    {hi}: h{o} <= n{m};' for hi, m in hs]
+        v += ['    default: ;', 'endcase']
 
     # stage 3: the output cast
     v.append('always @(posedge clk) if (v2) begin')
-    v += [f'    y[{o * wy + wy - 1}:{o * wy}] <= cast_out(acc{o});' for o in range(n_out)]
-    v += ['end', 'endmodule', '']
+    v += [f'    y[{o * wy + wy - 1}:{o * wy}] <= cast_out(acc{o});' for o in range(n_out) if o not in timed]
+    v.append('end')
+    by_cycle: dict[int, list] = {}
+    for m, ws in eng.writes().items():
+        for hi, o in ws:
+            by_cycle.setdefault(hi, []).append((o, m))
+    if by_cycle:  # time-multiplexed outputs: in the cycle after the run that finishes them (v3, cnt2)
+        v += [f'reg [{cw - 1}:0] cnt2;', 'reg v3;', 'always @(posedge clk) begin v3 <= !rst && v1; cnt2 <= cnt1; end',
+              'always @(posedge clk) if (v3) case (cnt2)']
+        for hi, ws in sorted(by_cycle.items()):
+            v.append(f'    {hi}: begin ' + ' '.join(f'y[{o * wy + wy - 1}:{o * wy}] <= c{m};' for o, m in sorted(ws)) + ' end')
+        v += ['    default: ;', 'endcase']
+    v += ['endmodule', '']
     return '\n'.join(v)

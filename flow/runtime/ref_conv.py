@@ -144,6 +144,16 @@ class BlockSparseConv2D(Convolution, BlockSparseDense):
     kind = 'block_sparse_conv2d'
     strategies = ()  # our pixel loop and kernel (nnet_block_sparse_conv2d.h), behind hls4ml's line buffer
 
+    def schedule(self, rf: int):
+        """The gather schedule with an accumulator per output: the pixel loop holds them across the
+        cycles of a pixel (no time-multiplexed outputs). Memoized, as the dense one."""
+        import dataclasses
+
+        cache = self.__dict__.setdefault('_pixel_schedules', {})
+        if rf not in cache:
+            cache[rf] = dataclasses.replace(super().schedule(rf), may_time_multiplex=False)
+        return cache[rf]
+
     def engine_estimate(self, rf, in_type, steps=1):
         """The dense kernel's cost per patch (``BlockSparseDense.engine_estimate``), run by the pipelined
         pixel loop of hls_templates/nnet_block_sparse_conv2d.h (II=1 over the image's cycles): every
@@ -226,6 +236,7 @@ class BlockSparseConv1D(OneDimensional, BlockSparseConv2D):
     """Block-sparse QConv1D: the packed (k * C, F) matrix, the channel mask repeated for every tap."""
 
     kind = 'block_sparse_conv1d'
+    schedule = BlockSparseDense.schedule  # the whole kernel per position (may time-multiplex its outputs)
 
     def engine_estimate(self, rf, in_type, steps=1):
         """The whole dense kernel per output position, called by hls4ml's Resource Conv1D loop, which

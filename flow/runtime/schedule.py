@@ -58,6 +58,9 @@ class Schedule:
     run_len: int = 0
     run_start: np.ndarray | None = field(default=None, repr=False)
     seg_block: np.ndarray | None = field(default=None, repr=False)
+    # False: every output keeps an accumulator of its own, because the caller holds them across the
+    # cycles it runs (a convolution's pixel loop); True: the static structure may time-multiplex them
+    may_time_multiplex: bool = True
 
     @property
     def n_mult(self) -> int:
@@ -111,19 +114,26 @@ class Schedule:
         static structure (flow/runtime/static_engine.py), from unit costs of a
         6-input-LUT fabric, not fitted to measurements (bench/bench_engine.py reports how far off):
         a LUT is a 4:1 multiplexer bit, 64 ROM bits, one adder bit; a product goes to a DSP
-        (its register inside) unless ``dsp`` is false; per output a rounding adder and a
-        saturating compare. ``layer`` gives the weight, accumulator and output widths, ``in_type`` the input's."""
+        (its register inside) unless ``dsp`` is false; per cast a rounding adder and a saturating
+        compare. An output with an accumulator of its own costs one adder bit per source and a cast;
+        the time-multiplexed outputs cost, per running sum, an adder, a restart multiplexer (its
+        starts plus itself) and one cast, and per output computed in several runs a hold register.
+        ``layer`` gives the weight, accumulator and output widths, ``in_type`` the input's."""
         from .static_engine import static_engine  # the structure both emitters build from this schedule
 
         wx, ww, acc, wy = in_type.width, layer.weight_type.width, layer.accum_type.width, layer.out_type.width
         eng = static_engine(self)
+        timed, running, holds = eng.timed_outputs(), eng.running(), eng.holds()
         rom_luts = math.ceil(self.rf / 64) * ww * sum(len(set(mu.weights)) > 1 for mu in eng.multipliers)
         mux_luts = sum(wx * math.ceil((len(sel.legs) - 1) / 3) for sel in eng.selects if sel.legs)  # a leg per distinct input
-        srcs = [gate for s in eng.sources.values() for _, gate in s]
+        srcs = [gate for s in eng.shared().values() for _, gate in s]
         adder_luts = acc * len(srcs) + sum(g.ranges is not None for g in srcs)  # the gate folds into the adder's LUT
-        cast_luts = self.n_out * (acc + wy)
+        adder_luts += sum(acc * (1 + math.ceil(len(starts) / 3)) for starts in running.values())
+        casts = self.n_out - len(timed) + len(eng.writes())
+        cast_luts = casts * (acc + wy)
         cw = max(1, math.ceil(math.log2(self.rf))) if self.rf > 1 else 1
-        ff = self.n_in * wx + self.n_out * (acc + wy) + 2 * cw + (0 if dsp else self.n_mult * (wx + ww))
+        ff = (self.n_in * wx + (self.n_out - len(timed) + len(running) + len(holds)) * acc + self.n_out * wy
+              + (3 if timed else 2) * cw + (0 if dsp else self.n_mult * (wx + ww)))
         return {'lut': rom_luts + mux_luts + adder_luts + cast_luts, 'ff': ff,
                 'parts': {'rom': rom_luts, 'mux': mux_luts, 'adders': adder_luts, 'cast': cast_luts}}
 

@@ -13,6 +13,11 @@ Everything the schedule stores as tables becomes constants of the cycle counter 
 - ``sources``: per output, the multipliers whose products ever reach it, each gated by a constant
   comparison of t (``Gate``) unless it always writes there; a cycle in which a multiplier
   multiplies by zero (padding) is a don't-care of its gates.
+- ``timed``: the outputs computed by time-multiplexed running accumulators instead (``Run``), when
+  the schedule lets a multiplier work through several outputs one after another (see
+  ``time_multiplexed``); ``sources`` still lists every output's products (the LSTM's gate sums and
+  the estimate read it), the block-sparse emitters give an accumulator of its own only to the
+  outputs that are not timed (``shared``).
 
 Nothing here indexes an array with a table: the emitters write the case tables and gates as code.
 """
@@ -65,6 +70,17 @@ class Multiplier:
 
 
 @dataclass(frozen=True)
+class Run:
+    """Multiplier ``m`` works on output ``o`` from cycle ``lo`` to ``hi``: every product it makes for
+    ``o`` falls in [lo, hi] and none for another output (cycles that multiply by zero are free)."""
+
+    m: int
+    o: int
+    lo: int
+    hi: int
+
+
+@dataclass(frozen=True)
 class StaticEngine:
     rf: int
     n_in: int
@@ -73,6 +89,7 @@ class StaticEngine:
     selects: tuple[Select, ...]
     multipliers: tuple[Multiplier, ...]
     sources: dict  # output -> tuple of (multiplier number m, Gate), every output with a live source
+    timed: tuple[Run, ...] = ()  # the runs of the time-multiplexed outputs, by output then cycle; () for none
 
     def multiplier(self, m: int) -> Multiplier:
         return next(mu for mu in self.multipliers if mu.m == m)
@@ -81,6 +98,39 @@ class StaticEngine:
         """Levels of the balanced tree adding the most products that reach one output in a cycle."""
         most = max((len(s) for s in self.sources.values()), default=0)
         return max(most - 1, 0).bit_length()
+
+    def timed_outputs(self) -> dict[int, tuple[Run, ...]]:
+        """Output -> its runs in cycle order: the first starts from the bias, each later one from
+        the partial sum the one before left in the output's hold, the last one's result is the output."""
+        out: dict[int, list[Run]] = {}
+        for r in self.timed:
+            out.setdefault(r.o, []).append(r)
+        return {o: tuple(rs) for o, rs in out.items()}
+
+    def shared(self) -> dict:
+        """The sources of the outputs that keep an accumulator of their own (not timed)."""
+        timed = self.timed_outputs()
+        return {o: s for o, s in self.sources.items() if o not in timed}
+
+    def running(self) -> dict[int, tuple[tuple[int, str, int], ...]]:
+        """Multiplier -> the starts of its runs in cycle order: (lo, 'bias' or 'hold', output). Its
+        running accumulator restarts there and otherwise adds its product to what it holds."""
+        out: dict[int, list] = {}
+        for o, runs in self.timed_outputs().items():
+            for k, r in enumerate(runs):
+                out.setdefault(r.m, []).append((r.lo, 'hold' if k else 'bias', o))
+        return {m: tuple(sorted(v)) for m, v in sorted(out.items())}
+
+    def holds(self) -> dict[int, tuple[tuple[int, int], ...]]:
+        """Output -> (hi, m) for each of its runs but the last: where its partial sum is kept for the next run."""
+        return {o: tuple((r.hi, r.m) for r in runs[:-1]) for o, runs in self.timed_outputs().items() if len(runs) > 1}
+
+    def writes(self) -> dict[int, tuple[tuple[int, int], ...]]:
+        """Multiplier -> (hi, o) of the outputs it finishes: the cycle after which its running sum is output o."""
+        out: dict[int, list] = {}
+        for o, runs in self.timed_outputs().items():
+            out.setdefault(runs[-1].m, []).append((runs[-1].hi, o))
+        return {m: tuple(sorted(v)) for m, v in sorted(out.items())}
 
 
 def _select(inputs: np.ndarray, care: np.ndarray) -> Select:
@@ -131,4 +181,38 @@ def static_engine(sched: Schedule) -> StaticEngine:
         for o in np.unique(sched.outputs[m][nonzero[m]]):
             sources.setdefault(int(o), []).append((m, _gate(sched.outputs[m] == o, nonzero[m])))
     return StaticEngine(rf, sched.n_in, sched.n_out, sched.n_mult, tuple(sel_list), tuple(multipliers),
-                        {o: tuple(s) for o, s in sorted(sources.items())})
+                        {o: tuple(s) for o, s in sorted(sources.items())},
+                        time_multiplexed(sched.outputs, nonzero, live) if sched.may_time_multiplex else ())
+
+
+def time_multiplexed(outputs: np.ndarray, nonzero: np.ndarray, live: list[int]) -> tuple[Run, ...]:
+    """The accumulator organisation the schedule allows. A multiplier's runs are the maximal stretches
+    of its non-zero products that go to one output. An output whose runs (over all multipliers) are
+    disjoint in time needs no accumulator of its own: each multiplier keeps one running sum, started
+    from the output's bias (first run) or the partial sum held from its previous run, and its last
+    run's sum is cast once and written at that constant cycle. An output whose runs overlap (lanes
+    computing it at once) keeps its own accumulator of gated products. Of the three choices (no output
+    timed, every disjoint one, those computed in one run) the one with the fewest accumulator-wide
+    registers and casts is taken, no output timed on a tie: time-multiplexing pays only where
+    multipliers work through several outputs."""
+    runs: list[Run] = []
+    for m in live:
+        cycles = np.flatnonzero(nonzero[m])
+        start = 0
+        for k in range(1, len(cycles) + 1):
+            if k == len(cycles) or outputs[m, cycles[k]] != outputs[m, cycles[start]]:
+                runs.append(Run(m, int(outputs[m, cycles[start]]), int(cycles[start]), int(cycles[k - 1])))
+                start = k
+    by_out: dict[int, list[Run]] = {}
+    for r in sorted(runs, key=lambda r: r.lo):
+        by_out.setdefault(r.o, []).append(r)
+    disjoint = {o for o, rs in by_out.items() if all(a.hi < b.lo for a, b in zip(rs, rs[1:]))}
+    single = {o for o, rs in by_out.items() if len(rs) == 1}
+
+    def cost(timed: set) -> int:  # registers (running sums, holds, own accumulators) + casts
+        running = {r.m for o in timed for r in by_out[o]}
+        writers = {by_out[o][-1].m for o in timed}
+        return len(running) + sum(len(by_out[o]) > 1 for o in timed) + len(writers) + 2 * (len(by_out) - len(timed))
+
+    best = min((set(), disjoint, single), key=cost)  # min keeps the first of equals: no output timed
+    return tuple(r for o in sorted(best) for r in by_out[o])

@@ -71,7 +71,7 @@ def trial(params: dict, spec_doc: dict, out: str) -> None:
 
     from flow.sweep.fronts import num
     from flow.sweep.results import point_row
-    from flow.sweep.runner import _one_line, _save, prepare, run_point, stop_expired, _outcome
+    from flow.sweep.tasks import _one_line, _outcome, _save, prepare, run_point, stop_expired
     from flow.sweep.status import DONE_CODES
 
     spec = SweepSpec.model_validate(spec_doc)
@@ -127,7 +127,7 @@ def search(spec: SweepSpec, out: Path, address: str | None, num_cpus: int | None
 
         raise BadInput('sampling: optuna runs on Ray Tune with Optuna, which are not installed: '
                        'pip install "sparse-fpga-flow[sweep]"') from None
-    from flow.sweep.runner import SweepInterrupted, _json, _ray_init
+    from flow.sweep.tasks import SweepInterrupted, _json, _ray_init
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     done = _finished_trials(spec, out)

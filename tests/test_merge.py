@@ -82,6 +82,7 @@ def _float_model_codes(model, im, x_codes):
 def test_merges_of_an_mlp_equal_qkeras_and_survive_saving(tmp_path, merge, rng):
     """The graph reference of every merge equals QKeras code for code (exact types: no cast loses a
     bit), the merge names what it reads, and reference.json reloads to the same trace."""
+    from flow.rtl.logic import no_rtl
     from flow.stages.verify import qkeras_comparable
 
     model = mlp_skip(merge)
@@ -97,6 +98,7 @@ def test_merges_of_an_mlp_equal_qkeras_and_survive_saving(tmp_path, merge, rng):
     x = rng.integers(in_t.min_code, in_t.max_code + 1, size=(64, 8))
     x[0], x[1] = in_t.max_code, in_t.min_code
     assert qkeras_comparable(im)[0] == names[1:]
+    assert "layer 'merge' (merge): the RTL level builds chains only" in no_rtl(im)
     np.testing.assert_array_equal(im.predict_codes(x), _float_model_codes(model, im, x))
     im.save(tmp_path)
     again = IntegerModel.load(tmp_path)
@@ -228,3 +230,55 @@ def test_a_wrong_merge_is_traced_to_the_merge(tmp_path):
     merge.op = 'subtract'
     with pytest.raises(Mismatch, match=r"first difference in layer 'merge'"):
         compare_reference_csim(im, lib, in_t.to_float(x), x)
+
+
+# --- the whole flow -----------------------------------------------------------------------------
+
+def small_resnet(path, seed=0):
+    """A ResNet-like CNN as users write it: a stem, one residual block (block-sparse second
+    convolution), relu after the Add, max pooling and a dense head."""
+    import tensorflow as tf
+    from qkeras import QActivation, QConv2D, QDense, quantized_relu
+
+    from keras_models.conv import BlockSparseQConv2D
+
+    tf.keras.utils.set_random_seed(seed)
+    inp = tf.keras.Input((8, 8, 1), name='image')
+    stem = QConv2D(4, 3, padding='same', activation=quantized_relu(5, 2), name='stem', **_quant())(inp)
+    y = QConv2D(4, 3, padding='same', name='c1', **_quant())(stem)
+    y = QActivation(quantized_relu(5, 2), name='r1')(y)
+    y = BlockSparseQConv2D(4, 3, padding='same', block_shape=(2, 2), drop_rate=0.5, mask_seed=seed, name='c2', **_quant())(y)
+    y = tf.keras.layers.Add(name='add')([y, stem])
+    y = QActivation(quantized_relu(6, 3), name='r2')(y)
+    y = tf.keras.layers.MaxPooling2D(2, name='pool')(y)
+    y = tf.keras.layers.Flatten(name='flat')(y)
+    y = QDense(10, name='logits', **_quant(5))(y)
+    random_weights(tf.keras.Model(inp, y), seed, kernel=1.5, bias=3).save(path)
+
+
+@pytest.mark.csim
+def test_a_skip_connection_cnn_runs_through_the_flow_exactly(tmp_path):
+    import json
+
+    from flow.steps import run_flow
+
+    small_resnet(tmp_path / 'resnet.h5')
+    cfg = FlowConfig.load(None, model=str(tmp_path / 'resnet.h5'), input_precision='ap_fixed<6,1>', n_golden=24,
+                          reuse_factor=2)
+    ctx = run_flow(cfg, tmp_path / 'b', to_step='estimate')
+    b = ctx.root
+    ref = json.loads((b / 'reference' / 'reference.json').read_text())
+    add = next(l for l in ref['layers'] if l['name'] == 'add')
+    assert add['kind'] == 'merge' and add['op'] == 'add' and add['inputs'] == ['c2', 'stem_quantized_relu']
+    report = json.loads((b / 'reports' / 'verify.json').read_text())
+    assert report['reference_vs_csim'] == {'equal_vectors': 24, 'exact': True}
+    assert report['accelerator_testbench'].startswith('PASS: 24 samples')
+    assert report['qkeras_vs_reference']['all_layers_exact'] is True  # the Add too: its type holds every sum
+    convert = json.loads((b / 'manifest.json').read_text())['steps']['convert']['summary']
+    assert convert['io_type'] == 'io_stream'
+    rtl = json.loads((b / 'reports' / 'rtl_resources.json').read_text())
+    assert rtl['built'] is False and 'convolutional networks' in rtl['reason']  # the first reason; merges have theirs
+    est = json.loads((b / 'reports' / 'estimate.json').read_text())
+    assert {'stem', 'c1', 'c2', 'logits'} <= set(est['layers']) and 'add' not in est['layers']
+    assert est['layers']['c2']['kind'] == 'block_sparse_conv2d'
+    assert est['total']['ours']['interval'] == max(l['ours']['cycles'] for l in est['layers'].values())

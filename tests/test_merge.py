@@ -282,3 +282,24 @@ def test_a_skip_connection_cnn_runs_through_the_flow_exactly(tmp_path):
     assert {'stem', 'c1', 'c2', 'logits'} <= set(est['layers']) and 'add' not in est['layers']
     assert est['layers']['c2']['kind'] == 'block_sparse_conv2d'
     assert est['total']['ours']['interval'] == max(l['ours']['cycles'] for l in est['layers'].values())
+
+
+def test_a_found_sparse_branch_is_rewritten_in_place_in_the_graph():
+    """A QDense branch whose kernel is mostly zero deploys block-sparse (``deployed_model``): the
+    rewritten model keeps the graph, so the merge reads the block-sparse layer and QKeras' model
+    and the deployed one compute the same."""
+    from flow.export import deployed_model
+
+    model = mlp_skip('Add', seed=7)
+    fc2a = model.get_layer('fc2a')
+    kernel = np.zeros(fc2a.kernel.shape, np.float32)
+    kernel[:2, :2] = 0.5
+    fc2a.kernel.assign(kernel)
+    im = to_integer_model(model, FixedType(8, 3))
+    assert {l.name: l for l in im.layers}['fc2a'].kind == 'block_sparse_dense'
+    deployed = deployed_model(model, im=im)
+    assert type(deployed.get_layer('fc2a')).__name__ == 'BlockSparseQDense'
+    inbound = [n[0] for n in deployed.get_config()['layers'][-2]['inbound_nodes'][0]]
+    assert deployed.get_config()['layers'][-2]['name'] == 'merge' and set(inbound) == {'fc2a', 'drop'}
+    x = np.random.default_rng(0).integers(-128, 128, size=(32, 8)) / 32
+    np.testing.assert_array_equal(deployed.predict(x, verbose=0), model.predict(x, verbose=0))

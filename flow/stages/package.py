@@ -26,6 +26,7 @@ from flow.stages.notebook import write_notebook
 RUNTIME_FILES = ('__init__.py', 'fixed.py', 'ref_layers.py', 'ref_activations.py', 'ref_block_sparse.py', 'ref_sst.py', 'sst_code.py', 'reference.py',
                  'stream.py', 'driver.py')
 RUNTIME_FILES += ('ref_lstm.py', 'ref_conv.py')
+RUNTIME_FILES += ('ref_merge.py',)
 RUNTIME_DIR = Path(__file__).resolve().parents[1] / 'runtime'
 
 

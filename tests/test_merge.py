@@ -303,3 +303,16 @@ def test_a_found_sparse_branch_is_rewritten_in_place_in_the_graph():
     assert deployed.get_config()['layers'][-2]['name'] == 'merge' and set(inbound) == {'fc2a', 'drop'}
     x = np.random.default_rng(0).integers(-128, 128, size=(32, 8)) / 32
     np.testing.assert_array_equal(deployed.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_a_sequential_model_is_still_a_chain():
+    """Sequential models have no graph in their config: read as the chain they are."""
+    import tensorflow as tf
+    from qkeras import QActivation, QDense, quantized_relu
+
+    model = tf.keras.Sequential([tf.keras.Input((8,)), QDense(4, name='fc', **_quant()),
+                                 QActivation(quantized_relu(4, 1), name='relu'), QDense(2, name='out', **_quant())])
+    im = to_integer_model(random_weights(model, 1), FixedType(8, 3))
+    assert [l.name for l in im.layers][1:] == ['fc', 'relu', 'out'] and not any(l.inputs for l in im.layers)
+    x = np.random.default_rng(1).integers(-128, 128, size=(16, 8))
+    np.testing.assert_array_equal(im.predict_codes(x), _float_model_codes(model, im, x))

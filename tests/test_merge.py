@@ -219,6 +219,15 @@ def test_dense_branches_merge_exactly_in_both_io_types(tmp_path, merge, io_type)
 
 
 @pytest.mark.csim
+@pytest.mark.parametrize('merge, result', [('Average', 'ap_fixed<5,1,AP_RND,AP_SAT>'), ('Multiply', 'ap_fixed<6,2>')])
+def test_a_narrower_merge_result_casts_like_the_c_simulation(tmp_path, merge, result):
+    """A result type from the config rounds and saturates (or truncates and wraps) the exact merge
+    as the C simulation's assignment does."""
+    im, *_ = _cosim(tmp_path, mlp_skip(merge, seed=6), FixedType(8, 3), n=48, layers={'merge': {'result': result}})
+    assert {l.name: l for l in im.layers}['merge'].out_type.hls() == result
+
+
+@pytest.mark.csim
 def test_a_wrong_merge_is_traced_to_the_merge(tmp_path):
     """The reference computing another merge than hls4ml: the mismatch names the merge layer."""
     from flow.stages.verify import Mismatch, compare_reference_csim

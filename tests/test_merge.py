@@ -213,7 +213,8 @@ def test_concatenated_branches_match_the_c_simulation_exactly(tmp_path, axis):
 
 @pytest.mark.csim
 @pytest.mark.parametrize('merge, io_type', [('Add', 'io_parallel'), ('Multiply', 'io_parallel'), ('Average', 'io_stream'),
-                                            ('Minimum', 'io_stream')])
+                                            ('Minimum', 'io_stream'), ('Concatenate', 'io_parallel'),
+                                            ('Concatenate', 'io_stream')])
 def test_dense_branches_merge_exactly_in_both_io_types(tmp_path, merge, io_type):
     _cosim(tmp_path, mlp_skip(merge, seed=5), FixedType(8, 3), io_type=io_type)
 

@@ -5,7 +5,7 @@ new method adds its own module and imports it below. This is also the deployabil
 layer without an exporter is refused at load time, with the reason (``model.py``).
 """
 
-from flow.export import activations, block_sparse, conv, dense, depthwise, float_layers, folded, lstm, pool, sst, structure  # noqa: F401  (register exporters)
+from flow.export import activations, block_sparse, conv, dense, depthwise, float_layers, folded, lstm, merge, pool, sst, structure  # noqa: F401  (register exporters)
 from flow.export.model import (  # noqa: F401  (the package's API)
     check_deployable,
     deployed_model,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from flow.export.quantizers import quantized_bits_activation_type, relu_type, sigmoid_type, tanh_type
-from flow.export.registry import EXPORTERS, Overrides, UnsupportedModel, _compute_layers, _no_override, _result, exporter, input_layer_name
+from flow.export.registry import EXPORTERS, Overrides, UnsupportedModel, _compute_layers, _no_override, _result, exporter, input_layer_name, rebuild
 from flow.runtime.fixed import FixedType
 from flow.runtime.ref_activations import BinaryTanh, HardSigmoid, HardTanh, Sigmoid, Softmax, Tanh, index_bits
 from flow.runtime.ref_layers import Linear, ReLU
@@ -324,7 +324,8 @@ def keras_view(model):
         return model
     inp = tf.keras.Input((int(np.prod(shape)),), name=input_layer_name(model))
     x = tf.keras.layers.Reshape(shape, name=f'{inp.name.split(":")[0]}_shape')(inp) if len(shape) > 1 else inp
-    for layer in layers:  # copies: a layer shared with ``model`` would have two outputs
+
+    def call(layer, x):  # copies: a layer shared with ``model`` would have two outputs
         spec = fused[layer.name]
         config = layer.get_config() if spec is None else {**layer.get_config(), 'activation': 'linear'}
         copy = type(layer).from_config(config)
@@ -334,4 +335,6 @@ def keras_view(model):
             act = QActivation(spec.quantizer, name=spec.name) if spec.cls == 'QActivation' else \
                 tf.keras.layers.Activation(spec.function, name=spec.name)
             x = act(x)
-    return tf.keras.Model(inp, x, name=model.name)
+        return x
+
+    return rebuild(model, call, inp, x)

@@ -10,7 +10,7 @@ import re
 import numpy as np
 
 from flow.export.activations import TABLE_LAYERS, _activation_exporter, activation_spec, is_softmax, export_activation, export_activation_spec, fused_activation
-from flow.export.registry import DEPLOY_REWRITES, EXPORTERS, Overrides, UnsupportedModel, _compute_layers, input_layer_name, layer_overrides
+from flow.export.registry import DEPLOY_REWRITES, EXPORTERS, Overrides, UnsupportedModel, _compute_layers, input_layer_name, keras_inbound, layer_overrides, rebuild
 from flow.runtime.fixed import FixedType
 from flow.runtime.ref_layers import Input
 from flow.runtime.reference import IntegerModel
@@ -54,8 +54,7 @@ UNSUPPORTED_FIX = {
        for c in ('LSTM', 'QLSTM')},
     **{c: 'recurrent layers other than LSTM have no template; use keras_models.lstm.BlockSparseQLSTM'
        for c in ('GRU', 'SimpleRNN', 'QGRU', 'QSimpleRNN')},
-    **{c: 'the model must be a single chain without merges' for c in (
-        'Add', 'Concatenate', 'Multiply', 'Subtract', 'Average', 'Maximum', 'Minimum')},
+    'Dot': 'no exact reference here (hls4ml 1.3.0 builds a Dot of flat vectors only): use Multiply, then a QDense to sum',
 }
 
 
@@ -88,21 +87,22 @@ def check_deployable(model) -> None:
         except UnsupportedModel as e:
             problems.append(str(e))
     if len(model.inputs) != 1 or len(model.outputs) != 1:
-        problems.append('the model must have one input and one output (a chain of layers)')
+        problems.append('the model must have one input and one output (layers may branch and merge in between)')
     if problems:
         sep = '\n  ' if len(problems) > 1 else ' '
         raise UnsupportedModel('model cannot be deployed:' + sep + sep.join(problems))
 
 
-def export_steps(model) -> list[tuple[str, object]]:
-    """(hls4ml node name, exporter(in_type, overrides)) for every node hls4ml builds, in order: one
-    per layer, plus the activation it splits off a layer with ``activation=``."""
-    steps = []
+def export_steps(model) -> list[tuple[str, object, tuple[str, ...], str]]:
+    """(hls4ml node name, exporter(in_type, overrides), the Keras layers it reads, the Keras layer whose
+    output it gives) for every node hls4ml builds, in topological order: one per layer, plus the
+    activation it splits off a layer with ``activation=`` (which reads and then gives that layer's output)."""
+    steps, inbound = [], keras_inbound(model)
     for layer in _compute_layers(model):
-        steps.append((layer.name, functools.partial(EXPORTERS[type(layer).__name__], layer)))
+        steps.append((layer.name, functools.partial(EXPORTERS[type(layer).__name__], layer), inbound[layer.name], layer.name))
         spec = fused_activation(layer)
         if spec:
-            steps.append((spec.name, functools.partial(export_activation_spec, spec)))
+            steps.append((spec.name, functools.partial(export_activation_spec, spec), (layer.name,), layer.name))
     return steps
 
 
@@ -128,11 +128,10 @@ def deployed_model(model, output: str = 'model', im: IntegerModel | None = None)
 
 
 def _rewritten(model, im: IntegerModel):
-    """``model`` (a chain) with the deploy rewrites applied; the model itself when none applies."""
+    """``model`` with the deploy rewrites applied; the model itself when none applies."""
     ref = {layer.name: layer for layer in im.layers}
-    layers = _compute_layers(model)
     rewrites = {}
-    for layer in layers:
+    for layer in _compute_layers(model):
         rewrite = DEPLOY_REWRITES.get(type(layer).__name__)
         out = rewrite(layer, ref[layer.name]) if rewrite and layer.name in ref else None
         if out is not None:
@@ -142,12 +141,10 @@ def _rewritten(model, im: IntegerModel):
     import tensorflow as tf
 
     inp = tf.keras.Input(tuple(model.inputs[0].shape[1:]), name=input_layer_name(model))
-    x = inp
-    for layer in layers:
-        x = (rewrites[layer.name][0] if layer.name in rewrites else layer)(x)
+    out = rebuild(model, lambda layer, x: (rewrites[layer.name][0] if layer.name in rewrites else layer)(x), inp, inp)
     for _, load in rewrites.values():  # built now
         load()
-    return tf.keras.Model(inp, x, name=model.name)
+    return out
 
 
 def removed_nodes(model, im: IntegerModel, output: str = 'model') -> dict[str, FixedType]:
@@ -155,16 +152,19 @@ def removed_nodes(model, im: IntegerModel, output: str = 'model') -> dict[str, F
     '<layer>_linear', a BatchNormalization that does nothing), with the type flowing there: the
     conversion gives each that result type, so hls4ml removes them (EliminateLinearActivation
     needs equal types in and out; the others are removed whatever their type)."""
-    ref = {layer.name: layer for layer in im.layers}
-    steps = [name for name, _ in export_steps(deployed_model(model, output))]
-    t, removed = im.in_type, {}
-    for name in steps:
-        # a layer hls4ml splits into nodes '<name>_<part>' (a separable convolution): no node of its own
-        parts = [r for n, r in ref.items() if n.startswith(name + '_') and n not in steps]
-        if name in ref or parts:
-            t = (ref[name] if name in ref else parts[-1]).out_type
+    types = {layer.name: layer.out_type for layer in im.layers}
+    steps = export_steps(deployed_model(model, output))
+    names = {step[0] for step in steps}
+    node = {im.input.name: im.input.name}  # Keras layer -> the reference layer holding its output
+    removed = {}
+    for name, _, reads, gives in steps:
+        src = node[reads[0]]
+        # a layer hls4ml splits into nodes '<name>_<part>' (a separable convolution): its last part holds its output
+        parts = [n for n in types if n.startswith(name + '_') and n not in names]
+        if name in types or parts:
+            node[gives] = name if name in types else parts[-1]
         else:
-            removed[name] = t
+            removed[name], node[gives] = types[src], src
     return removed
 
 
@@ -179,9 +179,17 @@ def to_integer_model(model, input_type: FixedType, overrides: dict[str, Override
     overrides = overrides or {}
     shape = tuple(int(d) for d in model.inputs[0].shape[1:])
     layers = [Input(name=input_layer_name(model), out_type=input_type, shape=shape)]
-    t = input_type
-    for name, export in export_steps(model):
+    node = {layers[0].name: layers[0].name}  # Keras layer -> the reference layer holding its output
+    types, shapes = {layers[0].name: input_type}, {layers[0].name: shape}
+    for name, export, reads, gives in export_steps(model):
         ov = overrides.get(name, Overrides(sparse=sparse, default=default_precision))
+        src = tuple(node[r] for r in reads)
+        if len(set(src)) < len(src):
+            raise UnsupportedModel(f"layer '{name}' reads the same tensor {len(src)} times; hls4ml's streams feed each "
+                                   'input from another tensor: apply the operation to one input instead')
+        one = len(src) == 1
+        t = types[src[0]] if one else tuple(types[s] for s in src)
+        shape = shapes[src[0]] if one else tuple(shapes[s] for s in src)
         try:
             out = export(t, ov)
             refs = out if isinstance(out, list) else [out]  # [] for a node hls4ml removes
@@ -200,9 +208,10 @@ def to_integer_model(model, input_type: FixedType, overrides: dict[str, Override
             if (ov.table_size or ov.table_t) and not isinstance(ref, TABLE_LAYERS):
                 raise UnsupportedModel(f"layer '{ref.name}': table_size/table_t apply to sigmoid, tanh and softmax "
                                        f'lookup tables; this layer ({ref.kind}) has none')
-            if layers[-1].kind in ref.hls_merged_after:
-                raise UnsupportedModel(f"layer '{ref.name}' after '{layers[-1].name}' ({layers[-1].kind}): "
-                                       f'{ref.hls_merged_after[layers[-1].kind]}')
+            before = next((layer for layer in reversed(layers) if layer.name == src[0]), None) if one else None
+            if before is not None and before.kind in ref.hls_merged_after:
+                raise UnsupportedModel(f"layer '{ref.name}' after '{before.name}' ({before.kind}): "
+                                       f'{ref.hls_merged_after[before.kind]}')
             if (ov.weight or ov.bias) and ref.float_weights is None:
                 raise UnsupportedModel(f"layer '{ref.name}': weight/bias precision applies to unquantized Keras layers "
                                        f'(Dense, Conv2D); this layer ({ref.kind}) takes its types from its quantizers: '
@@ -211,9 +220,15 @@ def to_integer_model(model, input_type: FixedType, overrides: dict[str, Override
                 raise UnsupportedModel(f"layer '{ref.name}': block_shape applies to dense layers whose zero blocks are "
                                        f'looked for (QDense with quantized_bits kernels); this layer ({ref.kind}) is not '
                                        'one: remove block_shape for it')
+            if src != (layers[-1].name,):  # not a chain here: name what it reads
+                ref.inputs = src
             layers.append(ref)
-            shape = tuple(ref.forward(np.zeros((1, *shape), dtype=np.int64), t).shape[1:])  # its output per sample
-            t = ref.out_type
+            zeros = _zeros(shape) if one else tuple(_zeros(s) for s in shape)
+            shape = tuple(ref.forward(zeros, t).shape[1:])  # its output per sample
+            t, src, one = ref.out_type, (ref.name,), True
+            types[ref.name], shapes[ref.name] = t, shape
+        node[gives] = src[0]
+    shape = shapes[layers[-1].name]
     unknown = set(overrides) - {layer.name for layer in layers}
     if unknown:
         stripped = unknown & {layer.name for layer in full.layers} - {layer.name for layer in model.layers}
@@ -226,6 +241,10 @@ def to_integer_model(model, input_type: FixedType, overrides: dict[str, Override
         raise UnsupportedModel(f'the output is a {shape} tensor; the accelerator streams flat vectors: add a Flatten')
     _check_streamable(layers[0], layers[-1])
     return IntegerModel(layers)
+
+
+def _zeros(shape) -> np.ndarray:
+    return np.zeros((1, *shape), dtype=np.int64)
 
 
 RANK_FIX = {1: 'it acts on flat vectors: put a Flatten before it', 2: 'it takes a (time steps, features) sequence: '

@@ -100,3 +100,34 @@ def _compute_layers(model) -> list:
 
 def input_layer_name(model) -> str:
     return model.layers[0].name if _has_input_layer(model) else model.input.name.split(':')[0]
+
+
+def keras_inbound(model) -> dict[str, tuple[str, ...]]:
+    """Each compute layer's name -> the layers whose outputs it reads (the input layer's name for the
+    model input), from the functional model's config; a Sequential model is a chain."""
+    layers = model.get_config().get('layers', [])
+    if not any('inbound_nodes' in c for c in layers):  # Sequential
+        names = [input_layer_name(model)] + [layer.name for layer in _compute_layers(model)]
+        return {b: (a,) for a, b in zip(names, names[1:])}
+    out = {}
+    for c in layers:
+        nodes = c['inbound_nodes']
+        if len(nodes) > 1:
+            raise UnsupportedModel(f"layer '{c['name']}' is called {len(nodes)} times (a shared layer); hls4ml builds one "
+                                   'node per layer: give every call a layer of its own')
+        if nodes:
+            out[c['name']] = tuple(t[0] for t in nodes[0])
+    return out
+
+
+def rebuild(model, call, inp, x):
+    """A functional model with ``model``'s graph: input ``inp``, ``x`` standing for the model input,
+    and ``call(layer, inputs)`` making each layer's output from its input tensor (a list for a merge)."""
+    import tensorflow as tf
+
+    inbound = keras_inbound(model)
+    out = {input_layer_name(model): x}
+    for layer in _compute_layers(model):
+        xs = [out[name] for name in inbound[layer.name]]
+        out[layer.name] = call(layer, xs[0] if len(xs) == 1 else xs)
+    return tf.keras.Model(inp, out[_compute_layers(model)[-1].name], name=model.name)

@@ -89,6 +89,9 @@ class RefLayer:
     hls_merged_after = {}
     name: str
     out_type: FixedType
+    # the layers whose outputs it reads (a merge reads two: its ``forward`` then gets tuples of codes and
+    # types); () is the layer before it in the model, so a chain stores none
+    inputs: tuple = field(default=(), kw_only=True)
 
     def forward(self, x: np.ndarray, in_type: FixedType) -> np.ndarray:
         raise NotImplementedError
@@ -170,7 +173,8 @@ class RefLayer:
         return {}
 
     def to_json(self) -> dict:
-        return {'kind': self.kind, 'name': self.name, 'out_type': self.out_type.to_dict(), **self.scalars()}
+        inputs = {'inputs': list(self.inputs)} if self.inputs else {}
+        return {'kind': self.kind, 'name': self.name, 'out_type': self.out_type.to_dict(), **inputs, **self.scalars()}
 
     @classmethod
     def from_json(cls, d: dict, arrays: dict[str, np.ndarray]) -> RefLayer:
@@ -178,6 +182,8 @@ class RefLayer:
         d.pop('kind')
         types = {k: FixedType.from_dict(v) for k, v in d.items() if k.endswith('_type')}
         d.update(types)
+        if 'inputs' in d:
+            d['inputs'] = tuple(d['inputs'])
         return cls(**d, **arrays)
 
 

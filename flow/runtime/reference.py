@@ -1,6 +1,7 @@
 """The integer reference model: "the software" every hardware result is checked against.
 
-A sequence of reference layers on int64 codes, saved as ``reference.json`` + ``reference.npz``.
+Reference layers on int64 codes in topological order, saved as ``reference.json`` + ``reference.npz``:
+a chain, or a graph where a layer names the layers it reads (``RefLayer.inputs``: skip connections).
 numpy only: the board runtime ships this package and runs the same code.
 """
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import ref_activations, ref_block_sparse, ref_sst  # noqa: F401  (register their layer kinds)
-from . import ref_conv, ref_depthwise, ref_lstm, ref_pool  # noqa: F401
+from . import ref_conv, ref_depthwise, ref_lstm, ref_merge, ref_pool  # noqa: F401
 from .fixed import FixedType
 from .ref_layers import LAYER_KINDS, Input, RefLayer
 
@@ -36,14 +37,27 @@ class IntegerModel:
     def out_type(self) -> FixedType:
         return self.layers[-1].out_type
 
+    def sources(self) -> dict[str, tuple[str, ...]]:
+        """The layers each layer reads (its ``inputs``, else the layer before it); the input reads none."""
+        out = {self.layers[0].name: ()}
+        for prev, layer in zip(self.layers, self.layers[1:]):
+            out[layer.name] = tuple(layer.inputs) or (prev.name,)
+        return out
+
+    def _gather(self, values: dict, sources: tuple):
+        """What ``forward`` takes from its sources' ``values``: one, or a tuple for a merge."""
+        return values[sources[0]] if len(sources) == 1 else tuple(values[s] for s in sources)
+
+    def in_types(self) -> dict[str, FixedType | tuple]:
+        """The type (a tuple of types for a merge) each layer's input has; the input layer's own."""
+        types = {layer.name: layer.out_type for layer in self.layers}
+        return {name: self._gather(types, src) if src else self.in_type for name, src in self.sources().items()}
+
     def trace(self, x_codes) -> dict[str, np.ndarray]:
         """Outputs (codes) of every layer, keyed by layer name, in order."""
-        out, t = {}, self.in_type
-        x = x_codes
-        for layer in self.layers:
-            x = layer.forward(x, t)
-            t = layer.out_type
-            out[layer.name] = x
+        out, in_types = {}, self.in_types()
+        for layer, src in zip(self.layers, self.sources().values()):
+            out[layer.name] = layer.forward(self._gather(out, src) if src else x_codes, in_types[layer.name])
         return out
 
     def sizes(self) -> dict[str, int]:

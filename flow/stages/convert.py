@@ -6,6 +6,7 @@ We never rely on hls4ml's 'auto' precision: its inference does not know our laye
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 from flow.config import FlowConfig
@@ -148,12 +149,15 @@ def _da_checks(name, node, layer) -> list:
 
 
 def inserted_nodes(im: IntegerModel, io_type: str) -> dict[str, FixedType]:
-    """Nodes hls4ml adds that the reference computes inside a layer (``RefLayer.hls_inserted``), with
-    the type they must pass on unchanged."""
-    inserted, t = {}, im.in_type
+    """Nodes hls4ml adds that pass a tensor on unchanged, with the type they must have: what the
+    reference computes inside a layer (``RefLayer.hls_inserted``) and, in io_stream, the
+    ``clone_<layer>`` copying a stream that several layers read (hls4ml's CloneOutput)."""
+    inserted, in_types = {}, im.in_types()
     for layer in im.layers:
-        inserted.update(layer.hls_inserted(t, io_type))
-        t = layer.out_type
+        inserted.update(layer.hls_inserted(in_types[layer.name], io_type))
+    readers = Counter(s for src in im.sources().values() for s in src)
+    if io_type == 'io_stream':
+        inserted.update({f'clone_{layer.name}': layer.out_type for layer in im.layers if readers[layer.name] > 1})
     return inserted
 
 
@@ -172,7 +176,7 @@ def check_against_reference(hls_model, im: IntegerModel, plan: Plan) -> None:
     for name, want in inserted.items():
         got = nodes.pop(name).get_output_variable().type.precision
         if _fixed_of(got) != want:
-            raise ConversionMismatch(f"node '{name}' (hls4ml's zero padding): type {got}, the input's is {want.hls()}")
+            raise ConversionMismatch(f"node '{name}' (inserted by hls4ml): type {got}, the input's is {want.hls()}")
     for name, node in nodes.items():
         layer = ref[name]
         p = plan[layer.name]

@@ -149,10 +149,10 @@ def estimate_model(im: IntegerModel, plan: Plan, board, rtl: dict | None = None)
     io_type = plan.io_type
     if io_type not in IO_TYPES:
         raise ValueError(f'unknown io_type {io_type!r}; known: {", ".join(IO_TYPES)}')
-    layers, sizes = {}, im.sizes()
-    for prev, layer in zip(im.layers, im.layers[1:]):
+    layers, sizes, in_types, sources = {}, im.sizes(), im.in_types(), im.sources()
+    for layer in im.layers[1:]:
         p = plan[layer.name]
-        est = layer_estimate(layer, p.reuse_factor or 1, p.strategy, prev.out_type, sizes[prev.name])
+        est = layer_estimate(layer, p.reuse_factor or 1, p.strategy, in_types[layer.name], sizes[sources[layer.name][0]])
         if est:
             layers[layer.name] = est
     total = {}

@@ -25,7 +25,7 @@ from flow.stages.notebook import write_notebook
 
 RUNTIME_FILES = ('__init__.py', 'fixed.py', 'ref_layers.py', 'ref_activations.py', 'ref_block_sparse.py', 'ref_sst.py', 'sst_code.py', 'reference.py',
                  'stream.py', 'driver.py')
-RUNTIME_FILES += ('ref_lstm.py', 'ref_conv.py', 'ref_depthwise.py')
+RUNTIME_FILES += ('ref_lstm.py', 'ref_conv.py', 'ref_depthwise.py', 'ref_merge.py', 'ref_pool.py')
 RUNTIME_DIR = Path(__file__).resolve().parents[1] / 'runtime'
 
 

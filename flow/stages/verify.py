@@ -89,8 +89,9 @@ def qkeras_comparable(im: IntegerModel) -> tuple[list[str], str]:
     of the sum's LSB: magnitude <= 2^24 LSBs (a 24-bit significand holds every integer up to 2^24,
     2^24 + 1 is the first it rounds), and while the accumulator and the result cast hold every
     reachable sum (an override may wrap, round or saturate where QKeras does not)."""
-    names, in_t = [], im.in_type
+    names, in_types = [], im.in_types()
     for layer in im.layers[1:]:
+        in_t = in_types[layer.name]
         approximated = layer.inexact_in_float()
         if approximated:  # lookup tables, hls4ml's rounded hard_sigmoid slope
             return names, f"from layer '{layer.name}' on: {approximated}"
@@ -112,7 +113,6 @@ def qkeras_comparable(im: IntegerModel) -> tuple[list[str], str]:
             # a layer that bounds its own float32 computation step by step (the LSTM)
             return names, f"from layer '{layer.name}' on: {stop}"
         names.append(layer.name)
-        in_t = layer.out_type
     return names, 'every layer is exact in QKeras (quantizers matched, float32 sums exact)'
 
 

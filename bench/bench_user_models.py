@@ -196,6 +196,9 @@ def run_one(name: str, folder: Path) -> dict:
     """Save the model and its inputs, run build-bitstream to verify, read what came out."""
     import tensorflow as tf
 
+    from flow.infra.quiet import quiet_python
+
+    quiet_python()  # this process builds and saves the models: TensorFlow's warnings hidden as in the flow
     tf.keras.utils.set_random_seed(0)
     out = ZOO[name]()
     model, shape = out[0], out[1]

@@ -244,6 +244,8 @@ def main():
     rows = []
     from rich.progress import Progress
 
+    from flow.infra.progress import print_table
+
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task('models', total=len(names))
         for name in names:
@@ -256,7 +258,7 @@ def main():
     for r in rows:
         table.add_row(r['model'], r['status'], str(r.get('exact_csim', '')), r.get('qkeras_vs_reference', ''),
                       str(r.get('density', '')), f"{r['seconds']:.0f}")
-    console.print(table)
+    print_table(table, console)
     for r in rows:
         if r.get('reason'):
             console.print(f"[bold]{r['model']}[/] {r['status']}: {r['reason']}", highlight=False, soft_wrap=True)

@@ -24,6 +24,8 @@ output type's rounding and overflow.
 
 from __future__ import annotations
 
+import dataclasses
+
 from flow.runtime.schedule import Schedule
 from flow.runtime.static_engine import static_engine
 
@@ -124,7 +126,8 @@ def emit_cycle(sched: Schedule, name: str, what: str = '') -> str:
     hls_templates/nnet_block_sparse_conv2d.h): no loop inside, so nothing a pipeline would unroll.
     The accumulators are the caller's (completely partitioned there, read and written here at constant
     indices only); the caller sets them to the biases before cycle 0 and casts them after cycle rf - 1."""
-    eng = static_engine(sched)
+    # the caller holds every output's accumulator across the cycles: no time-multiplexed outputs
+    eng = static_engine(dataclasses.replace(sched, may_time_multiplex=False))
     rf, n_in, n_out, n_mult = eng.rf, eng.n_in, eng.n_out, eng.n_mult
     pad = ' ' * (len(name) + 6)
     c = [f'// one cycle t of the {sched.organisation} block-sparse kernel{" for " + what if what else ""}: {n_in} -> {n_out}, '
@@ -140,7 +143,6 @@ def emit_cycle(sched: Schedule, name: str, what: str = '') -> str:
          '    typedef typename CONFIG_T::accum_t acc_t;',
          '    // the weight ROM: bank m (words m * rf .. m * rf + rf - 1) per multiplier, one word of every bank per cycle',
          f'    #pragma HLS ARRAY_RESHAPE variable=weights block factor={n_mult} dim=1']
-    assert not eng.timed, 'a convolution cycle keeps every accumulator in its caller (Schedule.may_time_multiplex)'
     c += _cycle(eng, lambda o: f'acc[{o}]', '    ')
     c += ['}', '']
     return '\n'.join(c)

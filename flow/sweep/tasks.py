@@ -104,10 +104,11 @@ def stop_timed_out(ref, folder: Path, timeout_min: float) -> None:
 
 
 def _node_id() -> str | None:
+    """The Ray node running the point; None outside Ray (asking would start or join a Ray instance)."""
     try:
         import ray
 
-        return ray.get_runtime_context().get_node_id()
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
     except Exception:
         return None
 

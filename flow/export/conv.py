@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from flow.export.block_sparse import _block_sparse_fields, _refuse_po2_block_sparse, _sparse_kernel
-from flow.export.dense import QDENSE_KERNELS, _dense_types, _found_blocks, auto_po2, exact_values_copy
+from flow.export.dense import QDENSE_KERNELS, _dense_types, _found_blocks, auto_po2, block_sparse_copy, exact_values_copy
 from flow.export.registry import UnsupportedModel, _no_override, _quantizer_name, deploy_rewrite, exporter
 from flow.runtime.ref_block_sparse import pack_blocks
 from flow.runtime.ref_conv import BlockSparseConv1D, BlockSparseConv2D, Conv1D, Conv2D, MaxPool2D, same_padding
@@ -121,18 +121,8 @@ def qconv_as_block_sparse(layer, ref):
     from keras_models.conv import BlockSparseQConv1D, BlockSparseQConv2D
 
     cls = BlockSparseQConv1D if isinstance(ref, BlockSparseConv1D) else BlockSparseQConv2D
-    config = layer.get_config()
-    config.update(block_shape=list(ref.block), drop_rate=0.0, mask_method='cgs', mask_seed=0, levels=None)
-    new = cls.from_config(config)
-    mask = ref.block_mask()[: ref.in_shape[2] // ref.block[0]].astype(np.float32)  # every position repeats it
-
-    def load():
-        new.kernel.assign(layer.kernel)
-        if layer.use_bias:
-            new.bias.assign(layer.bias)
-        new.block_mask.assign(mask)
-
-    return new, load
+    mask = ref.block_mask()[: ref.in_shape[2] // ref.block[0]]  # every kernel position repeats it
+    return block_sparse_copy(layer, cls, ref.block, mask)
 
 
 @exporter('BlockSparseQConv2D')

@@ -175,15 +175,20 @@ def qdense_as_block_sparse(layer, ref):
         return exact_values_copy(layer, ref)
     from keras_models.layers import BlockSparseQDense
 
+    return block_sparse_copy(layer, BlockSparseQDense, ref.block, ref.block_mask())
+
+
+def block_sparse_copy(layer, cls, block, mask):
+    """``layer`` as the block-sparse Keras class ``cls`` with the found block ``mask`` (its config and
+    weights, nothing dropped at random): the (unbuilt) layer and a function loading its weights."""
     config = layer.get_config()
-    config.update(block_shape=list(ref.block), drop_rate=0.0, mask_method='cgs', mask_seed=0, levels=None)
-    new = BlockSparseQDense.from_config(config)
-    mask = ref.block_mask().astype(np.float32)
+    config.update(block_shape=list(block), drop_rate=0.0, mask_method='cgs', mask_seed=0, levels=None)
+    new = cls.from_config(config)
 
     def load():
         new.kernel.assign(layer.kernel)
         if layer.use_bias:
             new.bias.assign(layer.bias)
-        new.block_mask.assign(mask)
+        new.block_mask.assign(np.asarray(mask, dtype=np.float32))
 
     return new, load

@@ -103,7 +103,7 @@ def main():
     console = Console()
     console.print(f'{n} points of digits_mlp (2 epochs, train .. estimate) on {os.cpu_count()} cores')
     root = Path(tempfile.mkdtemp(prefix='bench_sweep_'))
-    times = {}
+    times, load = {}, [os.getloadavg()[0]]  # other work on the machine skews every ratio: recorded with them
     try:
         times['sequential (no Ray)'] = sequential(spec, root / 'seq')
         times['Ray, 1 worker'] = on_ray(spec, root / 'ray1', num_cpus=1)
@@ -116,6 +116,7 @@ def main():
             times['Ray cluster, 2 nodes x 1 CPU'] = two_node_cluster(spec, root / 'cluster')
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    load.append(os.getloadavg()[0])
     base = times['sequential (no Ray)']
     table = Table(title=f'the same {n} sweep points, sequential vs Ray')
     for c in ('mode', 'wall s', 'speed-up vs sequential', 's per point'):
@@ -125,10 +126,14 @@ def main():
     console.print(table)
     overhead = (times['Ray, 1 worker'] - base) / n
     console.print(f"Ray's overhead per point with one worker: {overhead:+.1f} s (start-up of Ray included)")
+    if max(load) > 0.5 * os.cpu_count():
+        console.print(f'[yellow]the machine was busy with other work (1-minute load average {load[0]:.1f} at the start, '
+                      f'{load[1]:.1f} at the end, {os.cpu_count()} cores): the ratios understate what Ray gains on an idle one[/]')
     out = ROOT / 'bench' / 'results' / 'sweep.json'
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({'points': n, 'cores': os.cpu_count(), 'seconds': times,
-                               'speedup': {m: base / t for m, t in times.items()}, 'overhead_per_point_s': overhead}, indent=1))
+                               'speedup': {m: base / t for m, t in times.items()}, 'overhead_per_point_s': overhead,
+                               'load_average_1min': {'start': load[0], 'end': load[1]}}, indent=1))
     console.print(f'wrote {out}')
 
 

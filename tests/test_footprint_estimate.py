@@ -289,3 +289,29 @@ def test_conv_rows_print_cycles_and_line_buffer():
     for number in (conv['cycles'], conv['line_buffer_bits'], '8192/4092'):
         assert str(number) in conv_row
     assert f"interval {conv['cycles']} cycles per image" in text
+
+
+def test_weightless_streamed_layers_cost_their_pixels_and_dividers():
+    """Global pooling, padding, upsampling and repacking stream one pixel a cycle (the larger side);
+    an average over N codes needs a divider per channel unless N is a power of two."""
+    from flow.runtime.ref_pool import AvgPool2D, GlobalAvgPool, GlobalMaxPool, Reshape, UpSample, ZeroPad
+
+    acc = FixedType(16, 8)
+    cases = [
+        (GlobalAvgPool('g', out_type=IN8, in_shape=(7, 7, 8), accum_type=acc), {'in': 49, 'out': 1}, 49, 8),
+        (GlobalAvgPool('g', out_type=IN8, in_shape=(4, 4, 8), accum_type=acc), {'in': 16, 'out': 1}, 16, 0),
+        (GlobalMaxPool('g', out_type=IN8, in_shape=(12, 5), accum_type=acc), {'in': 12, 'out': 1}, 12, 0),
+        (ZeroPad('z', out_type=IN8, in_shape=(5, 6, 3), pads=(1, 2, 0, 3)), {'in': 30, 'out': 72}, 72, 0),
+        (ZeroPad('z', out_type=IN8, in_shape=(10, 3), pads=(2, 1)), {'in': 10, 'out': 13}, 13, 0),
+        (UpSample('u', out_type=IN8, in_shape=(3, 4, 2), size=(2, 3)), {'in': 12, 'out': 72}, 72, 0),
+        (Reshape('r', out_type=IN8, in_shape=(6, 4), shape=(2, 3, 4)), {'in': 6, 'out': 6}, 6, 0),
+    ]
+    for layer, pixels, cycles, mults in cases:
+        est = layer_estimate(layer, in_type=IN8)
+        assert est['pixels'] == pixels, layer
+        for side in ('ours', 'hls4ml_dense'):
+            assert (est[side]['cycles'], est[side]['multipliers'], est[side]['weight_memory_bits']) == (cycles, mults, 0)
+    pool3 = AvgPool2D('p', out_type=IN8, in_shape=(9, 9, 4), filt=(3, 3), strides=(3, 3), accum_type=acc)
+    assert layer_estimate(pool3, in_type=IN8)['ours']['multipliers'] == 4  # 9 = not 2^k: a divider per channel
+    pool2 = AvgPool2D('p', out_type=IN8, in_shape=(8, 8, 4), filt=(2, 2), strides=(2, 2), accum_type=acc)
+    assert layer_estimate(pool2, in_type=IN8)['ours']['multipliers'] == 0  # a shift

@@ -337,3 +337,19 @@ def test_a_point_past_its_timeout_is_stopped_and_recorded(tmp_path):
     assert r.returncode == 1 and time.time() - t0 < 120, r.stderr[-3000:]
     row, = _rows(tmp_path / 'out')
     assert row['exit_code'] == '1' and row['error'].startswith('timed out after 0.1 min (point_timeout_min)')
+
+
+def test_sigterm_stops_a_sweep_like_ctrl_c_and_is_restored_after():
+    """A batch scheduler's SIGTERM raises KeyboardInterrupt in the driver (the Ctrl-C path: points
+    cancelled, finished steps kept) while our Ray runs; the one before (Ray's) is back afterwards."""
+    from flow.sweep.tasks import _interrupt, _ray_init, _ray_stop
+
+    assert _ray_init(None, 1)
+    assert signal.getsignal(signal.SIGTERM) is _interrupt
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler runs at the next bytecode
+    finally:
+        _ray_stop()
+    assert signal.getsignal(signal.SIGTERM) not in (_interrupt, None)

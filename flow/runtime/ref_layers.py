@@ -149,6 +149,18 @@ class RefLayer:
         checked after conversion; its type attribute is ``<attribute>_t``."""
         return {}
 
+    def stream_pixels(self) -> tuple[int, int] | None:
+        """(input, output) pixels per image of a weightless layer that hls4ml streams pixel by pixel
+        without a line buffer (global pooling, padding, upsampling, repacking: II = 1 a pixel), for
+        the estimate's cycles; None: not such a layer."""
+        return None
+
+    def constant_dividers(self) -> int:
+        """Divisions by a constant that is not a power of two this layer's hardware does in parallel
+        (an average's sum / N per channel): HLS builds each as a multiply by the reciprocal, so the
+        estimate counts them as multipliers; a power of two is a shift."""
+        return 0
+
     def schedule(self, rf: int):
         """The time-multiplexed engine this kind's template runs at ReuseFactor ``rf``
         (``flow/runtime/schedule.py``), which the rtl step builds as Verilog; None: none."""

@@ -73,6 +73,11 @@ def _average_inexact(layer, n: int, in_type: FixedType) -> str | None:
     return None
 
 
+def _dividers(n: int, channels: int) -> int:
+    """An average over ``n`` codes in each of ``channels``: a divider per channel unless n is 2^k."""
+    return 0 if n & (n - 1) == 0 else channels
+
+
 @dataclass
 class _OneD:
     """Mixin for a 1-D windowed layer: (steps, channels) computed as a (1, steps, channels) image."""
@@ -107,6 +112,9 @@ class AvgPool2D(PatchGeometry, RefLayer):
 
     def qkeras_inexact(self, in_type):
         return _average_inexact(self, self.window, in_type)
+
+    def constant_dividers(self):
+        return _dividers(self.window, self.in_shape[-1])
 
     def hls_attrs(self):
         return {'accum_t': self.accum_type}
@@ -152,6 +160,9 @@ class _Global(RefLayer):
     @property
     def count(self) -> int:
         return int(np.prod(self.in_shape[:-1]))
+
+    def stream_pixels(self):
+        return self.count, 1
 
     def _out(self, y):
         return y.reshape(len(y), *((1,) * (len(self.in_shape) - 1) if self.keepdims else ()), self.in_shape[-1])
@@ -203,6 +214,9 @@ class GlobalAvgPool(_Global):
     def qkeras_inexact(self, in_type):
         return _average_inexact(self, self.count, in_type)
 
+    def constant_dividers(self):
+        return _dividers(self.count, self.in_shape[-1])
+
 
 @dataclass
 class _Shape(RefLayer):
@@ -215,6 +229,12 @@ class _Shape(RefLayer):
     @property
     def input_rank(self):
         return len(self.in_shape)
+
+    def out_shape(self) -> tuple:
+        raise NotImplementedError
+
+    def stream_pixels(self):
+        return int(np.prod(self.in_shape[:-1])), int(np.prod(self.out_shape()[:-1]))
 
     def _scalars(self, *fields):
         return {'in_shape': list(self.in_shape), **{f: list(getattr(self, f)) for f in fields}}
@@ -243,6 +263,10 @@ class ZeroPad(_Shape):
         spatial = ((p[0], p[1]), (p[2], p[3])) if len(p) == 4 else ((p[0], p[1]),)
         return self.out_type.from_codes(np.pad(x, ((0, 0), *spatial, (0, 0))), in_type.frac)
 
+    def out_shape(self):
+        p, (*spatial, c) = self.pads, self.in_shape
+        return (*(n + p[2 * k] + p[2 * k + 1] for k, n in enumerate(spatial)), c)
+
     def scalars(self):
         return self._scalars('pads')
 
@@ -260,6 +284,10 @@ class UpSample(_Shape):
         for axis, f in enumerate(self.size):
             x = np.repeat(x, f, axis=1 + axis)
         return self.out_type.from_codes(x, in_type.frac)
+
+    def out_shape(self):
+        *spatial, c = self.in_shape
+        return (*(n * f for n, f in zip(spatial, self.size)), c)
 
     def scalars(self):
         return self._scalars('size')
@@ -281,6 +309,9 @@ class Reshape(_Shape):
 
     def forward(self, x, in_type):
         return self.out_type.from_codes(np.asarray(x, dtype=np.int64).reshape(len(x), *self.shape), in_type.frac)
+
+    def out_shape(self):
+        return self.shape
 
     def scalars(self):
         return self._scalars('shape')

@@ -17,7 +17,11 @@ Model (documented so it can be checked against csynth reports when Vitis HLS run
   dense baseline is hls4ml's Dense on the same kernel (T times for a sequence layer);
 - a windowed layer (io_stream) counts cycles per image: a kind with its own pixel loop gives them
   (``image_cycles`` in its engine estimate: the block-sparse convolution), hls4ml's loop runs the
-  engine per pixel by its strategy (``PatchGeometry.image_cycles``).
+  engine per pixel by its strategy (``PatchGeometry.image_cycles``);
+- weightless layers are hls4ml's own on both sides: pooling behind its line buffer at II 1 a pixel;
+  global pooling, padding, upsampling and repacking one pixel a cycle (``RefLayer.stream_pixels``);
+  an average's division by a window that is not a power of two one multiplier per channel
+  (``RefLayer.constant_dividers``: HLS multiplies by the reciprocal).
 """
 
 from __future__ import annotations
@@ -79,14 +83,14 @@ def _streamed(est: dict, layer, in_type, strategy: str | None = None) -> dict:
     return est
 
 
-def _window_estimate(layer, in_type) -> dict:
-    """A windowed layer without weights (max pooling): comparisons and a line buffer, II = 1."""
-    fh, fw = layer.filt
-    c = layer.in_shape[2]
-    side = {'multipliers': 0, 'cycles': 1, 'weight_memory_bits': 0, 'bram18': 0, 'index_bits': 0}
-    return _streamed({
+def _weightless(layer, shape: list, cycles: int) -> dict:
+    """hls4ml's own template on both sides, no weights: its constant dividers (average pooling) as
+    multipliers, ``cycles`` per image (or per pixel, for a windowed layer)."""
+    side = {'multipliers': layer.constant_dividers(), 'cycles': cycles, 'weight_memory_bits': 0, 'bram18': 0,
+            'index_bits': 0}
+    return {
         'kind': layer.kind,
-        'shape': [fh * fw * c, c],
+        'shape': shape,
         'reuse_factor': 1,
         'kept_weights': 0,
         'density': None,
@@ -94,7 +98,24 @@ def _window_estimate(layer, in_type) -> dict:
         'hls4ml_dense': dict(side),
         'ratio_ours_vs_dense': dict.fromkeys(('multipliers', 'weight_memory_bits', 'bram18')),
         'ratio_ours_vs_limit': dict.fromkeys(('multipliers', 'weight_memory_bits', 'bram18')),
-    }, layer, in_type)
+    }
+
+
+def _window_estimate(layer, in_type) -> dict:
+    """A windowed layer without weights (pooling): comparisons or a sum and its divider, a line
+    buffer, II = 1."""
+    fh, fw = layer.filt
+    c = layer.in_shape[2]
+    return _streamed(_weightless(layer, [fh * fw * c, c], 1), layer, in_type)
+
+
+def _pixel_loop_estimate(layer) -> dict:
+    """A weightless layer streamed pixel by pixel without a line buffer (global pooling, padding,
+    upsampling, repacking): one pixel a cycle, in or out, whichever there are more of."""
+    in_px, out_px = layer.stream_pixels()
+    est = _weightless(layer, [in_px, out_px], max(in_px, out_px))
+    est['pixels'] = {'in': in_px, 'out': out_px}
+    return est
 
 
 def layer_estimate(layer, rf: int = 1, strategy: str | None = 'resource', in_type=None, in_size: int | None = None) -> dict | None:
@@ -106,7 +127,9 @@ def layer_estimate(layer, rf: int = 1, strategy: str | None = 'resource', in_typ
     ``in_type``; its cycles are per image."""
     fp = layer_footprint(layer)
     if fp is None:
-        return _window_estimate(layer, in_type) if layer.line_buffer else None
+        if layer.line_buffer:
+            return _window_estimate(layer, in_type)
+        return _pixel_loop_estimate(layer) if layer.stream_pixels() else None
     n_in, n_out = fp['shape']
     da = strategy == DA
     dense = engine(n_in * n_out, rf, layer.weight_code_bits)

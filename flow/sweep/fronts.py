@@ -24,8 +24,9 @@ def pareto(rows: list[dict], maximize: str, minimize: str) -> list[bool]:
 
 
 def accuracy_key(rows: list[dict]) -> str:
-    """The hardware's accuracy where there is one (C simulation), else the reference's, else QKeras'."""
-    for k in ('acc_hw', 'acc_reference', 'acc_qkeras'):
+    """The hardware's accuracy where there is one (C simulation on the golden vectors), else the
+    reference's on the whole test split (export_reference), on the golden vectors, else QKeras'."""
+    for k in ('acc_hw', 'acc_reference_test', 'acc_reference', 'acc_qkeras'):
         if any(num(r.get(k)) is not None for r in rows):
             return k
     return 'acc_hw'

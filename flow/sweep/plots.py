@@ -65,6 +65,7 @@ def plot(rows: list[dict], out: Path) -> list[Path]:
 
     acc = accuracy_key(rows)
     acc_label = {'acc_hw': 'test accuracy (hardware C simulation)', 'acc_reference': 'test accuracy (integer reference)',
+                 'acc_reference_test': 'test accuracy (integer reference = hardware, whole test split)',
                  'acc_qkeras': 'test accuracy (QKeras)'}[acc]
     files = []
     fig, ax = plt.subplots(figsize=(6.4, 4.6))

@@ -3,6 +3,7 @@ the Pareto fronts marked, written as CSV, JSON (and Parquet when pyarrow is inst
 
 Figures, from the reports the flow writes:
 - ``train/train.json``: ``acc_qkeras`` (QKeras on the whole test split);
+- ``reference/accuracy.json``: ``acc_reference_test``, the integer reference on the whole test split;
 - ``reports/verify.json``: ``acc_reference`` and ``acc_hw`` (the C simulation of the hardware) on the
   golden vectors (``n_golden``), and whether each level is exact (``exact_csim``: reference == C
   simulation, ``exact_qkeras``: every layer of QKeras == reference, ``exact_accel``: the AXI-Stream
@@ -33,7 +34,7 @@ from flow.sweep.fronts import accuracy_key, num, pareto
 from flow.sweep.status import DONE_CODES
 
 FIRST = ['point', 'label', 'method', 'status', 'exit_code', 'error', 'reused', 'seconds']
-FIGURES = ['acc_hw', 'acc_reference', 'acc_qkeras', 'n_golden_vectors', 'stored_bits', 'weight_bits', 'index_bits', 'bias_bits',
+FIGURES = ['acc_hw', 'acc_reference_test', 'acc_reference', 'acc_qkeras', 'n_golden_vectors', 'stored_bits', 'weight_bits', 'index_bits', 'bias_bits',
            'scale_bits', 'kept_weights', 'compression_vs_float32', 'multipliers', 'dense_multipliers', 'bram18', 'cycles',
            'interval', 'dsp', 'lut', 'lut_source', 'ff', 'fits', 'rtl_lut', 'rtl_ff', 'engine_lut', 'engine_ff', 'engine_dsp',
            'exact_csim', 'exact_qkeras', 'exact_accel', 'exact_rtl', 'front_bits', 'front_mults']
@@ -79,6 +80,7 @@ def _figures(folder: Path) -> dict:
     f = {}
     train = _json(folder / 'train' / 'train.json') or {}
     f['acc_qkeras'] = train.get('test_accuracy_qkeras')
+    f['acc_reference_test'] = (_json(folder / 'reference' / 'accuracy.json') or {}).get('test_accuracy_reference')
     verify = _json(folder / 'reports' / 'verify.json')
     if verify:
         acc = verify.get('accuracy') or {}

@@ -19,7 +19,7 @@ from flow.sweep.results import write as write_results
 from flow.sweep.spec import SweepSpec
 from flow.infra.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 from flow.sweep.status import DONE_CODES
-from flow.sweep.tasks import SweepInterrupted, _cancel, _outcome, _ray_init, _save, prepare, run_point, stop_expired
+from flow.sweep.tasks import SweepInterrupted, _cancel, _outcome, _ray_init, _ray_stop, _save, prepare, run_point, stop_expired
 
 __all__ = ['SweepInterrupted', 'run_sweep']
 
@@ -119,4 +119,4 @@ def _run_on_ray(spec: SweepSpec, out: Path, todo: list[Point], records: dict, ad
                 raise SweepInterrupted() from None
     finally:
         if started:
-            ray.shutdown()
+            _ray_stop()

@@ -127,7 +127,7 @@ def search(spec: SweepSpec, out: Path, address: str | None, num_cpus: int | None
 
         raise BadInput('sampling: optuna runs on Ray Tune with Optuna, which are not installed: '
                        'pip install "sparse-fpga-flow[sweep]"') from None
-    from flow.sweep.tasks import SweepInterrupted, _json, _ray_init
+    from flow.sweep.tasks import SweepInterrupted, _json, _ray_init, _ray_stop
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     done = _finished_trials(spec, out)
@@ -168,9 +168,7 @@ def search(spec: SweepSpec, out: Path, address: str | None, num_cpus: int | None
     finally:
         write_json(out / 'sweep.json', {'spec': spec.model_dump(mode='json'), 'points': keys, 'study': study_name(spec)})
         if started:
-            import ray
-
-            ray.shutdown()
+            _ray_stop()
 
 
 def _progress(total: int, spec: SweepSpec):

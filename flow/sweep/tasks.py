@@ -13,6 +13,8 @@ import datetime
 import json
 import logging
 import os
+import signal
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -161,7 +163,27 @@ def _ray_init(address: str | None, num_cpus: int | None) -> bool:
         # 'local': always a new instance of our own, never another Ray already running on this machine
         ray.init(address='local', num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
                  object_store_memory=128 * 2**20, **common)
+    if threading.current_thread() is threading.main_thread():
+        # a batch scheduler (SLURM, Kubernetes) stops a job with SIGTERM: stop as Ctrl-C does (points
+        # cancelled, finished steps kept), not with Ray's crash dump; _ray_stop puts the old handler back
+        _SIGTERM.append(signal.signal(signal.SIGTERM, _interrupt))
     return True
+
+
+_SIGTERM: list = []  # the SIGTERM handler _ray_init replaced
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _ray_stop() -> None:
+    """Stop the Ray that _ray_init started and restore the SIGTERM handler."""
+    import ray
+
+    ray.shutdown()
+    if _SIGTERM and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _SIGTERM.pop())
 
 
 def prepare(spec: SweepSpec, p: Point, out: Path) -> tuple[dict, bool]:

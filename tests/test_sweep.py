@@ -133,6 +133,7 @@ def test_grid_sweep_then_rerun_reuses_every_point(sweep_dir):
     assert len(rows) == 4 and {r['status'] for r in rows} == {'done'}
     for r in rows:
         assert float(r['acc_hw']) > 0.5 and r['acc_hw'] == r['acc_reference']  # hardware == reference, bit for bit
+        assert 0.5 < float(r['acc_reference_test']) <= 1  # the reference on the whole test split (export_reference)
         assert r['exact_csim'] == 'True' and r['exact_accel'] == 'True' and r['exact_qkeras'] == 'True'
         assert int(r['stored_bits']) > 0 and int(r['multipliers']) > 0 and int(r['lut']) > 0
         assert r['epochs'] == '2' and r['layers.fc1.reuse_factor'] == '16'

@@ -8,29 +8,17 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
 from hls4ml.backends.vivado.passes.convolution_templates import Conv1DConfigTemplate, Conv1DFunctionTemplate
 from hls4ml.converters.keras.convolution import parse_conv1d_layer
-from hls4ml.converters.keras.qkeras import get_quantizer_from_config
-from hls4ml.converters.keras_v2_to_hls import get_weights_data
 from hls4ml.model.attributes import Attribute, ConfigurableAttribute, TypeAttribute
 from hls4ml.model.layers import Conv1D
-from qkeras.quantizers import get_quantizer
 
-from .block_sparse_conv2d import HLS4ML_MULT
+from .block_sparse_conv2d import HLS4ML_MULT, conv_parser, gather_matrix
 from .block_sparse_dense import HEADER, add_gather_weights, config_fields, table_names
 from .block_sparse_emit import check_generated_code
 
 
-def parse_block_sparse_qconv1d(keras_layer, input_names, input_shapes, data_reader):
-    layer, output_shape = parse_conv1d_layer({**keras_layer, 'class_name': 'QConv1D'}, input_names, input_shapes, data_reader)
-    layer['class_name'] = 'BlockSparseConv1D'
-    layer['kernel_quantizer_config'] = keras_layer['config']['kernel_quantizer']
-    layer['weight_quantizer'] = get_quantizer(layer['kernel_quantizer_config'])  # QKeras' own (see block_sparse_dense)
-    layer['bias_quantizer'] = get_quantizer_from_config(keras_layer, 'bias')
-    layer['block_in'], layer['block_out'] = (int(b) for b in keras_layer['config']['block_shape'])
-    layer['block_mask_data'] = get_weights_data(data_reader, layer['name'], 'block_mask')
-    return layer, output_shape
+parse_block_sparse_qconv1d = conv_parser(parse_conv1d_layer, 'QConv1D', 'BlockSparseConv1D')
 
 
 class BlockSparseConv1D(Conv1D):
@@ -43,12 +31,9 @@ class BlockSparseConv1D(Conv1D):
     ]
 
     def initialize(self):
-        if self.get_attr('data_format') != 'channels_last':
-            raise ValueError(f"layer '{self.name}': only channels_last is supported")
+        matrix, block_mask = gather_matrix(self)
         self.add_output_variable([self.get_attr('out_width'), self.get_attr('n_filt')])
-        kernel = np.asarray(self.get_attr('weight_data'), dtype=np.float32)  # (k, C, F)
-        block_mask = np.tile(np.asarray(self.get_attr('block_mask_data')).astype(bool), (kernel.shape[0], 1))
-        add_gather_weights(self, kernel.reshape(-1, kernel.shape[-1]), block_mask)
+        add_gather_weights(self, matrix, block_mask)
 
     def check_reference(self, ref) -> None:
         check_generated_code(self.name, self, ref)

@@ -30,16 +30,35 @@ from .block_sparse_emit import conv_cycle as reference_cycle  # what check_refer
 CONV_HEADER = 'nnet_block_sparse_conv2d.h'
 
 
-def parse_block_sparse_qconv2d(keras_layer, input_names, input_shapes, data_reader):
-    # hls4ml's parser reads the kernel for the class names it knows; ours is a QConv2D with a mask
-    layer, output_shape = parse_conv2d_layer({**keras_layer, 'class_name': 'QConv2D'}, input_names, input_shapes, data_reader)
-    layer['class_name'] = 'BlockSparseConv2D'
-    layer['kernel_quantizer_config'] = keras_layer['config']['kernel_quantizer']
-    layer['weight_quantizer'] = get_quantizer(layer['kernel_quantizer_config'])  # QKeras' own (see block_sparse_dense)
-    layer['bias_quantizer'] = get_quantizer_from_config(keras_layer, 'bias')
-    layer['block_in'], layer['block_out'] = (int(b) for b in keras_layer['config']['block_shape'])
-    layer['block_mask_data'] = get_weights_data(data_reader, layer['name'], 'block_mask')
-    return layer, output_shape
+def conv_parser(parse, qkeras_class: str, class_name: str):
+    """The Keras parser of a block-sparse convolution: hls4ml's ``parse`` reads the kernel for the
+    class names it knows (ours is a ``qkeras_class`` with a mask), then our attributes."""
+
+    def parse_layer(keras_layer, input_names, input_shapes, data_reader):
+        layer, output_shape = parse({**keras_layer, 'class_name': qkeras_class}, input_names, input_shapes, data_reader)
+        layer['class_name'] = class_name
+        layer['kernel_quantizer_config'] = keras_layer['config']['kernel_quantizer']
+        layer['weight_quantizer'] = get_quantizer(layer['kernel_quantizer_config'])  # QKeras' own (see block_sparse_dense)
+        layer['bias_quantizer'] = get_quantizer_from_config(keras_layer, 'bias')
+        layer['block_in'], layer['block_out'] = (int(b) for b in keras_layer['config']['block_shape'])
+        layer['block_mask_data'] = get_weights_data(data_reader, layer['name'], 'block_mask')
+        return layer, output_shape
+
+    return parse_layer
+
+
+def gather_matrix(node) -> tuple[np.ndarray, np.ndarray]:
+    """A block-sparse convolution's (kernel positions x C, F) matrix and its block mask: the channel
+    mask at every kernel position."""
+    if node.get_attr('data_format') != 'channels_last':
+        raise ValueError(f"layer '{node.name}': only channels_last is supported")
+    kernel = np.asarray(node.get_attr('weight_data'), dtype=np.float32)  # (k..., C, F)
+    positions = int(np.prod(kernel.shape[:-2]))
+    block_mask = np.tile(np.asarray(node.get_attr('block_mask_data')).astype(bool), (positions, 1))
+    return kernel.reshape(-1, kernel.shape[-1]), block_mask
+
+
+parse_block_sparse_qconv2d = conv_parser(parse_conv2d_layer, 'QConv2D', 'BlockSparseConv2D')
 
 
 class BlockSparseConv2D(Conv2D):
@@ -52,13 +71,9 @@ class BlockSparseConv2D(Conv2D):
     ]
 
     def initialize(self):
-        if self.get_attr('data_format') != 'channels_last':
-            raise ValueError(f"layer '{self.name}': only channels_last is supported")
+        matrix, block_mask = gather_matrix(self)
         self.add_output_variable([self.get_attr('out_height'), self.get_attr('out_width'), self.get_attr('n_filt')])
-        kernel = np.asarray(self.get_attr('weight_data'), dtype=np.float32)  # (kh, kw, C, F)
-        positions = kernel.shape[0] * kernel.shape[1]
-        block_mask = np.tile(np.asarray(self.get_attr('block_mask_data')).astype(bool), (positions, 1))
-        add_gather_weights(self, kernel.reshape(-1, kernel.shape[-1]), block_mask, conv_cycle)
+        add_gather_weights(self, matrix, block_mask, conv_cycle)
 
     def check_reference(self, ref) -> None:
         """Called by the conversion's check: the generated kernel cycle is the reference's schedule's."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .fixed import FixedType
-from .ref_conv import MaxPool2D, PatchGeometry
+from .ref_conv import MaxPool2D, OneDimensional, PatchGeometry
 from .ref_layers import RefLayer, register_kind
 
 STREAM_ONLY = ('io_stream',)  # the CNN path; hls4ml's io_parallel pooling pads and counts differently
@@ -78,20 +78,6 @@ def _dividers(n: int, channels: int) -> int:
     return 0 if n & (n - 1) == 0 else channels
 
 
-@dataclass
-class _OneD:
-    """Mixin for a 1-D windowed layer: (steps, channels) computed as a (1, steps, channels) image."""
-
-    input_rank = 2
-
-    def forward(self, x, in_type):
-        out = super().forward(np.asarray(x).reshape(len(x), *self.in_shape), in_type)
-        return out.reshape(len(x), -1, self.in_shape[2])
-
-    def locate(self, element):
-        return f'step {element[0]}, channel {element[1]}' if len(element) == 2 else ''
-
-
 @register_kind
 @dataclass
 class AvgPool2D(PatchGeometry, RefLayer):
@@ -129,7 +115,7 @@ class AvgPool2D(PatchGeometry, RefLayer):
 
 @register_kind
 @dataclass
-class AvgPool1D(_OneD, AvgPool2D):
+class AvgPool1D(OneDimensional, AvgPool2D):
     """hls4ml's Pooling1D (average) in io_stream; geometry as a one-row image."""
 
     kind = 'avgpool1d'
@@ -137,7 +123,7 @@ class AvgPool1D(_OneD, AvgPool2D):
 
 @register_kind
 @dataclass
-class MaxPool1D(_OneD, MaxPool2D):
+class MaxPool1D(OneDimensional, MaxPool2D):
     """hls4ml's Pooling1D (max) in io_stream: the largest code of each window, in the input's type."""
 
     kind = 'maxpool1d'

@@ -65,8 +65,13 @@ class IntegerModel:
         zeros = np.zeros((1, *self.input.shape), dtype=np.int64)
         return {name: int(np.prod(v.shape[1:])) for name, v in self.trace(zeros).items()}
 
-    def predict_codes(self, x_codes) -> np.ndarray:
-        return list(self.trace(x_codes).values())[-1]
+    def predict_codes(self, x_codes, batch: int = 512) -> np.ndarray:
+        """The output codes, ``batch`` samples at a time (a trace holds every layer's output: a
+        convolution's windows of a whole test set would not fit in memory)."""
+        x_codes = np.asarray(x_codes)
+        if len(x_codes) <= batch:
+            return list(self.trace(x_codes).values())[-1]
+        return np.concatenate([self.predict_codes(x_codes[i: i + batch], batch) for i in range(0, len(x_codes), batch)])
 
     def predict(self, x_float) -> np.ndarray:
         """Float in, float out: inputs must already lie on the input grid (exactly)."""

@@ -22,6 +22,8 @@ BUILTIN = {
     'keywords_hcgs_mlp': 'keras_models.builtin.keywords_hcgs_mlp',
     'keywords_hcgs_lstm': 'keras_models.builtin.keywords_hcgs_lstm',
     'fashion_cgs_cnn': 'keras_models.builtin.fashion_cgs_cnn',
+    'keywords_dscnn': 'keras_models.builtin.keywords_dscnn',
+    'fashion_resnet': 'keras_models.builtin.fashion_resnet',
 }
 
 

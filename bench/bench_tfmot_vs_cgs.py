@@ -13,7 +13,8 @@ shape, density and index it found or was given (footprint), stored bits (footpri
 (estimate), reference == C simulation (verify). Hardware accuracy: the flow's integer reference
 (what the C simulation and the board compute, bit for bit) on all 10,000 test images.
 
-  --epochs 10 --seeds 3   (--quick: 2 epochs on 10,000 training images, one seed unless --seeds)
+  --epochs 10 --seeds 3   (--quick: 2 epochs on 10,000 training images, one seed unless --seeds;
+                           --report: the table and plot again from the JSON, nothing run)
 Writes bench/results/tfmot_vs_cgs.{json,png} (--quick: tfmot_vs_cgs_quick.*), builds in bench/work/.
 """
 
@@ -49,8 +50,8 @@ MASK_CONFIG = ('block_shape', 'drop_rate', 'mask_method', 'mask_seed', 'levels')
 
 def build_tfmot(cgs, total_steps: int):
     """``cgs`` with each BlockSparseQDense a QDense (same config and quantizers) in TFMOT's
-    prune_low_magnitude: block_size = its block shape, gradual to its drop rate (PolynomialDecay,
-    updated 10 times, the last at 2/3 of the steps so the final sparsity is reached and then trained on)."""
+    prune_low_magnitude: block_size = its block shape, gradual to its drop rate (PolynomialDecay, the mask
+    updated every 1/15 of the steps up to 2/3 of them: the final sparsity is reached, then trained on)."""
     import tensorflow as tf
     import tensorflow_model_optimization as tfmot
     from qkeras import QDense

@@ -360,7 +360,8 @@ def main() -> None:
     base = rows[0]
 
     rfs = {n: lc.reuse_factor for n, lc in cfg.layers.items()}
-    title = (f"Fashion-MNIST CNN, {args.epochs} epochs, {len(seeds)} seed(s) (accuracy: their mean), {len(data.x_train)} training / {len(data.x_test)} "
+    title = (f"Fashion-MNIST CNN, {args.epochs} epochs, {len(seeds)} seed(s) (accuracy: their mean), {len(data.x_train)} training / "
+             f"{len(data.x_test)} "
              f"test images: dense float vs CGS 4-bit (ours vs hls4ml's Conv2D/Dense on the same weights, io_stream, {board.name}, "
              f"RF {rfs})")
     t = Table(title=title)
@@ -443,7 +444,8 @@ def main() -> None:
          'spread': 'sample standard deviation over the seeds (ddof 1)', 'args': vars(args), 'reuse_factors': rfs,
          'board': board.name, 'io_type': 'io_stream', 'n_train': len(data.x_train), 'n_test': len(data.x_test),
          'rows': clean, 'seconds': total_seconds}, indent=1))
-    plot(rows, results / f'{name}.png', f'Fashion-MNIST CNN, {args.epochs} epochs, mean of {len(seeds)} seed(s): dense float vs CGS, 4-bit')
+    plot(rows, results / f'{name}.png',
+         f'Fashion-MNIST CNN, {args.epochs} epochs, mean of {len(seeds)} seed(s): dense float vs CGS, 4-bit')
     console.print(f'wrote {results / name}.json and .png ({total_seconds:.0f} s)')
 
 

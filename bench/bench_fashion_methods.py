@@ -15,6 +15,8 @@ and the board compute, bit for bit) on all 10,000 test images. Memory is every s
 (flow/stages/footprint.py: weights or codewords, index, scales, biases) against the float32 model.
 
   --seeds 3 --methods float,cgs,hcgs,sst,binary,lowbit [--epochs E] [--no-distill] [--lr-schedule constant]
+  [--params sst:prune_fraction=0.5] (a built-in method's build() parameter)
+  (a recipe or parameter other than the built-ins' writes fashion_methods_<setting><value>.*)
   (--quick: 1 seed, 1 epoch on 10,000 training images: a smoke run)
 Writes bench/results/fashion_methods.{json,png,md} (fashion_methods_quick.* for --quick). The JSON:
 {"float": {"mean", "spread"}, "methods": {name: {"mean", "spread", "x_smaller_f32"}}, ...} with
@@ -98,12 +100,15 @@ LABELS = {'float': 'float (Keras, float32)', 'cgs': 'CGS, 4-bit, 16x16 blocks, 6
           'lowbit': '3-bit, 8x structured (1/8 of 4x4 blocks kept)'}
 
 
+PARAMS = {}  # a built-in method's build() parameters (--params sst:prune_fraction=0.5)
+
+
 def _builtin(name):
     def build(seed):
         from keras_models import get
 
         module = get(name)
-        return module.build(seed), module.INPUT_PRECISION
+        return module.build(seed, **PARAMS.get(name, {})), module.INPUT_PRECISION
 
     return build
 
@@ -183,8 +188,14 @@ def main() -> None:
     ap.add_argument('--methods', default=','.join(METHODS))
     ap.add_argument('--no-distill', action='store_true', help='train without the float teacher')
     ap.add_argument('--lr-schedule', choices=('warmup_cosine', 'constant'), default=None)
+    ap.add_argument('--params', default='', help="a built-in method's parameters, e.g. 'sst:prune_fraction=0.5' "
+                                                 '(results then go to fashion_methods_<param><value>.*)')
     ap.add_argument('--quick', action='store_true', help='1 seed, 1 epoch on 10,000 training images (a smoke run)')
     args = ap.parse_args()
+    for item in filter(None, args.params.split(',')):
+        method, _, kv = item.partition(':')
+        key, _, value = kv.partition('=')
+        PARAMS.setdefault(BUILTIN_METHODS[method], {})[key] = json.loads(value)
     methods = [m.strip() for m in args.methods.split(',') if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -220,15 +231,17 @@ def main() -> None:
     points = [('float', summary['float'], 1.0)] + [(m, s, s['x_smaller_f32']) for m, s in summary['methods'].items()]
     for name, s, ratio in points:
         per_seed = ' '.join(f"{100 * r['accuracy']:.2f}" for r in rows if r['method'] == name)
-        t.add_row(name, f"{100 * s['mean']:.2f}%", f"{100 * s['spread']:.2f}", per_seed,
-                  f"{100 * (s['mean'] - summary['float']['mean']):+.2f}" if name != 'float' else '', f'{bits[name]:,}', f'{ratio:.1f}')
+        gap = f"{100 * (s['mean'] - summary['float']['mean']):+.2f}" if name != 'float' else ''
+        t.add_row(name, f"{100 * s['mean']:.2f}%", f"{100 * s['spread']:.2f}", per_seed, gap, f'{bits[name]:,}', f'{ratio:.1f}')
     print_table(t, console)
     console.print(PAPERS, soft_wrap=True)
     table = markdown(summary, LABELS, bits)
     console.print(table, soft_wrap=True, markup=False)
     results = ROOT / 'bench' / 'results'
     results.mkdir(parents=True, exist_ok=True)
-    name = 'fashion_methods_quick' if args.quick else 'fashion_methods'
+    # a variant of the recipe or of a model writes its own files: fashion_methods.* is the built-ins' recipe
+    variant = [f'{k}{v}' for p in PARAMS.values() for k, v in p.items()] + [f'{k}{v}' for k, v in overrides.items()]
+    name = '_'.join(['fashion_methods', *(['quick'] if args.quick else variant)])
     (results / f'{name}.json').write_text(json.dumps(
         {**summary, 'seeds': list(seeds), 'recipe': recipe, 'n_train': len(data.x_train), 'n_test': len(data.y_test),
          'labels': {m: LABELS[m] for m in methods}, 'stored_bits': bits,

@@ -24,7 +24,8 @@ FLOW_DEFAULTS = {
 }
 
 
-def build(seed: int = 0, group: int = 8, nonzeros: int = 2, hidden=(128, 64), prune_fraction: float = PRUNE_FRACTION) -> tf.keras.Model:
+def build(seed: int = 0, group: int = 8, nonzeros: int = 2, hidden=(128, 64),
+          prune_fraction: float = PRUNE_FRACTION) -> tf.keras.Model:
     # gradual pruning over prune_fraction of however many steps training takes (flow.training tells the
     # layer); prune_steps is the same share of the default schedule, for a fit that does not
     prune_steps = round(prune_fraction * EPOCHS * 60000 / BATCH_SIZE)

@@ -244,10 +244,12 @@ def teacher(twin, x, y, recipe: Recipe, name: str = 'teacher', progress: bool = 
     import tensorflow as tf
 
     folder = cache_root() / teacher_key(twin, x, y, recipe)
+    recipe = recipe.replace(distill=False)
     if (folder / 'teacher.h5').is_file():
         twin.load_weights(folder / 'teacher.h5')
+        compile_plain(twin)
         return twin, folder, True
-    fit(twin, x, y, recipe.replace(distill=False), name=name, progress=progress)
+    fit(twin, x, y, recipe, name=name, progress=progress)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix='.tmp-', dir=folder.parent))
     try:
@@ -305,6 +307,12 @@ def fit(model, x, y, recipe: Recipe, name: str = 'model', progress: bool = True,
             model.fit(x, targets, epochs=recipe.epochs, batch_size=recipe.batch_size, verbose=0, callbacks=[cb])
     else:
         model.fit(x, targets, epochs=recipe.epochs, batch_size=recipe.batch_size, verbose=0)
-    # left compiled as a plain classifier: evaluate() on labels works, and a save holds no custom loss
-    model.compile(loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=['accuracy'])
+    compile_plain(model)
     return info
+
+
+def compile_plain(model) -> None:
+    """A trained model compiled as a plain classifier: evaluate() on labels works, a save holds no custom loss."""
+    import tensorflow as tf
+
+    model.compile(loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=['accuracy'])

@@ -107,8 +107,9 @@ def test_teacher_cached_and_keyed(tiny_data, tmp_path, monkeypatch):
 
     with monkeypatch.context() as m:
         m.setattr(training, 'fit', no_training)
-        _, again, cached = training.float_teacher(_tiny(1), x, y, recipe, progress=False)  # other student weights
+        t, again, cached = training.float_teacher(_tiny(1), x, y, recipe, progress=False)  # other student weights
     assert cached and again == folder and (folder / 'teacher.h5').stat().st_mtime_ns == stamp
+    assert len(t.evaluate(x, y, verbose=0)) == 2  # compiled: a bench evaluates it
     _, other, _ = training.float_teacher(_tiny(), x, y, recipe.replace(seed=1), progress=False)
     assert other != folder
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([folder.name, other.name])  # no temporary left

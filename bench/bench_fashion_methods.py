@@ -160,10 +160,11 @@ def plot(summary, bits, path: Path, title: str) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     points = [('float', summary['float'], 1.0)] + [(m, s, s['x_smaller_f32']) for m, s in summary['methods'].items()]
-    for name, s, ratio in points:
+    for i, (name, s, ratio) in enumerate(points):
         kib = bits[name] / 8 / 1024
         ax.errorbar(kib, 100 * s['mean'], yerr=100 * s['spread'], fmt='o', capsize=3)
-        ax.annotate(f'{name} ({ratio:.1f}x)', (kib, 100 * s['mean']), textcoords='offset points', xytext=(6, 4), fontsize=9)
+        ax.annotate(f'{name} ({ratio:.1f}x)', (kib, 100 * s['mean']), textcoords='offset points',
+                    xytext=(6, 4 if i % 2 else -10), fontsize=9)  # alternate: methods of equal size sit on one spot
     ax.set_xscale('log')
     ax.set_xlabel('stored memory (index, codewords, scales, biases included), KiB, log scale')
     ax.set_ylabel('test accuracy, % (mean +- sd over seeds)')

@@ -1,10 +1,12 @@
-"""Benchmark: Fashion-MNIST CNN, dense float vs CGS at 2x, 4x, 8x with 4-bit weights, against hls4ml's Conv2D.
+"""Benchmark: Fashion-MNIST CNN, dense float vs CGS at 2x, 4x, 8x with 4-bit weights, against hls4ml's Conv2D, over seeds.
 
 The built-in keras_models/builtin/fashion_cgs_cnn (QConv2D 8 3x3 -> pool -> BlockSparseQConv2D 16 3x3 ->
 pool -> Flatten -> BlockSparseQDense 64 -> QDense 10) at drop rates 0.5 / 0.75 / 0.875 of conv2 and
-fc1's blocks (2x, 4x, 8x), and the same architecture dense in float (tf.keras Conv2D/Dense/ReLU, no
-quantization, no mask), trained the same way (Adam 3e-3, batch 128, the same epochs and seed) on
-the same images (the ap_fixed<9,1> input grid: pixels k/256 exactly). Per model:
+fc1's blocks (2x, 4x, 8x), and the same architecture dense in float (its float twin, flow/training.py:
+tf.keras Conv2D/Dense/ReLU, no quantization, no mask), trained the same way (the flow's recipe with the
+built-in's FLOW_DEFAULTS: epochs, batch, Adam with warm-up + cosine; the CGS models distil from the
+float one, which is its own teacher: no distillation) with the same seeds on the same images (the
+ap_fixed<9,1> input grid: pixels k/256 exactly). Per model and seed:
 - accuracy: the float model's own; for CGS the hardware's = the integer reference (what the C
   simulation and the board compute, bit for bit) on every test image, checked equal to QKeras'
   decisions on a subset (--check-images);
@@ -17,12 +19,14 @@ the same images (the ap_fixed<9,1> input grid: pixels k/256 exactly). Per model:
   QConv2D/QDense carrying the masked kernels (zeros included), both bit-exact to the same reference
   and timed in the same run: a software measure, its ratio shows the work skipped.
 
-  --epochs 6 --seed 0 --drops 0.5,0.75,0.875 --csim all --csim-images 1000
-  (--quick: 2 epochs on 12,000 training images, 2,000 test images, 200 C-simulation images, 4x only)
+  --seeds 3 --drops 0.5,0.75,0.875 --csim all --csim-images 1000 [--epochs E] (C simulation: the first seed)
+  (--quick: 1 seed, 2 epochs on 12,000 training images, 2,000 test images, 200 C-simulation images, 4x only)
 The built-in's conv2 (8 -> 16 channels) has 4x2 channel blocks, 2 x 8 of them, so every drop rate
 here is exact (4, 2 or 1 of 8 kept per block-row); the table shows each block-sparse layer's density.
-Writes bench/results/fashion_cnn.{json,png} (fashion_cnn_quick.* for --quick); HLS projects under
-bench/work/fashion_cnn/.
+Writes bench/results/fashion_cnn.{json,png,md} (fashion_cnn_quick.* for --quick); HLS projects under
+bench/work/fashion_cnn/. The JSON: {"float": {"mean", "spread"}, "methods": {"cgs_4x": {"mean", "spread",
+"x_smaller_f32"}, ...}, ...}, accuracies as fractions, spread the sample standard deviation over the
+seeds (bench/seeds.py), every seed's row under "rows"; the .md is the README's table.
 """
 
 from __future__ import annotations
@@ -59,24 +63,6 @@ def ratio_name(drop: float) -> str:
     return f'{round(1 / (1 - drop))}x'
 
 
-def build_float(seed):
-    """The built-in's architecture dense in float: plain Keras layers, no quantizer, no mask."""
-    import tensorflow as tf
-
-    L = tf.keras.layers
-    inp = tf.keras.Input(shape=(28, 28, 1), name='image')
-    x = L.Conv2D(8, 3, name='conv1')(inp)
-    x = L.ReLU(name='relu1')(x)
-    x = L.MaxPooling2D(2, name='pool1')(x)
-    x = L.Conv2D(16, 3, name='conv2')(x)
-    x = L.ReLU(name='relu2')(x)
-    x = L.MaxPooling2D(2, name='pool2')(x)
-    x = L.Flatten(name='flatten')(x)
-    x = L.Dense(64, name='fc1')(x)
-    x = L.ReLU(name='relu3')(x)
-    return tf.keras.Model(inp, L.Dense(10, name='logits')(x), name='fashion_float_cnn')
-
-
 def hls4ml_twin(model):
     """The same network with hls4ml's own layers: each BlockSparseQConv2D / BlockSparseQDense becomes a
     QConv2D / QDense (same name, quantizers and geometry) carrying the masked quantized kernel, zeros
@@ -110,36 +96,35 @@ def hls4ml_twin(model):
     return dmodel
 
 
-def train(model, data, epochs, name):
-    import tensorflow as tf
+def train(model, data, recipe, name):
+    from flow.training import fit
 
-    from flow.infra.progress import KerasProgress
-
-    model.compile(tf.keras.optimizers.Adam(3e-3), tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=['accuracy'])
     t0 = time.perf_counter()
-    with KerasProgress(epochs, f'training {name}') as cb:
-        model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=128, verbose=0, callbacks=[cb])
-    return time.perf_counter() - t0
+    info = fit(model, data.x_train, data.y_train, recipe, name=name,
+               note=lambda text: console.print(f'[yellow]note:[/] {text}', soft_wrap=True))
+    return time.perf_counter() - t0, info
 
 
 def predict_codes(im, x_codes, chunk=500):
     return np.concatenate([im.predict_codes(x_codes[i: i + chunk]) for i in range(0, len(x_codes), chunk)])
 
 
-def run_float(seed, epochs, data):
-    import tensorflow as tf
+def run_float(seed, recipe, data):
+    """The CGS model's float twin trained with the same recipe (no distillation): the CGS models' teacher."""
+    from flow.training import float_teacher
+    from keras_models import get
 
-    tf.keras.utils.set_random_seed(seed)
-    model = build_float(seed)
-    seconds = train(model, data, epochs, 'float')
+    t0 = time.perf_counter()
+    model, folder, cached = float_teacher(get(MODEL).build(seed), data.x_train, data.y_train, recipe, name=f'float, seed {seed}')
+    seconds = time.perf_counter() - t0
     acc = float(model.evaluate(data.x_test, data.y_test, verbose=0, batch_size=500)[1])
     params = int(sum(np.prod(w.shape) for w in model.get_weights()))
-    return {'name': 'float', 'drop_rate': None, 'compression': None, 'accuracy': acc, 'keras_accuracy': acc,
-            'accuracy_source': 'Keras float32', 'memory_bits': 32 * params, 'params': params, 'train_seconds': seconds}
+    return {'name': 'float', 'method': 'float', 'seed': seed, 'drop_rate': None, 'compression': None, 'accuracy': acc,
+            'keras_accuracy': acc, 'accuracy_source': 'Keras float32', 'memory_bits': 32 * params, 'params': params,
+            'train_seconds': seconds, 'teacher': str(folder), 'teacher_cached': cached}
 
 
-def run_cgs(drop, seed, epochs, data, x_codes, cfg, board, n_check):
+def run_cgs(drop, seed, recipe, data, x_codes, cfg, board, n_check):
     import tensorflow as tf
 
     from flow.plan import make_plan
@@ -151,7 +136,7 @@ def run_cgs(drop, seed, epochs, data, x_codes, cfg, board, n_check):
     name = f'CGS {ratio_name(drop)}'
     tf.keras.utils.set_random_seed(seed)
     model = get(MODEL).build(seed, drop_rate=drop, bits=4)
-    seconds = train(model, data, epochs, name)
+    seconds, info = train(model, data, recipe, f'{name}, seed {seed}')
     in_t = data.in_type
     im = to_integer_model(model, in_t)
     t0 = time.perf_counter()
@@ -197,7 +182,8 @@ def run_cgs(drop, seed, epochs, data, x_codes, cfg, board, n_check):
     o, d = tot['ours'], tot['hls4ml_dense']
     hls4ml_bram = d['bram18'] + d.get('line_buffer_bram18', 0)
     return {
-        'name': name, 'drop_rate': drop, 'compression': ratio_name(drop), 'accuracy': float(np.mean(ref_pred == data.y_test)),
+        'name': name, 'method': f'cgs_{ratio_name(drop)}', 'seed': seed, 'distilled_from': info['distilled_from'],
+        'drop_rate': drop, 'compression': ratio_name(drop), 'accuracy': float(np.mean(ref_pred == data.y_test)),
         'keras_accuracy': keras_acc, 'accuracy_source': 'integer reference (= C simulation = board)',
         'qkeras_agreement': f'{agree}/{n_check}', 'reference_seconds': ref_seconds,
         'memory_bits': fp['total']['total_bits'], 'weight_bits': fp['total']['weight_bits'],
@@ -307,19 +293,23 @@ def main() -> None:
     from flow.config import FlowConfig
     from flow.data.datasets import fashion_mnist, on_grid
     from flow.runtime.fixed import FixedType
+    from flow.training import Recipe
     from keras_models import get
+
+    from bench.seeds import markdown, summarize
 
     defaults = get(MODEL).FLOW_DEFAULTS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--epochs', type=int, default=defaults['epochs'])
-    ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--seeds', type=int, default=3, help='seeds 0 .. N-1 (the C simulation is built for the first)')
     ap.add_argument('--drops', default='0.5,0.75,0.875', help='drop rates of conv2 and fc1 (2x, 4x, 8x)')
     ap.add_argument('--csim', default='all', help="drop rates whose C simulation is built and timed ('all', 'none'; "
                                                   '--quick: 0.75 only)')
     ap.add_argument('--csim-images', type=int, default=1000)
     ap.add_argument('--repeats', type=int, default=3, help='timing passes per side (interleaved; the best counts)')
     ap.add_argument('--check-images', type=int, default=500, help='QKeras == reference decisions on these test images')
-    ap.add_argument('--quick', action='store_true', help='2 epochs on 12,000 training images, 2,000 test images, 200 C-sim images')
+    ap.add_argument('--quick', action='store_true', help='1 seed, 2 epochs on 12,000 training images, 2,000 test images, '
+                                                          '200 C-sim images')
     args = ap.parse_args()
     if args.quick and args.csim == 'all':
         args.csim = '0.75'
@@ -329,36 +319,49 @@ def main() -> None:
     if set(csim) - set(drops):
         ap.error(f'--csim {args.csim}: not among --drops {args.drops}')
     n_train, n_test = (12000, 2000) if args.quick else (None, None)
+    seeds = range(args.seeds)
     if args.quick:
-        args.epochs, args.csim_images = 2, min(args.csim_images, 200)
+        args.epochs, args.csim_images, seeds = 2, min(args.csim_images, 200), range(1)
 
-    cfg = FlowConfig.load(None, model=MODEL, seed=args.seed, project_name=PROJECT)
+    cfg = FlowConfig.load(None, model=MODEL, project_name=PROJECT)
+    recipe = Recipe.from_config(cfg).replace(epochs=args.epochs)
     board = get_board(BOARD)
     in_t = FixedType.parse(cfg.input_precision)
-    data = fashion_mnist(args.seed)
-    data = replace(data, x_train=data.x_train[:n_train].reshape(-1, 28, 28, 1), y_train=data.y_train[:n_train],
-                   x_test=data.x_test[:n_test].reshape(-1, 28, 28, 1), y_test=data.y_test[:n_test])
-    data, note = on_grid(data, in_t)
-    assert note is None, note  # k/256 pixels are exact on ap_fixed<9,1>
-    data.in_type = in_t
-    x_codes = in_t.from_float_exact(data.x_test, 'test images')
-    n_check = min(args.check_images, len(x_codes))
-    args.csim_images = min(args.csim_images, len(x_codes))
+    rows = []
+    for seed in seeds:
+        data = fashion_mnist(seed)
+        data = replace(data, x_train=data.x_train[:n_train].reshape(-1, 28, 28, 1), y_train=data.y_train[:n_train],
+                       x_test=data.x_test[:n_test].reshape(-1, 28, 28, 1), y_test=data.y_test[:n_test])
+        data, note = on_grid(data, in_t)
+        assert note is None, note  # k/256 pixels are exact on ap_fixed<9,1>
+        data.in_type = in_t
+        x_codes = in_t.from_float_exact(data.x_test, 'test images')
+        n_check = min(args.check_images, len(x_codes))
+        args.csim_images = min(args.csim_images, len(x_codes))
 
-    rows = [run_float(args.seed, args.epochs, data)]
-    for drop in drops:
-        rows.append(run_cgs(drop, args.seed, args.epochs, data, x_codes, cfg, board, n_check))
-        if drop in csim:
-            rows[-1]['csim'] = run_csim(rows[-1], cfg, board, data, x_codes, args.csim_images, args.repeats)
+        mine = [run_float(seed, recipe.replace(seed=seed), data)]
+        for drop in drops:
+            mine.append(run_cgs(drop, seed, recipe.replace(seed=seed), data, x_codes, cfg, board, n_check))
+            if drop in csim and seed == seeds[0]:
+                mine[-1]['csim'] = run_csim(mine[-1], cfg, board, data, x_codes, args.csim_images, args.repeats)
+        for r in mine:
+            r['x_smaller_than_float32'] = r['ratio_vs_float32'] = mine[0]['memory_bits'] / r['memory_bits']
+            if 'hls4ml_memory_bits' in r:
+                r['x_smaller_than_hls4ml'] = r['hls4ml_memory_bits'] / r['memory_bits']
+                assert r['float32_bits'] == mine[0]['memory_bits'], 'the float model has other shapes than the CGS model'
+            console.print(f"seed {seed}, {r['name']}: {100 * r['accuracy']:.2f}% ({r['accuracy_source']})")
+        rows += mine
+    summary = summarize(rows, 'method')
+    # the tables below: the first seed's hardware figures (the masks differ by seed, their sizes do not),
+    # accuracy as the mean over the seeds
+    acc = {'float': summary['float'], **summary['methods']}
+    rows_seeds = rows
+    rows = [{**r, 'accuracy': acc[r['method']]['mean']} for r in rows if r['seed'] == seeds[0]]
     base = rows[0]
-    for r in rows:
-        r['x_smaller_than_float32'] = base['memory_bits'] / r['memory_bits']
-        if 'hls4ml_memory_bits' in r:
-            r['x_smaller_than_hls4ml'] = r['hls4ml_memory_bits'] / r['memory_bits']
-            assert r['float32_bits'] == base['memory_bits'], 'the float model has other shapes than the CGS model'
 
     rfs = {n: lc.reuse_factor for n, lc in cfg.layers.items()}
-    title = (f"Fashion-MNIST CNN, {args.epochs} epochs, seed {args.seed}, {len(data.x_train)} training / {len(data.x_test)} "
+    title = (f"Fashion-MNIST CNN, {args.epochs} epochs, {len(seeds)} seed(s) (accuracy: their mean), {len(data.x_train)} training / "
+             f"{len(data.x_test)} "
              f"test images: dense float vs CGS 4-bit (ours vs hls4ml's Conv2D/Dense on the same weights, io_stream, {board.name}, "
              f"RF {rfs})")
     t = Table(title=title)
@@ -426,11 +429,23 @@ def main() -> None:
     results = ROOT / 'bench' / 'results'
     results.mkdir(parents=True, exist_ok=True)
     name = 'fashion_cnn_quick' if args.quick else 'fashion_cnn'
-    clean = [{k: v for k, v in r.items() if not k.startswith('_')} for r in rows]
+    clean = [{k: v for k, v in r.items() if not k.startswith('_')} for r in rows_seeds]
+    labels = {r['method']: 'float' if r['method'] == 'float' else r['name'] for r in rows}
+    extra = {'x smaller than hls4ml (same 4-bit weights)': {r['method']: f"{r['x_smaller_than_hls4ml']:.2f}" for r in rows[1:]},
+             'multipliers ours / hls4ml': {r['method']: f"{r['multipliers']} / {r['hls4ml_multipliers']}" for r in rows[1:]},
+             f'{board.name} ({board.resources.dsp} DSPs) ours / hls4ml':
+                 {r['method']: f"{verdict(r['fits'])} / {verdict(r['hls4ml_fits'])}" for r in rows[1:]},
+             'C-sim speed ours / hls4ml': {r['method']: f"{r['csim']['ratio']:.2f}x" for r in rows[1:] if 'csim' in r}}
+    table = markdown(summary, labels, {r['method']: r['memory_bits'] for r in rows}, extra)
+    console.print(table, soft_wrap=True, markup=False)
+    (results / f'{name}.md').write_text(table + '\n')
     (results / f'{name}.json').write_text(json.dumps(
-        {'args': vars(args), 'reuse_factors': rfs, 'board': board.name, 'io_type': 'io_stream',
-         'n_train': len(data.x_train), 'n_test': len(data.x_test), 'rows': clean, 'seconds': total_seconds}, indent=1))
-    plot(rows, results / f'{name}.png', f'Fashion-MNIST CNN, {args.epochs} epochs: dense float vs CGS 2x/4x/8x, 4-bit')
+        {**summary, 'seeds': list(seeds), 'recipe': {k: v for k, v in vars(recipe).items() if k != 'seed'},
+         'spread': 'sample standard deviation over the seeds (ddof 1)', 'args': vars(args), 'reuse_factors': rfs,
+         'board': board.name, 'io_type': 'io_stream', 'n_train': len(data.x_train), 'n_test': len(data.x_test),
+         'rows': clean, 'seconds': total_seconds}, indent=1))
+    plot(rows, results / f'{name}.png',
+         f'Fashion-MNIST CNN, {args.epochs} epochs, mean of {len(seeds)} seed(s): dense float vs CGS, 4-bit')
     console.print(f'wrote {results / name}.json and .png ({total_seconds:.0f} s)')
 
 

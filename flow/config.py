@@ -77,7 +77,16 @@ class FlowConfig(BaseModel):
     seed: int = 0
     epochs: int = Field(40, ge=0)
     batch_size: int = 32
-    learning_rate: float = 3e-3
+    learning_rate: float = 3e-3  # Adam's; the peak of warmup_cosine
+    # training recipes (flow/training.py), each on by default, each can be turned off:
+    # warmup_cosine: linear warm-up over warmup_epochs, then a half cosine to 0; constant: learning_rate throughout
+    lr_schedule: Literal['constant', 'warmup_cosine'] = 'warmup_cosine'
+    warmup_epochs: float = Field(1.0, ge=0)
+    # knowledge distillation from the float model of the same architecture, trained once with the same
+    # recipe and cached (classifiers with logits outputs): alpha * CE + (1 - alpha) * T^2 * KL(teacher || student)
+    distill: bool = True
+    distill_temperature: float = Field(4.0, gt=0)
+    distill_alpha: float = Field(0.5, ge=0, le=1)
     input_precision: str = 'ap_fixed<16,6>'  # a built-in model brings its own
     # unquantized Keras layers (Dense, Conv2D): their weights, biases and results, as hls4ml's model-wide
     # default precision (per layer: weight, bias, result); quantized layers take their quantizers' types

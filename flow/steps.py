@@ -99,7 +99,8 @@ def step_names() -> list[str]:
 
 
 @step('train', ['train'], settings=('model', 'model_params', 'dataset', 'seed', 'epochs', 'batch_size', 'learning_rate',
-                                   'input_precision'),
+                                   'input_precision', 'lr_schedule', 'warmup_epochs', 'distill', 'distill_temperature',
+                                   'distill_alpha'),
       checks=('layers', 'output', 'strategy', 'reuse_factor', 'io_type', 'board', 'sparse', 'default_precision'))
 def train(ctx: Context) -> dict:
     """Train the built-in model (or load the user's model file), check it and its data can be deployed."""
@@ -109,11 +110,11 @@ def train(ctx: Context) -> dict:
     from flow.data.targets import regression_error
     from flow.export import reference_for
     from flow.infra.model_file import load_user_model
-    from flow.infra.progress import KerasProgress
     from flow.plan import make_plan
+    from flow.training import Recipe, fit
     from keras_models import BUILTIN, get
 
-    cfg = ctx.config
+    cfg, recipe = ctx.config, None
     if cfg.model in BUILTIN:
         tf.keras.utils.set_random_seed(cfg.seed)
         model = get(cfg.model).build(cfg.seed, **cfg.model_params)
@@ -133,15 +134,11 @@ def train(ctx: Context) -> dict:
         if data.task != 'classification':
             raise BadInput(f'data {cfg.dataset!r} has {data.task} targets, but the built-in models are classifiers trained on '
                            'integer class labels; give labels, or bring your own trained model with --model file.h5')
-        model.compile(
-            optimizer=tf.keras.optimizers.Adam(cfg.learning_rate),
-            loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=['accuracy'],
-        )
-        with KerasProgress(cfg.epochs, f'training {cfg.model}') as cb:
-            model.fit(data.x_train, data.y_train, epochs=cfg.epochs, batch_size=cfg.batch_size, verbose=0, callbacks=[cb])
+        recipe = fit(model, data.x_train, data.y_train, Recipe.from_config(cfg), name=cfg.model,
+                     note=lambda text: console.print(f'[yellow]note:[/] {text}', soft_wrap=True))
     model.save(ctx.stage / 'train' / 'model.h5')
-    summary = {'source': source, 'data': data.source if data else 'random vectors', 'notes': notes,
+    summary = {'source': source, 'recipe': recipe,
+               'data': data.source if data else 'random vectors', 'notes': notes,
                'task': data.task if data else None, 'test_accuracy_qkeras': None, 'n_test': 0}
     if data is not None and data.task != 'inputs only':
         out = model.predict(data.x_test.reshape(len(data.x_test), *model.input_shape[1:]), verbose=0)

@@ -10,7 +10,8 @@ Training (the paper's schedules are not published; this is ours, documented):
   distribution normalization): the ternary pattern depends only on relative magnitudes, and the
   learned ``scale`` carries the magnitude, so neither drifts as the other trains;
 - gradual pruning: the non-zeros allowed per group fall from N to K over ``prune_steps``
-  training steps (cubic, as Zhu and Gupta's schedule), the K largest |w| of each group are kept
+  training steps, or over ``prune_fraction`` of however many steps training takes (the flow's
+  training tells the layer, ``schedule_to``) (cubic, as Zhu and Gupta's schedule), the K largest |w| of each group are kept
   (ties: the lower index); inference always applies (N, K) exactly;
 - straight-through gradients through the ternary pattern and the scale quantizer.
 
@@ -54,12 +55,13 @@ class SSTQDense(QDense):
 
     ``group`` N divides the inputs; ``nonzeros`` K <= N; ``per_output_scale``: a scale per output
     neuron (else one per layer); ``scale_quantizer``: a QKeras quantizer (string or object) for the
-    scale; ``prune_steps``: training steps of the gradual pruning from N to K non-zeros per group.
+    scale; ``prune_steps``: training steps of the gradual pruning from N to K non-zeros per group;
+    ``prune_fraction``: instead, that share of the training's steps (set by ``schedule_to``).
     The bias is quantized by ``bias_quantizer`` as in any QDense; there is no kernel quantizer.
     """
 
     def __init__(self, units, group=8, nonzeros=2, per_output_scale=True, scale_quantizer=DEFAULT_SCALE_QUANTIZER,
-                 prune_steps=2000, **kwargs):
+                 prune_steps=2000, prune_fraction=None, **kwargs):
         if kwargs.get('kernel_quantizer'):
             raise ValueError('SSTQDense: the (N, K) ternary code is the kernel quantizer; do not pass kernel_quantizer '
                              '(set scale_quantizer for the scale)')
@@ -74,6 +76,12 @@ class SSTQDense(QDense):
         self.scale_quantizer = scale_quantizer
         self.scale_quantizer_internal = get_quantizer(scale_quantizer) if scale_quantizer else quantized_po2(8)
         self.prune_steps = int(prune_steps)
+        self.prune_fraction = None if prune_fraction is None else float(prune_fraction)
+
+    def schedule_to(self, total_steps: int) -> None:
+        """Training will take ``total_steps`` optimizer steps: prune over ``prune_fraction`` of them."""
+        if self.prune_fraction is not None:
+            self.prune_steps = max(1, round(self.prune_fraction * total_steps))
 
     def build(self, input_shape):
         n_in = int(input_shape[-1])
@@ -121,7 +129,8 @@ class SSTQDense(QDense):
             tf.keras.constraints.serialize(self.kernel_constraint)
         sq = self.scale_quantizer
         config.update(group=self.group, nonzeros=self.nonzeros, per_output_scale=self.per_output_scale,
-                      scale_quantizer=sq if isinstance(sq, str) or sq is None else str(sq), prune_steps=self.prune_steps)
+                      scale_quantizer=sq if isinstance(sq, str) or sq is None else str(sq), prune_steps=self.prune_steps,
+                      prune_fraction=self.prune_fraction)
         return config
 
     def sst_weights(self) -> tuple[np.ndarray, np.ndarray]:

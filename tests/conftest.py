@@ -8,6 +8,15 @@ if os.environ.get('PYTEST_XDIST_WORKER'):
     for var in ('TF_NUM_INTRAOP_THREADS', 'TF_NUM_INTEROP_THREADS', 'OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS'):
         os.environ.setdefault(var, '1')
 
+# Teachers for distillation (flow/training.py) are cached by content; the tests start from an empty
+# cache of their own, so a result never depends on what an earlier run left.
+import atexit
+import shutil
+import tempfile
+
+os.environ['SPARSE_FLOW_TEACHER_CACHE'] = _teachers = tempfile.mkdtemp(prefix='sparse-flow-teachers-')
+atexit.register(shutil.rmtree, _teachers, True)
+
 import numpy as np
 import pytest
 from hypothesis import settings

@@ -11,7 +11,8 @@ from keras_models.sst import SSTQDense
 DATASET = 'fashion_mnist'
 INPUT_PRECISION = 'ap_ufixed<8,0>'  # pixels k/256, k = 0..255: exactly on this grid
 BATCH_SIZE = 128
-EPOCHS = 8
+EPOCHS = 20  # with the default recipe (warm-up + cosine, distilled from the float twin): bench_fashion_methods
+PRUNE_FRACTION = 0.3  # gradual pruning from 8 to 2 non-zeros per group over this share of the training steps
 # ReuseFactor = groups per output (784/8 and 128/8): every decoder then reads the same group of 8
 # inputs in a cycle (nnet_sst_dense.h); 0 multipliers in the SST layers, 80 in the head.
 FLOW_DEFAULTS = {
@@ -23,14 +24,17 @@ FLOW_DEFAULTS = {
 }
 
 
-def build(seed: int = 0, group: int = 8, nonzeros: int = 2, hidden=(128, 64)) -> tf.keras.Model:
-    # gradual pruning over the first ~3 epochs of the default schedule
-    prune_steps = 3 * 60000 // BATCH_SIZE
+def build(seed: int = 0, group: int = 8, nonzeros: int = 2, hidden=(128, 64),
+          prune_fraction: float = PRUNE_FRACTION) -> tf.keras.Model:
+    # gradual pruning over prune_fraction of however many steps training takes (flow.training tells the
+    # layer); prune_steps is the same share of the default schedule, for a fit that does not
+    prune_steps = round(prune_fraction * EPOCHS * 60000 / BATCH_SIZE)
     bq = quantized_bits(8, 3, alpha=1)
     inp = tf.keras.Input(shape=(784,), name='pixels')
     x = inp
     for k, units in enumerate(hidden, start=1):
-        x = SSTQDense(units, group=group, nonzeros=nonzeros, prune_steps=prune_steps, bias_quantizer=bq, name=f'fc{k}')(x)
+        x = SSTQDense(units, group=group, nonzeros=nonzeros, prune_steps=prune_steps, prune_fraction=prune_fraction,
+                      bias_quantizer=bq, name=f'fc{k}')(x)
         x = QActivation(quantized_relu(6, 2), name=f'relu{k}')(x)
     out = QDense(10, kernel_quantizer=quantized_bits(6, 0, alpha=1), bias_quantizer=bq, name='logits')(x)
     return tf.keras.Model(inp, out, name='fashion_sst_mlp')

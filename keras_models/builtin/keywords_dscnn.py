@@ -33,6 +33,9 @@ FLOW_DEFAULTS = {
     'epochs': 100,
     'batch_size': 32,
     'learning_rate': 3e-3,
+    # its accuracy was measured with these (the warm-up + cosine and distillation recipes were not tried on it)
+    'lr_schedule': 'constant',
+    'distill': False,
     'layers': {'conv1': {'reuse_factor': 10}, 'logits': {'reuse_factor': 8},
                **{f'dw{i}': {'reuse_factor': 24} for i in range(1, N_BLOCKS + 1)},
                **{f'pw{i}': {'reuse_factor': 36} for i in range(1, N_BLOCKS + 1)}},

@@ -94,8 +94,7 @@ _CONV = {'QConv1D': 'Conv1D', 'QConv2D': 'Conv2D', 'BlockSparseQConv1D': 'Conv1D
          'QSeparableConv1D': 'SeparableConv1D', 'QSeparableConv2D': 'SeparableConv2D',
          'QDepthwiseConv2D': 'DepthwiseConv2D'}
 _RNN = {'BlockSparseQLSTM': 'LSTM', 'QLSTM': 'LSTM', 'QGRU': 'GRU', 'QSimpleRNN': 'SimpleRNN'}
-_SAME = {'AveragePooling2D': 'AveragePooling2D', 'QAveragePooling2D': 'AveragePooling2D',
-         'QGlobalAveragePooling2D': 'GlobalAveragePooling2D'}
+_POOL = {'QAveragePooling2D': 'AveragePooling2D', 'QGlobalAveragePooling2D': 'GlobalAveragePooling2D'}
 _KEPT = {  # plain Keras layers the twin keeps as they are
     'InputLayer', 'Dense', 'Conv1D', 'Conv2D', 'DepthwiseConv2D', 'SeparableConv1D', 'SeparableConv2D', 'ReLU', 'Activation',
     'Softmax', 'BatchNormalization', 'Dropout', 'Flatten', 'Reshape', 'Permute', 'MaxPooling1D', 'MaxPooling2D',
@@ -142,8 +141,8 @@ def _twin_layer(cls: str, config: dict) -> tuple[str, dict]:
         return ('ReLU', _pick(config, ())) if act == 'relu' else ('Activation', {**_pick(config, ()), 'activation': act})
     if cls == 'QBatchNormalization':
         return 'BatchNormalization', _pick(config, ('axis', 'momentum', 'epsilon', 'center', 'scale'))
-    if cls in _SAME:
-        return _SAME[cls], _pick(config, ('pool_size', 'strides', 'padding', 'data_format', 'keepdims'))
+    if cls in _POOL:
+        return _POOL[cls], _pick(config, ('pool_size', 'strides', 'padding', 'data_format', 'keepdims'))
     if cls in _KEPT:
         return cls, config
     raise NoTwin(f'layer {config.get("name")!r} ({cls}) has no float twin')

@@ -14,14 +14,13 @@ import tensorflow as tf
 
 from flow import training
 from flow.training import NoTwin, Recipe, WarmupCosine, distill_loss, float_twin
+from keras_models import BUILTIN, get
 
 KEPT = training._KEPT
 
 
-@pytest.mark.parametrize('name', sorted(__import__('keras_models').BUILTIN))
+@pytest.mark.parametrize('name', sorted(BUILTIN))
 def test_float_twin_of_every_builtin(name):
-    from keras_models import get
-
     model = get(name).build(0)
     twin = float_twin(model)
     assert all(type(l).__name__ in KEPT for l in twin.layers), [type(l).__name__ for l in twin.layers]
@@ -35,8 +34,6 @@ def test_float_twin_of_every_builtin(name):
 
 def test_float_twin_names_are_positional():
     """Two models that differ only in names, masks and quantizers have one twin (one cached teacher)."""
-    from keras_models import get
-
     a, b = get('fashion_binary_mlp').build(0), get('fashion_lowbit_mlp').build(1)
     assert float_twin(a).to_json() == float_twin(b).to_json()
 

@@ -43,37 +43,6 @@ console = Console()
 MODELS = ('keywords_dscnn', 'fashion_resnet')
 
 
-def float_twin(model):
-    """``model``'s graph with plain Keras layers: QConv2D / BlockSparseQConv2D -> Conv2D, QDepthwiseConv2D ->
-    DepthwiseConv2D, QDense -> Dense, QActivation(quantized_relu) -> ReLU; pooling and Add as they are.
-    Fresh weights (it is trained from scratch), He-initialized: with Keras' Glorot default (the built-ins')
-    the float DS-CNN's activations shrank about 5x per layer through the depthwise convolutions (no
-    BatchNormalization) and it never learned (10% after 100 epochs, seed 0)."""
-    import tensorflow as tf
-    from qkeras import QActivation, QConv2D, QDense, QDepthwiseConv2D
-
-    L = tf.keras.layers
-    he = 'he_uniform'
-
-    def plain(layer):
-        c = layer.get_config()
-        if isinstance(layer, QDepthwiseConv2D):
-            return L.DepthwiseConv2D(c['kernel_size'], strides=c['strides'], padding=c['padding'], depthwise_initializer=he,
-                                     name=layer.name)
-        if isinstance(layer, QConv2D):  # BlockSparseQConv2D too: a QConv2D with a mask
-            return L.Conv2D(c['filters'], c['kernel_size'], strides=c['strides'], padding=c['padding'],
-                            kernel_initializer=he, name=layer.name)
-        if isinstance(layer, QDense):
-            return L.Dense(c['units'], kernel_initializer=he, name=layer.name)
-        if isinstance(layer, QActivation):
-            if not str(c['activation']).startswith('quantized_relu'):
-                raise ValueError(f"layer '{layer.name}': no float twin for {c['activation']}")
-            return L.ReLU(name=layer.name)
-        return layer.__class__.from_config(c)
-
-    return tf.keras.models.clone_model(model, clone_function=plain)
-
-
 def builtin_data(cfg, model):
     """The data the flow trains and verifies the built-in on (on its input grid, in its input shape)."""
     from flow.data.datasets import for_model
@@ -85,18 +54,19 @@ def builtin_data(cfg, model):
 
 
 def run_float(name, cfg, data):
+    """The built-in's float twin (flow.training.float_twin), He-initialized: with Keras' Glorot default
+    the float DS-CNN's activations shrank about 5x per layer through the depthwise convolutions (no
+    BatchNormalization) and it never learned (10% after 100 epochs, seed 0); trained with the
+    built-in's recipe (flow.training.fit)."""
     import tensorflow as tf
 
-    from flow.infra.progress import KerasProgress
+    from flow.training import Recipe, fit, float_twin
     from keras_models import get
 
     tf.keras.utils.set_random_seed(cfg.seed)  # as the train step: the seed, then the build
-    model = float_twin(get(name).build(cfg.seed, **cfg.model_params))
-    model.compile(optimizer=tf.keras.optimizers.Adam(cfg.learning_rate),
-                  loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=['accuracy'])
+    model = float_twin(get(name).build(cfg.seed, **cfg.model_params), kernel_initializer='he_uniform')
     t0 = time.perf_counter()
-    with KerasProgress(cfg.epochs, f'training {name} float twin') as cb:
-        model.fit(data.x_train, data.y_train, epochs=cfg.epochs, batch_size=cfg.batch_size, verbose=0, callbacks=[cb])
+    fit(model, data.x_train, data.y_train, Recipe.from_config(cfg).replace(distill=False), name=f'{name} float twin')
     seconds = time.perf_counter() - t0
     acc = float(model.evaluate(data.x_test, data.y_test, verbose=0, batch_size=500)[1])
     params = int(sum(np.prod(w.shape) for w in model.get_weights()))

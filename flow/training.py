@@ -126,14 +126,17 @@ def _pick(config: dict, keys) -> dict:
     return {k: config[k] for k in (*_COMMON, *keys) if k in config}
 
 
-def _twin_layer(cls: str, config: dict) -> tuple[str, dict]:
-    """One layer's (class_name, config) -> its float twin's."""
+def _twin_layer(cls: str, config: dict, init: str | None = None) -> tuple[str, dict]:
+    """One layer's (class_name, config) -> its float twin's; ``init``: its kernels' initializer."""
     if cls in _DENSE:
-        return 'Dense', {**_pick(config, ('units', 'use_bias')), 'activation': _activation_name(config.get('activation'))}
+        return 'Dense', {**_pick(config, ('units', 'use_bias')), 'activation': _activation_name(config.get('activation')),
+                         **({'kernel_initializer': init} if init else {})}
     if cls in _CONV:
         keys = ('kernel_size', 'strides', 'padding', 'data_format', 'use_bias', 'depth_multiplier', 'dilation_rate')
         keys += () if cls == 'QDepthwiseConv2D' else ('filters',)
-        return _CONV[cls], {**_pick(config, keys), 'activation': _activation_name(config.get('activation'))}
+        kernel = 'depthwise_initializer' if cls == 'QDepthwiseConv2D' else 'kernel_initializer'
+        return _CONV[cls], {**_pick(config, keys), 'activation': _activation_name(config.get('activation')),
+                            **({kernel: init} if init and not cls.startswith('QSeparable') else {})}
     if cls in _RNN:
         return _RNN[cls], _pick(config, ('units', 'return_sequences', 'return_state', 'use_bias'))
     if cls == 'QActivation':
@@ -148,10 +151,12 @@ def _twin_layer(cls: str, config: dict) -> tuple[str, dict]:
     raise NoTwin(f'layer {config.get("name")!r} ({cls}) has no float twin')
 
 
-def float_twin(model):
+def float_twin(model, kernel_initializer: str | None = None):
     """The float Keras model of ``model``'s architecture: every quantized, masked, SST or low-bit layer as
     its plain Keras layer (same units, filters, kernel, strides, padding), quantized activations as their
-    float kinds, the rest as it is; fresh weights. Layers are renamed by position, so the twins of two
+    float kinds, the rest as it is; fresh weights (``kernel_initializer``: of its dense and convolution
+    kernels instead of Keras' Glorot default; 'he_uniform' where a deep ReLU net without BatchNormalization
+    would see its activations vanish). Layers are renamed by position, so the twins of two
     models that differ only in names, masks or quantizers are one model (one cached teacher).
     Raises NoTwin in one line for a layer it cannot map."""
     import tensorflow as tf
@@ -172,7 +177,7 @@ def float_twin(model):
 
     layers = []
     for l in config['layers']:
-        cls, cfg = _twin_layer(l['class_name'], l['config'])
+        cls, cfg = _twin_layer(l['class_name'], l['config'], kernel_initializer)
         layers.append({**{k: rename(v) for k, v in l.items() if k not in ('class_name', 'config', 'module', 'registered_name')},
                        'class_name': cls, 'config': {**cfg, 'name': names[l['config']['name']]}})
     twin = {**{k: rename(v) for k, v in config.items() if k != 'layers'}, 'name': 'float_twin', 'layers': layers}

@@ -32,6 +32,15 @@ def test_float_twin_of_every_builtin(name):
                 assert getattr(q, attr) == getattr(f, attr), (q.name, attr)
 
 
+def test_float_twin_kernel_initializer_reaches_every_kernel():
+    """keywords_dscnn's twin He-initialized: its convolutions, depthwise filters and head (bench_builtin_cnns)."""
+    twin = float_twin(get('keywords_dscnn').build(0), kernel_initializer='he_uniform')
+    kernels = [getattr(l, 'depthwise_initializer', None) or l.kernel_initializer for l in twin.layers
+               if hasattr(l, 'kernel_initializer') or hasattr(l, 'depthwise_initializer')]
+    assert len(kernels) == 8 and all(type(k).__name__ == 'HeUniform' for k in kernels)
+    assert type(float_twin(get('keywords_dscnn').build(0)).layers[1].kernel_initializer).__name__ == 'GlorotUniform'
+
+
 def test_float_twin_names_are_positional():
     """Two models that differ only in names, masks and quantizers have one twin (one cached teacher)."""
     a, b = get('fashion_binary_mlp').build(0), get('fashion_lowbit_mlp').build(1)

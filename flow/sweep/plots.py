@@ -10,6 +10,9 @@ from flow.infra.progress import console
 from flow.sweep.status import DONE_CODES
 
 
+MAX_LABELS = 12  # more points than this: no label on each (they would overlap; results.csv has them)
+
+
 def _pts(rows, x, y, only=None):
     from flow.sweep.fronts import num
 
@@ -30,7 +33,7 @@ def _scatter(ax, rows, x, y, front_key, xlabel, ylabel):
         pts = _pts([r for r in rows if r['method'] == m], x, y)
         if pts:
             ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=markers[i % len(markers)], s=36, alpha=0.8, label=m)
-            for xv, yv, r in pts:
+            for xv, yv, r in pts if len(rows) <= MAX_LABELS else ():
                 ax.annotate(r['label'], (xv, yv), fontsize=6, xytext=(3, 3), textcoords='offset points')
     if front_key is None:  # a front computed here, for an axis the table does not mark
         from flow.sweep.fronts import pareto

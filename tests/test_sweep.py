@@ -263,7 +263,9 @@ def test_interrupted_sweep_resumes(sweep_dir, tmp_path):
     spec = _write(tmp_path / 'resume.yaml', {'name': 'resume', 'base': BASE,
                                             'axes': {'model_params.drop_rate': [0.75, 0.625]}})
     proc = subprocess.Popen([sys.executable, '-m', 'flow.cli', 'sweep', str(spec), '--out', str(sweep_dir), '--no-plots',
-                             '--num-cpus', '1'], cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             '--num-cpus', '1'], cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # a test run started in the background ignores SIGINT, and a child inherits that: Ctrl-C as in a terminal
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 180
         manifests = None

@@ -90,7 +90,7 @@ def run_builtin(name, cfg, build_dir, data, in_t):
     fp = json.loads((build_dir / 'reference' / 'footprint.json').read_text())['total']
     im = ctx.reference()
     x_codes = in_t.from_float_exact(data.x_test, 'test samples').reshape(len(data.x_test), -1)
-    ref = np.concatenate([im.predict_codes(x_codes[i: i + 500]) for i in range(0, len(x_codes), 500)])
+    ref = im.predict_codes(x_codes)  # in batches
     model = load_model(build_dir / 'train' / 'model.h5')
     last = im.layers[-1]
     q = to_codes(qkeras_outputs(model, im, in_t.to_float(x_codes))[last.name], last.out_type.frac)

@@ -105,10 +105,6 @@ def train(model, data, recipe, name):
     return time.perf_counter() - t0, info
 
 
-def predict_codes(im, x_codes, chunk=500):
-    return np.concatenate([im.predict_codes(x_codes[i: i + chunk]) for i in range(0, len(x_codes), chunk)])
-
-
 def run_float(seed, recipe, data):
     """The CGS model's float twin trained with the same recipe (no distillation): the CGS models' teacher."""
     from flow.training import float_teacher
@@ -140,7 +136,7 @@ def run_cgs(drop, seed, recipe, data, x_codes, cfg, board, n_check):
     in_t = data.in_type
     im = to_integer_model(model, in_t)
     t0 = time.perf_counter()
-    ref_logits = predict_codes(im, x_codes)
+    ref_logits = im.predict_codes(x_codes)
     ref_seconds = time.perf_counter() - t0
     ref_pred = ref_logits.argmax(1)
     q_logits = model.predict(data.x_test, verbose=0, batch_size=500)
@@ -153,7 +149,7 @@ def run_cgs(drop, seed, recipe, data, x_codes, cfg, board, n_check):
     # hls4ml's own Conv2D/Dense on the same weights: stores every 4-bit weight, zeros included
     dmodel = hls4ml_twin(model)
     dim = to_integer_model(dmodel, in_t, sparse=False)  # the twin stays hls4ml's own Dense, zeros stored
-    dense_logits = predict_codes(dim, x_codes)
+    dense_logits = dim.predict_codes(x_codes)
     mism = np.flatnonzero(np.any(dense_logits != ref_logits, axis=1))
     assert not len(mism), (f'{name}: the hls4ml twin (QConv2D/QDense, masked kernels) differs from the block-sparse '
                            f'reference on {len(mism)} test images (first: {mism[0]})')

@@ -156,6 +156,7 @@ def export_reference(ctx: Context) -> dict:
     """Build the integer reference (exact types for every tensor) and the footprint report."""
     from flow.export import reference_for
     from flow.stages.footprint import footprint, print_footprint
+    from flow.stages.verify import reference_accuracy
     from keras_models.layers import load_model
 
     im = reference_for(load_model(ctx.root / 'train' / 'model.h5'), ctx.config)
@@ -164,25 +165,13 @@ def export_reference(ctx: Context) -> dict:
     fp = footprint(im)
     write_json(out / 'footprint.json', fp)
     print_footprint(fp, console)
-    accuracy = reference_accuracy(im, ctx.config)
+    accuracy = reference_accuracy(ctx.config, im)
     write_json(out / 'accuracy.json', accuracy)
     if accuracy['test_accuracy_reference'] is not None:
         console.print(f"test accuracy of the integer reference (what the hardware computes; verify checks it bit for bit) on "
                       f"all {accuracy['n_test']} test samples: {accuracy['test_accuracy_reference']:.2%}", soft_wrap=True)
     return {'layers': [f'{l.name}:{l.kind}:{l.out_type.hls()}' for l in im.layers], 'compression_vs_float32': fp['total']['ratio_vs_float32'],
             **accuracy}
-
-
-def reference_accuracy(im, cfg) -> dict:
-    """The integer reference's accuracy on the data's whole test split (labelled data only): the
-    hardware's, since verify checks the C simulation equal to the reference bit for bit."""
-    from flow.data.datasets import for_model
-
-    data, _ = for_model(cfg.dataset, cfg.seed, im.in_type, im.input.shape, (im.sizes()[im.layers[-1].name],))
-    if data is None or data.task != 'classification':
-        return {'test_accuracy_reference': None, 'n_test': 0}
-    out = im.predict_codes(im.in_type.from_float_exact(data.x_test.astype(np.float64), 'test input'))
-    return {'test_accuracy_reference': float(np.mean(out.argmax(1) == data.y_test)), 'n_test': len(data.y_test)}
 
 
 @step('plan', ['plan'], settings=('board', 'io_type', 'reuse_factor', 'strategy'))

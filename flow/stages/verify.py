@@ -24,13 +24,31 @@ from flow.runtime.stream import StreamFormat
 FLOAT32_EXACT_INT = 2**24  # float32 holds every integer of magnitude up to 2^24
 
 
+def model_data(cfg, im: IntegerModel):
+    """(the data checked against the model and on its input grid, or None; notes): flow.data.datasets.for_model
+    for the reference's input and output shapes."""
+    from flow.data.datasets import for_model
+
+    return for_model(cfg.dataset, cfg.seed, im.in_type, im.input.shape, (im.sizes()[im.layers[-1].name],))
+
+
+def reference_accuracy(cfg, im: IntegerModel) -> dict:
+    """The integer reference's accuracy on the data's whole test split (labelled data only): the
+    hardware's, since verify checks the C simulation equal to the reference bit for bit."""
+    data, _ = model_data(cfg, im)
+    if data is None or data.task != 'classification':
+        return {'test_accuracy_reference': None, 'n_test': 0}
+    out = im.predict_codes(im.in_type.from_float_exact(data.x_test.astype(np.float64), 'test input'))
+    return {'test_accuracy_reference': float(np.mean(out.argmax(1) == data.y_test)), 'n_test': len(data.y_test)}
+
+
 def golden_set(cfg, im: IntegerModel):
     """(float inputs, input codes, targets or None, task or None, notes): the data's test split on the
     input grid (labels, float targets or none: ``task``), or random codes (extremes first) when there
     is no data."""
-    from flow.data.datasets import for_model, random_inputs
+    from flow.data.datasets import random_inputs
 
-    data, notes = for_model(cfg.dataset, cfg.seed, im.in_type, im.input.shape, (im.sizes()[im.layers[-1].name],))
+    data, notes = model_data(cfg, im)
     if data is None:
         codes = random_inputs(im.in_type, im.input.shape, cfg.n_golden, cfg.seed)
         return im.in_type.to_float(codes), codes, None, None, notes

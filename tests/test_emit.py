@@ -92,23 +92,49 @@ def verilog_timed(v: str, wy: int):
     return running, holds, writes
 
 
-def cpp_structure(code: str):
-    selects = _cases(code, r'data_T x(\d+);\n\s*switch \(t\) \{', r'((?:case \d+: )+|default: )x\d+ = data\[(\d+)\]; break;', '}')
-    selects.update({g: {-1: int(i)} for g, i in re.findall(r'const data_T x(\d+) = data\[(\d+)\];', code)})
+def cpp_structure(code: str, rf: int):
+    rows = {int(q): t for q, t in _cases(code, r'data_T xz(\d+);\n\s*switch \(t & \d+\) \{',
+                                           r'((?:case \d+: )+|default: )xz\d+ = data\[(\d+)\]; break;', '}').items()}
+    k = int(re.search(r'switch \(t & (\d+)\)', code)[1]).bit_length() if rows else 0
+    tables = {g: (False, t) for g, t in _cases(code, r'data_T x(\d+);\n\s*switch \(t\) \{',
+                                                r'((?:case \d+: )+|default: )x\d+ = data\[(\d+)\]; break;', '}').items()}
+    tables.update({g: (True, t) for g, t in _cases(code, r'data_T x(\d+);\n\s*switch \(t >> \d+\) \{',
+                                                    r'((?:case \d+: )+|default: )x\d+ = xz(\d+); break;', '}').items()})
+    tables.update({g: (False, {-1: int(i)}) for g, i in re.findall(r'const data_T x(\d+) = data\[(\d+)\];', code)})
+    tables.update({g: (True, {-1: int(q)}) for g, q in re.findall(r'const data_T x(\d+) = xz(\d+);', code)})
+    selects = _resolve(tables, rows, rf, k)
     mults = {int(m): g for m, g in re.findall(r'const acc_t p(\d+) = \(acc_t\)\(x(\d+) \* weights\[\d+ \+ t\]\);', code)}
     sources = {int(o): _terms(expr, 'p', 'acc_t(0)') for o, expr in re.findall(r'acc(\d+) = acc_t\(acc\d+ \+ (.*)\);', code)}
     return selects, mults, sources
 
 
-def verilog_structure(v: str, wx: int):
-    selects = {}
-    for name, body in re.findall(r'reg signed \[\d+:0\] xm(\d+);\nalways @\* case \(cnt\)\n(.*?)endcase', v, re.S):
-        table = {}
-        for labels, lo in re.findall(r'^\s+([\d, ]+|default): xm\d+ = \$signed\(xr\[\d+:(\d+)\]\);', body, re.M):
-            for t in re.findall(r'\d+|default', labels):
-                table[-1 if t == 'default' else int(t)] = int(lo) // wx
-        selects[name] = table
-    selects.update({g: {-1: int(lo) // wx} for g, lo in re.findall(r'wire signed \[\d+:0\] xm(\d+) = \$signed\(xr\[\d+:(\d+)\]\);', v)})
+def _resolve(tables: dict, rows: dict, rf: int, k: int) -> dict:
+    """select -> (input per cycle t, 0 .. rf - 1): a case table of t, or of the window t >> k over the
+    row selects ``rows`` (row -> case table of t mod 2**k), as the hardware reads it."""
+    def at(table, key):
+        return table.get(key, table[-1])
+
+    out = {}
+    for name, (over_rows, table) in tables.items():
+        out[name] = tuple(at(rows[at(table, t >> k)], t & ((1 << k) - 1)) if over_rows else at(table, t) for t in range(rf))
+    return out
+
+
+def verilog_structure(v: str, wx: int, rf: int):
+    rows, tables, k = {}, {}, 0
+    for q, kk, body in re.findall(r'reg signed \[\d+:0\] z(\d+);\nalways @\* case \(cnt\[(\d+):0\]\)\n(.*?)endcase', v, re.S):
+        k = int(kk) + 1
+        rows[int(q)] = {-1 if j == 'default' else int(j): int(lo) // wx
+                        for j, lo in re.findall(r'^\s+(\d+|default): z\d+ = \$signed\(xr\[\d+:(\d+)\]\);', body, re.M)}
+    for name, key, body in re.findall(r'reg signed \[\d+:0\] xm(\d+);\nalways @\* case \((cnt(?:\[\d+:\d+\])?)\)\n(.*?)endcase', v, re.S):
+        t = {}
+        for labels, lo, q in re.findall(r'^\s+([\d, ]+|default): xm\d+ = (?:\$signed\(xr\[\d+:(\d+)\]\)|z(\d+));', body, re.M):
+            for c in re.findall(r'\d+|default', labels):
+                t[-1 if c == 'default' else int(c)] = int(q) if q else int(lo) // wx
+        tables[name] = (key != 'cnt', t)
+    for name, lo, q in re.findall(r'wire signed \[\d+:0\] xm(\d+) = (?:\$signed\(xr\[\d+:(\d+)\]\)|z(\d+));', v):
+        tables[name] = (bool(q), {-1: int(q) if q else int(lo) // wx})
+    selects = _resolve(tables, rows, rf, k)
     mults = {int(m): g for m, g in re.findall(r'always @\(posedge clk\) p(\d+) <= xm(\d+) \* w\d+;', v)}
     sources = {}
     for o, expr in re.findall(r'wire \[\d+:0\] sum(\d+) = (.*);', v):
@@ -167,12 +193,15 @@ def _layer_and_schedule(case):
 def test_cpp_and_verilog_are_built_from_the_same_static_structure(case):
     layer, sched = _layer_and_schedule(case)
     eng = static_engine(sched)
-    cpp = cpp_structure(emit_kernel(sched, 'k'))
-    ver = verilog_structure(engine_verilog(sched, layer, IN_T), IN_T.width)
+    cpp = cpp_structure(emit_kernel(sched, 'k'), sched.rf)
+    ver = verilog_structure(engine_verilog(sched, layer, IN_T), IN_T.width, sched.rf)
     assert cpp == ver
     selects, mults, sources = cpp
-    want_selects = {str(g): {**{t: i for ts, i in s.legs for t in ts}, -1: s.default} for g, s in enumerate(eng.selects)}
-    assert selects == want_selects
+    # every cycle that needs an input reads it (the others are don't-cares: a zero weight)
+    assert selects.keys() == {str(g) for g in range(len(eng.selects))}
+    for g, sel in enumerate(eng.selects):
+        want = {t: i for ts, i in sel.legs for t in ts} or {t: sel.default for t in range(sched.rf)}
+        assert {t: selects[str(g)][t] for t in want} == want
     assert mults == {mu.m: str(mu.select) for mu in eng.multipliers}
     assert sources == {o: {m: g.condition('t', sched.rf) for m, g in srcs} for o, srcs in eng.shared().items()}
     running, holds, writes = cpp_timed(emit_kernel(sched, 'k'))
@@ -201,7 +230,7 @@ def test_a_convolution_cycle_is_the_dense_kernel_loop_body(case):
     assert not static_engine(sched).timed
     assert 'for (' not in cycle and '#pragma HLS INLINE' in cycle
     as_scalars = re.sub(r'acc\[(\d+)\]', r'acc\1', cycle)
-    assert cpp_structure(as_scalars) == cpp_structure(emit_kernel(sched, 'k'))
+    assert cpp_structure(as_scalars, sched.rf) == cpp_structure(emit_kernel(sched, 'k'), sched.rf)
 
 
 @given(layers)
@@ -308,3 +337,33 @@ def test_time_multiplexing_lowers_the_estimate(monkeypatch):
     monkeypatch.setattr(se, 'static_engine', lambda s: per_output)
     old = sched.logic_estimate(layer, IN_T)
     assert est['parts']['cast'] < old['parts']['cast'] and est['lut'] + est['ff'] < old['lut'] + old['ff']
+
+
+@pytest.mark.parametrize('rf', [16, 64])
+def test_selects_are_factored_over_shared_rows_where_it_pays(rf):
+    """A lane reads its column's kept blocks one row per cycle, aligned to the block: both emitters
+    build the shared row selects (a case of t mod group) and per lane a case of the window t / group
+    choosing a row, fewer multiplexer LUTs than a case table of t per lane; every cycle that needs an
+    input still reads it, in the C++ as in the Verilog."""
+    layer = random_layer(np.random.default_rng(2), 64, 64, (8, 8), 0.75, 4, IN_T, None)
+    sched = gather(layer, rf)
+    eng = static_engine(sched)
+    assert eng.group == 8 and eng.rows()
+    plain = dataclasses.replace(eng, group=1)
+    assert eng.select_luts() < plain.select_luts()
+    code = emit_kernel(sched, 'k')
+    assert re.search(r'switch \(t & 7\)', code) and re.search(r'switch \(t >> 3\)', code)
+    cpp = cpp_structure(code, rf)
+    assert cpp == verilog_structure(engine_verilog(sched, layer, IN_T), IN_T.width, rf)
+    for g, sel in enumerate(eng.selects):
+        want = {t: i for ts, i in sel.legs for t in ts}
+        assert {t: cpp[0][str(g)][t] for t in want} == want
+    est = sched.logic_estimate(layer, IN_T)['parts']['mux']
+    assert est == IN_T.width * eng.select_luts() < IN_T.width * plain.select_luts()
+
+
+def test_selects_are_not_factored_when_a_lane_reads_across_rows():
+    """Blocks one row tall give no aligned runs: the selects stay case tables of t."""
+    layer = random_layer(np.random.default_rng(2), 64, 64, (1, 8), 0.75, 4, IN_T, None)
+    eng = static_engine(gather(layer, 16))
+    assert eng.group == 1 and not eng.rows() and 'xz' not in emit_kernel(gather(layer, 16), 'k')

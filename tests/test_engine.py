@@ -185,3 +185,19 @@ def test_time_multiplexed_outputs_equal_reference(tmp_path, rf):
     run = simulate(tmp_path, sched, layer, in_t, x)
     assert np.array_equal(run.codes, layer.forward(x, in_t))
     assert run.cycles == len(x) * rf + 3 and run.latency == rf + 3
+
+
+def test_factored_selects_equal_reference(tmp_path):
+    """64x64, 8x8 blocks, 75% dropped at RF 32: the selects read the shared row selects (a case of
+    cnt mod 8) through a case of the window; exact, one sample per RF cycles back to back."""
+    from flow.runtime.static_engine import static_engine
+
+    rng = np.random.default_rng(6)
+    in_t = FixedType(7, 3, signed=False)
+    layer = random_layer(rng, 64, 64, (8, 8), 0.75, 4, in_t, FixedType(8, 3, True, 'RND_CONV', 'SAT'))
+    sched = gather(layer, 32)
+    assert static_engine(sched).group == 8
+    x = rng.integers(in_t.min_code, in_t.max_code + 1, (30, 64))
+    run = simulate(tmp_path, sched, layer, in_t, x)
+    assert np.array_equal(run.codes, layer.forward(x, in_t))
+    assert run.cycles == len(x) * 32 + 3 and run.latency == 32 + 3

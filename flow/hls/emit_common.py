@@ -12,16 +12,29 @@ def sum_tree(terms: list[str], typ: str) -> str:
 
 def case_selects(eng, var: str, src: str, typ: str) -> list[str]:
     """Each select of a static structure (``eng.selects``) as a ``switch (t)`` of constant legs over
-    ``src``, or a constant read when it has one input: ``<typ> <var><g>``."""
+    ``src``, or a constant read when it has one input: ``<typ> <var><g>``. Factored selects
+    (``eng.group`` > 1) read the shared row selects ``<var>z<q>`` (a ``switch (t & (group - 1))``
+    over ``src``) through a ``switch (t >> log2(group))`` of the window: bit slices of the loop
+    counter, as the Verilog's ``cnt[..]``."""
+    g = eng.group
+    k = g.bit_length() - 1
     c = []
-    for g, sel in enumerate(eng.selects):
+    for q in eng.rows():
+        c += [f'        {typ} {var}z{q};', f'        switch (t & {g - 1}) {{']
+        c += [f'        case {j}: {var}z{q} = {src}[{q * g + j}]; break;' for j in range(g - 1)]
+        c += [f'        default: {var}z{q} = {src}[{q * g + g - 1}]; break;', '        }']
+    for s, sel in enumerate(eng.selects):
+        if sel.legs and g > 1:
+            read, key, sel = (lambda q: f'{var}z{q}'), f't >> {k}', eng.factored(sel)
+        else:
+            read, key = (lambda i: f'{src}[{i}]'), 't'
         if not sel.legs:
-            c.append(f'        const {typ} {var}{g} = {src}[{sel.default}];')
+            c.append(f'        const {typ} {var}{s} = {read(sel.default)};')
             continue
-        c += [f'        {typ} {var}{g};', '        switch (t) {']
+        c += [f'        {typ} {var}{s};', f'        switch ({key}) {{']
         for ts, i in sel.legs:
-            c.append(f"        {' '.join(f'case {t}:' for t in ts)} {var}{g} = {src}[{i}]; break;")
-        c += [f'        default: {var}{g} = {src}[{sel.default}]; break;', '        }']
+            c.append(f"        {' '.join(f'case {t}:' for t in ts)} {var}{s} = {read(i)}; break;")
+        c += [f'        default: {var}{s} = {read(sel.default)}; break;', '        }']
     return c
 
 

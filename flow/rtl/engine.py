@@ -6,7 +6,8 @@ constant (weights, the block index) is a table of the cycle counter, as synthesi
 
     start: x latched; cnt counts 0 .. rf-1                          (ready again on the last cycle)
     stage 1 (cnt):  per live multiplier m: w_m = weight ROM[cnt], x_m = its select's case table of
-                    cnt (the legs that occur); p_m <= x_m * w_m
+                    cnt (the legs that occur; factored: a case of the window cnt / group over
+                    the shared row selects z_q, cases of cnt mod group); p_m <= x_m * w_m
     stage 2 (cnt1): per output o: acc_o <= (cnt1 == 0 ? bias_o : acc_o) + sum of p_m over the
                     static sources of o, each gated by a constant comparison of cnt1 unless it
                     always writes o (the accumulator organisation is exactly this sum)
@@ -126,13 +127,19 @@ def engine_verilog(sched: Schedule, layer: BlockSparseDense, in_t: FixedType, to
     # stage 1: input selects (one per distinct input sequence), weight ROMs, multipliers: the
     # static structure (flow/runtime/static_engine.py) the HLS C++ (flow/hls/block_sparse_emit.py) is built from
     eng = static_engine(sched)
+    k = eng.group.bit_length() - 1
+    for q in eng.rows():  # factored selects: the shared row selects, a case of cnt mod group
+        v += [f'reg signed [{xs - 1}:0] z{q};', f'always @* case (cnt[{k - 1}:0])']
+        v += [f'    {j}: z{q} = {x_bits(q * eng.group + j)};' for j in range(eng.group - 1)]
+        v += [f'    default: z{q} = {x_bits(q * eng.group + eng.group - 1)};', 'endcase']
     for g, sel in enumerate(eng.selects):
-        if not sel.legs:  # one input: a wire (an always @* with no input never runs)
-            v.append(f'wire signed [{xs - 1}:0] xm{g} = {x_bits(sel.default)};')
+        src, var, fsel = (x_bits, 'cnt', sel) if not sel.legs or k == 0 else (lambda q: f'z{q}', f'cnt[{cw - 1}:{k}]', eng.factored(sel))
+        if not fsel.legs:  # one input (or row): a wire (an always @* with no input never runs)
+            v.append(f'wire signed [{xs - 1}:0] xm{g} = {src(fsel.default)};')
         else:
-            v += [f'reg signed [{xs - 1}:0] xm{g};', 'always @* case (cnt)']
-            v += [f"    {', '.join(map(str, ts))}: xm{g} = {x_bits(i)};" for ts, i in sel.legs]
-            v += [f'    default: xm{g} = {x_bits(sel.default)};', 'endcase']
+            v += [f'reg signed [{xs - 1}:0] xm{g};', f'always @* case ({var})']
+            v += [f"    {', '.join(map(str, ts))}: xm{g} = {src(i)};" for ts, i in fsel.legs]
+            v += [f'    default: xm{g} = {src(fsel.default)};', 'endcase']
     for mu in eng.multipliers:
         m, w = mu.m, [int(c) for c in mu.weights]
         if len(set(w)) == 1:

@@ -125,7 +125,7 @@ class Schedule:
         eng = static_engine(self)
         timed, running, holds = eng.timed_outputs(), eng.running(), eng.holds()
         rom_luts = math.ceil(self.rf / 64) * ww * sum(len(set(mu.weights)) > 1 for mu in eng.multipliers)
-        mux_luts = sum(wx * math.ceil((len(sel.legs) - 1) / 3) for sel in eng.selects if sel.legs)  # a leg per distinct input
+        mux_luts = wx * eng.select_luts()  # a leg per distinct input (or row, where the selects are factored)
         srcs = [gate for s in eng.shared().values() for _, gate in s]
         adder_luts = acc * len(srcs) + sum(g.ranges is not None for g in srcs)  # the gate folds into the adder's LUT
         adder_luts += sum(acc * (1 + math.ceil(len(starts) / 3)) for starts in running.values())

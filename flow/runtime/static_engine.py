@@ -7,6 +7,12 @@ Everything the schedule stores as tables becomes constants of the cycle counter 
 - ``selects``: per distinct input sequence (the multipliers of a gather lane share one), a case
   table of t -> input, only the legs that occur (cycles with the same input share one leg; padding
   cycles are don't-cares, left to the default, the first leg's input), or one fixed input;
+- ``group``: where the schedule reads the inputs in aligned runs (a block's rows one per cycle, the
+  gather schedule's runs), the selects are factored in two levels of constant case tables: shared
+  row selects ``z_q = x[q * group + t mod group]`` and, per select, a case of the window
+  ``t / group`` choosing a row (``factored``): a sparse lane's 64-leg case table becomes an 8-leg
+  one over rows that every lane shares. Taken per layer where it needs fewer multiplexer LUTs
+  (``select_luts``); 1: the selects read the inputs directly;
 - ``multipliers``: the live multipliers (a bank of zero weights only is no multiplier), each with
   its select and its weight bank (word t is what it multiplies in cycle t: the ROM, one bank per
   multiplier, read at address t);
@@ -90,6 +96,27 @@ class StaticEngine:
     multipliers: tuple[Multiplier, ...]
     sources: dict  # output -> tuple of (multiplier number m, Gate), every output with a live source
     timed: tuple[Run, ...] = ()  # the runs of the time-multiplexed outputs, by output then cycle; () for none
+    group: int = 1  # a power of two: the selects factored over shared row selects (see the module); 1: not
+
+    def factored(self, sel: Select) -> Select:
+        """``sel`` over the shared row selects: legs (windows t // group, row q), default a row; no
+        legs: one row in every cycle that needs an input."""
+        return _factor(sel, self.group)
+
+    def rows(self) -> tuple[int, ...]:
+        """The rows q whose shared select ``z_q`` some factored select reads."""
+        if self.group == 1:
+            return ()
+        rows = set()
+        for sel in self.selects:
+            if sel.legs:
+                f = self.factored(sel)
+                rows |= {f.default} | {q for _, q in f.legs}
+        return tuple(sorted(rows))
+
+    def select_luts(self) -> int:
+        """Multiplexer LUTs per input bit of the selects as built (a LUT6 is a 4:1 multiplexer bit)."""
+        return _select_luts(self.selects, self.group)
 
     def multiplier(self, m: int) -> Multiplier:
         return next(mu for mu in self.multipliers if mu.m == m)
@@ -143,6 +170,48 @@ def _select(inputs: np.ndarray, care: np.ndarray) -> Select:
     return Select(tuple((tuple(ts), i) for i, ts in legs.items()), used[0][1])
 
 
+def _mux_luts(legs: int) -> int:
+    return -(-(legs - 1) // 3) if legs > 1 else 0
+
+
+def _factor(sel: Select, g: int) -> Select:
+    if g == 1 or not sel.legs:
+        return sel
+    rows: dict[int, set] = {}
+    for ts, i in sel.legs:
+        rows.setdefault(i // g, set()).update(t // g for t in ts)
+    if len(rows) == 1:
+        return Select((), next(iter(rows)))
+    legs = sorted(((tuple(sorted(ws)), q) for q, ws in rows.items()), key=lambda leg: leg[0][0])
+    return Select(tuple(legs), legs[0][1])
+
+
+def _select_luts(selects, g: int) -> int:
+    if g == 1:
+        return sum(_mux_luts(len(sel.legs)) for sel in selects)
+    factored = [_factor(sel, g) for sel in selects if sel.legs]
+    rows = {f.default for f in factored} | {q for f in factored for _, q in f.legs}
+    return len(rows) * _mux_luts(g) + sum(_mux_luts(len(f.legs)) for f in factored)
+
+
+def _factors(sel: Select, g: int) -> bool:
+    """Every cycle that needs an input reads element t mod g of a row, one row per window t // g."""
+    window: dict[int, int] = {}
+    for ts, i in sel.legs:
+        for t in ts:
+            if i % g != t % g or window.setdefault(t // g, i // g) != i // g:
+                return False
+    return True
+
+
+def _group(selects, rf: int) -> int:
+    """The largest power of two the selects factor over, if that needs fewer multiplexer LUTs; else 1."""
+    g, best = 2, 1
+    while g <= rf and all(_factors(sel, g) for sel in selects):
+        best, g = g, 2 * g
+    return best if best > 1 and _select_luts(selects, best) < _select_luts(selects, 1) else 1
+
+
 def _gate(hit: np.ndarray, care: np.ndarray) -> Gate:
     """Ranges covering every cycle of ``hit`` and no other cycle of ``care`` (maximal runs between
     the excluded cycles that hold a hit)."""
@@ -182,7 +251,8 @@ def static_engine(sched: Schedule) -> StaticEngine:
             sources.setdefault(int(o), []).append((m, _gate(sched.outputs[m] == o, nonzero[m])))
     return StaticEngine(rf, sched.n_in, sched.n_out, sched.n_mult, tuple(sel_list), tuple(multipliers),
                         {o: tuple(s) for o, s in sorted(sources.items())},
-                        time_multiplexed(sched.outputs, nonzero, live) if sched.may_time_multiplex else ())
+                        time_multiplexed(sched.outputs, nonzero, live) if sched.may_time_multiplex else (),
+                        _group(sel_list, rf))
 
 
 def time_multiplexed(outputs: np.ndarray, nonzero: np.ndarray, live: list[int]) -> tuple[Run, ...]:

@@ -4,8 +4,8 @@ The built-in keras_models/builtin/fashion_cgs_cnn (QConv2D 8 3x3 -> pool -> Bloc
 pool -> Flatten -> BlockSparseQDense 64 -> QDense 10) at drop rates 0.5 / 0.75 / 0.875 of conv2 and
 fc1's blocks (2x, 4x, 8x), and the same architecture dense in float (its float twin, flow/training.py:
 tf.keras Conv2D/Dense/ReLU, no quantization, no mask), trained the same way (the flow's recipe with the
-built-in's FLOW_DEFAULTS: epochs, batch, Adam with warm-up + cosine; the CGS models distil from the
-float one, which is its own teacher: no distillation) with the same seeds on the same images (the
+built-in's FLOW_DEFAULTS: epochs, batch, Adam with warm-up + cosine; with --distill the CGS models distil
+from the float one, which is its own teacher) with the same seeds on the same images (the
 ap_fixed<9,1> input grid: pixels k/256 exactly). Per model and seed:
 - accuracy: the float model's own; for CGS the hardware's = the integer reference (what the C
   simulation and the board compute, bit for bit) on every test image, checked equal to QKeras'
@@ -19,7 +19,8 @@ ap_fixed<9,1> input grid: pixels k/256 exactly). Per model and seed:
   QConv2D/QDense carrying the masked kernels (zeros included), both bit-exact to the same reference
   and timed in the same run: a software measure, its ratio shows the work skipped.
 
-  --seeds 3 --drops 0.5,0.75,0.875 --csim all --csim-images 1000 [--epochs E] (C simulation: the first seed)
+  --seeds 3 --drops 0.5,0.75,0.875 --csim all --csim-images 1000 [--epochs E] [--distill] [--lr-schedule S]
+  (C simulation: the first seed; a recipe other than the built-in's writes fashion_cnn_<setting><value>.*)
   (--quick: 1 seed, 2 epochs on 12,000 training images, 2,000 test images, 200 C-simulation images, 4x only)
 The built-in's conv2 (8 -> 16 channels) has 4x2 channel blocks, 2 x 8 of them, so every drop rate
 here is exact (4, 2 or 1 of 8 kept per block-row); the table shows each block-sparse layer's density.
@@ -304,6 +305,9 @@ def main() -> None:
     ap.add_argument('--csim-images', type=int, default=1000)
     ap.add_argument('--repeats', type=int, default=3, help='timing passes per side (interleaved; the best counts)')
     ap.add_argument('--check-images', type=int, default=500, help='QKeras == reference decisions on these test images')
+    ap.add_argument('--distill', action=argparse.BooleanOptionalAction, default=None,
+                    help="distil from the float twin (default: the built-in's setting)")
+    ap.add_argument('--lr-schedule', choices=('warmup_cosine', 'constant'), default=None)
     ap.add_argument('--quick', action='store_true', help='1 seed, 2 epochs on 12,000 training images, 2,000 test images, '
                                                           '200 C-sim images')
     args = ap.parse_args()
@@ -320,7 +324,11 @@ def main() -> None:
         args.epochs, args.csim_images, seeds = 2, min(args.csim_images, 200), range(1)
 
     cfg = FlowConfig.load(None, model=MODEL, project_name=PROJECT)
-    recipe = Recipe.from_config(cfg).replace(epochs=args.epochs)
+    # a recipe other than the built-in's writes its own files: fashion_cnn.* is the built-in's recipe
+    recipe = Recipe.from_config(cfg)
+    overrides = {k: v for k, v in (('epochs', args.epochs), ('distill', args.distill), ('lr_schedule', args.lr_schedule))
+                 if v is not None and v != getattr(recipe, k)}
+    recipe = recipe.replace(**overrides)
     board = get_board(BOARD)
     in_t = FixedType.parse(cfg.input_precision)
     rows = []
@@ -424,7 +432,7 @@ def main() -> None:
     total_seconds = time.perf_counter() - t_start
     results = ROOT / 'bench' / 'results'
     results.mkdir(parents=True, exist_ok=True)
-    name = 'fashion_cnn_quick' if args.quick else 'fashion_cnn'
+    name = 'fashion_cnn_quick' if args.quick else '_'.join(['fashion_cnn', *(f'{k}{v}' for k, v in overrides.items())])
     clean = [{k: v for k, v in r.items() if not k.startswith('_')} for r in rows_seeds]
     labels = {r['method']: 'float' if r['method'] == 'float' else r['name'] for r in rows}
     extra = {'x smaller than hls4ml (same 4-bit weights)': {r['method']: f"{r['x_smaller_than_hls4ml']:.2f}" for r in rows[1:]},

@@ -41,7 +41,7 @@ class Recipe:
     learning_rate: float = 3e-3
     lr_schedule: str = 'warmup_cosine'
     warmup_epochs: float = 1.0
-    distill: bool = True
+    distill: bool = False  # as FlowConfig's: see there why
     distill_temperature: float = 4.0
     distill_alpha: float = 0.5
     seed: int = 0

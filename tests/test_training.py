@@ -128,7 +128,7 @@ def test_student_does_not_depend_on_the_cache(tiny_data, tmp_path, monkeypatch):
     weights = []
     for expect_cached in (False, True):
         model = _tiny()
-        info = training.fit(model, x, y, Recipe(epochs=2, batch_size=16), progress=False)
+        info = training.fit(model, x, y, Recipe(epochs=2, batch_size=16, distill=True), progress=False)
         assert info['teacher_cached'] is expect_cached
         weights.append(model.get_weights())
     for a, b in zip(*weights):
@@ -140,7 +140,7 @@ def test_no_twin_trains_without_distillation(tiny_data):
     inp = tf.keras.Input((8,))
     model = tf.keras.Model(inp, tf.keras.layers.Dense(3, activation='softmax')(inp))  # probabilities, not logits
     notes = []
-    info = training.fit(model, x, y, Recipe(epochs=1), progress=False, note=notes.append)
+    info = training.fit(model, x, y, Recipe(epochs=1, distill=True), progress=False, note=notes.append)
     assert info['distilled_from'] is None and len(notes) == 1 and 'logits' in notes[0]
 
 

@@ -71,6 +71,35 @@ def test_grid_expansion_and_keys():
     assert same[0].key == default.key
 
 
+@pytest.mark.parametrize('path', sorted((ROOT / 'sweeps').glob('*.yaml')), ids=lambda p: p.stem)
+def test_shipped_sweeps_expand_to_valid_points(path):
+    """Every sweep the project ships resolves: each point's config and model parameters are valid
+    (a typo in a parameter or a built-in's name is a point error here, not an hour into the sweep)."""
+    points = expand(SweepSpec.load(path))
+    assert points and all(p.error is None for p in points), [p.error for p in points if p.error]
+    assert len({p.key for p in points}) == len(points)
+
+
+def test_seeds_are_summarized_per_setting(tmp_path):
+    """Points differing only in their seed form one setting: its accuracy's mean and sample standard
+    deviation; a failed point and a sweep without a seed axis add nothing."""
+    from flow.sweep import over_seeds
+
+    def row(seed, bits, acc, code=0):
+        return {'point': f'p{seed}{bits}', 'label': f'seed={seed}, weight_bits={bits}', 'setting': f'weight_bits={bits}',
+                'method': 'm', 'exit_code': code, 'acc_reference_test': acc, 'stored_bits': 100 * bits, 'multipliers': 7}
+
+    rows = [row(0, 3, 0.80), row(1, 3, 0.84), row(2, 3, 0.9, code=1), row(0, 4, 0.86)]
+    summary = over_seeds.summarize(rows)
+    assert [(s['setting'], s['seeds']) for s in summary] == [('weight_bits=3', 2), ('weight_bits=4', 1)]
+    assert summary[0]['mean'] == pytest.approx(0.82) and summary[0]['spread'] == pytest.approx(0.02 * 2 ** 0.5)
+    assert summary[1]['spread'] is None and summary[0]['stored_bits'] == 300
+    files = over_seeds.write(tmp_path, rows)
+    assert '| m | weight_bits=3 | 2 | 82.00 +- 2.83 | 300 |' in (tmp_path / 'summary.md').read_text() and len(files) == 2
+    no_seed = [{k: v for k, v in r.items() if k != 'setting'} for r in rows]
+    assert over_seeds.summarize(no_seed) == [] and over_seeds.write(tmp_path / 'x', no_seed) == []
+
+
 def test_random_sampling_is_seeded():
     spec = {'base': BASE, 'sampling': 'random', 'n': 3, 'seed': 5,
             'axes': {'seed': {'low': 0, 'high': 1000, 'integer': True}, 'learning_rate': {'low': 1e-4, 'high': 1e-2, 'log': True}}}

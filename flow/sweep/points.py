@@ -31,8 +31,13 @@ class Point:
 
     @property
     def label(self) -> str:
-        return ', '.join(f'{k.removeprefix("model_params.").removeprefix("layers.")}={_short(v)}'
-                         for k, v in self.settings.items()) or 'base'
+        return label(self.settings)
+
+
+def label(settings: dict) -> str:
+    """Settings as a point's label: ``drop_rate=0.5, fc1.reuse_factor=8`` ('base' for none)."""
+    return ', '.join(f'{k.removeprefix("model_params.").removeprefix("layers.")}={_short(v)}'
+                     for k, v in settings.items()) or 'base'
 
 
 def _short(v) -> str:

@@ -16,6 +16,9 @@ Figures, from the reports the flow writes:
 - ``reports/rtl_resources.json`` (where the rtl step built): ``rtl_lut``/``rtl_ff`` of the fully
   parallel network and ``engine_lut``/``engine_ff``/``engine_dsp`` of the block-sparse engines, measured by yosys.
 
+Where ``seed`` is an axis, ``setting`` is the point's settings but its seed, and
+``summary.csv``/``summary.md`` give each setting's mean and spread over its seeds (flow/sweep/over_seeds.py).
+
 Fronts: ``front_bits`` (max ``acc_hw``, min ``stored_bits``) and ``front_mults`` (max ``acc_hw``, min
 ``multipliers``), among the points that finished.
 """
@@ -30,10 +33,11 @@ from pathlib import Path
 from flow.infra.build_dir import write_json
 from flow.infra.errors import BadInput
 from flow.infra.progress import console, print_table
+from flow.sweep import over_seeds
 from flow.sweep.fronts import accuracy_key, num, pareto
 from flow.sweep.status import DONE_CODES
 
-FIRST = ['point', 'label', 'method', 'status', 'exit_code', 'error', 'reused', 'seconds']
+FIRST = ['point', 'label', 'setting', 'method', 'status', 'exit_code', 'error', 'reused', 'seconds']
 FIGURES = ['acc_hw', 'acc_reference_test', 'acc_reference', 'acc_qkeras', 'n_golden_vectors', 'stored_bits', 'weight_bits', 'index_bits', 'bias_bits',
            'scale_bits', 'kept_weights', 'compression_vs_float32', 'multipliers', 'dense_multipliers', 'bram18', 'cycles',
            'interval', 'dsp', 'lut', 'lut_source', 'ff', 'fits', 'rtl_lut', 'rtl_ff', 'engine_lut', 'engine_ff', 'engine_dsp',
@@ -66,8 +70,13 @@ def point_row(folder: Path, rec: dict) -> dict:
     """One point's row from its record (point.json) and its build folder."""
     code = rec.get('exit_code')
     status = {0: 'done', 3: 'done (tool missing)', 1: 'failed', 2: 'bad input', 130: 'interrupted', None: 'not run'}.get(code, 'failed')
+    from flow.sweep.points import label
+
+    settings = rec.get('settings') or {}
     row = {'point': rec['key'], 'label': rec.get('label', ''), 'method': _method(rec.get('config', {})), 'status': status,
            'exit_code': code, 'error': rec.get('error') or '', 'reused': bool(rec.get('reused')), 'seconds': rec.get('seconds')}
+    if 'seed' in settings:  # what the seeds repeat: the point's settings but its seed (over_seeds groups by it)
+        row['setting'] = label({k: v for k, v in settings.items() if k != 'seed'})
     row.update({f'model_params.{k}': json.dumps(v) if isinstance(v, list) else v for k, v in rec.get('model_params', {}).items()})
     config = _json(folder / 'config.json')  # the resolved config run_flow ran with (built-in defaults included)
     settings = _flatten(config) if config else _flatten(rec.get('config', {}))
@@ -187,6 +196,7 @@ def write(out: Path, plots: bool = True) -> SweepResult:
 
         files += plot(rows, out)
     print_summary(rows)
+    files += over_seeds.write(out, rows)
     console.print('results: ' + ', '.join(str(p) for p in files), soft_wrap=True)
     return SweepResult(out, rows, files)
 

@@ -3,7 +3,8 @@ an MLP whose hidden layers carry two-level hierarchical block masks (Kadetotad e
 papers' sign-magnitude weights: 1960-256-128-10.
 
 fc1: 40x32 blocks, 1 of 4 kept per input block-row, then 8x8 sub-blocks, 2 of 4 kept inside each
-kept block (8x fewer weights); fc2: 32x32 then 8x8, half and half (4x). The finest masks are CGS
+kept block (8x fewer weights; ``coarse_drop_rate`` 0, 0.5, 0.875 make it 2x, 4x, 16x); fc2: 32x32
+then 8x8, half and half (4x). The finest masks are CGS
 masks, so the block-sparse template computes them; the footprint reports the index per level.
 """
 
@@ -31,11 +32,13 @@ FLOW_DEFAULTS = {
 }
 
 
-def build(seed: int = 0, weight_bits: int = 4) -> tf.keras.Model:
+def build(seed: int = 0, weight_bits: int = 4, coarse_drop_rate: float = 0.75) -> tf.keras.Model:
+    """``coarse_drop_rate``: the share of fc1's 40x32 blocks dropped per block-row (of 8), before the
+    8x8 level drops half of what is left."""
     kq, bq = sign_magnitude(weight_bits), quantized_bits(8, 3, alpha=1)
     inp = tf.keras.Input(shape=(49, 40), name='features')
     x = tf.keras.layers.Flatten(name='flatten')(inp)
-    x = BlockSparseQDense(256, levels=[((40, 32), 0.75), ((8, 8), 0.5)], mask_seed=seed * 100 + 1,
+    x = BlockSparseQDense(256, levels=[((40, 32), coarse_drop_rate), ((8, 8), 0.5)], mask_seed=seed * 100 + 1,
                           kernel_quantizer=kq, bias_quantizer=bq, name='fc1')(x)
     x = QActivation(quantized_relu(6, 2), name='relu1')(x)
     x = BlockSparseQDense(128, levels=[((32, 32), 0.5), ((8, 8), 0.5)], mask_seed=seed * 100 + 2,

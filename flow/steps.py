@@ -251,15 +251,19 @@ def verify(ctx: Context) -> dict:
 def rtl(ctx: Context) -> dict:
     """da4ml RTL of the network pipelined at the board clock, Verilator on the golden vectors (exact), yosys."""
     from flow.rtl import tools
-    from flow.rtl.build import build_rtl, not_built
+    from flow.rtl.build import build_rtl, engine_layers, not_built
     from flow.rtl.logic import no_rtl, too_big_for_auto
 
     if not ctx.config.rtl:
         return not_built(ctx, 'rtl: false in the config')
-    if ctx.config.rtl == 'auto' and (reason := too_big_for_auto(ctx.reference())):
+    im = ctx.reference()
+    # a network with a layer da4ml cannot build (a convolution, an LSTM) still gets its block-sparse engines
+    no_network = no_rtl(im)
+    engines = [layer for layer, _, _ in engine_layers(im, ctx.plan())] if no_network else None
+    if ctx.config.rtl == 'auto' and (reason := too_big_for_auto(im, engines)):
         return not_built(ctx, reason)
-    if reason := no_rtl(ctx.reference()):  # before the tools: installing them would not help
-        return not_built(ctx, reason)
+    if no_network and not engines:  # before the tools: installing them would not help
+        return not_built(ctx, no_network)
     missing = tools.missing()
     if missing:
         raise ToolMissing(f'the RTL level needs {"; ".join(missing)}; rerun with `--from-step rtl` once installed')

@@ -201,3 +201,28 @@ def test_factored_selects_equal_reference(tmp_path):
     run = simulate(tmp_path, sched, layer, in_t, x)
     assert np.array_equal(run.codes, layer.forward(x, in_t))
     assert run.cycles == len(x) * 32 + 3 and run.latency == 32 + 3
+
+
+def test_convolution_engine_equals_reference_on_every_patch(tmp_path):
+    """The rtl step's engine for a block-sparse convolution (the per-patch kernel the pixel loop runs,
+    flow/rtl/engine.py on the layer's own schedule): Verilated on every output pixel's patch of the
+    reference's input, image by image; its codes are the reference's conv outputs."""
+    from test_conv_cosim import build_cnn
+
+    from flow.export import to_integer_model
+    from flow.rtl.build import simulate_engines
+    from flow.runtime.ref_conv import BlockSparseConv2D
+
+    in_t = FixedType(8, 3)
+    model = build_cnn((6, 5, 4), 8, (3, 3), (2, 1), 'same', (4, 2), 0.5, 4, seed=3)
+    im = to_integer_model(model, in_t)
+    conv = next(lay for lay in im.layers if isinstance(lay, BlockSparseConv2D))
+    prev = im.layers[im.layers.index(conv) - 1]
+    rng = np.random.default_rng(0)
+    x = rng.integers(in_t.min_code, in_t.max_code + 1, (5, 6 * 5 * 4))
+    trace = im.trace(x)
+    sched = conv.schedule(6)
+    out = simulate_engines([(conv, prev, sched)], trace, tmp_path, 'p')[conv.name]
+    pixels = int(np.prod(trace[conv.name].shape[:3]))
+    assert out['cycles_per_sample'] == (pixels * 6 + 3) / pixels and out['time_multiplexed_outputs'] == 0  # back to back
+    assert conv.engine_vectors(trace[prev.name]).shape == (pixels, conv.n_in)

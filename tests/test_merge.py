@@ -288,6 +288,9 @@ def test_a_skip_connection_cnn_runs_through_the_flow_exactly(tmp_path):
     assert convert['io_type'] == 'io_stream'
     rtl = json.loads((b / 'reports' / 'rtl_resources.json').read_text())
     assert rtl['built'] is False and 'convolutional networks' in rtl['reason']  # the first reason; merges have theirs
+    # no da4ml network, but the block-sparse convolution's engine: Verilated exact on every patch, synthesized
+    assert set(rtl['engines']) == {'c2'} and rtl['engines']['c2']['lut'] > 0
+    assert report['rtl']['engines']['c2']['exact'] and report['rtl']['equal_vectors'] == 24
     est = json.loads((b / 'reports' / 'estimate.json').read_text())
     assert {'stem', 'c1', 'c2', 'logits'} <= set(est['layers']) and 'add' not in est['layers']
     assert est['layers']['c2']['kind'] == 'block_sparse_conv2d'

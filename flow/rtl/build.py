@@ -132,17 +132,18 @@ def pipeline_report(net, counts: dict, board) -> dict:
 def engine_layers(im: IntegerModel, plan) -> list:
     """(layer, the layer before it, its schedule at the plan's ReuseFactor) for every layer whose
     template runs a time-multiplexed engine (``RefLayer.schedule``; not when hls4ml's DA Dense builds it)."""
-    out = []
-    for prev, layer in zip(im.layers, im.layers[1:]):
+    out, by_name, sources = [], {layer.name: layer for layer in im.layers}, im.sources()
+    for layer in im.layers[1:]:
         p = plan[layer.name]
         if p.reuse_factor is not None and not p.da and (sched := layer.schedule(p.reuse_factor)) is not None:
-            out.append((layer, prev, sched))
+            out.append((layer, by_name[sources[layer.name][0]], sched))  # the layer it reads (a branch's, too)
     return out
 
 
 def simulate_engines(engines: list, ref_trace: dict, folder, project: str) -> dict:
     """Each engine Verilated and run on the reference's input to its layer, all golden vectors back
-    to back: its output codes must equal the reference's; cycles counted."""
+    to back (a convolution's engine: every output pixel's patch, ``RefLayer.engine_vectors``): its
+    output codes must equal the reference's; cycles counted per vector."""
     from flow.rtl.engine import engine_verilog
     from flow.rtl.engine_sim import EngineSim
     from flow.runtime.reference import first_mismatch
@@ -155,8 +156,9 @@ def simulate_engines(engines: list, ref_trace: dict, folder, project: str) -> di
                         prev.out_type, layer.n_out, layer.out_type, sched.rf)
         with console.status(f'Verilator: building the time-multiplexed engine of {layer.name}'):
             sim.compile()
-        run = sim.run(ref_trace[prev.name])
-        m = first_mismatch({layer.name: ref_trace[layer.name]}, {layer.name: run.codes})
+        want = ref_trace[layer.name]
+        run = sim.run(layer.engine_vectors(ref_trace[prev.name]))
+        m = first_mismatch({layer.name: want}, {layer.name: run.codes.reshape(want.shape)})
         if m:
             raise Mismatch(describe(f'reference vs RTL engine ({sched.organisation}, RF {sched.rf}) simulation', m))
         out[layer.name] = {'source': sim.source, 'top': top, 'organisation': sched.organisation,
@@ -174,13 +176,40 @@ def fit(measured: dict, board) -> dict:
             for k, f in FIT_KEYS.items()}
 
 
-def not_built(ctx, reason: str) -> dict:
-    """Record why there is no RTL level (in verify.json too), so nobody reads its absence as a pass."""
+def not_built(ctx, reason: str, engines: dict | None = None, n_vectors: int = 0) -> dict:
+    """Record why there is no RTL network (in verify.json too), so nobody reads its absence as a pass;
+    with the time-multiplexed ``engines`` that were built all the same (Verilated exact on
+    ``n_vectors`` golden vectors, synthesized)."""
     report = {'built': False, 'reason': reason}
+    if engines:
+        report.update({'engines': engines, 'engine_design': ENGINE_NOTE})
     write_json(ctx.stage / 'reports' / 'rtl_resources.json', report)
-    ctx.build.amend_json('verify', 'reports/verify.json', {'rtl': report})
-    console.print(f'[yellow]RTL not built[/]: {reason}', soft_wrap=True)
+    level = dict(report) if not engines else {**{k: report[k] for k in ('built', 'reason')}, **engine_level(engines, n_vectors)}
+    ctx.build.amend_json('verify', 'reports/verify.json', {'rtl': level})
+    console.print(f'[yellow]RTL network not built[/]: {reason}', soft_wrap=True)
+    if engines:
+        _print_engines(report, console)
+        console.print(f'[bold green]bit-exact[/]: reference == RTL engine simulation (Verilator) of {", ".join(engines)} '
+                      f'on {n_vectors} vectors')
     return report
+
+
+def engine_level(engines: dict, n_vectors: int) -> dict:
+    """verify.json's record of the engines' simulation (each raised on a mismatch: here all exact)."""
+    return {'equal_vectors': int(n_vectors), 'exact': True,
+            'engines': {n: {'exact': True, 'organisation': e['organisation'], 'reuse_factor': e['reuse_factor'],
+                            'cycles_per_sample': e['cycles_per_sample']} for n, e in engines.items()}}
+
+
+def build_engines(ctx, im: IntegerModel, ref_trace: dict, folder, family: str) -> dict:
+    """Every time-multiplexed engine of the network: Verilated exact on the golden vectors, then synthesized."""
+    engines = simulate_engines(engine_layers(im, ctx.plan()), ref_trace, folder / 'engines', ctx.config.project_name)
+    if engines:
+        tasks = {name: partial(synthesize_files, [e.pop('source')], e.pop('top'), family, folder / 'engines' / name / 'synth')
+                 for name, e in engines.items()}
+        for name, counts in in_parallel(tasks, f'yosys synth_xilinx -family {family}: time-multiplexed engines').items():
+            engines[name].update(counts)
+    return engines
 
 
 def build_rtl(ctx) -> dict:
@@ -193,8 +222,8 @@ def build_rtl(ctx) -> dict:
     try:
         net_comb = network_comb(im)
         per_layer = layer_designs(im, folder / 'layers', board.part, board.clock_period_ns, cfg.project_name)
-    except NoLogic as e:
-        return not_built(ctx, str(e))
+    except NoLogic as e:  # no da4ml network: the block-sparse engines (a CNN's convolutions too) are built all the same
+        return not_built(ctx, str(e), build_engines(ctx, im, ref_trace, folder, board.yosys_family), len(x_codes))
 
     net = RTLDesign(net_comb, cfg.project_name, folder / 'network', board.part, board.clock_period_ns,
                     latency_cutoff=board.adder_levels_per_stage)
@@ -205,19 +234,13 @@ def build_rtl(ctx) -> dict:
     if not np.array_equal(rtl_out, ref_out):
         raise Mismatch(first_rtl_mismatch(im, ref_trace, per_layer, rtl_out))
 
-    engines = simulate_engines(engine_layers(im, ctx.plan()), ref_trace, folder / 'engines', cfg.project_name)
-
     family = board.yosys_family
+    engines = build_engines(ctx, im, ref_trace, folder, family)
     for _, _, design in per_layer:
         design.write()
     layers = synthesize_layers(per_layer, family, net)
     net_counts = layers.pop(NETWORK)
     network = {k: v for k, v in net_counts.items() if k != 'depth_into'}
-    if engines:
-        tasks = {name: partial(synthesize_files, [e.pop('source')], e.pop('top'), family, folder / 'engines' / name / 'synth')
-                 for name, e in engines.items()}
-        for name, counts in in_parallel(tasks, f'yosys synth_xilinx -family {family}: time-multiplexed engines').items():
-            engines[name].update(counts)
     network['da4ml_lut_estimate'] = net.cost
     pipeline = pipeline_report(net, net_counts, board)
 
@@ -235,10 +258,7 @@ def build_rtl(ctx) -> dict:
     # fits: the resources, and a deepest stage plausible at the board clock
     report['fits'] = all(v['margin'] >= 0 for v in report['fit'].values()) and pipeline['timing_plausible']
     write_json(ctx.stage / 'reports' / 'rtl_resources.json', report)
-    level = {'equal_vectors': int(len(x_codes)), 'exact': True, 'simulator': f'Verilator {report["tools"]["verilator"]}',
-             'design': DESIGN_NOTE,
-             'engines': {n: {'exact': True, 'organisation': e['organisation'], 'reuse_factor': e['reuse_factor'],
-                             'cycles_per_sample': e['cycles_per_sample']} for n, e in engines.items()}}
+    level = {**engine_level(engines, len(x_codes)), 'simulator': f'Verilator {report["tools"]["verilator"]}', 'design': DESIGN_NOTE}
     ctx.build.amend_json('verify', 'reports/verify.json', {'rtl': level})
     print_resources(report)
     console.print(f'[bold green]bit-exact[/]: reference == RTL simulation (Verilator) on {len(x_codes)} vectors')

@@ -100,13 +100,16 @@ def unbuilt_reason(layer: RefLayer) -> str | None:
 AUTO_WEIGHT_BITS = 32768  # rtl: auto builds networks up to this many stored weight bits (the default model: 10112)
 
 
-def too_big_for_auto(im: IntegerModel) -> str | None:
+def too_big_for_auto(im: IntegerModel, engines: list | None = None) -> str | None:
     """Why ``rtl: auto`` skips this network: da4ml's fully parallel logic, its Verilator build and
-    yosys grow with the stored weight bits (174,080 bits took over 10 minutes here)."""
-    bits = sum((layer.storage() or {}).get('weight_bits', 0) for layer in im.layers[1:])
+    yosys grow with the stored weight bits (174,080 bits took over 10 minutes here). ``engines``: the
+    only layers built (a network without a da4ml form), whose weight bits count instead."""
+    layers = im.layers[1:] if engines is None else engines
+    bits = sum((layer.storage() or {}).get('weight_bits', 0) for layer in layers)
     if bits > AUTO_WEIGHT_BITS:
-        return (f'rtl: auto builds networks up to {AUTO_WEIGHT_BITS} stored weight bits and this one has {bits} '
-                '(the fully parallel RTL would take tens of minutes): set rtl: true to build it anyway')
+        what = 'networks' if engines is None else 'the block-sparse engines of a network without a da4ml form'
+        return (f'rtl: auto builds {what} up to {AUTO_WEIGHT_BITS} stored weight bits and this one has {bits} '
+                '(the RTL would take tens of minutes): set rtl: true to build it anyway')
     return None
 
 

@@ -112,6 +112,11 @@ class Convolution(PatchGeometry):
     def positions(self) -> int:
         return self.filt[0] * self.filt[1]
 
+    def engine_vectors(self, x):
+        """Every output pixel's patch, image by image in row-major pixel order (what forward computes on)."""
+        p = self.windows(x)
+        return p.reshape(p.shape[0] * p.shape[1] * p.shape[2], -1)
+
     def forward(self, x, in_type):
         p = self.windows(x)
         n, oh, ow = p.shape[:3]

@@ -166,6 +166,11 @@ class RefLayer:
         (``flow/runtime/schedule.py``), which the rtl step builds as Verilog; None: none."""
         return None
 
+    def engine_vectors(self, x: np.ndarray) -> np.ndarray:
+        """The engine's input vectors (one per row, in the order it computes them) for the layer's
+        input ``x`` (n, ...): one per sample; a convolution's, one per output pixel (its patch)."""
+        return np.asarray(x).reshape(len(x), -1)
+
     def engine_estimate(self, rf: int, in_type: FixedType | None, steps: int = 1) -> dict | None:
         """This kind's template's cost at ReuseFactor ``rf`` (multipliers, cycles, weight_memory_bits,
         bram18, index_bits, ...); ``steps``: time steps of a sequence layer. None: the layer is

@@ -209,11 +209,12 @@ def estimate_model(im: IntegerModel, plan: Plan, board, rtl: dict | None = None)
                                             f'{LINE_BUFFER_BRAM_MIN_BITS} bits or more; the others in SRLs: '
                                             f"{total['ours']['line_buffer_srl_luts']} LUTs)")
     measured = rtl if rtl and rtl.get('built') else None
-    if measured:
+    engines_measured = {n: e for n, e in ((rtl or {}).get('engines') or {}).items() if n in layers}
+    if measured or engines_measured:
         # the rtl step synthesized exactly these layers' logic: da4ml's, as hls4ml's DA strategy builds
-        # them, and the time-multiplexed engine the block-sparse template builds
-        logic = {n: measured['layers'][n] for n in layers if plan[n].da}
-        logic.update({n: e for n, e in measured.get('engines', {}).items() if n in layers})
+        # them (when the network has a da4ml form), and the time-multiplexed engine the block-sparse template builds
+        logic = {n: measured['layers'][n] for n in layers if plan[n].da} if measured else {}
+        logic.update(engines_measured)
         for n, m in logic.items():
             layers[n]['ours']['lut_measured'], layers[n]['ours']['ff_measured'] = m['lut'], m['ff']
         others = [n for n in layers if n not in logic]

@@ -100,7 +100,7 @@ def _figures(folder: Path) -> dict:
         tb = verify.get('accelerator_testbench')
         f['exact_accel'] = None if tb is None else str(tb).startswith('PASS')
         rtl = verify.get('rtl') or {}
-        if rtl.get('built', 'exact' in rtl):
+        if rtl.get('built', 'exact' in rtl) or rtl.get('engines'):  # the network, or the engines alone
             engines = rtl.get('engines') or {}
             f['exact_rtl'] = bool(rtl.get('exact')) and all(e.get('exact', True) for e in engines.values())
     fp = _json(folder / 'reference' / 'footprint.json')
@@ -118,9 +118,10 @@ def _figures(folder: Path) -> dict:
                  dsp=fit.get('dsp', {}).get('used'), lut=fit.get('lut', {}).get('used'), ff=fit.get('ff', {}).get('used'),
                  lut_source=fit.get('lut', {}).get('source'))
     res = _json(folder / 'reports' / 'rtl_resources.json')
-    if res and res.get('built'):
+    if res and (res.get('built') or res.get('engines')):
         net = res.get('network') or {}
-        f.update(rtl_lut=net.get('lut'), rtl_ff=net.get('ff'))
+        if res.get('built'):
+            f.update(rtl_lut=net.get('lut'), rtl_ff=net.get('ff'))
         engines = res.get('engines') or {}
         if engines:
             f.update(engine_lut=sum(e.get('lut', 0) for e in engines.values()), engine_ff=sum(e.get('ff', 0) for e in engines.values()),

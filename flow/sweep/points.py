@@ -10,6 +10,7 @@ import math
 import random
 from dataclasses import dataclass, field
 
+from flow.sweep.labels import label
 from flow.sweep.spec import Range, SweepSpec
 
 
@@ -32,16 +33,6 @@ class Point:
     @property
     def label(self) -> str:
         return label(self.settings)
-
-
-def label(settings: dict) -> str:
-    """Settings as a point's label: ``drop_rate=0.5, fc1.reuse_factor=8`` ('base' for none)."""
-    return ', '.join(f'{k.removeprefix("model_params.").removeprefix("layers.")}={_short(v)}'
-                     for k, v in settings.items()) or 'base'
-
-
-def _short(v) -> str:
-    return f'{v:g}' if isinstance(v, float) else json.dumps(v) if isinstance(v, (list, dict)) else str(v)
 
 
 def expand(spec: SweepSpec) -> list[Point]:

@@ -33,8 +33,9 @@ from pathlib import Path
 from flow.infra.build_dir import write_json
 from flow.infra.errors import BadInput
 from flow.infra.progress import console, print_table
-from flow.sweep import over_seeds
 from flow.sweep.fronts import accuracy_key, num, pareto
+from flow.sweep.labels import label
+from flow.sweep.over_seeds import write as write_over_seeds
 from flow.sweep.status import DONE_CODES
 
 FIRST = ['point', 'label', 'setting', 'method', 'status', 'exit_code', 'error', 'reused', 'seconds']
@@ -70,8 +71,6 @@ def point_row(folder: Path, rec: dict) -> dict:
     """One point's row from its record (point.json) and its build folder."""
     code = rec.get('exit_code')
     status = {0: 'done', 3: 'done (tool missing)', 1: 'failed', 2: 'bad input', 130: 'interrupted', None: 'not run'}.get(code, 'failed')
-    from flow.sweep.points import label
-
     settings = rec.get('settings') or {}
     row = {'point': rec['key'], 'label': rec.get('label', ''), 'method': _method(rec.get('config', {})), 'status': status,
            'exit_code': code, 'error': rec.get('error') or '', 'reused': bool(rec.get('reused')), 'seconds': rec.get('seconds')}
@@ -197,7 +196,7 @@ def write(out: Path, plots: bool = True) -> SweepResult:
 
         files += plot(rows, out)
     print_summary(rows)
-    files += over_seeds.write(out, rows)
+    files += write_over_seeds(out, rows)
     console.print('results: ' + ', '.join(str(p) for p in files), soft_wrap=True)
     return SweepResult(out, rows, files)
 

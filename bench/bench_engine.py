@@ -12,7 +12,8 @@ them the schedule's own LUT/FF estimate (``Schedule.logic_estimate``) and how fa
 
 The engines' exactness is the subject of tests/test_engine.py and of the rtl step (golden vectors);
 here only resources are measured. 4-bit weights, 8-bit inputs, 8x8 blocks unless told otherwise.
-Prints a table, writes bench/results/engine.json and bench/results/engine.png.
+Prints a table, writes bench/results/engine.json (rows of earlier runs at other points kept: a grid
+can be measured in parts) and bench/results/engine.png.
 
   --quick                    128x128 at 75%, RF 16 and 64 (about 10 min on 2 cores)
   --sizes 784x256,256x256 --drops 0.5,0.75,0.875 --rfs 16,32,64,128,256   (the full grid: hours)
@@ -79,11 +80,14 @@ def main() -> None:
     ap.add_argument('--organisations', default=','.join(ORGANISATIONS))
     ap.add_argument('--family', default='xc7')
     ap.add_argument('--work', default=str(ROOT / 'bench' / 'work' / 'engine'))
-    ap.add_argument('--replot', action='store_true', help='only redraw engine.png from bench/results/engine.json')
+    ap.add_argument('--replot', action='store_true', help='only print the table and redraw engine.png from bench/results/engine.json')
     args = ap.parse_args()
     results = ROOT / 'bench' / 'results'
     if args.replot:
-        plot(json.loads((results / 'engine.json').read_text())['rows'], results / 'engine.png')
+        out = json.loads((results / 'engine.json').read_text())
+        report(out)
+        (results / 'engine.json').write_text(json.dumps(out, indent=1))
+        plot(out['rows'], results / 'engine.png')
         return
     if args.quick:
         args.sizes, args.drops, args.rfs = '128x128', '0.75', '16,64'
@@ -138,33 +142,66 @@ def main() -> None:
         row['lut_ff_vs_limit'] = lf / (density * dlf) if dlf else None
         row['estimate_error'] = (est['lut'] + est['ff']) / lf - 1
         rows.append(row)
+    out = {'family': args.family, 'mask': args.mask, 'block': list(block), 'wbits': args.wbits, 'input': IN_T.hls(),
+           'output': OUT_T.hls(), 'rows': rows}
+    report(out)
+    results.mkdir(parents=True, exist_ok=True)
+    out['rows'] = merged(results / 'engine.json', out)
+    (results / 'engine.json').write_text(json.dumps(out, indent=1))
+    plot(rows, results / 'engine.png')
+    console.print(f'wrote {results / "engine.json"} and {results / "engine.png"}')
+
+
+def merged(path: Path, out: dict) -> list:
+    """This run's rows, after the rows of earlier runs at other points (layer size, sparsity, RF,
+    organisation) with the same bench settings: a grid measured in parts (784x256 after 256x256)
+    accumulates in one file; a point measured again replaces its old row."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return out['rows']
+    if any(old.get(k) != out[k] for k in ('family', 'mask', 'block', 'wbits', 'input', 'output')):
+        return out['rows']
+    key = lambda r: (tuple(r['size']), r['drop'], r['rf'], r['organisation'])  # noqa: E731
+    new = {key(r) for r in out['rows']}
+    return [r for r in old['rows'] if key(r) not in new] + out['rows']
+
+
+def io_bits(r: dict) -> int:
+    """The engine's input and output registers (x latched at start, y held for the caller): as many
+    in the dense engine as in any sparse one, whatever the density."""
+    return r['size'][0] * IN_T.width + r['size'][1] * OUT_T.width
+
+
+def report(out: dict) -> None:
+    rows = out['rows']
+    for r in rows:  # the logic inside the I/O registers, against the same of the dense engine x density
+        d = r['dense']
+        r['core_vs_limit'] = ((r['lut'] + r['ff'] - io_bits(r)) / (r['density'] * (d['lut'] + d['ff'] - io_bits(r)))
+                              if d else None)
     best = {}
     for r in rows:  # the cheapest organisation per point
         key = (tuple(r['size']), r['drop'], r['rf'])
         if key not in best or r['lut'] + r['ff'] < best[key]['lut'] + best[key]['ff']:
             best[key] = r
-
-    t = Table(title=f'Time-multiplexed engine, measured by yosys synth_xilinx -family {args.family} '
-                    f'({args.mask} masks, {block[0]}x{block[1]} blocks, {args.wbits}-bit weights)')
+    block = out['block']
+    t = Table(title=f"Time-multiplexed engine, measured by yosys synth_xilinx -family {out['family']} "
+                    f"({out['mask']} masks, {block[0]}x{block[1]} blocks, {out['wbits']}-bit weights)")
     for c in ('layer', 'sparsity', 'RF', 'organisation', 'mult', 'pad', 'LUT', 'FF', 'CARRY', 'DSP', 'BRAM18', 'depth',
-              'LUT+FF / dense', 'LUT+FF / limit', 'est LUT+FF', 'est error'):
+              'LUT+FF / dense', 'LUT+FF / limit', 'inside I/O regs / limit', 'est LUT+FF', 'est error'):
         t.add_column(c, justify='right')
     fmt = lambda v, f='.2f': '-' if v is None else format(v, f)  # noqa: E731
     for r in rows:
         t.add_row(f'{r["size"][0]}x{r["size"][1]}', f'{r["drop"]:.1%}', str(r['rf']), r['organisation'],
                   str(r['multipliers']), str(r['padding']), *(str(r[k]) for k in MEASURED),
-                  fmt(r['lut_ff_vs_dense']), fmt(r['lut_ff_vs_limit']), str(r['estimate']['lut'] + r['estimate']['ff']),
+                  fmt(r['lut_ff_vs_dense']), fmt(r['lut_ff_vs_limit']), fmt(r['core_vs_limit']),
+                  str(r['estimate']['lut'] + r['estimate']['ff']),
                   f'{r["estimate_error"]:+.0%}', style='bold' if best[(tuple(r['size']), r['drop'], r['rf'])] is r else None)
     print_table(t, console)
     console.print('bold: the cheaper organisation (LUT+FF) at that point. limit = density x the dense engine (gather, '
-                  'the same weights, every block kept); products are DSPs, so LUT+FF is the logic around the multipliers.')
-
-    results.mkdir(parents=True, exist_ok=True)
-    out = {'family': args.family, 'mask': args.mask, 'block': list(block), 'wbits': args.wbits, 'input': IN_T.hls(),
-           'output': OUT_T.hls(), 'rows': rows}
-    (results / 'engine.json').write_text(json.dumps(out, indent=1))
-    plot(rows, results / 'engine.png')
-    console.print(f'wrote {results / "engine.json"} and {results / "engine.png"}')
+                  'the same weights, every block kept); products are DSPs, so LUT+FF is the logic around the multipliers. '
+                  '"inside I/O regs": the same ratio without the input and output registers (n_in x input bits + '
+                  'n_out x output bits of FF), which every engine of the layer has whatever its density.')
 
 
 def plot(rows: list, path: Path) -> None:

@@ -184,7 +184,7 @@ def not_built(ctx, reason: str, engines: dict | None = None, n_vectors: int = 0)
     if engines:
         report.update({'engines': engines, 'engine_design': ENGINE_NOTE})
     write_json(ctx.stage / 'reports' / 'rtl_resources.json', report)
-    level = dict(report) if not engines else {**{k: report[k] for k in ('built', 'reason')}, **engine_level(engines, n_vectors)}
+    level = {'built': False, 'reason': reason, **(engine_level(engines, n_vectors) if engines else {})}
     ctx.build.amend_json('verify', 'reports/verify.json', {'rtl': level})
     console.print(f'[yellow]RTL network not built[/]: {reason}', soft_wrap=True)
     if engines:

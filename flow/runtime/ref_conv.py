@@ -113,15 +113,12 @@ class Convolution(PatchGeometry):
         return self.filt[0] * self.filt[1]
 
     def engine_vectors(self, x):
-        """Every output pixel's patch, image by image in row-major pixel order (what forward computes on)."""
+        """Every output pixel's patch, image by image in row-major pixel order: what forward computes on."""
         p = self.windows(x)
         return p.reshape(p.shape[0] * p.shape[1] * p.shape[2], -1)
 
     def forward(self, x, in_type):
-        p = self.windows(x)
-        n, oh, ow = p.shape[:3]
-        out = super().forward(p.reshape(n * oh * ow, -1), in_type)
-        return out.reshape(n, oh, ow, -1)
+        return super().forward(self.engine_vectors(x), in_type).reshape(len(x), *self.out_hw, -1)
 
     def scalars(self):
         return {**super().scalars(), **self.geometry()}

@@ -105,14 +105,7 @@ class StaticEngine:
 
     def rows(self) -> tuple[int, ...]:
         """The rows q whose shared select ``z_q`` some factored select reads."""
-        if self.group == 1:
-            return ()
-        rows = set()
-        for sel in self.selects:
-            if sel.legs:
-                f = self.factored(sel)
-                rows |= {f.default} | {q for _, q in f.legs}
-        return tuple(sorted(rows))
+        return tuple(sorted(_rows(self.factored(sel) for sel in self.selects if sel.legs))) if self.group > 1 else ()
 
     def select_luts(self) -> int:
         """Multiplexer LUTs per input bit of the selects as built (a LUT6 is a 4:1 multiplexer bit)."""
@@ -190,8 +183,12 @@ def _select_luts(selects, g: int) -> int:
     if g == 1:
         return sum(_mux_luts(len(sel.legs)) for sel in selects)
     factored = [_factor(sel, g) for sel in selects if sel.legs]
-    rows = {f.default for f in factored} | {q for f in factored for _, q in f.legs}
-    return len(rows) * _mux_luts(g) + sum(_mux_luts(len(f.legs)) for f in factored)
+    return len(_rows(factored)) * _mux_luts(g) + sum(_mux_luts(len(f.legs)) for f in factored)
+
+
+def _rows(factored) -> set:
+    """The rows the factored selects read (their legs' and their defaults')."""
+    return {q for f in factored for q in (f.default, *(q for _, q in f.legs))}
 
 
 def _factors(sel: Select, g: int) -> bool:

@@ -71,11 +71,11 @@ def point_row(folder: Path, rec: dict) -> dict:
     """One point's row from its record (point.json) and its build folder."""
     code = rec.get('exit_code')
     status = {0: 'done', 3: 'done (tool missing)', 1: 'failed', 2: 'bad input', 130: 'interrupted', None: 'not run'}.get(code, 'failed')
-    settings = rec.get('settings') or {}
+    axes = rec.get('settings') or {}  # the point's own settings (its sweep axes)
     row = {'point': rec['key'], 'label': rec.get('label', ''), 'method': _method(rec.get('config', {})), 'status': status,
            'exit_code': code, 'error': rec.get('error') or '', 'reused': bool(rec.get('reused')), 'seconds': rec.get('seconds')}
-    if 'seed' in settings:  # what the seeds repeat: the point's settings but its seed (over_seeds groups by it)
-        row['setting'] = label({k: v for k, v in settings.items() if k != 'seed'})
+    if 'seed' in axes:  # what the seeds repeat: the point's settings but its seed (over_seeds groups by it)
+        row['setting'] = label({k: v for k, v in axes.items() if k != 'seed'})
     row.update({f'model_params.{k}': json.dumps(v) if isinstance(v, list) else v for k, v in rec.get('model_params', {}).items()})
     config = _json(folder / 'config.json')  # the resolved config run_flow ran with (built-in defaults included)
     settings = _flatten(config) if config else _flatten(rec.get('config', {}))

@@ -8,8 +8,11 @@ compression of both LSTM kernels (two levels, one mask per kernel shared by the 
 integer reference (what the C simulation and the board compute, bit for bit) on every test clip.
 Memory: every stored bit of the LSTM and head (weights, the index per level, biases).
 
-  --units 128 --epochs 20 --seed 0 --ratios 1,4,8,16 --bits 3,6   (--quick: 4 epochs, 1x/16x, 3-bit)
-Writes bench/results/hcgs_lstm.{json,png}.
+  --units 128 --epochs 20 --seeds 3 --ratios 1,4,8,16 --bits 3,6   (--quick: 4 epochs, 1x/16x, 3-bit, one seed)
+Writes bench/results/hcgs_lstm.{json,md,png}: per model the accuracy's mean and sample standard
+deviation over the seeds (bench/seeds.py; seed s: the data split, the masks and the initial
+weights). Each finished seed is kept in bench/work/hcgs_lstm/ and reused by a rerun with the same
+settings, so an interrupted run resumes.
 """
 
 from __future__ import annotations
@@ -123,44 +126,87 @@ def plot(rows, path: Path, title: str) -> None:
 
 
 def main() -> None:
-    from flow.data.datasets import load, on_grid
-    from flow.runtime.fixed import FixedType
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--units', type=int, default=128)
     ap.add_argument('--epochs', type=int, default=20)
-    ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--seeds', type=int, default=3, help='seeds 0 .. N-1')
     ap.add_argument('--ratios', default='1,4,8,16')
     ap.add_argument('--bits', default='3,6')
     ap.add_argument('--quick', action='store_true', help='4 epochs, 1x and 16x at 3 bits (a smoke run)')
     args = ap.parse_args()
     if args.quick:
-        args.epochs, args.ratios, args.bits = 4, '1,16', '3'
+        args.epochs, args.ratios, args.bits, args.seeds = 4, '1,16', '3', 1
     ratios = [int(r) for r in args.ratios.split(',')]
     bad = [r for r in ratios if r not in RATIOS]
     if bad:
         ap.error(f'ratios {bad} unknown; known: {sorted(RATIOS)}')
-    data, _ = on_grid(load('keywords', args.seed), FixedType.parse(INPUT_PRECISION))  # as the flow feeds the hardware
-    rows = [run(None, None, args.units, args.epochs, args.seed, data)]
-    rows += [run(r, int(b), args.units, args.epochs, args.seed, data) for b in args.bits.split(',') for r in ratios]
-    base = rows[0]
-    t = Table(title=f'Keyword LSTM({args.units}), {args.epochs} epochs, seed {args.seed}: HCGS compression vs dense float')
-    for c in ('model', 'test accuracy', 'vs float (points)', 'LSTM density', 'stored bits', 'x smaller than float32',
-              'index per level (bits)', 'accuracy from'):
+    from bench.seeds import mean_spread, summarize
+
+    rows = []
+    for seed in range(args.seeds):
+        rows += one_seed(args, ratios, seed)
+    first = [r for r in rows if r['seed'] == 0]
+    summary = summarize(rows, 'name')
+    base = summary['float']
+    t = Table(title=f'Keyword LSTM({args.units}), {args.epochs} epochs, {args.seeds} seed(s): HCGS compression vs dense float')
+    for c in ('model', 'test accuracy (mean)', 'sd (points)', 'per seed', 'vs float (points)', 'LSTM density', 'stored bits',
+              'x smaller than float32', 'index per level (bits)', 'accuracy from'):
         t.add_column(c, justify='right')
-    for r in rows:
-        r['ratio_vs_float32'] = base['memory_bits'] / r['memory_bits']
-        t.add_row(r['name'], f"{100 * r['accuracy']:.2f}%", f"{100 * (r['accuracy'] - base['accuracy']):+.2f}",
-                  f"{r.get('density', 1.0):.4f}", str(r['memory_bits']), f"{r['ratio_vs_float32']:.1f}",
-                  ' + '.join(map(str, r.get('index_bits_per_level') or [])) or '-', r['source'])
+    for r in first:
+        s = base if r['ratio'] is None else summary['methods'][r['name']]
+        t.add_row(r['name'], f"{100 * s['mean']:.2f}%", f"{100 * s['spread']:.2f}",
+                  ' '.join(f"{100 * x['accuracy']:.2f}" for x in rows if x['name'] == r['name']),
+                  f"{100 * (s['mean'] - base['mean']):+.2f}", f"{r.get('density', 1.0):.4f}", str(r['memory_bits']),
+                  f"{r['ratio_vs_float32']:.1f}", ' + '.join(map(str, r.get('index_bits_per_level') or [])) or '-', r['source'])
     print_table(t, console)
-    console.print(f'test set: {data.source}', soft_wrap=True)
     results = ROOT / 'bench' / 'results'
     results.mkdir(parents=True, exist_ok=True)
     name = 'hcgs_lstm_quick' if args.quick else 'hcgs_lstm'
-    (results / f'{name}.json').write_text(json.dumps({'args': vars(args), 'rows': rows}, indent=1))
-    plot(rows, results / f'{name}.png', f'Keyword LSTM({args.units}): accuracy vs memory, HCGS 1x-16x')
-    console.print(f'wrote {results / name}.json and .png')
+    (results / f'{name}.json').write_text(json.dumps(
+        {**summary, 'seeds': list(range(args.seeds)), 'spread': 'sample standard deviation over the seeds (ddof 1)',
+         'args': vars(args), 'rows': rows}, indent=1))
+    (results / f'{name}.md').write_text(markdown(first, summary) + '\n')
+    means = [{**r, 'accuracy': mean_spread([x['accuracy'] for x in rows if x['name'] == r['name']])['mean']} for r in first]
+    plot(means, results / f'{name}.png',
+         f'Keyword LSTM({args.units}), {args.epochs} epochs, mean of {args.seeds} seed(s): accuracy vs memory, HCGS 1x-16x')
+    console.print(f'wrote {results / name}.json, .md and .png')
+
+
+def one_seed(args, ratios: list[int], seed: int) -> list[dict]:
+    """Every model of one seed (its data split, masks and initial weights), kept in bench/work so a
+    rerun with the same settings reuses it."""
+    from flow.data.datasets import load, on_grid
+    from flow.runtime.fixed import FixedType
+
+    key = {k: v for k, v in vars(args).items() if k not in ('seeds', 'quick')}
+    cache = ROOT / 'bench' / 'work' / 'hcgs_lstm' / f'seed{seed}.json'
+    if cache.exists() and (kept := json.loads(cache.read_text()))['settings'] == key:
+        console.print(f'seed {seed}: reusing {cache.relative_to(ROOT)}')
+        return kept['rows']
+    data, _ = on_grid(load('keywords', seed), FixedType.parse(INPUT_PRECISION))  # as the flow feeds the hardware
+    rows = [run(None, None, args.units, args.epochs, seed, data)]
+    rows += [run(r, int(b), args.units, args.epochs, seed, data) for b in args.bits.split(',') for r in ratios]
+    for r in rows:
+        r['seed'], r['ratio_vs_float32'] = seed, rows[0]['memory_bits'] / r['memory_bits']
+    console.print(f'seed {seed}: test set {data.source}', soft_wrap=True)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps({'settings': key, 'rows': rows}, indent=1))
+    return rows
+
+
+def markdown(first: list[dict], summary: dict) -> str:
+    """The README table: per model the accuracy mean +- sd, the gap to float, stored bits, ratio, index per level."""
+    base = summary['float']
+    lines = ['| model | test accuracy (mean +- sd) | vs float (points) | stored bits | x smaller than float32 | index per level |',
+             '|---|---:|---:|---:|---:|---:|']
+    for r in first:
+        s = base if r['ratio'] is None else summary['methods'][r['name']]
+        name = 'dense float32 (Keras LSTM)' if r['ratio'] is None else r['name']
+        gap = '' if r['ratio'] is None else f"{100 * (s['mean'] - base['mean']):+.2f}"
+        index = ' + '.join(f'{b:,}' for b in r.get('index_bits_per_level') or [])
+        lines.append(f"| {name} | {100 * s['mean']:.2f}% +- {100 * s['spread']:.2f} | {gap} | {r['memory_bits']:,} | "
+                     f"{r['ratio_vs_float32']:.1f} | {index} |")
+    return '\n'.join(lines)
 
 
 if __name__ == '__main__':

@@ -103,8 +103,9 @@ class FlowConfig(BaseModel):
     sparse: bool = True  # QDense kernels with zero blocks (other tools' pruning) deploy block-sparse; false: dense
     n_golden: int = Field(256, ge=1)
     # the rtl step: da4ml Verilog, Verilator on the golden vectors, yosys; auto: for networks up to
-    # flow.rtl.logic.AUTO_WEIGHT_BITS stored weight bits (a bigger one takes tens of minutes here)
-    rtl: Union[bool, Literal['auto']] = 'auto'
+    # flow.rtl.logic.AUTO_WEIGHT_BITS stored weight bits (a bigger one takes tens of minutes here);
+    # engines: only the layers' time-multiplexed engines, not the fully parallel da4ml network
+    rtl: Union[bool, Literal['auto', 'engines']] = 'auto'
     hls_cosim: bool = False  # also run Vitis HLS C/RTL co-simulation of the accelerator (slow)
     output: Literal['model', 'logits'] = 'model'  # logits: deploy without the model's final softmax
 

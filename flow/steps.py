@@ -249,7 +249,7 @@ def verify(ctx: Context) -> dict:
 
 @step('rtl', ['rtl', 'reports/rtl_resources.json'], settings=('rtl',))
 def rtl(ctx: Context) -> dict:
-    """da4ml RTL of the network pipelined at the board clock, Verilator on the golden vectors (exact), yosys."""
+    """da4ml RTL of the network and the kernels' time-multiplexed engines: Verilator on the golden vectors (exact), yosys."""
     from flow.rtl import tools
     from flow.rtl.build import build_rtl, engine_layers, not_built
     from flow.rtl.logic import no_rtl, too_big_for_auto
@@ -257,8 +257,8 @@ def rtl(ctx: Context) -> dict:
     if not ctx.config.rtl:
         return not_built(ctx, 'rtl: false in the config')
     im = ctx.reference()
-    # a network with a layer da4ml cannot build (a convolution, an LSTM) still gets its block-sparse engines
-    no_network = no_rtl(im)
+    # a network with a layer da4ml cannot build (a convolution, an LSTM) still gets its engines
+    no_network = NO_NETWORK if ctx.config.rtl == 'engines' else no_rtl(im)
     engines = [layer for layer, _, _ in engine_layers(im, ctx.plan())] if no_network else None
     if ctx.config.rtl == 'auto' and (reason := too_big_for_auto(im, engines)):
         return not_built(ctx, reason)
@@ -267,7 +267,10 @@ def rtl(ctx: Context) -> dict:
     missing = tools.missing()
     if missing:
         raise ToolMissing(f'the RTL level needs {"; ".join(missing)}; rerun with `--from-step rtl` once installed')
-    return build_rtl(ctx)
+    return build_rtl(ctx, no_network)
+
+
+NO_NETWORK = 'rtl: engines in the config (the layers\' time-multiplexed engines only, not the fully parallel da4ml network)'
 
 
 @step('estimate', ['reports/estimate.json'])

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from flow.export import exact_accum_type
 from flow.rtl import tools
 from flow.rtl.engine import cast_function, engine_verilog
+from flow.rtl.engines import rtl_engine
 from flow.rtl.engine_sim import EngineSim
 from flow.runtime.fixed import OVERFLOW, ROUNDING, FixedType
 from flow.runtime.ref_block_sparse import BlockSparseDense, pack_blocks
@@ -163,9 +164,9 @@ def test_an_engine_mismatch_names_layer_sample_and_element(tmp_path, monkeypatch
     good = engine.engine_verilog
     monkeypatch.setattr(engine, 'engine_verilog', lambda *a: good(*a).replace('cast_out(acc3)', "cast_out(acc3 + 1'b1)"))
     with pytest.raises(Mismatch, match=r"RTL engine \(gather, RF 4\).*layer 'l', sample 0, element \(3,\): expected code"):
-        build.simulate_engines([(layer, prev, gather(layer, 4))], trace, tmp_path, 'p')
+        build.simulate_engines([(layer, prev, rtl_engine(layer, 4, in_t))], trace, tmp_path, 'p')
     monkeypatch.setattr(engine, 'engine_verilog', good)
-    got = build.simulate_engines([(layer, prev, gather(layer, 4))], trace, tmp_path / 'ok', 'p')
+    got = build.simulate_engines([(layer, prev, rtl_engine(layer, 4, in_t))], trace, tmp_path / 'ok', 'p')
     assert got['l']['cycles_per_sample'] == (20 * 4 + 3) / 20
 
 
@@ -221,8 +222,7 @@ def test_convolution_engine_equals_reference_on_every_patch(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.integers(in_t.min_code, in_t.max_code + 1, (5, 6 * 5 * 4))
     trace = im.trace(x)
-    sched = conv.schedule(6)
-    out = simulate_engines([(conv, prev, sched)], trace, tmp_path, 'p')[conv.name]
+    out = simulate_engines([(conv, prev, rtl_engine(conv, 6, prev.out_type))], trace, tmp_path, 'p')[conv.name]
     pixels = int(np.prod(trace[conv.name].shape[:3]))
     assert out['cycles_per_sample'] == (pixels * 6 + 3) / pixels and out['time_multiplexed_outputs'] == 0  # back to back
     assert conv.engine_vectors(trace[prev.name]).shape == (pixels, conv.n_in)

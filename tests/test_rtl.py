@@ -311,3 +311,18 @@ def test_rtl_auto_builds_small_networks_and_skips_big_ones_with_the_way_to_force
     reason = too_big_for_auto(big)
     assert f'up to {AUTO_WEIGHT_BITS} stored weight bits and this one has {784 * 64 * 8 + 64 * 10 * 6}' in reason
     assert 'set rtl: true' in reason
+
+
+def test_logic_depth_cuts_at_a_dsps_absorbed_registers_and_refuses_a_loop():
+    """yosys absorbs registers into a DSP48 (input A/B/C/D, product M, output P): any of them ends a
+    path (the LSTM's state loop runs through a DSP's input register); a loop of logic has no depth."""
+    from flow.rtl.synth import SynthFailed, _cell_depths
+
+    def cell(kind, i, o, **params):
+        return {'type': kind, 'parameters': params, 'port_directions': {'I': 'input', 'O': 'output'},
+                'connections': {'I': [i], 'O': [o]}}
+
+    loop = [cell('LUT2', 2, 3), cell('LUT2', 3, 4)]
+    assert max(_cell_depths([*loop, cell('DSP48E1', 4, 2, AREG='00000000000000000000000000000001')]).values()) == 2
+    with pytest.raises(SynthFailed, match='combinational loop'):
+        _cell_depths([*loop, cell('DSP48E1', 4, 2, AREG='00000000000000000000000000000000')])

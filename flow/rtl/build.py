@@ -21,6 +21,7 @@ from flow.infra.boards import ADDER_NS, CELL_NS, REGISTER_NS
 from flow.infra.build_dir import write_json
 from flow.infra.progress import bar, console, print_table
 from flow.rtl import tools
+from flow.rtl.engines import rtl_engine
 from flow.rtl.logic import NoLogic, layer_comb, network_comb
 from flow.rtl.simulate import RTLDesign
 from flow.rtl.synth import synthesize, synthesize_files
@@ -30,8 +31,10 @@ from flow.runtime.reference import Mismatch, describe
 DESIGN_NOTE = ('da4ml distributed arithmetic: every layer fully parallel (ReuseFactor 1, multiplier-free '
                'shift-and-add), built from the integer reference; the network pipelined by da4ml (latency cutoff '
                'from the board clock), each layer alone combinational')
-ENGINE_NOTE = ('the HLS template\'s time-multiplexed engine (flow/rtl/engine.py on flow/runtime/schedule.py\'s gather '
-               'schedule at the layer\'s ReuseFactor), Verilated on the golden vectors and synthesized alone')
+ENGINE_NOTE = ('each layer\'s time-multiplexed engine at its ReuseFactor, as Verilog from the static structure its HLS kernel '
+               'is generated from (block-sparse: flow/rtl/engine.py on the gather schedule; SST: flow/rtl/sst_engine.py; '
+               'LSTM: flow/rtl/lstm_engine.py, a sequence per vector), '
+               'Verilated on the golden vectors and synthesized alone')
 FIT_KEYS = {'lut': 'lut', 'ff': 'ff', 'dsp': 'dsp', 'bram18': 'bram18'}  # our resource -> board capacity field
 
 
@@ -130,13 +133,17 @@ def pipeline_report(net, counts: dict, board) -> dict:
 
 
 def engine_layers(im: IntegerModel, plan) -> list:
-    """(layer, the layer before it, its schedule at the plan's ReuseFactor) for every layer whose
-    template runs a time-multiplexed engine (``RefLayer.schedule``; not when hls4ml's DA Dense builds it)."""
+    """(layer, the layer it reads, its engine at the plan's ReuseFactor) for every layer whose kernel
+    runs a time-multiplexed engine (``engines.rtl_engine``; not when hls4ml's DA Dense builds it)."""
     out, by_name, sources = [], {layer.name: layer for layer in im.layers}, im.sources()
+    shapes = None
     for layer in im.layers[1:]:
-        p = plan[layer.name]
-        if p.reuse_factor is not None and not p.da and (sched := layer.schedule(p.reuse_factor)) is not None:
-            out.append((layer, by_name[sources[layer.name][0]], sched))  # the layer it reads (a branch's, too)
+        p, prev = plan[layer.name], by_name[sources[layer.name][0]]  # the layer it reads (a branch's, too)
+        if p.reuse_factor is None or p.da:
+            continue
+        shapes = shapes or {n: v.shape[1:] for n, v in im.trace(np.zeros((1, *im.input.shape), dtype=np.int64)).items()}
+        if design := rtl_engine(layer, p.reuse_factor, prev.out_type, shapes[prev.name]):
+            out.append((layer, prev, design))
     return out
 
 
@@ -144,29 +151,24 @@ def simulate_engines(engines: list, ref_trace: dict, folder, project: str) -> di
     """Each engine Verilated and run on the reference's input to its layer, all golden vectors back
     to back (a convolution's engine: every output pixel's patch, ``RefLayer.engine_vectors``): its
     output codes must equal the reference's; cycles counted per vector."""
-    from flow.rtl.engine import engine_verilog
     from flow.rtl.engine_sim import EngineSim
     from flow.runtime.reference import first_mismatch
-    from flow.runtime.static_engine import static_engine
 
     out = {}
-    for layer, prev, sched in engines:
+    for layer, prev, design in engines:
         top = f'{project}_{layer.name}_engine'
-        sim = EngineSim(engine_verilog(sched, layer, prev.out_type, top), top, folder / layer.name, layer.n_in,
-                        prev.out_type, layer.n_out, layer.out_type, sched.rf)
+        x, want = layer.engine_vectors(ref_trace[prev.name]), ref_trace[layer.name]
+        sim = EngineSim(design.verilog(top), top, folder / layer.name, x.shape[1], prev.out_type, want.size // len(x),
+                        layer.out_type, design.cycles)
         with console.status(f'Verilator: building the time-multiplexed engine of {layer.name}'):
             sim.compile()
-        want = ref_trace[layer.name]
-        run = sim.run(layer.engine_vectors(ref_trace[prev.name]))
+        run = sim.run(x)
         m = first_mismatch({layer.name: want}, {layer.name: run.codes.reshape(want.shape)})
         if m:
-            raise Mismatch(describe(f'reference vs RTL engine ({sched.organisation}, RF {sched.rf}) simulation', m))
-        out[layer.name] = {'source': sim.source, 'top': top, 'organisation': sched.organisation,
-                           'reuse_factor': sched.rf, 'multipliers': sched.n_mult, 'padding': sched.padding,
-                           'time_multiplexed_outputs': len(static_engine(sched).timed_outputs()),
-                           'cycles_per_sample': run.cycles_per_sample, 'latency': run.latency,
-                           'estimate': {k: v for k, v in sched.logic_estimate(layer, prev.out_type).items()
-                                        if k != 'parts'}}
+            raise Mismatch(describe(f'reference vs RTL engine ({design.organisation}, RF {design.rf}) simulation', m,
+                                    layers=[layer]))
+        out[layer.name] = {'source': sim.source, 'top': top, **design.facts(),
+                           'cycles_per_sample': run.cycles_per_sample, 'latency': run.latency}
     return out
 
 
@@ -212,7 +214,8 @@ def build_engines(ctx, im: IntegerModel, ref_trace: dict, folder, family: str) -
     return engines
 
 
-def build_rtl(ctx) -> dict:
+def build_rtl(ctx, no_network: str | None = None) -> dict:
+    """The network and its engines; ``no_network``: why the network is not built (its engines are)."""
     cfg, root, board = ctx.config, ctx.root, ctx.board()
     im = ctx.reference()
     x_codes = np.load(root / 'golden' / 'input_codes.npy')
@@ -220,9 +223,11 @@ def build_rtl(ctx) -> dict:
     ref_out = list(ref_trace.values())[-1]
     folder = ctx.stage / 'rtl'
     try:
+        if no_network:
+            raise NoLogic(no_network)
         net_comb = network_comb(im)
         per_layer = layer_designs(im, folder / 'layers', board.part, board.clock_period_ns, cfg.project_name)
-    except NoLogic as e:  # no da4ml network: the block-sparse engines (a CNN's convolutions too) are built all the same
+    except NoLogic as e:  # no da4ml network: the engines (a CNN's convolutions, SST layers too) are built all the same
         return not_built(ctx, str(e), build_engines(ctx, im, ref_trace, folder, board.yosys_family), len(x_codes))
 
     net = RTLDesign(net_comb, cfg.project_name, folder / 'network', board.part, board.clock_period_ns,
@@ -308,6 +313,7 @@ def _print_engines(report: dict, out) -> None:
         for c in (*cols, 'estimate LUT', 'estimate FF'):
             t.add_column(c.replace('_', ' '), justify='right')
         for name, e in report['engines'].items():
+            est = e.get('estimate') or {}  # an LSTM's state update has no logic estimate: measured only
             t.add_row(name, *(f'{e[c]:g}' if not isinstance(e[c], str) else e[c] for c in cols),
-                      str(e['estimate']['lut']), str(e['estimate']['ff']))
+                      str(est.get('lut', '—')), str(est.get('ff', '—')))
         print_table(t, out)

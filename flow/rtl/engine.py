@@ -37,6 +37,8 @@ from flow.runtime.ref_block_sparse import BlockSparseDense
 from flow.runtime.schedule import Schedule
 from flow.runtime.static_engine import static_engine
 
+from .engine_design import EngineDesign, engine_for
+
 
 def _lit(value: int, width: int) -> str:
     """A signed Verilog literal of ``width`` bits (a negative one as the negation of a positive)."""
@@ -94,6 +96,44 @@ def _tree(terms: list[str]) -> str:
     return terms[0]
 
 
+def select_verilog(eng, x_bits, xs: int, name: str, cnt: str, cw: int, rows: str = 'z') -> list[str]:
+    """The input selects of a static structure ``eng`` as ``<name><g>`` (``xs`` signed bits) over the
+    inputs ``x_bits(i)``: case tables of the counter ``cnt`` (``cw`` bits), or, factored, cases of
+    ``cnt / group`` over the shared row selects ``<rows><q>`` (cases of ``cnt mod group``)."""
+    v, k = [], eng.group.bit_length() - 1
+    for q in eng.rows():  # factored selects: the shared row selects, a case of cnt mod group
+        v += [f'reg signed [{xs - 1}:0] {rows}{q};', f'always @* case ({cnt}[{k - 1}:0])']
+        v += [f'    {j}: {rows}{q} = {x_bits(q * eng.group + j)};' for j in range(eng.group - 1)]
+        v += [f'    default: {rows}{q} = {x_bits(q * eng.group + eng.group - 1)};', 'endcase']
+    for g, sel in enumerate(eng.selects):
+        src, var, fsel = ((x_bits, cnt, sel) if not sel.legs or k == 0 else
+                          (lambda q: f'{rows}{q}', f'{cnt}[{cw - 1}:{k}]', eng.factored(sel)))
+        if not fsel.legs:  # one input (or row): a wire (an always @* with no input never runs)
+            v.append(f'wire signed [{xs - 1}:0] {name}{g} = {src(fsel.default)};')
+        else:
+            v += [f'reg signed [{xs - 1}:0] {name}{g};', f'always @* case ({var})']
+            v += [f"    {', '.join(map(str, ts))}: {name}{g} = {src(i)};" for ts, i in fsel.legs]
+            v += [f'    default: {name}{g} = {src(fsel.default)};', 'endcase']
+    return v
+
+
+def multiplier_verilog(eng, sel: str, ww: int, pw: int, a: int, shift: int, cnt: str, prefix: str = '') -> list[str]:
+    """Per live multiplier m of ``eng``: its weight bank as a case table of ``cnt`` (``w<m>``), the
+    registered product of its select ``<sel><g>`` (``p<m>``) and the product aligned to the
+    accumulator's ``a`` bits (``q<m>``); names prefixed by ``prefix``."""
+    v = []
+    for mu in eng.multipliers:
+        m, w = f'{prefix}{mu.m}', [int(c) for c in mu.weights]
+        if len(set(w)) == 1:
+            v.append(f'wire signed [{ww - 1}:0] w{m} = {_lit(w[0], ww)};')
+        else:
+            v += [f'reg signed [{ww - 1}:0] w{m};', f'always @* case ({cnt})'] + [f'    {t}: w{m} = {_lit(c, ww)};' for t, c in enumerate(w) if c]
+            v += [f'    default: w{m} = {_lit(0, ww)};', 'endcase']
+        v += [f'reg signed [{pw - 1}:0] p{m};', f'always @(posedge clk) p{m} <= {sel}{mu.select} * w{m};',
+              f'wire [{a - 1}:0] q{m} = $signed(p{m}) <<< {shift};']
+    return v
+
+
 def engine_verilog(sched: Schedule, layer: BlockSparseDense, in_t: FixedType, top: str = 'engine') -> str:
     """The engine for ``layer`` (its weights, bias, accumulator and result types) on ``sched``."""
     layer.check(in_t)
@@ -127,28 +167,8 @@ def engine_verilog(sched: Schedule, layer: BlockSparseDense, in_t: FixedType, to
     # stage 1: input selects (one per distinct input sequence), weight ROMs, multipliers: the
     # static structure (flow/runtime/static_engine.py) the HLS C++ (flow/hls/block_sparse_emit.py) is built from
     eng = static_engine(sched)
-    k = eng.group.bit_length() - 1
-    for q in eng.rows():  # factored selects: the shared row selects, a case of cnt mod group
-        v += [f'reg signed [{xs - 1}:0] z{q};', f'always @* case (cnt[{k - 1}:0])']
-        v += [f'    {j}: z{q} = {x_bits(q * eng.group + j)};' for j in range(eng.group - 1)]
-        v += [f'    default: z{q} = {x_bits(q * eng.group + eng.group - 1)};', 'endcase']
-    for g, sel in enumerate(eng.selects):
-        src, var, fsel = (x_bits, 'cnt', sel) if not sel.legs or k == 0 else (lambda q: f'z{q}', f'cnt[{cw - 1}:{k}]', eng.factored(sel))
-        if not fsel.legs:  # one input (or row): a wire (an always @* with no input never runs)
-            v.append(f'wire signed [{xs - 1}:0] xm{g} = {src(fsel.default)};')
-        else:
-            v += [f'reg signed [{xs - 1}:0] xm{g};', f'always @* case ({var})']
-            v += [f"    {', '.join(map(str, ts))}: xm{g} = {src(i)};" for ts, i in fsel.legs]
-            v += [f'    default: xm{g} = {src(fsel.default)};', 'endcase']
-    for mu in eng.multipliers:
-        m, w = mu.m, [int(c) for c in mu.weights]
-        if len(set(w)) == 1:
-            v.append(f'wire signed [{ww - 1}:0] w{m} = {_lit(w[0], ww)};')
-        else:
-            v += [f'reg signed [{ww - 1}:0] w{m};', 'always @* case (cnt)'] + [f'    {t}: w{m} = {_lit(c, ww)};' for t, c in enumerate(w) if c]
-            v += [f'    default: w{m} = {_lit(0, ww)};', 'endcase']
-        v += [f'reg signed [{pw - 1}:0] p{m};', f'always @(posedge clk) p{m} <= xm{mu.select} * w{m};',
-              f'wire [{a - 1}:0] q{m} = $signed(p{m}) <<< {shift};']
+    v += select_verilog(eng, x_bits, xs, 'xm', 'cnt', cw)
+    v += multiplier_verilog(eng, 'xm', ww, pw, a, shift, 'cnt')
 
     # stage 2: the accumulators, each summing the products the schedule sends it, gated by the cycle
     bias = (np.asarray(layer.bias, dtype=np.int64) << (acc_t.frac - layer.bias_type.frac)) & ((1 << a) - 1)
@@ -190,3 +210,14 @@ def engine_verilog(sched: Schedule, layer: BlockSparseDense, in_t: FixedType, to
         v += ['    default: ;', 'endcase']
     v += ['endmodule', '']
     return '\n'.join(v)
+
+
+@engine_for(BlockSparseDense)
+def engine_design(layer: BlockSparseDense, rf: int, in_t: FixedType, in_shape: tuple = ()) -> EngineDesign:
+    """The rtl step's engine for a block-sparse layer (a convolution's per-patch kernel too): its own
+    schedule at ``rf`` (``layer.schedule``)."""
+    sched = layer.schedule(rf)
+    est = sched.logic_estimate(layer, in_t)
+    return EngineDesign(sched.rf, sched.organisation, lambda top: engine_verilog(sched, layer, in_t, top), multipliers=sched.n_mult,
+                        padding=sched.padding, time_multiplexed_outputs=len(static_engine(sched).timed_outputs()),
+                        estimate={'lut': est['lut'], 'ff': est['ff']})

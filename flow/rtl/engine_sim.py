@@ -48,7 +48,7 @@ int main(int argc, char **argv) {{
     top.clk = 0; top.start = 0; top.rst = 1; top.eval(); edge(); edge(); top.rst = 0; top.eval();
     size_t fed = 0, got = 0;
     int64_t cycles = 0, latency = -1;
-    const int64_t limit = (int64_t)(n + 2) * ({rf} + 8);
+    const int64_t limit = (int64_t)(n + 2) * ({interval} + 8);
     while (got < n) {{
         const bool feed = fed < n && top.ready;
         if (feed) for (int i = 0; i < n_in; i++) for (int b = 0; b < wx; b++) put(top.x, i * wx + b, (x[fed * n_in + i] >> b) & 1);
@@ -92,11 +92,13 @@ class EngineRun:
 
 
 class EngineSim:
-    """``verilog`` (module ``top``) built by Verilator under ``path``."""
+    """``verilog`` (module ``top``) built by Verilator under ``path``; ``interval``: the cycles it takes
+    per input vector (the testbench gives up well after that)."""
 
-    def __init__(self, verilog: str, top: str, path: Path, n_in: int, in_t: FixedType, n_out: int, out_t: FixedType, rf: int):
+    def __init__(self, verilog: str, top: str, path: Path, n_in: int, in_t: FixedType, n_out: int, out_t: FixedType,
+                 interval: int):
         self.verilog, self.top, self.path = verilog, top, Path(path)
-        self.n_in, self.in_t, self.n_out, self.out_t, self.rf = n_in, in_t, n_out, out_t, rf
+        self.n_in, self.in_t, self.n_out, self.out_t, self.interval = n_in, in_t, n_out, out_t, interval
 
     @property
     def source(self) -> Path:
@@ -107,7 +109,7 @@ class EngineSim:
         self.source.write_text(self.verilog)
         (self.path / 'harness.cpp').write_text(HARNESS.format(
             top=self.top, n_in=self.n_in, wx=self.in_t.width, n_out=self.n_out, wy=self.out_t.width,
-            out_signed='true' if self.out_t.signed else 'false', rf=self.rf))
+            out_signed='true' if self.out_t.signed else 'false', interval=self.interval))
 
     def compile(self, jobs: int = 2) -> None:
         self.write()

@@ -107,7 +107,7 @@ def too_big_for_auto(im: IntegerModel, engines: list | None = None) -> str | Non
     layers = im.layers[1:] if engines is None else engines
     bits = sum((layer.storage() or {}).get('weight_bits', 0) for layer in layers)
     if bits > AUTO_WEIGHT_BITS:
-        what = 'networks' if engines is None else 'the block-sparse engines of a network without a da4ml form'
+        what = 'networks' if engines is None else 'the time-multiplexed engines of a network without a da4ml form'
         return (f'rtl: auto builds {what} up to {AUTO_WEIGHT_BITS} stored weight bits and this one has {bits} '
                 '(the RTL would take tens of minutes): set rtl: true to build it anyway')
     return None

@@ -43,11 +43,14 @@ def parse_stat(text: str) -> dict[str, int]:
 REGISTERS = ('FD', 'RAMB', 'SRL')  # cells whose outputs start a path (and whose inputs end one)
 
 
+DSP_REGISTERS = ('AREG', 'BREG', 'CREG', 'DREG', 'ADREG', 'MREG', 'PREG')
+
+
 def _is_register(cell: dict) -> bool:
     kind = cell['type']
-    if kind.startswith('DSP48'):  # a DSP with its product or output register is a path boundary
-        p = cell.get('parameters', {})
-        return any(int(str(p.get(k, '0')), 2 if set(str(p.get(k, '0'))) <= {'0', '1'} else 10) for k in ('MREG', 'PREG'))
+    if kind.startswith('DSP48'):  # a DSP with any register inside (yosys absorbs input, product and output
+        p = cell.get('parameters', {})  # registers) is a path boundary: a path through it is cut there
+        return any(int(str(p.get(k, '0')), 2 if set(str(p.get(k, '0'))) <= {'0', '1'} else 10) for k in DSP_REGISTERS)
     return kind.startswith(REGISTERS)
 
 
@@ -65,19 +68,24 @@ def _cell_depths(cells) -> dict[int, int]:
                     if isinstance(b, int):
                         driver[b] = ins
     depth: dict[int, int] = {}
+    open_: set[int] = set()  # expanded, inputs not all done: the current path's bits
     for start in driver:
         stack = [start]
         while stack:  # iterative depth-first: deep carry chains would overflow Python's recursion
             b = stack[-1]
             if b in depth:
                 stack.pop()
-                continue
-            todo = [i for i in driver.get(b, ()) if i not in depth and i in driver]
-            if todo:
-                stack.extend(todo)
-                continue
-            depth[b] = 1 + max((depth.get(i, 0) for i in driver[b]), default=0)
-            stack.pop()
+            elif b in open_:  # its inputs are done
+                depth[b] = 1 + max((depth.get(i, 0) for i in driver[b]), default=0)
+                open_.discard(b)
+                stack.pop()
+            else:
+                open_.add(b)
+                for i in driver[b]:
+                    if i in driver and i not in depth:
+                        if i in open_:  # an input on the current path: the depth would be infinite
+                            raise SynthFailed(f'combinational loop in the netlist through net bit {i}: no logic depth')
+                        stack.append(i)
     return depth
 
 

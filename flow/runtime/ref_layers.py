@@ -161,11 +161,6 @@ class RefLayer:
         estimate counts them as multipliers; a power of two is a shift."""
         return 0
 
-    def schedule(self, rf: int):
-        """The time-multiplexed engine this kind's template runs at ReuseFactor ``rf``
-        (``flow/runtime/schedule.py``), which the rtl step builds as Verilog; None: none."""
-        return None
-
     def engine_vectors(self, x: np.ndarray) -> np.ndarray:
         """The engine's input vectors (one per row, in the order it computes them) for the layer's
         input ``x`` (n, ...): one per sample; a convolution's, one per output pixel (its patch)."""

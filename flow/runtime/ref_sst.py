@@ -131,13 +131,20 @@ class SSTDense(_Accumulating):
     def engine_estimate(self, rf, in_type, steps=1):
         """n_dec decoders, each K add/subtract slots per cycle, no multiplier in the datapath; the
         scale is one constant product per output (a shift, no multiplier, when it is a power of two).
-        Its ROM: n_dec codewords per cycle; the pattern ROM is the index."""
+        Its ROM: n_dec codewords per cycle; the pattern ROM is the index. With ``in_type``, the
+        kernel's LUT/FF estimated from its static structure."""
         import math
 
         from .costs import bram18
 
         n_dec, bits = math.ceil(self.codes.size / rf), self.code.code_bits
-        return {'multipliers': 0 if self.scale_po2 else self.n_out,
+        ours = {'multipliers': 0 if self.scale_po2 else self.n_out,
                 'adders': n_dec * self.nonzeros + n_dec,  # the K-input add/subtract and the accumulate
                 'cycles': rf, 'weight_memory_bits': n_dec * rf * bits,  # codewords, padding included
                 'bram18': bram18(n_dec * bits, rf) if rf > 1 else 0}
+        if in_type is not None:  # LUT/FF of the generated kernel's structure (flow/runtime/sst_engine.py)
+            from .sst_engine import sst_engine
+
+            logic = sst_engine(self.n_in, self.n_out, self.group, self.nonzeros, rf).logic_estimate(self, in_type)
+            ours['lut_estimate'], ours['ff_estimate'] = logic['lut'], logic['ff']
+        return ours

@@ -125,11 +125,11 @@ class Mismatch(RuntimeError):
     pass
 
 
-def describe(where: str, m, im: IntegerModel | None = None) -> str:
-    """The first mismatch in words; with the model, where the element sits in its layer (an LSTM's
-    time step and unit)."""
+def describe(where: str, m, im: IntegerModel | None = None, layers=()) -> str:
+    """The first mismatch in words; with the model (or the ``layers`` compared), where the element
+    sits in its layer (an LSTM's time step and unit)."""
     layer, sample, element, exp, act = m
-    ref = {l.name: l for l in im.layers}.get(layer) if im is not None else None
+    ref = {l.name: l for l in (im.layers if im is not None else layers)}.get(layer)
     loc = ref.locate(tuple(int(i) for i in np.atleast_1d(element))) if ref is not None else ''
     at = f'element {element}' + (f' ({loc})' if loc else '')
     return f'{where}: first difference in layer {layer!r}, sample {sample}, {at}: expected code {exp}, got {act}'

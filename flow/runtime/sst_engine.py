@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .static_engine import Gate, Select, _gate, _select
+from .static_engine import Gate, Select, _gate, _mux_luts, _select
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,31 @@ class SSTEngine:
     @property
     def n_work(self) -> int:
         return self.n_out * self.n_groups
+
+    def logic_estimate(self, layer, in_type) -> dict:
+        """LUT and FF of the engine (flow/rtl/sst_engine.py, flow/hls/sst_emit.py) on this structure, from
+        the unit costs of ``Schedule.logic_estimate`` (a LUT is a 4:1 multiplexer bit, 64 ROM bits, one
+        adder bit), not fitted: the group selects (N inputs each), the codeword ROM per decoder, the
+        decoder constants (a function of the codeword per slot bit), each slot's N:1 pick, its add or
+        subtract into the part, each output's gated sources, and per output the constant product by
+        its scale (an adder per further set bit; a power of two is wiring), the bias and the cast."""
+        wx, sw, acc, wy = in_type.width, layer.sum_type.width, layer.accum_type.width, layer.out_type.width
+        n, k, kb = self.group, self.nonzeros, layer.code.code_bits
+        pb = max(1, n.bit_length())
+        codes = np.concatenate([np.ravel(layer.codes), np.zeros(self.n_dec * self.rf - layer.codes.size, dtype=np.int64)])
+        banks = codes.reshape(self.n_dec, self.rf)
+        rom = math.ceil(self.rf / 64) * kb * sum(len(np.unique(b)) > 1 for b in banks)
+        mux = n * wx * sum(_mux_luts(len(sel.legs)) for sel in self.selects)
+        decode = self.n_dec * k * (pb + 1) * max(1, 1 << max(0, kb - 6))
+        pick = self.n_dec * k * wx * _mux_luts(n + 1)
+        srcs = [gate for s in self.sources.values() for _, gate in s]
+        adders = self.n_dec * k * sw + sw * len(srcs) + sum(g.ranges is not None for g in srcs)
+        scale = [abs(int(c)) for c in np.asarray(layer.scale)]
+        finish = sum(acc * (max(0, bin(c).count('1') - 1) + 1) + acc + wy for c in scale)  # product, bias, cast
+        cw = max(1, math.ceil(math.log2(self.rf))) if self.rf > 1 else 1
+        ff = self.n_in * wx + (self.n_dec + self.n_out) * sw + self.n_out * wy + 2 * cw
+        parts = {'rom': rom, 'mux': mux + pick, 'decode': decode, 'adders': adders, 'scale_cast': finish}
+        return {'lut': sum(parts.values()), 'ff': ff, 'parts': parts}
 
 
 def sst_engine(n_in: int, n_out: int, group: int, nonzeros: int, rf: int) -> SSTEngine:

@@ -9,7 +9,6 @@ import re
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from test_sst import sst_cases, sst_model
 
 from flow.rtl import tools

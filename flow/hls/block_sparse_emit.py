@@ -86,10 +86,7 @@ def _cycle(eng, acc, indent: str) -> list[str]:
     for mu in eng.multipliers:
         c.append(f'{indent}const acc_t p{mu.m} = (acc_t)(x{mu.select} * weights[{mu.m * rf} + t]);')
     for o, srcs in eng.shared().items():
-        terms = []
-        for m, gate in srcs:
-            cond = gate.condition('t', rf)
-            terms.append(f'p{m}' if cond is None else f'(({cond}) ? p{m} : acc_t(0))')
+        terms = [gate.gated(f'p{m}', 't', rf, 'acc_t(0)') for m, gate in srcs]
         c.append(f'{indent}{acc(o)} = acc_t({acc(o)} + {sum_tree(terms, "acc_t")});')
     # running sums: restarted at each run's first cycle (every init read before any hold is written)
     for m, starts in eng.running().items():

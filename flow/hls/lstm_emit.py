@@ -63,11 +63,8 @@ def emit_kernel(eng: LSTMEngine, name: str, what: str = '') -> str:
     for mu in eng.u.multipliers:
         c.append(f'        const acc_t pu{mu.m} = (acc_t)(xu{mu.select} * u[{mu.m * rf} + t]);')
     for o in range(z):
-        terms = []
-        for prefix, e in (('pw', eng.w), ('pu', eng.u)):
-            for m, gate in e.sources.get(o, ()):
-                cond = gate.condition('t', rf)
-                terms.append(f'{prefix}{m}' if cond is None else f'(({cond}) ? {prefix}{m} : acc_t(0))')
+        terms = [gate.gated(f'{prefix}{m}', 't', rf, 'acc_t(0)')
+                 for prefix, e in (('pw', eng.w), ('pu', eng.u)) for m, gate in e.sources.get(o, ())]
         if terms:
             c.append(f'        z[{o}] = acc_t(z[{o}] + {sum_tree(terms, "acc_t")});')
     c += ['    }', '}', '']

@@ -126,10 +126,7 @@ def emit_kernel(eng: SSTEngine, name: str, what: str = '') -> str:
             c.append(f'        part{d} = n{d}_{j} ? sum_t(part{d} - v{d}_{j}) : sum_t(part{d} + v{d}_{j});')
     # per-output sums: static source lists, gated by constant comparisons of t
     for o, srcs in eng.sources.items():
-        terms = []
-        for d, gate in srcs:
-            cond = gate.condition('t', rf)
-            terms.append(f'part{d}' if cond is None else f'(({cond}) ? part{d} : sum_t(0))')
+        terms = [gate.gated(f'part{d}', 't', rf, 'sum_t(0)') for d, gate in srcs]
         c.append(f'        sum[{o}] = sum_t(sum[{o}] + {sum_tree(terms, "sum_t")});')
     c += ['    }',
           '',

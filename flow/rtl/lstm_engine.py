@@ -91,11 +91,8 @@ def lstm_verilog(layer: BlockSparseLSTM, rf: int, in_t: FixedType, steps: int, t
     # stage 2: the gate sums, from the bias in the first cycle of the step's MAC
     bias = (np.asarray(layer.bias, dtype=np.int64) << (fz - layer.bias_type.frac)) & ((1 << a) - 1)
     for o in range(4 * u):
-        terms = []
-        for prefix, e in (('w', eng.w), ('u', eng.u)):
-            for m, gate in e.sources.get(o, ()):
-                cond = gate.condition('cnt1', rf)
-                terms.append(f'q{prefix}{m}' if cond is None else f"(({cond}) ? q{prefix}{m} : {a}'d0)")
+        terms = [gate.gated(f'q{prefix}{m}', 'cnt1', rf, f"{a}'d0")
+                 for prefix, e in (('w', eng.w), ('u', eng.u)) for m, gate in e.sources.get(o, ())]
         if terms:
             v += [f'reg [{a - 1}:0] z{o};',
                   f"always @(posedge clk) if (v1) z{o} <= (cnt1 == {kw}'d0 ? {a}'d{int(bias[o])} : z{o}) + {_tree(terms)};"]

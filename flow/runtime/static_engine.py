@@ -67,6 +67,11 @@ class Gate:
                 terms.append(' && '.join(parts) if len(parts) == 1 or len(self.ranges) == 1 else f"({' && '.join(parts)})")
         return ' || '.join(terms)
 
+    def gated(self, term: str, var: str, rf: int, zero: str) -> str:
+        """``term`` in the cycles of the gate, ``zero`` in the others: the same ternary in C++ and Verilog."""
+        cond = self.condition(var, rf)
+        return term if cond is None else f'(({cond}) ? {term} : {zero})'
+
 
 @dataclass(frozen=True)
 class Multiplier:

@@ -231,7 +231,8 @@ def test_a_wrong_lstm_type_is_a_conversion_mismatch(tmp_path):
 def test_user_lstm_model_runs_the_flow_bit_exact(tmp_path):
     """A saved user model (LSTM -> every h -> Flatten -> dense) with (n, T, F) sequence data, through
     the flow to 'estimate': C simulation == reference, the accelerator streams T x F codes per
-    sample and its testbench passes; the RTL level says it is not built for the LSTM."""
+    sample and its testbench passes; no da4ml network (the report says why), the LSTM's engine
+    Verilated exact on the golden sequences and synthesized."""
     import tensorflow as tf
 
     from flow.steps import run_flow
@@ -249,7 +250,9 @@ def test_user_lstm_model_runs_the_flow_bit_exact(tmp_path):
     report = json.loads((ctx.root / 'reports' / 'verify.json').read_text())
     assert report['reference_vs_csim'] == {'equal_vectors': 16, 'exact': True}
     assert report['accelerator_testbench'].startswith('PASS: 16 samples,')
-    assert report['rtl']['built'] is False and 'not built for recurrent layers' in report['rtl']['reason']
+    assert report['rtl']['built'] is False and 'da4ml builds no recurrent layer' in report['rtl']['reason']
+    assert report['rtl']['engines']['lstm']['exact'] and report['rtl']['equal_vectors'] == 16
+    assert report['rtl']['engines']['lstm']['cycles_per_sample'] == (16 * steps * (2 + 4) + 1) / 16
     assert np.load(ctx.root / 'golden' / 'input_codes.npy').shape == (16, steps * feats)
     fmt = json.loads((ctx.root / 'golden' / 'stream_format.json').read_text())
     assert fmt['n_in'] == steps * feats and fmt['n_out'] == 3

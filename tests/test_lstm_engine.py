@@ -24,7 +24,8 @@ def simulate(tmp_path, model, rf_pick: int, in_type=IN_T, n=24, seed=0):
     from flow.rtl.build import simulate_engines
 
     im = to_integer_model(model, in_type)
-    layer, prev = im.layers[1], im.layers[0]
+    i = next(i for i, lay in enumerate(im.layers) if lay.kind == 'block_sparse_lstm')
+    layer, prev = im.layers[i], im.layers[i - 1]
     rf = 1 + rf_pick % n_kept_blocks(im, layer.name)
     x = np.random.default_rng(seed).integers(in_type.min_code, in_type.max_code + 1, (n, int(np.prod(im.input.shape))))
     x[0], x[1] = in_type.max_code, in_type.min_code
@@ -50,10 +51,19 @@ def test_random_lstm_engines_equal_reference(tmp_path_factory, case):
     simulate(tmp_path_factory.mktemp('lstm_engine'), build((steps, n_in), *layers, seed=seed), rf_pick, in_type, seed=seed)
 
 
+def test_an_lstm_engine_on_unsigned_inputs_equals_reference(tmp_path):
+    """A ReLU before the LSTM: x_t is unsigned (a zero sign bit before the signed products); 3 steps, RF 3."""
+    from qkeras import QActivation, quantized_relu
+
+    model = build((3, 6), QActivation(quantized_relu(6, 2), name='relu'),
+                  lstm(4, 'lstm', block_shape=(2, 2), recurrent_block_shape=(2, 2), drop_rate=0.5, mask_seed=2), seed=2)
+    simulate(tmp_path, model, 2)
+
+
 @pytest.mark.parametrize('mutation', ['recurrent', 'gate', 'cell'])
 def test_a_wrong_lstm_engine_is_caught(tmp_path, monkeypatch, mutation):
-    """Each part can fail the check: a recurrent product's cycle gate, a gate's activation, the cell
-    update's cast; the reference names the layer, the time step and the unit."""
+    """Each part can fail the check: a recurrent product's alignment, a gate's activation input, the cell
+    update; the reference names the layer, the time step and the unit."""
     import re
 
     import tensorflow as tf
@@ -71,7 +81,7 @@ def test_a_wrong_lstm_engine_is_caught(tmp_path, monkeypatch, mutation):
             return re.sub(r'(wire \[\d+:0\] qu\d+ = \$signed\(pu\d+\) <<< )(\d+)', lambda m: f'{m[1]}{int(m[2]) + 1}', v, count=1)
         if mutation == 'gate':  # unit 0's forget gate from its input gate's sum (z0 instead of z4)
             return '\n'.join(ln.replace('$signed(z4)', '$signed(z0)') if ln.startswith('    gf0 <= ') else ln for ln in v.split('\n'))
-        return v.replace('c0 <= ', 'c0 <= 1 + ', 1)
+        return v.replace('begin c0 <= cast', 'begin c0 <= 1 + cast', 1)  # the update, not the reset
 
     monkeypatch.setattr(lstm_engine, 'lstm_verilog', bad)
     with pytest.raises(Mismatch, match=r"RTL engine \(lstm gather x 4 steps, RF 2\).*layer 'lstm'.*time step \d+, unit \d+"):

@@ -314,15 +314,20 @@ def test_rtl_auto_builds_small_networks_and_skips_big_ones_with_the_way_to_force
 
 
 def test_logic_depth_cuts_at_a_dsps_absorbed_registers_and_refuses_a_loop():
-    """yosys absorbs registers into a DSP48 (input A/B/C/D, product M, output P): any of them ends a
-    path (the LSTM's state loop runs through a DSP's input register); a loop of logic has no depth."""
+    """yosys absorbs registers into a DSP48: an input register (A, B, C, D) ends the paths into its port
+    only (the LSTM's state loop runs through one; the multiplier after it is a level of the path from
+    it), a product or output register (M, P) every path through the DSP; a loop of logic has no depth."""
     from flow.rtl.synth import SynthFailed, _cell_depths
 
-    def cell(kind, i, o, **params):
-        return {'type': kind, 'parameters': params, 'port_directions': {'I': 'input', 'O': 'output'},
-                'connections': {'I': [i], 'O': [o]}}
+    def cell(kind, ins, o, **params):
+        return {'type': kind, 'parameters': params, 'port_directions': {**{p: 'input' for p in ins}, 'O': 'output'},
+                'connections': {**{p: [b] for p, b in ins.items()}, 'O': [o]}}
 
-    loop = [cell('LUT2', 2, 3), cell('LUT2', 3, 4)]
-    assert max(_cell_depths([*loop, cell('DSP48E1', 4, 2, AREG='00000000000000000000000000000001')]).values()) == 2
+    one, zero = '00000000000000000000000000000001', '00000000000000000000000000000000'
+    loop = [cell('LUT2', {'I': 2}, 3), cell('LUT2', {'I': 3}, 4)]  # 2 -> 3 -> 4, and the DSP: 4 -> 2
+    # A registered: the loop is cut at the DSP's A; B (from bit 9, a port) goes through it
+    depths = _cell_depths([*loop, cell('DSP48E1', {'A': 4, 'B': 9}, 2, AREG=one, MREG=zero)])
+    assert depths[2] == 1 and depths[4] == 3
+    assert max(_cell_depths([*loop, cell('DSP48E1', {'A': 4, 'B': 9}, 2, PREG=one)]).values()) == 2
     with pytest.raises(SynthFailed, match='combinational loop'):
-        _cell_depths([*loop, cell('DSP48E1', 4, 2, AREG='00000000000000000000000000000000')])
+        _cell_depths([*loop, cell('DSP48E1', {'A': 4, 'B': 9}, 2, BREG=one)])

@@ -76,8 +76,8 @@ def test_a_wrong_sst_engine_is_caught(tmp_path, monkeypatch, mutation):
     monkeypatch.setattr(sst_engine, 'sst_verilog', bad)
     with pytest.raises(Mismatch, match=r"RTL engine \(sst \(8, 2\).*layer 'sst0', sample \d+, element"):
         build.simulate_engines(engines(im, 8, ('sst0',)), trace, tmp_path, 'p')
-    monkeypatch.undo()  # the same layer, engine as generated: exact
-    build.simulate_engines(engines(im, 8, ('sst0',)), trace, tmp_path / 'ok', 'p')
+    monkeypatch.undo()  # as generated: exact, sst1 too (unsigned ReLU inputs, (4, 2): N:1 picks of two slots)
+    build.simulate_engines(engines(im, 8), trace, tmp_path / 'ok', 'p')
 
 
 @pytest.mark.csim

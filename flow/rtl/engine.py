@@ -100,15 +100,19 @@ def counter_bits(rf: int) -> int:
     return max(1, math.ceil(math.log2(rf))) if rf > 1 else 1
 
 
+def ports(comment: str, top: str, x_bits: int, y_bits: int) -> list[str]:
+    """Every engine's module and ports: the testbench (flow/rtl/engine_sim.py) drives them all."""
+    return [f'// {comment}', f'module {top} (', '    input clk, input rst, input start,', f'    input [{x_bits - 1}:0] x,',
+            '    output ready, output reg done,', f'    output reg [{y_bits - 1}:0] y', ');']
+
+
 def header(comment: str, top: str, x_bits: int, y_bits: int, functions: str, rf: int) -> list[str]:
     """The engines' ports and handshake (one testbench runs them all, flow/rtl/engine_sim.py): on
     ``start`` while ``ready`` x is latched (``xr``) and the cycle counter ``cnt`` runs 0 .. rf - 1,
     ready again in its last cycle; ``cnt1``/``v1`` are stage 2's cycle and valid, ``v2`` stage 3's,
     ``done`` the cycle y is valid in. ``functions``: Verilog functions the module uses."""
     cw = counter_bits(rf)
-    return [f'// {comment}', f'module {top} (', '    input clk, input rst, input start,', f'    input [{x_bits - 1}:0] x,',
-            '    output ready, output reg done,', f'    output reg [{y_bits - 1}:0] y', ');', functions,
-            f'reg [{x_bits - 1}:0] xr;', f'reg [{cw - 1}:0] cnt, cnt1;', 'reg busy, v1, v2;',
+    return ports(comment, top, x_bits, y_bits) + [functions, f'reg [{x_bits - 1}:0] xr;', f'reg [{cw - 1}:0] cnt, cnt1;', 'reg busy, v1, v2;',
             f"assign ready = !busy || cnt == {cw}'d{rf - 1};",
             'always @(posedge clk) begin',
             "    if (rst) begin busy <= 1'b0; cnt <= 0; end",
@@ -222,7 +226,7 @@ def engine_verilog(sched: Schedule, layer: BlockSparseDense, in_t: FixedType, to
 
 
 @engine_for(BlockSparseDense)
-def engine_design(layer: BlockSparseDense, rf: int, in_t: FixedType, in_shape: tuple = ()) -> EngineDesign:
+def block_sparse_design(layer: BlockSparseDense, rf: int, in_t: FixedType, in_shape: tuple = ()) -> EngineDesign:
     """The rtl step's engine for a block-sparse layer (a convolution's per-patch kernel too): its own
     schedule at ``rf`` (``layer.schedule``)."""
     sched = layer.schedule(rf)

@@ -1,7 +1,7 @@
 """A layer's time-multiplexed engine as the rtl step builds it: the Verilog its kind generates from
 the static structure its HLS kernel is generated from, and the facts the reports show. Every engine
-has the same ports and handshake (flow/rtl/engine.py), so one testbench (flow/rtl/engine_sim.py)
-and one synthesis run them all.
+has the same ports (flow/rtl/engine.header: start/ready, done, x latched), so one testbench
+(flow/rtl/engine_sim.py) and one synthesis run them all.
 
 Each kind's emitter registers its builder with ``@engine_for(<reference class>)`` (as the exporters
 register with ``@exporter``); flow/rtl/engines.py imports them all, and its ``rtl_engine`` finds a
@@ -45,6 +45,8 @@ def engine_for(*kinds: type):
     """Register the decorated function as the engine builder of these reference layer classes."""
     def deco(fn):
         for kind in kinds:
+            if kind in BUILDERS:
+                raise ValueError(f'{kind.__name__} has an engine builder already: {BUILDERS[kind].__qualname__}')
             BUILDERS[kind] = fn
         return fn
 

@@ -99,12 +99,12 @@ def sst_verilog(eng: SSTEngine, layer: SSTDense, in_t: FixedType, top: str = 'en
 
     # stage 3: sum * scale (a constant), aligned to the accumulator with the bias, cast (all modular in acc_t)
     shift = acc_t.frac - (in_t.frac + layer.weight_type.frac)
-    bias = (np.asarray(layer.bias, dtype=np.int64) << (acc_t.frac - layer.bias_type.frac)) & ((1 << a) - 1)
+    bias = np.asarray(layer.bias, dtype=np.int64) << (acc_t.frac - layer.bias_type.frac)
     scale = np.asarray(layer.scale, dtype=np.int64)
-    e = max(a, sw + sc_t.width)  # wide enough for the product before the modular cut to acc_t
-    for o in range(n_out):
+    e = max(a, sw + sc_t.width, int(np.abs(bias).max(initial=0)).bit_length() + 1)  # product and bias before the cut to acc_t
+    for o in range(n_out):  # every operand signed: the expression is signed, e bits wide
         v += [f'wire signed [{e - 1}:0] se{o} = s{o};',
-              f"wire [{a - 1}:0] ac{o} = ((se{o} * {_lit(int(scale[o]), e)}) <<< {shift}) + {a}'d{int(bias[o])};"]
+              f"wire [{a - 1}:0] ac{o} = ((se{o} * {_lit(int(scale[o]), e)}) <<< {shift}) + {_lit(int(bias[o]), e)};"]
     v.append('always @(posedge clk) if (v2) begin')
     v += [f'    y[{o * wy + wy - 1}:{o * wy}] <= cast_out(ac{o});' for o in range(n_out)]
     v += ['end', 'endmodule', '']

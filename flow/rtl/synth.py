@@ -43,15 +43,27 @@ def parse_stat(text: str) -> dict[str, int]:
 REGISTERS = ('FD', 'RAMB', 'SRL')  # cells whose outputs start a path (and whose inputs end one)
 
 
-DSP_REGISTERS = ('AREG', 'BREG', 'CREG', 'DREG', 'ADREG', 'MREG', 'PREG')
+DSP_INPUT_REGISTERS = {'A': 'AREG', 'B': 'BREG', 'C': 'CREG', 'D': 'DREG'}  # DSP48 port -> its register's parameter
+
+
+def _param(cell: dict, name: str) -> int:
+    v = str(cell.get('parameters', {}).get(name, '0'))
+    return int(v, 2 if set(v) <= {'0', '1'} else 10)
 
 
 def _is_register(cell: dict) -> bool:
     kind = cell['type']
-    if kind.startswith('DSP48'):  # a DSP with any register inside (yosys absorbs input, product and output
-        p = cell.get('parameters', {})  # registers) is a path boundary: a path through it is cut there
-        return any(int(str(p.get(k, '0')), 2 if set(str(p.get(k, '0'))) <= {'0', '1'} else 10) for k in DSP_REGISTERS)
+    if kind.startswith('DSP48'):  # a DSP with its product or output register is a path boundary
+        return bool(_param(cell, 'MREG') or _param(cell, 'PREG'))
     return kind.startswith(REGISTERS)
+
+
+def _cut_inputs(cell: dict) -> set[str]:
+    """Input ports whose paths end in a register inside the cell: yosys absorbs a DSP48's input
+    registers (A, B, C, D), and the path from such a register through the multiplier starts there."""
+    if not cell['type'].startswith('DSP48'):
+        return set()
+    return {port for port, reg in DSP_INPUT_REGISTERS.items() if _param(cell, reg)}
 
 
 def _cell_depths(cells) -> dict[int, int]:
@@ -60,8 +72,9 @@ def _cell_depths(cells) -> dict[int, int]:
     for cell in cells:
         if _is_register(cell):
             continue
-        dirs = cell.get('port_directions', {})
-        ins = [b for port, bits in cell['connections'].items() if dirs.get(port) == 'input' for b in bits if isinstance(b, int)]
+        dirs, cut = cell.get('port_directions', {}), _cut_inputs(cell)
+        ins = [b for port, bits in cell['connections'].items() if dirs.get(port) == 'input' and port not in cut
+               for b in bits if isinstance(b, int)]
         for port, bits in cell['connections'].items():
             if dirs.get(port) == 'output':
                 for b in bits:
@@ -130,10 +143,13 @@ def cache_dir() -> Path:
     return Path(os.environ.get('SPARSE_FLOW_CACHE') or Path.home() / '.cache' / 'sparse-fpga-flow') / 'yosys'
 
 
+DEPTH_RULES = 2  # the logic depth's rules (_cell_depths): a change invalidates the cached counts
+
+
 def _cache_key(files: list[Path], top: str, family: str, depth_into: tuple[str, ...]) -> str:
     """The same Verilog, top, family and yosys give the same netlist: a rerun (a sweep's points, a
     ReuseFactor changed elsewhere in the model) reads yosys' earlier result instead of running it again."""
-    h = hashlib.sha256(f'{tools.yosys_version()}\n{family}\n{top}\n{" ".join(depth_into)}\n'.encode())
+    h = hashlib.sha256(f'{tools.yosys_version()}\n{family}\n{top}\n{" ".join(depth_into)}\ndepth {DEPTH_RULES}\n'.encode())
     for f in files:
         h.update(Path(f).read_bytes())
     return h.hexdigest()[:32]

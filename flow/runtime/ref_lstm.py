@@ -88,8 +88,8 @@ class BlockSparseLSTM(RefLayer):
     sequence_input = True  # takes (time steps, features)
     input_rank = 2
     io_types = ('io_parallel',)  # nnet_block_sparse_lstm.h takes the whole sequence as an array
-    rtl_unbuilt = ('the RTL level is not built for recurrent layers (a da4ml graph is one combinational function of '
-                   'the input, the LSTM a loop over time steps with state)')
+    rtl_unbuilt = ('da4ml builds no recurrent layer (a da4ml graph is one combinational function of the input, the '
+                   'LSTM a loop over time steps with state); the rtl step builds its engine instead')
     n_in: int = 0
     units: int = 0
     return_sequences: bool = False

@@ -230,7 +230,7 @@ def estimate_model(im: IntegerModel, plan: Plan, board, rtl: dict | None = None)
         for k, cap_k in (('lut', cap.lut), ('ff', cap.ff)):
             if engines:
                 total['fit'][k] = {'used': sum(o[f'{k}_estimate'] for o in engines.values()), 'available': cap_k,
-                                   'source': 'estimated', 'detail': f'the block-sparse engines {", ".join(engines)}' +
+                                   'source': 'estimated', 'detail': f'the engines of the generated kernels {", ".join(engines)}' +
                                    (f'; {", ".join(others)} not estimated' if others else '')}
     for v in total['fit'].values():
         v['margin'] = v['available'] - v['used']
@@ -241,7 +241,7 @@ def estimate_model(im: IntegerModel, plan: Plan, board, rtl: dict | None = None)
     return {'layers': layers, 'total': total,
             'note': 'multipliers are counted as DSPs: an upper bound (HLS maps narrow products to LUTs); LUT/FF of '
                     "hls4ml's own templates are not estimated (measured for the logic the rtl step synthesizes: DA layers, "
-                    'block-sparse engines)'}
+                    'the engines of the generated kernels)'}
 
 
 def print_estimate(est: dict, console) -> None:

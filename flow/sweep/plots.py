@@ -1,5 +1,5 @@
 """The sweep's plots (matplotlib, Agg): accuracy vs stored bits per method with the Pareto front,
-and accuracy vs multipliers and vs LUTs of the HLS design (the estimate's; the block-sparse engines
+and accuracy vs multipliers and vs LUTs of the HLS design (the estimate's; the generated kernels' engines
 measured where the rtl step ran), each with its front."""
 
 from __future__ import annotations
@@ -83,9 +83,9 @@ def plot(rows: list[dict], out: Path) -> list[Path]:
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.6))
     _scatter(a1, rows, 'multipliers', acc, 'front_mults', 'multipliers (DSPs, estimated)', acc_label)
     a1.set_title('accuracy vs multipliers')
-    # the HLS design's LUTs: the estimate's, measured by yosys for the block-sparse engines where rtl ran
+    # the HLS design's LUTs: the estimate's, measured by yosys for the generated kernels' engines where rtl ran
     measured = any(r.get('lut_source') == 'measured' for r in rows)
-    _scatter(a2, rows, 'lut', acc, None, 'LUTs of the HLS design (' + ('block-sparse engines measured by yosys where the rtl '
+    _scatter(a2, rows, 'lut', acc, None, 'LUTs of the HLS design (' + ('engines measured by yosys where the rtl '
                                                                      'step ran, else estimated)' if measured else 'estimated)'),
              acc_label)
     a2.set_title('accuracy vs LUTs')

@@ -14,7 +14,7 @@ Figures, from the reports the flow writes:
   hls4ml's dense ``dense_multipliers``, the board's ``lut``/``ff``/``dsp`` used (``lut_source``:
   estimated or measured) and ``fits``;
 - ``reports/rtl_resources.json`` (where the rtl step built): ``rtl_lut``/``rtl_ff`` of the fully
-  parallel network and ``engine_lut``/``engine_ff``/``engine_dsp`` of the block-sparse engines, measured by yosys.
+  parallel network and ``engine_lut``/``engine_ff``/``engine_dsp`` of the time-multiplexed engines (block-sparse, SST, LSTM), measured by yosys.
 
 Where ``seed`` is an axis, ``setting`` is the point's settings but its seed, and
 ``summary.csv``/``summary.md`` give each setting's mean and spread over its seeds (flow/sweep/over_seeds.py).

@@ -37,7 +37,7 @@ def simulate(tmp_path, model, rf_pick: int, in_type=IN_T, n=24, seed=0):
 
 
 @given(lstm_cases())
-@settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=2, deadline=None, suppress_health_check=list(HealthCheck))
 def test_random_lstm_engines_equal_reference(tmp_path_factory, case):
     """Random shapes, blocks, densities, HCGS levels, bit widths, sequence lengths, ReuseFactors; the
     last h or every h."""

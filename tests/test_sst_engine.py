@@ -37,7 +37,7 @@ def engines(im, rf: int, names=('sst0', 'sst1')) -> list:
     return out
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=2, deadline=None, suppress_health_check=list(HealthCheck))
 @given(sst_cases())
 def test_sst_engine_equals_reference(tmp_path_factory, case):
     """Random shapes, (N, K), scales (power-of-two / fixed-point, per output / per layer) and

@@ -96,6 +96,16 @@ def _tree(terms: list[str]) -> str:
     return terms[0]
 
 
+def as_signed(bits: str, t: FixedType) -> str:
+    """``bits`` (a value of ``t``) as a signed Verilog value: an unsigned one gets a zero sign bit."""
+    return f'$signed({bits})' if t.signed else f"$signed({{1'b0, {bits}}})"
+
+
+def input_bits(i: int, t: FixedType) -> str:
+    """Input ``i`` of the latched vector ``xr`` (inputs of ``t``), as a signed value."""
+    return as_signed(f'xr[{i * t.width + t.width - 1}:{i * t.width}]', t)
+
+
 def counter_bits(rf: int) -> int:
     return max(1, math.ceil(math.log2(rf))) if rf > 1 else 1
 
@@ -177,8 +187,7 @@ def engine_verilog(sched: Schedule, layer: BlockSparseDense, in_t: FixedType, to
                cast_function('cast_out', acc_t, out_t), rf)
 
     def x_bits(i: int) -> str:
-        sl = f'xr[{i * wx + wx - 1}:{i * wx}]'
-        return f"$signed({sl})" if in_t.signed else f"$signed({{1'b0, {sl}}})"
+        return input_bits(i, in_t)
 
     # stage 1: input selects (one per distinct input sequence), weight ROMs, multipliers: the
     # static structure (flow/runtime/static_engine.py) the HLS C++ (flow/hls/block_sparse_emit.py) is built from

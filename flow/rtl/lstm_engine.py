@@ -34,15 +34,10 @@ from flow.runtime.fixed import FixedType
 from flow.runtime.lstm_engine import lstm_engine
 from flow.runtime.ref_lstm import BlockSparseLSTM
 
-from .engine import _lit, _tree, cast_function, counter_bits, multiplier_verilog, ports, select_verilog
+from .engine import _lit, _tree, as_signed, cast_function, counter_bits, multiplier_verilog, ports, select_verilog
 from .engine_design import EngineDesign, engine_for
 
 STATE_CYCLES = 4  # after the MAC's rf cycles: the last add into z, the gates, c, h
-
-
-def _signed(name: str, t: FixedType) -> str:
-    """``name`` (bits of ``t``) as a signed value (an unsigned one gets a zero sign bit)."""
-    return f'$signed({name})' if t.signed else f"$signed({{1'b0, {name}}})"
 
 
 def _bits(t: FixedType) -> int:
@@ -89,8 +84,8 @@ def lstm_verilog(layer: BlockSparseLSTM, rf: int, in_t: FixedType, steps: int, t
     # stage 1: the two kernels' selects, weight banks and products (flow/runtime/lstm_engine.py)
     xs, hs = _bits(in_t), _bits(h_t)
     ww, wu = layer.weight_type.width, layer.recurrent_type.width
-    v += select_verilog(eng.w, lambda i: _signed(f'xt{i}', in_t), xs, 'xw', 'k', kw, rows='zw')
-    v += select_verilog(eng.u, lambda j: _signed(f'h{j}', h_t), hs, 'xu', 'k', kw, rows='zu')
+    v += select_verilog(eng.w, lambda i: as_signed(f'xt{i}', in_t), xs, 'xw', 'k', kw, rows='zw')
+    v += select_verilog(eng.u, lambda j: as_signed(f'h{j}', h_t), hs, 'xu', 'k', kw, rows='zu')
     v += multiplier_verilog(eng.w, 'xw', ww, xs + ww, a, fz - in_t.frac - layer.weight_type.frac, 'k', 'w')
     v += multiplier_verilog(eng.u, 'xu', wu, hs + wu, a, fz - h_t.frac - layer.recurrent_type.frac, 'k', 'u')
 
@@ -121,7 +116,7 @@ def lstm_verilog(layer: BlockSparseLSTM, rf: int, in_t: FixedType, steps: int, t
         frac = max(f1, sig.shift_type.frac, 0)
         w = max(_bits(in_type) + sig.slope_type.width + (frac - f1), frac + 1) + 3
         one = 1 << frac
-        lin = (f"(({_signed(value, in_type)} * {_lit(sig.slope, w)}) <<< {frac - f1}) + "
+        lin = (f"(({as_signed(value, in_type)} * {_lit(sig.slope, w)}) <<< {frac - f1}) + "
                f"{_lit(sig.shift << (frac - sig.shift_type.frac), w)}")
         clip = f'(({lin}) < {_lit(0, w)} ? {_lit(0, w)} : ({lin}) > {_lit(one, w)} ? {_lit(one, w)} : ({lin}))'
         if tanh_form:
@@ -142,12 +137,12 @@ def lstm_verilog(layer: BlockSparseLSTM, rf: int, in_t: FixedType, steps: int, t
     for j in range(u):
         gates += [f'g{q}{j} <= {hard(f"z{gi * u + j}", acc_t, gate_t, False)};' for q, gi in (('i', 0), ('f', 1), ('o', 3))]
         gates.append(f'gg{j} <= {hard(f"z{2 * u + j}", acc_t, act_t, True)};')
-        s = (f"(({_signed(f'gf{j}', gate_t)} * {_signed(f'c{j}', cell_t)}) <<< {sh_c}) + "
-             f"(({_signed(f'gi{j}', gate_t)} * {_signed(f'gg{j}', act_t)}) <<< {sh_g})")
+        s = (f"(({as_signed(f'gf{j}', gate_t)} * {as_signed(f'c{j}', cell_t)}) <<< {sh_c}) + "
+             f"(({as_signed(f'gi{j}', gate_t)} * {as_signed(f'gg{j}', act_t)}) <<< {sh_g})")
         v.append(f'wire signed [{ws - 1}:0] s{j} = {s};')
         cells.append(f'c{j} <= {cast(cast(f"s{j}", FixedType(ws, ws - sf), layer.cell_sum_type), layer.cell_sum_type, cell_t)};')
         v += [f'wire [{act_t.width - 1}:0] tc{j} = {hard(f"c{j}", cell_t, act_t, True)};',
-              f"wire signed [{wp - 1}:0] p{j} = {_signed(f'go{j}', gate_t)} * {_signed(f'tc{j}', act_t)};",
+              f"wire signed [{wp - 1}:0] p{j} = {as_signed(f'go{j}', gate_t)} * {as_signed(f'tc{j}', act_t)};",
               f'wire [{wy - 1}:0] hn{j} = {cast(cast(f"p{j}", FixedType(wp, wp - pf), layer.hidden_product_type), layer.hidden_product_type, h_t)};']
         hidden.append(f'h{j} <= hn{j};')
     v += [f"always @(posedge clk) if (busy && k == {kw}'d{rf + 1}) begin"] + [f'    {g}' for g in gates] + ['end']

@@ -26,7 +26,7 @@ from flow.runtime.sst_engine import SSTEngine, sst_engine
 
 from .engine_design import EngineDesign, engine_for
 
-from .engine import _lit, _tree, cast_function, counter_bits, header
+from .engine import _lit, _tree, cast_function, counter_bits, header, input_bits
 
 
 def sst_verilog(eng: SSTEngine, layer: SSTDense, in_t: FixedType, top: str = 'engine') -> str:
@@ -47,8 +47,7 @@ def sst_verilog(eng: SSTEngine, layer: SSTDense, in_t: FixedType, top: str = 'en
                cast_function('cast_out', acc_t, out_t), rf)
 
     def x_bits(i: int) -> str:  # input i, widened to the sum's bits (sign or zero extended)
-        sl = f'xr[{i * wx + wx - 1}:{i * wx}]'
-        return f"$signed({sl})" if in_t.signed else f"$signed({{1'b0, {sl}}})"
+        return input_bits(i, in_t)
 
     # stage 1: group selects (decoders with the same group sequence share one), each the N inputs of a group
     for s, sel in enumerate(eng.selects):

@@ -259,15 +259,16 @@ def rtl(ctx: Context) -> dict:
     im = ctx.reference()
     # a network with a layer da4ml cannot build (a convolution, an LSTM) still gets its engines
     no_network = NO_NETWORK if ctx.config.rtl == 'engines' else no_rtl(im)
-    engines = [layer for layer, _, _ in engine_layers(im, ctx.plan())] if no_network else None
-    if ctx.config.rtl == 'auto' and (reason := too_big_for_auto(im, engines)):
+    engines = engine_layers(im, ctx.plan()) if no_network else None  # built once: listed here, simulated by build_rtl
+    layers = None if engines is None else [layer for layer, _, _ in engines]
+    if ctx.config.rtl == 'auto' and (reason := too_big_for_auto(im, layers)):
         return not_built(ctx, reason)
     if no_network and not engines:  # before the tools: installing them would not help
         return not_built(ctx, no_network)
     missing = tools.missing()
     if missing:
         raise ToolMissing(f'the RTL level needs {"; ".join(missing)}; rerun with `--from-step rtl` once installed')
-    return build_rtl(ctx, no_network)
+    return build_rtl(ctx, no_network, engines)
 
 
 NO_NETWORK = 'rtl: engines in the config (the layers\' time-multiplexed engines only, not the fully parallel da4ml network)'

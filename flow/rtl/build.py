@@ -203,9 +203,11 @@ def engine_level(engines: dict, n_vectors: int) -> dict:
                             'cycles_per_sample': e['cycles_per_sample']} for n, e in engines.items()}}
 
 
-def build_engines(ctx, im: IntegerModel, ref_trace: dict, folder, family: str) -> dict:
-    """Every time-multiplexed engine of the network: Verilated exact on the golden vectors, then synthesized."""
-    engines = simulate_engines(engine_layers(im, ctx.plan()), ref_trace, folder / 'engines', ctx.config.project_name)
+def build_engines(ctx, im: IntegerModel, ref_trace: dict, folder, family: str, listed: list | None = None) -> dict:
+    """Every time-multiplexed engine of the network (``listed``: ``engine_layers``' answer, when the
+    caller has it): Verilated exact on the golden vectors, then synthesized."""
+    listed = engine_layers(im, ctx.plan()) if listed is None else listed
+    engines = simulate_engines(listed, ref_trace, folder / 'engines', ctx.config.project_name)
     if engines:
         tasks = {name: partial(synthesize_files, [e.pop('source')], e.pop('top'), family, folder / 'engines' / name / 'synth')
                  for name, e in engines.items()}
@@ -214,8 +216,9 @@ def build_engines(ctx, im: IntegerModel, ref_trace: dict, folder, family: str) -
     return engines
 
 
-def build_rtl(ctx, no_network: str | None = None) -> dict:
-    """The network and its engines; ``no_network``: why the network is not built (its engines are)."""
+def build_rtl(ctx, no_network: str | None = None, engines: list | None = None) -> dict:
+    """The network and its engines; ``no_network``: why the network is not built (its engines are);
+    ``engines``: ``engine_layers``' answer, when the caller has it."""
     cfg, root, board = ctx.config, ctx.root, ctx.board()
     im = ctx.reference()
     x_codes = np.load(root / 'golden' / 'input_codes.npy')
@@ -228,7 +231,7 @@ def build_rtl(ctx, no_network: str | None = None) -> dict:
         net_comb = network_comb(im)
         per_layer = layer_designs(im, folder / 'layers', board.part, board.clock_period_ns, cfg.project_name)
     except NoLogic as e:  # no da4ml network: the engines (a CNN's convolutions, SST layers too) are built all the same
-        return not_built(ctx, str(e), build_engines(ctx, im, ref_trace, folder, board.yosys_family), len(x_codes))
+        return not_built(ctx, str(e), build_engines(ctx, im, ref_trace, folder, board.yosys_family, engines), len(x_codes))
 
     net = RTLDesign(net_comb, cfg.project_name, folder / 'network', board.part, board.clock_period_ns,
                     latency_cutoff=board.adder_levels_per_stage)
@@ -240,7 +243,7 @@ def build_rtl(ctx, no_network: str | None = None) -> dict:
         raise Mismatch(first_rtl_mismatch(im, ref_trace, per_layer, rtl_out))
 
     family = board.yosys_family
-    engines = build_engines(ctx, im, ref_trace, folder, family)
+    engines = build_engines(ctx, im, ref_trace, folder, family, engines)
     for _, _, design in per_layer:
         design.write()
     layers = synthesize_layers(per_layer, family, net)

@@ -27,21 +27,17 @@ rf, the pipeline depth, 3 state cycles).
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from flow.runtime.fixed import FixedType
 from flow.runtime.lstm_engine import lstm_engine
 from flow.runtime.ref_lstm import BlockSparseLSTM
+from flow.runtime.static_engine import counter_bits
 
-from .engine import _lit, _tree, as_signed, cast_function, counter_bits, multiplier_verilog, ports, select_verilog
+from .engine import _lit, _tree, as_signed, cast_function, multiplier_verilog, ports, select_verilog, signed_width
 from .engine_design import EngineDesign, engine_for
 
 STATE_CYCLES = 4  # after the MAC's rf cycles: the last add into z, the gates, c, h
-
-
-def _bits(t: FixedType) -> int:
-    return t.width + (0 if t.signed else 1)  # as a signed value
 
 
 def lstm_verilog(layer: BlockSparseLSTM, rf: int, in_t: FixedType, steps: int, top: str = 'engine', eng=None) -> str:
@@ -82,7 +78,7 @@ def lstm_verilog(layer: BlockSparseLSTM, rf: int, in_t: FixedType, steps: int, t
     v += [f'reg [{wy - 1}:0] {", ".join(f"h{j}" for j in range(u))};']
 
     # stage 1: the two kernels' selects, weight banks and products (flow/runtime/lstm_engine.py)
-    xs, hs = _bits(in_t), _bits(h_t)
+    xs, hs = signed_width(in_t), signed_width(h_t)
     ww, wu = layer.weight_type.width, layer.recurrent_type.width
     v += select_verilog(eng.w, lambda i: as_signed(f'xt{i}', in_t), xs, 'xw', 'k', kw, rows='zw')
     v += select_verilog(eng.u, lambda j: as_signed(f'h{j}', h_t), hs, 'xu', 'k', kw, rows='zu')
@@ -114,7 +110,7 @@ def lstm_verilog(layer: BlockSparseLSTM, rf: int, in_t: FixedType, steps: int, t
         (2 v - 1 for tanh), cast to ``to`` (ref_activations.HardSigmoid._clipped)."""
         f1 = sig.slope_type.frac + in_type.frac
         frac = max(f1, sig.shift_type.frac, 0)
-        w = max(_bits(in_type) + sig.slope_type.width + (frac - f1), frac + 1) + 3
+        w = max(signed_width(in_type) + sig.slope_type.width + (frac - f1), frac + 1) + 3
         one = 1 << frac
         lin = (f"(({as_signed(value, in_type)} * {_lit(sig.slope, w)}) <<< {frac - f1}) + "
                f"{_lit(sig.shift << (frac - sig.shift_type.frac), w)}")
@@ -128,8 +124,8 @@ def lstm_verilog(layer: BlockSparseLSTM, rf: int, in_t: FixedType, steps: int, t
     sh_c, sh_g = sf - gf - cf, sf - gf - af
     if min(sh_c, sh_g) < 0 or pf != gf + af:
         raise ValueError(f"layer '{layer.name}': the engine's state update needs the exact sums the reference computes")
-    ws = max(_bits(gate_t) + _bits(cell_t) + sh_c, _bits(gate_t) + _bits(act_t) + sh_g) + 1
-    wp = _bits(gate_t) + _bits(act_t)
+    ws = max(signed_width(gate_t) + signed_width(cell_t) + sh_c, signed_width(gate_t) + signed_width(act_t) + sh_g) + 1
+    wp = signed_width(gate_t) + signed_width(act_t)
     v += [f'reg [{gate_t.width - 1}:0] {", ".join(f"g{q}{j}" for q in "ifo" for j in range(u))};',
           f'reg [{act_t.width - 1}:0] {", ".join(f"gg{j}" for j in range(u))};',
           f'reg [{cell_t.width - 1}:0] {", ".join(f"c{j}" for j in range(u))};']

@@ -120,9 +120,9 @@ class SSTDense(_Accumulating):
         """The codeword ROM: n_dec * rf words, padded with codeword 0 (no non-zero); the scale and
         the bias. The decoder's pattern ROM is constants of the generated kernel (flow/hls/sst_emit.py,
         checked by the IR layer's check_reference)."""
-        codes = np.ravel(self.codes)
-        codes = np.concatenate([codes, np.zeros(-len(codes) % rf, dtype=codes.dtype)])
-        return {'code': HlsWeight(codes), 'scale': HlsWeight(self.scale, self.scale_type),
+        from .sst_engine import code_banks
+
+        return {'code': HlsWeight(code_banks(self.codes, rf).ravel()), 'scale': HlsWeight(self.scale, self.scale_type),
                 'bias': HlsWeight(self.bias, self.bias_type)}
 
     def hls_attrs(self):

@@ -119,7 +119,7 @@ class Schedule:
         the time-multiplexed outputs cost, per running sum, an adder, a restart multiplexer (its
         starts plus itself) and one cast, and per output computed in several runs a hold register.
         ``layer`` gives the weight, accumulator and output widths, ``in_type`` the input's."""
-        from .static_engine import static_engine  # the structure both emitters build from this schedule
+        from .static_engine import counter_bits, static_engine  # the structure both emitters build from this schedule
 
         wx, ww, acc, wy = in_type.width, layer.weight_type.width, layer.accum_type.width, layer.out_type.width
         eng = static_engine(self)
@@ -131,7 +131,7 @@ class Schedule:
         adder_luts += sum(acc * (1 + math.ceil(len(starts) / 3)) for starts in running.values())
         casts = self.n_out - len(timed) + len(eng.writes())
         cast_luts = casts * (acc + wy)
-        cw = max(1, math.ceil(math.log2(self.rf))) if self.rf > 1 else 1
+        cw = counter_bits(self.rf)
         ff = (self.n_in * wx + (self.n_out - len(timed) + len(running) + len(holds)) * acc + self.n_out * wy
               + (3 if timed else 2) * cw + (0 if dsp else self.n_mult * (wx + ww)))
         return {'lut': rom_luts + mux_luts + adder_luts + cast_luts, 'ff': ff,

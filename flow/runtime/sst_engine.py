@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .static_engine import Gate, Select, _gate, _mux_luts, _select
+from .static_engine import Gate, Select, _gate, _mux_luts, _select, counter_bits
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,7 @@ class SSTEngine:
         wx, sw, acc, wy = in_type.width, layer.sum_type.width, layer.accum_type.width, layer.out_type.width
         n, k, kb = self.group, self.nonzeros, layer.code.code_bits
         pb = max(1, n.bit_length())
-        codes = np.concatenate([np.ravel(layer.codes), np.zeros(self.n_dec * self.rf - layer.codes.size, dtype=np.int64)])
-        banks = codes.reshape(self.n_dec, self.rf)
+        banks = code_banks(layer.codes, self.rf)
         rom = math.ceil(self.rf / 64) * kb * sum(len(np.unique(b)) > 1 for b in banks)
         mux = n * wx * sum(_mux_luts(len(sel.legs)) for sel in self.selects)
         decode = self.n_dec * k * (pb + 1) * max(1, 1 << max(0, kb - 6))
@@ -64,10 +63,17 @@ class SSTEngine:
         adders = self.n_dec * k * sw + sw * len(srcs) + sum(g.ranges is not None for g in srcs)
         scale = [abs(int(c)) for c in np.asarray(layer.scale)]
         finish = sum(acc * (max(0, bin(c).count('1') - 1) + 1) + acc + wy for c in scale)  # product, bias, cast
-        cw = max(1, math.ceil(math.log2(self.rf))) if self.rf > 1 else 1
+        cw = counter_bits(self.rf)
         ff = self.n_in * wx + (self.n_dec + self.n_out) * sw + self.n_out * wy + 2 * cw
         parts = {'rom': rom, 'mux': mux + pick, 'decode': decode, 'adders': adders, 'scale_cast': finish}
         return {'lut': sum(parts.values()), 'ff': ff, 'parts': parts}
+
+
+def code_banks(codes, rf: int) -> np.ndarray:
+    """The codeword ROM as (decoder, cycle) banks: work item d * rf + t (the (output, group) codewords
+    in order) in bank d, word t, padded with codeword 0 (no non-zero)."""
+    codes = np.ravel(codes)
+    return np.concatenate([codes, np.zeros(-len(codes) % rf, dtype=codes.dtype)]).reshape(-1, rf)
 
 
 def sst_engine(n_in: int, n_out: int, group: int, nonzeros: int, rf: int) -> SSTEngine:

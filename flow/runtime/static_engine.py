@@ -30,6 +30,7 @@ Nothing here indexes an array with a table: the emitters write the case tables a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -232,7 +233,20 @@ def _gate(hit: np.ndarray, care: np.ndarray) -> Gate:
     return Gate(tuple(ranges))
 
 
+def counter_bits(rf: int) -> int:
+    """Bits of a counter over rf cycles (the emitters' cycle counter, the estimate's registers)."""
+    return max(1, math.ceil(math.log2(rf))) if rf > 1 else 1
+
+
 def static_engine(sched: Schedule) -> StaticEngine:
+    """The static structure of ``sched``, built once per schedule (the estimate, the engine's report and
+    both emitters read it; a schedule is not changed after it is made)."""
+    if '_static_engine' not in sched.__dict__:
+        sched.__dict__['_static_engine'] = _static_engine(sched)
+    return sched.__dict__['_static_engine']
+
+
+def _static_engine(sched: Schedule) -> StaticEngine:
     rf = sched.rf
     nonzero = np.asarray(sched.weights) != 0  # a product that can be non-zero
     live = [m for m in range(sched.n_mult) if nonzero[m].any()]

@@ -130,7 +130,7 @@ def test_time_multiplexed_outputs_match_reference(tmp_path):
     cfg = FlowConfig.load(None, model='user.h5', layers={'bs': {'reuse_factor': 24, 'result': narrow}})
     im, _ = check_cosim(tmp_path, model, FixedType(8, 2), cfg)
     eng = static_engine(im.layers[1].schedule(24))
-    assert len(eng.running()) < len(eng.timed_outputs()) == 16 and eng.holds()
+    assert len(eng.running()) < len(eng.timed_outputs()) == 16 and eng.handoffs()
 
 
 def test_reuse_factor_beyond_the_kept_weights_is_refused(tmp_path):

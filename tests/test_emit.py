@@ -62,14 +62,14 @@ def _legs(text: str, start: str, leg: str) -> dict:
 
 
 def cpp_timed(code: str):
-    """The time-multiplexed outputs as the C++ writes them: running sums' restarts {m: {lo: ('bias'|'h', o)}},
-    holds {o: {hi: (m,)}} and output writes {m: {hi: (o,)}}."""
-    running = {m: {lo: ('bias' if b else 'hold', o) for lo, (b, o) in legs.items()}
+    """The time-multiplexed outputs as the C++ writes them: running sums' restarts {m: {lo: ('bias', o) |
+    ('h', o) | ('r', m')}}, hold latches {o: {cycle: m}} and output writes {m: {hi: o}}."""
+    running = {m: {lo: ('bias', int(o)) if b else (src, int(o)) for lo, (b, src, o) in legs.items()}
                for m, legs in _legs(code, r'acc_t s(\d+);\n\s*switch \(t\) \{(.*?)default',
-                                    r'case (\d+): s\d+ = (?:\(acc_t\)(bias)es\[|h)(\d+)').items()}
+                                    r'case (\d+): s\d+ = (?:\(acc_t\)(bias)es\[|(h|r))(\d+)').items()}
     holds = {}
-    for hi, o, m in re.findall(r'case (\d+): h(\d+) = r(\d+); break;', code):
-        holds.setdefault(int(o), {})[int(hi)] = int(m)
+    for t, o, m in re.findall(r'case (\d+): h(\d+) = r(\d+); break;', code):
+        holds.setdefault(int(o), {})[int(t)] = int(m)
     writes = {}
     for m, body in re.findall(r'const res_T y(\d+) = \(res_T\)r\d+;\n\s*switch \(t\) \{(.*?)default', code, re.S):
         writes[int(m)] = {int(hi): int(o) for hi, o, _ in re.findall(r'case (\d+): res\[(\d+)\] = y(\d+);', body)}
@@ -79,17 +79,26 @@ def cpp_timed(code: str):
 def verilog_timed(v: str, wy: int):
     """The same, read from the Verilog (a restart from the bias as ('bias', its accumulator code))."""
     running = {}
-    for m, body in re.findall(r'reg \[\d+:0\] r(\d+), b\d+;\nalways @\* case \(cnt1\)\n(.*?)endcase', v, re.S):
-        running[int(m)] = {int(lo): ('bias', int(c)) if c else ('hold', int(o))
-                           for lo, c, o in re.findall(r"^\s+(\d+): b\d+ = (?:\d+'d(\d+)|h(\d+));", body, re.M)}
+    for m, body in re.findall(r'reg \[\d+:0\] r(\d+), s\d+;\nalways @\* case \(cnt1\)\n(.*?)endcase', v, re.S):
+        running[int(m)] = {int(lo): ('bias', int(c)) if c else (src, int(o))
+                           for lo, c, src, o in re.findall(r"^\s+(\d+): s\d+ = (?:\d+'d(\d+)|(h|r)(\d+));", body, re.M)}
     holds = {}
-    for hi, o, m in re.findall(r'^\s+(\d+): h(\d+) <= n(\d+);', v, re.M):
-        holds.setdefault(int(o), {})[int(hi)] = int(m)
+    for t, o, m in re.findall(r'^\s+(\d+): h(\d+) <= r(\d+);', v, re.M):
+        holds.setdefault(int(o), {})[int(t)] = int(m)
     writes = {}
     for hi, body in re.findall(r'^\s+(\d+): begin (.*?) end$', v, re.M):
         for lo, m in re.findall(r'y\[\d+:(\d+)\] <= c(\d+);', body):
             writes.setdefault(int(m), {})[int(hi)] = int(lo) // wy
     return running, holds, writes
+
+
+def expected_timed(eng):
+    """What the static structure says the emitters write: restarts {m: {lo: ('bias', o) | ('h', o) | ('r', m')}},
+    hold latches {o: {hi + 1: m}} (the cycle after the run), output writes {m: {hi: o}}."""
+    running = {m: {lo: ('bias', o) if how == 'bias' else eng.handoff_source(o, lo) for lo, how, o in s}
+               for m, s in eng.running().items()}
+    holds = {o: {hi + 1: m for hi, m, held in hs if held} for o, hs in eng.handoffs().items() if o in eng.held()}
+    return running, holds, {m: dict(ws) for m, ws in eng.writes().items()}
 
 
 def cpp_structure(code: str, rf: int):
@@ -151,7 +160,7 @@ def _evaluate(eng, layer, x):
     acc = np.zeros((len(x), eng.n_out), dtype=np.int64)
     starts = {m: dict((lo, (how, o)) for lo, how, o in s) for m, s in eng.running().items()}
     r = {m: np.zeros(len(x), dtype=np.int64) for m in starts}
-    h = {o: np.zeros(len(x), dtype=np.int64) for o in eng.holds()}
+    h = {o: np.zeros(len(x), dtype=np.int64) for o in eng.held()}
     for t in range(rf):
         xs = {}
         for g, sel in enumerate(eng.selects):
@@ -162,13 +171,20 @@ def _evaluate(eng, layer, x):
             for m, gate in srcs:
                 if gate.ranges is None or any(lo <= t <= hi for lo, hi in gate.ranges):
                     acc[:, o] += p[m]
+        s = {}  # restart values and holds read the registers as they were before this cycle's updates
         for m, st_ in starts.items():
             how, o = st_.get(t, ('run', None))
-            r[m] = {'bias': 0, 'hold': h.get(o), 'run': r[m]}[how] + p[m]
-        for o, hs in eng.holds().items():
-            for hi, m in hs:
-                if hi == t:
+            if how == 'hold':
+                src, k = eng.handoff_source(o, t)
+                s[m] = h[k] if src == 'h' else r[k]
+            else:
+                s[m] = 0 if how == 'bias' else r[m]
+        for o, hs in eng.handoffs().items():
+            for hi, m, held in hs:
+                if held and hi + 1 == t:
                     h[o] = r[m].copy()
+        for m in starts:
+            r[m] = s[m] + p[m]
         for m, ws in eng.writes().items():
             for hi, o in ws:
                 if hi == t:
@@ -205,13 +221,12 @@ def test_cpp_and_verilog_are_built_from_the_same_static_structure(case):
     assert mults == {mu.m: str(mu.select) for mu in eng.multipliers}
     assert sources == {o: {m: g.condition('t', sched.rf) for m, g in srcs} for o, srcs in eng.shared().items()}
     running, holds, writes = cpp_timed(emit_kernel(sched, 'k'))
-    assert running == {m: {lo: (how, o) for lo, how, o in s} for m, s in eng.running().items()}
-    assert holds == {o: dict(hs) for o, hs in eng.holds().items()}
-    assert writes == {m: dict(ws) for m, ws in eng.writes().items()}
+    assert (running, holds, writes) == expected_timed(eng)
     acc_t = layer.accum_type
     bias = (np.asarray(layer.bias, dtype=np.int64) << (acc_t.frac - layer.bias_type.frac)) & ((1 << acc_t.width) - 1)
     v_running, v_holds, v_writes = verilog_timed(engine_verilog(sched, layer, IN_T), layer.out_type.width)
-    assert v_running == {m: {lo: (how, int(bias[o]) if how == 'bias' else o) for lo, how, o in s} for m, s in eng.running().items()}
+    assert v_running == {m: {lo: ('bias', int(bias[k])) if how == 'bias' else (how, k) for lo, (how, k) in legs.items()}
+                         for m, legs in running.items()}
     assert (v_holds, v_writes) == (holds, writes)
 
 
@@ -307,7 +322,7 @@ def test_outputs_are_time_multiplexed_where_a_multiplier_has_several():
     layer = _tm_layer()
     eng = static_engine(gather(layer, 16))
     timed = eng.timed_outputs()
-    assert timed and len(eng.running()) < len(timed) and eng.holds()
+    assert timed and len(eng.running()) < len(timed) and eng.held()
     for o, runs in timed.items():
         assert all(a.hi < b.lo for a, b in zip(runs, runs[1:]))
     for m, starts in eng.running().items():

@@ -172,8 +172,9 @@ def test_an_engine_mismatch_names_layer_sample_and_element(tmp_path, monkeypatch
 
 @pytest.mark.parametrize('rf', [16, 32])
 def test_time_multiplexed_outputs_equal_reference(tmp_path, rf):
-    """32x32, 4x4 blocks, 75% dropped: running sums per multiplier, partial sums held between the runs
-    of a split column, outputs written at constant cycles; exact, one sample per RF cycles back to back."""
+    """32x32, 4x4 blocks, 75% dropped: running sums per multiplier (written as DSP accumulators), partial
+    sums of a split column held between its runs or handed to the next run the cycle after, outputs
+    written at constant cycles; exact, one sample per RF cycles back to back."""
     from flow.runtime.static_engine import static_engine
 
     rng = np.random.default_rng(5)
@@ -181,7 +182,9 @@ def test_time_multiplexed_outputs_equal_reference(tmp_path, rf):
     layer = random_layer(rng, 32, 32, (4, 4), 0.75, 4, in_t, FixedType(8, 3, True, 'RND_CONV', 'SAT'))
     sched = gather(layer, rf)
     eng = static_engine(sched)
-    assert eng.timed and eng.holds() and len(eng.running()) < len(eng.timed_outputs())
+    assert eng.timed and len(eng.running()) < len(eng.timed_outputs())
+    handoffs = [held for hs in eng.handoffs().values() for _, _, held in hs]
+    assert rf != 16 or (True in handoffs and False in handoffs)  # RF 16: partial sums held, and handed over directly
     x = rng.integers(in_t.min_code, in_t.max_code + 1, (30, 32))
     run = simulate(tmp_path, sched, layer, in_t, x)
     assert np.array_equal(run.codes, layer.forward(x, in_t))

@@ -13,9 +13,10 @@ over the ReuseFactor cycles t nothing is indexed by a table:
 - each output's accumulator is a scalar updated by the multipliers that ever reach it, each gated
   by a constant comparison of t: no array written at an index read from a table;
 - or, where the static structure time-multiplexes the outputs (``StaticEngine.timed``), a multiplier
-  keeps one running sum ``r<m>``, restarted by a ``switch (t)`` from an output's bias or from the
-  partial sum held in ``h<o>``, cast once per cycle (``y<m>``) and written to ``res[o]`` in the
-  constant cycle that finishes o (a case of t, not an index).
+  keeps one running sum ``r<m>`` (its DSP's accumulator), restarted by a ``switch (t)`` from an
+  output's bias or from the partial sum of the output's previous run (held in ``h<o>``, or that
+  run's ``r`` the cycle after it ended), cast once per cycle (``y<m>``) and written to ``res[o]`` in
+  the constant cycle that finishes o (a case of t, not an index).
 
 Types as the reference's (the flow sets them): products cast to accum_t (exact: it has their
 fraction bits, and wraps, so the order of the sums is free), the result cast to res_T with the
@@ -60,11 +61,11 @@ def emit_kernel(sched: Schedule, name: str, what: str = '') -> str:
          f'    #pragma HLS ARRAY_RESHAPE variable=weights block factor={n_mult} dim=1',
          '    #pragma HLS ARRAY_PARTITION variable=biases complete dim=1',
          '']
-    running, holds, timed = eng.running(), eng.holds(), eng.timed_outputs()
+    running, timed = eng.running(), eng.timed_outputs()
     c += [f'    acc_t acc{o} = (acc_t)biases[{o}];' for o in range(n_out) if o not in timed]
     if timed:
         c.append('    // time-multiplexed outputs: one running sum per multiplier, a hold per output computed in several runs')
-        c += [f'    acc_t r{m} = 0;' for m in running] + [f'    acc_t h{o} = 0;' for o in holds]
+        c += [f'    acc_t r{m} = 0;' for m in running] + [f'    acc_t h{o} = 0;' for o in eng.held()]
     c += ['', 'ReuseLoop:', f'    for (unsigned t = 0; t < {rf}; t++) {{', '        #pragma HLS PIPELINE II=1 rewind']
     c += _cycle(eng, lambda o: f'acc{o}', '        ')
     c.append('    }')
@@ -88,14 +89,21 @@ def _cycle(eng, acc, indent: str) -> list[str]:
     for o, srcs in eng.shared().items():
         terms = [gate.gated(f'p{m}', 't', rf, 'acc_t(0)') for m, gate in srcs]
         c.append(f'{indent}{acc(o)} = acc_t({acc(o)} + {sum_tree(terms, "acc_t")});')
-    # running sums: restarted at each run's first cycle (every init read before any hold is written)
+    # running sums (the DSPs' accumulators): each restarted at its runs' first cycles from a bias, a hold
+    # or the running sum that ended the output's previous run the cycle before; every restart value and
+    # hold is read before any running sum is updated (as registers are)
     for m, starts in eng.running().items():
         c += [f'{indent}acc_t s{m};', f'{indent}switch (t) {{']
-        c += [f'{indent}case {lo}: s{m} = {f"(acc_t)biases[{o}]" if how == "bias" else f"h{o}"}; break;' for lo, how, o in starts]
-        c += [f'{indent}default: s{m} = r{m}; break;', f'{indent}}}', f'{indent}r{m} = acc_t(s{m} + p{m});']
-    for o, hs in eng.holds().items():
-        c += [f'{indent}switch (t) {{'] + [f'{indent}case {hi}: h{o} = r{m}; break;' for hi, m in hs]
-        c += [f'{indent}default: break;', f'{indent}}}']
+        for lo, how, o in starts:
+            src = f'(acc_t)biases[{o}]' if how == 'bias' else '{}{}'.format(*eng.handoff_source(o, lo))
+            c.append(f'{indent}case {lo}: s{m} = {src}; break;')
+        c += [f'{indent}default: s{m} = r{m}; break;', f'{indent}}}']
+    for o, hs in eng.handoffs().items():  # a partial sum read later than the cycle after its run: kept in a hold
+        held = [(hi, m) for hi, m, h in hs if h]
+        if held:
+            c += [f'{indent}switch (t) {{'] + [f'{indent}case {hi + 1}: h{o} = r{m}; break;' for hi, m in held]
+            c += [f'{indent}default: break;', f'{indent}}}']
+    c += [f'{indent}r{m} = acc_t(s{m} + p{m});' for m in eng.running()]
     # each multiplier's running sum cast once, written to the output its run finishes
     for m, ws in eng.writes().items():
         c += [f'{indent}const res_T y{m} = (res_T)r{m};', f'{indent}switch (t) {{']

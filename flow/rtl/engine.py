@@ -14,10 +14,13 @@ constant (weights, the block index) is a table of the cycle counter, as synthesi
     stage 3:        y_o <= cast(acc_o) with the reference's rounding and overflow; done
 
 Where the static structure time-multiplexes the outputs (``StaticEngine.timed``), stage 2 keeps one
-running sum r_m per multiplier instead (next value n_m = b_m + its product), restarted (b_m) at the
-first cycle of each of its runs from the output's bias (a constant) or from the output's hold h_o
-(the partial sum an earlier run left), and stage 3 casts r_m once (c_m) and writes y_o in the
-constant cycle after the run that finishes o.
+running sum r_m per multiplier instead, written as a DSP48's accumulator so that synthesis packs it
+into the multiplier's DSP (P <= (load ? C : P) + M): r_m <= (load_m ? s_m : r_m) + its product,
+restarted (load_m, a comparison of the cycle) at the first cycle of each of its runs from s_m, a
+constant case of the cycle: the output's bias, or the partial sum an earlier run of the output left
+(the other multiplier's r in the cycle after that run ended, else the output's hold h_o, latched
+from it then), and stage 3 casts r_m once (c_m) and writes y_o in the constant cycle after the run
+that finishes o.
 Outputs whose runs overlap keep their accumulator as above.
 
 A new sample can start on the last cycle of the previous one, so the initiation interval is rf
@@ -200,17 +203,24 @@ def engine_verilog(sched: Schedule, layer: BlockSparseDense, in_t: FixedType, to
     timed = eng.timed_outputs()
     for o in set(range(n_out)) - set(eng.sources) - set(timed):  # no live weight: the bias alone
         v += [f'reg [{a - 1}:0] acc{o};', f"always @(posedge clk) acc{o} <= {a}'d{int(bias[o])};"]
-    # time-multiplexed outputs: a running sum per multiplier, restarted from a bias or a hold
-    holds = eng.holds()
-    v += [f'reg [{a - 1}:0] h{o};' for o in holds]
+    # time-multiplexed outputs: a running sum per multiplier, restarted from a bias or a hold. Written as a
+    # DSP48's accumulator (P <= (load ? C : P) + M): the restart a 2:1 choice of the load cycles, the
+    # restart value a case of the cycle, so synthesis packs the sum and its register into the DSP
+    v += [f'reg [{a - 1}:0] h{o};' for o in eng.held()]
     for m, starts in eng.running().items():
-        v += [f'reg [{a - 1}:0] r{m}, b{m};', 'always @* case (cnt1)']
-        v += [f"    {lo}: b{m} = {a}'d{int(bias[o])};" if how == 'bias' else f'    {lo}: b{m} = h{o};' for lo, how, o in starts]
-        v += [f'    default: b{m} = r{m};', 'endcase', f'wire [{a - 1}:0] n{m} = b{m} + q{m};',
+        v += [f'reg [{a - 1}:0] r{m}, s{m};', 'always @* case (cnt1)']
+        for lo, how, o in starts:
+            src = f"{a}'d{int(bias[o])}" if how == 'bias' else '{}{}'.format(*eng.handoff_source(o, lo))
+            v.append(f'    {lo}: s{m} = {src};')
+        load = ' || '.join(f"cnt1 == {cw}'d{lo}" for lo, _, _ in starts)
+        v += [f"    default: s{m} = {a}'d0;", 'endcase', f'wire load{m} = {load};',
+              f'wire [{a - 1}:0] n{m} = (load{m} ? s{m} : r{m}) + q{m};',
               f'always @(posedge clk) if (v1) r{m} <= n{m};', f'wire [{wy - 1}:0] c{m} = cast_out(r{m});']
-    for o, hs in holds.items():  # the partial sum of a run, kept for the output's next run
-        v += ['always @(posedge clk) if (v1) case (cnt1)'] + [f'    {hi}: h{o} <= n{m};' for hi, m in hs]
-        v += ['    default: ;', 'endcase']
+    for o, hs in eng.handoffs().items():  # a partial sum read later than the cycle after its run: kept in a hold
+        held = [(hi, m) for hi, m, h in hs if h]
+        if held:
+            v += ['always @(posedge clk) if (v1) case (cnt1)'] + [f'    {hi + 1}: h{o} <= r{m};' for hi, m in held]
+            v += ['    default: ;', 'endcase']
 
     # stage 3: the output cast
     v.append('always @(posedge clk) if (v2) begin')

@@ -116,23 +116,26 @@ class Schedule:
         a LUT is a 4:1 multiplexer bit, 64 ROM bits, one adder bit; a product goes to a DSP
         (its register inside) unless ``dsp`` is false; per cast a rounding adder and a saturating
         compare. An output with an accumulator of its own costs one adder bit per source and a cast;
-        the time-multiplexed outputs cost, per running sum, an adder, a restart multiplexer (its
-        starts plus itself) and one cast, and per output computed in several runs a hold register.
+        the time-multiplexed outputs cost, per running sum, a restart multiplexer (its starts plus
+        itself), one cast and, without DSPs, its register (else it is the DSP's accumulator), and per
+        output whose partial sum waits for its next run a hold register.
         ``layer`` gives the weight, accumulator and output widths, ``in_type`` the input's."""
         from .static_engine import counter_bits, static_engine  # the structure both emitters build from this schedule
 
         wx, ww, acc, wy = in_type.width, layer.weight_type.width, layer.accum_type.width, layer.out_type.width
         eng = static_engine(self)
-        timed, running, holds = eng.timed_outputs(), eng.running(), eng.holds()
+        timed, running = eng.timed_outputs(), eng.running()
         rom_luts = math.ceil(self.rf / 64) * ww * sum(len(set(mu.weights)) > 1 for mu in eng.multipliers)
         mux_luts = wx * eng.select_luts()  # a leg per distinct input (or row, where the selects are factored)
         srcs = [gate for s in eng.shared().values() for _, gate in s]
         adder_luts = acc * len(srcs) + sum(g.ranges is not None for g in srcs)  # the gate folds into the adder's LUT
+        # a running sum: the choice of restart or sum and the restart values (a case of the cycle) in LUTs; its
+        # register is the DSP's accumulator (P)
         adder_luts += sum(acc * (1 + math.ceil(len(starts) / 3)) for starts in running.values())
         casts = self.n_out - len(timed) + len(eng.writes())
         cast_luts = casts * (acc + wy)
         cw = counter_bits(self.rf)
-        ff = (self.n_in * wx + (self.n_out - len(timed) + len(running) + len(holds)) * acc + self.n_out * wy
+        ff = (self.n_in * wx + (self.n_out - len(timed) + (0 if dsp else len(running)) + len(eng.held())) * acc + self.n_out * wy
               + (3 if timed else 2) * cw + (0 if dsp else self.n_mult * (wx + ww)))
         return {'lut': rom_luts + mux_luts + adder_luts + cast_luts, 'ff': ff,
                 'parts': {'rom': rom_luts, 'mux': mux_luts, 'adders': adder_luts, 'cast': cast_luts}}

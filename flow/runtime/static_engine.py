@@ -23,7 +23,11 @@ Everything the schedule stores as tables becomes constants of the cycle counter 
   the schedule lets a multiplier work through several outputs one after another (see
   ``time_multiplexed``); ``sources`` still lists every output's products (the LSTM's gate sums and
   the estimate read it), the block-sparse emitters give an accumulator of its own only to the
-  outputs that are not timed (``shared``).
+  outputs that are not timed (``shared``). A running sum is a DSP48's accumulator: each cycle it
+  adds its product to itself or, in the first cycle of a run, to a restart value (a constant case
+  of t), so synthesis packs the sum and its register into the multiplier's DSP; a partial sum is
+  handed to the output's next run from the running sum itself when that run starts in the next
+  cycle, else from a hold latched from the running sum in that cycle (``handoffs``).
 
 Nothing here indexes an array with a table: the emitters write the case tables and gates as code.
 """
@@ -140,16 +144,34 @@ class StaticEngine:
 
     def running(self) -> dict[int, tuple[tuple[int, str, int], ...]]:
         """Multiplier -> the starts of its runs in cycle order: (lo, 'bias' or 'hold', output). Its
-        running accumulator restarts there and otherwise adds its product to what it holds."""
+        running accumulator restarts there (from the bias, or from the partial sum the output's previous
+        run left: ``handoff_source``) and otherwise adds its product to what it holds."""
         out: dict[int, list] = {}
         for o, runs in self.timed_outputs().items():
             for k, r in enumerate(runs):
                 out.setdefault(r.m, []).append((r.lo, 'hold' if k else 'bias', o))
         return {m: tuple(sorted(v)) for m, v in sorted(out.items())}
 
-    def holds(self) -> dict[int, tuple[tuple[int, int], ...]]:
-        """Output -> (hi, m) for each of its runs but the last: where its partial sum is kept for the next run."""
-        return {o: tuple((r.hi, r.m) for r in runs[:-1]) for o, runs in self.timed_outputs().items() if len(runs) > 1}
+    def handoffs(self) -> dict[int, tuple[tuple[int, int, bool], ...]]:
+        """Output -> (hi, m, held) for each of its runs but the last: the run on multiplier m ending at
+        cycle hi hands its partial sum to the output's next run; ``held``: that run starts later than
+        the cycle after (hi + 1), so the sum is kept in the output's hold, latched from the running
+        sum in cycle hi + 1; otherwise the next run reads the running sum itself."""
+        out = {}
+        for o, runs in self.timed_outputs().items():
+            if len(runs) > 1:
+                out[o] = tuple((r.hi, r.m, nxt.lo > r.hi + 1) for r, nxt in zip(runs, runs[1:]))
+        return out
+
+    def held(self) -> tuple[int, ...]:
+        """The outputs that need a hold register (a partial sum waits at least a cycle for its next run)."""
+        return tuple(o for o, hs in self.handoffs().items() if any(h for _, _, h in hs))
+
+    def handoff_source(self, o: int, lo: int) -> tuple[str, int]:
+        """Where output ``o``'s run starting at ``lo`` (not its first) restarts from: ('h', o), the
+        output's hold, or ('r', m), multiplier m's running sum, where its previous run ended at lo - 1."""
+        hi, m, held = max((h for h in self.handoffs()[o] if h[0] < lo), key=lambda h: h[0])
+        return ('h', o) if held else ('r', m)
 
     def writes(self) -> dict[int, tuple[tuple[int, int], ...]]:
         """Multiplier -> (hi, o) of the outputs it finishes: the cycle after which its running sum is output o."""

@@ -14,8 +14,16 @@ grid). Per model:
 - estimate (the flow's estimate step, io_stream, the built-in's ReuseFactors, PYNQ-Z2): multipliers
   (DSPs), interval and latency in cycles per sample, the board verdict.
 
-  --models keywords_dscnn,fashion_resnet --builds bench/work/builtin_cnns (one build folder per model)
-Writes bench/results/builtin_cnns.{json,png}.
+  --models keywords_dscnn,fashion_resnet --seeds 3 --builds bench/work/builtin_cnns
+  (--models takes any built-in whose layers have a float twin, e.g. keywords_hcgs_lstm: its files are
+  then bench/results/builtins_<models>.*)
+Seed s (the built-in's ``seed``: its masks, initial weights and data order, and the twin's) builds in
+<builds>/seed<s>/<model>; each finished (seed, model) pair's rows are kept beside it (<model>.json)
+and reused by a rerun, so seeds can be added one at a time. Accuracies are the mean and the sample
+standard deviation over the seeds (bench/seeds.py).
+Writes bench/results/builtin_cnns.{json,md,png}: the JSON has every seed's rows and, per model,
+{"float": {"mean", "spread"}, "builtin": {"mean", "spread", "x_smaller_f32"}} (fractions); the .md
+is the README's table.
 """
 
 from __future__ import annotations
@@ -41,6 +49,8 @@ from flow.infra.progress import print_table  # noqa: E402
 
 console = Console()
 MODELS = ('keywords_dscnn', 'fashion_resnet')
+LABELS = {'keywords_dscnn': 'CGS 2x pointwise, 4-bit', 'fashion_resnet': 'CGS 2x, 4-bit',
+          'keywords_hcgs_lstm': 'HCGS 16x, 6-bit'}  # the README's rows
 
 
 def builtin_data(cfg, model):
@@ -102,70 +112,124 @@ def run_builtin(name, cfg, build_dir, data, in_t):
             'csim_golden': verify['reference_vs_csim'], 'stored_bits': fp['total_bits'], 'weight_bits': fp['weight_bits'],
             'index_bits': fp['index_bits'], 'bias_bits': fp['bias_bits'], 'density': fp['density'],
             'multipliers': o['multipliers'], 'dsp': est['fit']['dsp'], 'interval': o['interval'],
-            'slowest_layer': o['slowest_layer'], 'latency': o['cycles'], 'board': est['board'], 'fits': est['fits'],
+            'slowest_layer': o.get('slowest_layer'), 'latency': o['cycles'], 'board': est['board'], 'fits': est['fits'],
             'fit': est['fit'], 'reuse_factors': {n: lc.reuse_factor for n, lc in cfg.layers.items()},
             'flow_seconds': flow_seconds, 'build_dir': str(build_dir)}
 
 
-def plot(rows, path: Path) -> None:
+def one_seed(name: str, seed: int, builds: Path) -> list[dict]:
+    """The float twin's row and the built-in's for one seed, kept in <builds>/seed<seed>/<name>.json
+    (a finished pair is read, not redone; the build folder beside it is resumable)."""
+    from flow.config import FlowConfig
+    from keras_models import get
+
+    folder = builds / f'seed{seed}'
+    cache = folder / f'{name}.json'
+    if cache.exists():
+        console.print(f'{name}, seed {seed}: reusing {cache}')
+        return json.loads(cache.read_text())
+    cfg = FlowConfig.load(None, model=name, seed=seed)
+    data, in_t = builtin_data(cfg, get(name).build(cfg.seed, **cfg.model_params))
+    rows = [run_float(name, cfg, data), run_builtin(name, cfg, folder / name, data, in_t)]
+    for r in rows:
+        r['seed'], r['n_test'] = seed, len(data.y_test)
+        r['x_smaller_than_float32'] = rows[0]['stored_bits'] / r['stored_bits']
+    folder.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(rows, indent=1))
+    return rows
+
+
+def summary(rows: list[dict]) -> dict:
+    """Per model: the float twin's and the built-in's accuracy over the seeds (fractions)."""
+    from bench.seeds import mean_spread
+
+    out = {}
+    for name in dict.fromkeys(r['builtin'] for r in rows):
+        mine = [r for r in rows if r['builtin'] == name]
+        built = [r for r in mine if r['kind'] == 'built-in']
+        out[name] = {'float': mean_spread([r['accuracy'] for r in mine if r['kind'] == 'float']),
+                     'builtin': {**mean_spread([r['accuracy'] for r in built]),
+                                 'x_smaller_f32': float(np.mean([r['x_smaller_than_float32'] for r in built]))}}
+    return out
+
+
+def markdown(rows: list[dict], summ: dict) -> str:
+    """The README's table: per model its float twin and the built-in, mean +- sd over the seeds; the
+    memory and the estimate are the same in every seed (the masks keep the same number of blocks)."""
+    head = ['model', 'test accuracy (mean +- sd)', 'per seed', 'vs float (points)', 'stored bits', 'x smaller than float32',
+            'multipliers (PYNQ-Z2: 220 DSPs)', 'interval / latency (cycles)', 'PYNQ-Z2']
+    lines = ['| ' + ' | '.join(head) + ' |', '|---|' + '---:|' * (len(head) - 2) + '---|']
+    for name, s in summ.items():
+        for kind, key in (('float', 'float'), ('built-in', 'builtin')):
+            mine = sorted((r for r in rows if r['builtin'] == name and r['kind'] == kind), key=lambda r: r['seed'])
+            r, acc = mine[0], s[key]
+            hw = kind == 'built-in'
+            label = f'`{name}` float twin' if not hw else f'`{name}` ({LABELS.get(name, "built-in")})'
+            lines.append('| ' + ' | '.join([
+                label, f"{100 * acc['mean']:.2f}% +- {100 * acc['spread']:.2f}",
+                ', '.join(f"{100 * m['accuracy']:.2f}" for m in mine),
+                f"{100 * (acc['mean'] - s['float']['mean']):+.2f}" if hw else '', f"{r['stored_bits']:,}",
+                f"{r['x_smaller_than_float32']:.1f}", str(r['multipliers']) if hw else '',
+                f"{r['interval']:,} / {r['latency']:,}" if hw else '', ('fits' if r['fits'] else 'does not fit') if hw else '']) + ' |')
+    return '\n'.join(lines)
+
+
+def plot(rows, summ, path: Path) -> None:
     import matplotlib
 
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, color in zip(MODELS, ('tab:blue', 'tab:orange')):
-        pair = [r for r in rows if r['builtin'] == name]
-        if not pair:
-            continue
-        ax.plot([r['stored_bits'] / 8192 for r in pair], [100 * r['accuracy'] for r in pair], 'o--', color=color, label=name)
-        for r in pair:
-            ax.annotate(r['kind'], (r['stored_bits'] / 8192, 100 * r['accuracy']), textcoords='offset points', xytext=(5, 4),
-                        fontsize=8)
+    n_seeds = len({r['seed'] for r in rows})
+    for (name, s), color in zip(summ.items(), ('tab:blue', 'tab:orange', 'tab:green', 'tab:red')):
+        pts = []
+        for kind, key in (('float', 'float'), ('built-in', 'builtin')):
+            r = next(r for r in rows if r['builtin'] == name and r['kind'] == kind)
+            pts.append((r['stored_bits'] / 8192, 100 * s[key]['mean'], 100 * s[key]['spread'], kind))
+        ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], fmt='o--', capsize=4, color=color,
+                    label=name)
+        for x, y, _, kind in pts:
+            ax.annotate(kind, (x, y), textcoords='offset points', xytext=(5, 4), fontsize=8)
     ax.set_xscale('log')
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.set_xlabel('stored memory (index and biases included), KiB, log scale')
-    ax.set_ylabel('test accuracy, % (built-in: the hardware\'s)')
+    ax.set_ylabel('test accuracy, % (mean +- sd)')
     ax.grid(True, which='both', alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title('Built-in CNNs (CGS, 4-bit) vs the same networks dense in float32', fontsize=10)
+    ax.set_title(f"Built-ins (the hardware's accuracy) vs the same networks dense in float32, {n_seeds} seed(s)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
 def main() -> None:
-    from flow.config import FlowConfig
-    from keras_models import get
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--models', default=','.join(MODELS))
     ap.add_argument('--builds', type=Path, default=ROOT / 'bench' / 'work' / 'builtin_cnns',
-                    help='one build folder per model under it (a finished one is read, not redone)')
-    ap.add_argument('--seed', type=int, default=0)
+                    help='seed<s>/<model> build folders and their rows under it (a finished one is read, not redone)')
+    ap.add_argument('--seeds', type=int, default=3, help='seeds 0 .. N-1')
     args = ap.parse_args()
     t_start = time.perf_counter()
-    rows = []
-    for name in args.models.split(','):
-        cfg = FlowConfig.load(None, model=name, seed=args.seed)
-        data, in_t = builtin_data(cfg, get(name).build(cfg.seed, **cfg.model_params))
-        rows.append(run_float(name, cfg, data))
-        rows.append(run_builtin(name, cfg, args.builds / name, data, in_t))
-        rows[-1]['n_test'] = rows[-2]['n_test'] = len(data.y_test)
+    rows = [r for seed in range(args.seeds) for name in args.models.split(',') for r in one_seed(name, seed, args.builds)]
+    summ = summary(rows)
 
-    t = Table(title=f'Built-in CNNs vs the same networks dense in float (seed {args.seed}; estimate: io_stream, '
-                    "the built-ins' ReuseFactors)")
-    for c in ('model', 'test accuracy', 'vs float (points)', 'test samples', 'stored bits', 'x smaller than float32',
+    t = Table(title=f'Built-ins vs the same networks dense in float (mean +- sd over {args.seeds} seed(s); estimate: '
+                    "io_stream, the built-ins' ReuseFactors)")
+    for c in ('model', 'test accuracy', 'per seed', 'vs float (points)', 'test samples', 'stored bits', 'x smaller than float32',
               'multipliers (DSPs)', 'interval (cycles)', 'latency (cycles)', 'fits'):
         t.add_column(c, justify='right')
-    for r in rows:
-        base = next(b for b in rows if b['builtin'] == r['builtin'] and b['kind'] == 'float')
-        r['x_smaller_than_float32'] = base['stored_bits'] / r['stored_bits']
-        hw = r['kind'] == 'built-in'
-        t.add_row(r['model'], f"{100 * r['accuracy']:.2f}%",
-                  f"{100 * (r['accuracy'] - base['accuracy']):+.2f}" if hw else '', str(r['n_test']),
-                  f"{r['stored_bits']:,}", f"{r['x_smaller_than_float32']:.1f}",
-                  f"{r['multipliers']} / {r['dsp']['available']}" if hw else '-', str(r['interval']) if hw else '-',
-                  str(r['latency']) if hw else '-', (f"{r['board']}: " + ('fits' if r['fits'] else 'does not fit')) if hw else '-')
+    for name, s in summ.items():
+        for kind, key in (('float', 'float'), ('built-in', 'builtin')):
+            mine = sorted((r for r in rows if r['builtin'] == name and r['kind'] == kind), key=lambda r: r['seed'])
+            r, acc, hw = mine[0], s[key], kind == 'built-in'
+            t.add_row(r['model'], f"{100 * acc['mean']:.2f}% +- {100 * acc['spread']:.2f}",
+                      ', '.join(f"{100 * m['accuracy']:.2f}" for m in mine),
+                      f"{100 * (acc['mean'] - s['float']['mean']):+.2f}" if hw else '', str(r['n_test']),
+                      f"{r['stored_bits']:,}", f"{r['x_smaller_than_float32']:.1f}",
+                      f"{r['multipliers']} / {r['dsp']['available']}" if hw else '-', str(r['interval']) if hw else '-',
+                      str(r['latency']) if hw else '-', (f"{r['board']}: " + ('fits' if r['fits'] else 'does not fit')) if hw else '-')
     print_table(t, console)
     console.print('Built-in accuracy is the hardware\'s (integer reference = C simulation = board, equal to QKeras code '
                   'for code on every test sample); the float twins are not deployable as they are.', soft_wrap=True)
@@ -173,10 +237,15 @@ def main() -> None:
     results = ROOT / 'bench' / 'results'
     results.mkdir(parents=True, exist_ok=True)
     total = time.perf_counter() - t_start
-    (results / 'builtin_cnns.json').write_text(json.dumps({'args': {k: str(v) for k, v in vars(args).items()}, 'rows': rows,
-                                                           'seconds': total}, indent=1))
-    plot(rows, results / 'builtin_cnns.png')
-    console.print(f'wrote {results / "builtin_cnns"}.json and .png ({total:.0f} s)')
+    # other built-ins than the two CNNs (any built-in with a float twin: --models keywords_hcgs_lstm) write their own files
+    name = 'builtin_cnns' if args.models == ','.join(MODELS) else 'builtins_' + args.models.replace(',', '_')
+    (results / f'{name}.json').write_text(json.dumps(
+        {'args': {k: str(v) for k, v in vars(args).items()}, 'seeds': list(range(args.seeds)),
+         'spread': 'sample standard deviation over the seeds (ddof 1)', 'summary': summ, 'rows': rows, 'seconds': total},
+        indent=1))
+    (results / f'{name}.md').write_text(markdown(rows, summ) + '\n')
+    plot(rows, summ, results / f'{name}.png')
+    console.print(f'wrote {results / name}.json, .md and .png ({total:.0f} s)')
 
 
 if __name__ == '__main__':

@@ -9,9 +9,10 @@ integer reference (what the C simulation and the board compute, bit for bit) on 
 Memory: every stored bit of the LSTM and head (weights, the index per level, biases).
 
   --units 128 --epochs 20 --seeds 3 --ratios 1,4,8,16 --bits 3,6   (--quick: 4 epochs, 1x/16x, 3-bit, one seed)
-Writes bench/results/hcgs_lstm.{json,md,png}: per model the accuracy's mean and sample standard
+Writes bench/results/hcgs_lstm.{json,md,png} (other settings than these: hcgs_lstm_<setting><value>...,
+e.g. hcgs_lstm_units64_ratios16_bits6): per model the accuracy's mean and sample standard
 deviation over the seeds (bench/seeds.py; seed s: the data split, the masks and the initial
-weights). Each finished seed is kept in bench/work/hcgs_lstm/ and reused by a rerun with the same
+weights). Each finished seed is kept in bench/work/<that name>/ and reused by a rerun with the same
 settings, so an interrupted run resumes.
 """
 
@@ -125,6 +126,16 @@ def plot(rows, path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def variant_name(ap, args) -> str:
+    """The results' name: hcgs_lstm for the default settings (or hcgs_lstm_quick), else the settings that
+    differ appended (hcgs_lstm_units64_ratios16_bits6), so a variant never replaces the main results."""
+    if args.quick:
+        return 'hcgs_lstm_quick'
+    changed = [f'{k}{str(v).replace(",", "-")}' for k, v in vars(args).items()
+               if k not in ('seeds', 'quick') and v != ap.get_default(k)]
+    return '_'.join(['hcgs_lstm', *changed])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--units', type=int, default=128)
@@ -136,6 +147,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.epochs, args.ratios, args.bits, args.seeds = 4, '1,16', '3', 1
+    args.name = variant_name(ap, args)
     ratios = [int(r) for r in args.ratios.split(',')]
     bad = [r for r in ratios if r not in RATIOS]
     if bad:
@@ -161,7 +173,7 @@ def main() -> None:
     print_table(t, console)
     results = ROOT / 'bench' / 'results'
     results.mkdir(parents=True, exist_ok=True)
-    name = 'hcgs_lstm_quick' if args.quick else 'hcgs_lstm'
+    name = args.name
     (results / f'{name}.json').write_text(json.dumps(
         {**summary, 'seeds': list(range(args.seeds)), 'spread': 'sample standard deviation over the seeds (ddof 1)',
          'args': vars(args), 'rows': rows}, indent=1))
@@ -178,8 +190,8 @@ def one_seed(args, ratios: list[int], seed: int) -> list[dict]:
     from flow.data.datasets import load, on_grid
     from flow.runtime.fixed import FixedType
 
-    key = {k: v for k, v in vars(args).items() if k not in ('seeds', 'quick')}
-    cache = ROOT / 'bench' / 'work' / 'hcgs_lstm' / f'seed{seed}.json'
+    key = {k: v for k, v in vars(args).items() if k not in ('seeds', 'quick', 'name')}
+    cache = ROOT / 'bench' / 'work' / args.name / f'seed{seed}.json'
     if cache.exists() and (kept := json.loads(cache.read_text()))['settings'] == key:
         console.print(f'seed {seed}: reusing {cache.relative_to(ROOT)}')
         return kept['rows']

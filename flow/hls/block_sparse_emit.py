@@ -64,7 +64,7 @@ def emit_kernel(sched: Schedule, name: str, what: str = '') -> str:
     running, timed = eng.running(), eng.timed_outputs()
     c += [f'    acc_t acc{o} = (acc_t)biases[{o}];' for o in range(n_out) if o not in timed]
     if timed:
-        c.append('    // time-multiplexed outputs: one running sum per multiplier, a hold per output computed in several runs')
+        c.append('    // time-multiplexed outputs: one running sum per multiplier, a hold per output whose partial sum waits for its next run')
         c += [f'    acc_t r{m} = 0;' for m in running] + [f'    acc_t h{o} = 0;' for o in eng.held()]
     c += ['', 'ReuseLoop:', f'    for (unsigned t = 0; t < {rf}; t++) {{', '        #pragma HLS PIPELINE II=1 rewind']
     c += _cycle(eng, lambda o: f'acc{o}', '        ')

@@ -33,7 +33,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from flow.infra import quiet  # noqa: E402,F401  (TensorFlow log silencing)
+from flow.infra.quiet import quiet_python  # noqa: E402
 from flow.infra.progress import print_table  # noqa: E402
 
 console = Console()
@@ -148,6 +148,7 @@ def main() -> None:
     if args.quick:
         args.epochs, args.ratios, args.bits, args.seeds = 4, '1,16', '3', 1
     args.name = variant_name(ap, args)
+    quiet_python()  # TensorFlow's and Keras' warnings hidden as in the flow (saving a QLSTM warns about its quantizers)
     ratios = [int(r) for r in args.ratios.split(',')]
     bad = [r for r in ratios if r not in RATIOS]
     if bad:

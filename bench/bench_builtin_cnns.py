@@ -11,8 +11,9 @@ grid). Per model:
   QKeras' code for code; the verify step's C simulation == reference on its golden vectors is required;
 - memory: every stored bit (the flow's footprint: kept weights, channel index, biases) against the
   float twin's float32 parameters;
-- estimate (the flow's estimate step, io_stream, the built-in's ReuseFactors, PYNQ-Z2): multipliers
-  (DSPs), interval and latency in cycles per sample, the board verdict.
+- estimate (the flow's estimate step, the built-in's io type and ReuseFactors, PYNQ-Z2): DSPs (the
+  LSTM's cell and hidden products too, beside its MAC's multipliers), interval and latency in cycles
+  per sample (io_parallel: the interval is the latency plus the transfer), the board verdict.
 
   --models keywords_dscnn,fashion_resnet --seeds 3 --builds bench/work/builtin_cnns
   (--models takes any built-in whose layers have a float twin, e.g. keywords_hcgs_lstm: its files are
@@ -157,7 +158,7 @@ def markdown(rows: list[dict], summ: dict) -> str:
     """The README's table: per model its float twin and the built-in, mean +- sd over the seeds; the
     memory and the estimate are the same in every seed (the masks keep the same number of blocks)."""
     head = ['model', 'test accuracy (mean +- sd)', 'per seed', 'vs float (points)', 'stored bits', 'x smaller than float32',
-            'multipliers (PYNQ-Z2: 220 DSPs)', 'interval / latency (cycles)', 'PYNQ-Z2']
+            'DSPs (PYNQ-Z2: 220)', 'interval / latency (cycles)', 'PYNQ-Z2']
     lines = ['| ' + ' | '.join(head) + ' |', '|---|' + '---:|' * (len(head) - 2) + '---|']
     for name, s in summ.items():
         for kind, key in (('float', 'float'), ('built-in', 'builtin')):
@@ -169,7 +170,7 @@ def markdown(rows: list[dict], summ: dict) -> str:
                 label, f"{100 * acc['mean']:.2f}% +- {100 * acc['spread']:.2f}",
                 ', '.join(f"{100 * m['accuracy']:.2f}" for m in mine),
                 f"{100 * (acc['mean'] - s['float']['mean']):+.2f}" if hw else '', f"{r['stored_bits']:,}",
-                f"{r['x_smaller_than_float32']:.1f}", str(r['multipliers']) if hw else '',
+                f"{r['x_smaller_than_float32']:.1f}", str(r['dsp']['used']) if hw else '',
                 f"{r['interval']:,} / {r['latency']:,}" if hw else '', ('fits' if r['fits'] else 'does not fit') if hw else '']) + ' |')
     return '\n'.join(lines)
 
@@ -218,7 +219,7 @@ def main() -> None:
     t = Table(title=f'Built-ins vs the same networks dense in float (mean +- sd over {args.seeds} seed(s); estimate: '
                     "io_stream, the built-ins' ReuseFactors)")
     for c in ('model', 'test accuracy', 'per seed', 'vs float (points)', 'test samples', 'stored bits', 'x smaller than float32',
-              'multipliers (DSPs)', 'interval (cycles)', 'latency (cycles)', 'fits'):
+              'DSPs', 'interval (cycles)', 'latency (cycles)', 'fits'):
         t.add_column(c, justify='right')
     for name, s in summ.items():
         for kind, key in (('float', 'float'), ('built-in', 'builtin')):
@@ -228,7 +229,7 @@ def main() -> None:
                       ', '.join(f"{100 * m['accuracy']:.2f}" for m in mine),
                       f"{100 * (acc['mean'] - s['float']['mean']):+.2f}" if hw else '', str(r['n_test']),
                       f"{r['stored_bits']:,}", f"{r['x_smaller_than_float32']:.1f}",
-                      f"{r['multipliers']} / {r['dsp']['available']}" if hw else '-', str(r['interval']) if hw else '-',
+                      f"{r['dsp']['used']} / {r['dsp']['available']}" if hw else '-', str(r['interval']) if hw else '-',
                       str(r['latency']) if hw else '-', (f"{r['board']}: " + ('fits' if r['fits'] else 'does not fit')) if hw else '-')
     print_table(t, console)
     console.print('Built-in accuracy is the hardware\'s (integer reference = C simulation = board, equal to QKeras code '

@@ -154,24 +154,30 @@ def summary(rows: list[dict]) -> dict:
     return out
 
 
+def entries(rows: list[dict], summ: dict):
+    """Per model, its float twin then the built-in: (name, built-in?, its rows by seed, accuracy summary,
+    points vs float or None), what the table, the README's table and the plot show."""
+    for name, s in summ.items():
+        for kind, key in (('float', 'float'), ('built-in', 'builtin')):
+            mine = sorted((r for r in rows if r['builtin'] == name and r['kind'] == kind), key=lambda r: r['seed'])
+            hw = kind == 'built-in'
+            yield name, hw, mine, s[key], 100 * (s[key]['mean'] - s['float']['mean']) if hw else None
+
+
 def markdown(rows: list[dict], summ: dict) -> str:
     """The README's table: per model its float twin and the built-in, mean +- sd over the seeds; the
     memory and the estimate are the same in every seed (the masks keep the same number of blocks)."""
     head = ['model', 'test accuracy (mean +- sd)', 'per seed', 'vs float (points)', 'stored bits', 'x smaller than float32',
             'DSPs (PYNQ-Z2: 220)', 'interval / latency (cycles)', 'PYNQ-Z2']
     lines = ['| ' + ' | '.join(head) + ' |', '|---|' + '---:|' * (len(head) - 2) + '---|']
-    for name, s in summ.items():
-        for kind, key in (('float', 'float'), ('built-in', 'builtin')):
-            mine = sorted((r for r in rows if r['builtin'] == name and r['kind'] == kind), key=lambda r: r['seed'])
-            r, acc = mine[0], s[key]
-            hw = kind == 'built-in'
-            label = f'`{name}` float twin' if not hw else f'`{name}` ({LABELS.get(name, "built-in")})'
-            lines.append('| ' + ' | '.join([
-                label, f"{100 * acc['mean']:.2f}% +- {100 * acc['spread']:.2f}",
-                ', '.join(f"{100 * m['accuracy']:.2f}" for m in mine),
-                f"{100 * (acc['mean'] - s['float']['mean']):+.2f}" if hw else '', f"{r['stored_bits']:,}",
-                f"{r['x_smaller_than_float32']:.1f}", str(r['dsp']['used']) if hw else '',
-                f"{r['interval']:,} / {r['latency']:,}" if hw else '', ('fits' if r['fits'] else 'does not fit') if hw else '']) + ' |')
+    for name, hw, mine, acc, gap in entries(rows, summ):
+        r = mine[0]
+        label = f'`{name}` float twin' if not hw else f'`{name}` ({LABELS.get(name, "built-in")})'
+        lines.append('| ' + ' | '.join([
+            label, f"{100 * acc['mean']:.2f}% +- {100 * acc['spread']:.2f}", ', '.join(f"{100 * m['accuracy']:.2f}" for m in mine),
+            f'{gap:+.2f}' if hw else '', f"{r['stored_bits']:,}", f"{r['x_smaller_than_float32']:.1f}",
+            str(r['dsp']['used']) if hw else '', f"{r['interval']:,} / {r['latency']:,}" if hw else '',
+            ('fits' if r['fits'] else 'does not fit') if hw else '']) + ' |')
     return '\n'.join(lines)
 
 
@@ -184,11 +190,11 @@ def plot(rows, summ, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     n_seeds = len({r['seed'] for r in rows})
-    for (name, s), color in zip(summ.items(), ('tab:blue', 'tab:orange', 'tab:green', 'tab:red')):
-        pts = []
-        for kind, key in (('float', 'float'), ('built-in', 'builtin')):
-            r = next(r for r in rows if r['builtin'] == name and r['kind'] == kind)
-            pts.append((r['stored_bits'] / 8192, 100 * s[key]['mean'], 100 * s[key]['spread'], kind))
+    pts: dict[str, list] = {}
+    for name, hw, mine, acc, _ in entries(rows, summ):
+        pts.setdefault(name, []).append((mine[0]['stored_bits'] / 8192, 100 * acc['mean'], 100 * acc['spread'],
+                                         'built-in' if hw else 'float'))
+    for (name, pts), color in zip(pts.items(), ('tab:blue', 'tab:orange', 'tab:green', 'tab:red')):
         ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], fmt='o--', capsize=4, color=color,
                     label=name)
         for x, y, _, kind in pts:
@@ -217,20 +223,16 @@ def main() -> None:
     summ = summary(rows)
 
     t = Table(title=f'Built-ins vs the same networks dense in float (mean +- sd over {args.seeds} seed(s); estimate: '
-                    "io_stream, the built-ins' ReuseFactors)")
+                    "the built-ins' io types and ReuseFactors)")
     for c in ('model', 'test accuracy', 'per seed', 'vs float (points)', 'test samples', 'stored bits', 'x smaller than float32',
               'DSPs', 'interval (cycles)', 'latency (cycles)', 'fits'):
         t.add_column(c, justify='right')
-    for name, s in summ.items():
-        for kind, key in (('float', 'float'), ('built-in', 'builtin')):
-            mine = sorted((r for r in rows if r['builtin'] == name and r['kind'] == kind), key=lambda r: r['seed'])
-            r, acc, hw = mine[0], s[key], kind == 'built-in'
-            t.add_row(r['model'], f"{100 * acc['mean']:.2f}% +- {100 * acc['spread']:.2f}",
-                      ', '.join(f"{100 * m['accuracy']:.2f}" for m in mine),
-                      f"{100 * (acc['mean'] - s['float']['mean']):+.2f}" if hw else '', str(r['n_test']),
-                      f"{r['stored_bits']:,}", f"{r['x_smaller_than_float32']:.1f}",
-                      f"{r['dsp']['used']} / {r['dsp']['available']}" if hw else '-', str(r['interval']) if hw else '-',
-                      str(r['latency']) if hw else '-', (f"{r['board']}: " + ('fits' if r['fits'] else 'does not fit')) if hw else '-')
+    for name, hw, mine, acc, gap in entries(rows, summ):
+        r = mine[0]
+        t.add_row(r['model'], f"{100 * acc['mean']:.2f}% +- {100 * acc['spread']:.2f}", ', '.join(f"{100 * m['accuracy']:.2f}" for m in mine),
+                  f'{gap:+.2f}' if hw else '', str(r['n_test']), f"{r['stored_bits']:,}", f"{r['x_smaller_than_float32']:.1f}",
+                  f"{r['dsp']['used']} / {r['dsp']['available']}" if hw else '-', str(r['interval']) if hw else '-',
+                  str(r['latency']) if hw else '-', (f"{r['board']}: " + ('fits' if r['fits'] else 'does not fit')) if hw else '-')
     print_table(t, console)
     console.print('Built-in accuracy is the hardware\'s (integer reference = C simulation = board, equal to QKeras code '
                   'for code on every test sample); the float twins are not deployable as they are.', soft_wrap=True)

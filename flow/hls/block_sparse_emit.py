@@ -98,11 +98,9 @@ def _cycle(eng, acc, indent: str) -> list[str]:
             src = f'(acc_t)biases[{o}]' if how == 'bias' else '{}{}'.format(*eng.handoff_source(o, lo))
             c.append(f'{indent}case {lo}: s{m} = {src}; break;')
         c += [f'{indent}default: s{m} = r{m}; break;', f'{indent}}}']
-    for o, hs in eng.handoffs().items():  # a partial sum read later than the cycle after its run: kept in a hold
-        held = [(hi, m) for hi, m, h in hs if h]
-        if held:
-            c += [f'{indent}switch (t) {{'] + [f'{indent}case {hi + 1}: h{o} = r{m}; break;' for hi, m in held]
-            c += [f'{indent}default: break;', f'{indent}}}']
+    for o, latches in eng.hold_latches().items():  # a partial sum read later than the cycle after its run: kept in a hold
+        c += [f'{indent}switch (t) {{'] + [f'{indent}case {t}: h{o} = r{m}; break;' for t, m in latches]
+        c += [f'{indent}default: break;', f'{indent}}}']
     c += [f'{indent}r{m} = acc_t(s{m} + p{m});' for m in eng.running()]
     # each multiplier's running sum cast once, written to the output its run finishes
     for m, ws in eng.writes().items():

@@ -216,11 +216,9 @@ def engine_verilog(sched: Schedule, layer: BlockSparseDense, in_t: FixedType, to
         v += [f"    default: s{m} = {a}'d0;", 'endcase', f'wire load{m} = {load};',
               f'wire [{a - 1}:0] n{m} = (load{m} ? s{m} : r{m}) + q{m};',
               f'always @(posedge clk) if (v1) r{m} <= n{m};', f'wire [{wy - 1}:0] c{m} = cast_out(r{m});']
-    for o, hs in eng.handoffs().items():  # a partial sum read later than the cycle after its run: kept in a hold
-        held = [(hi, m) for hi, m, h in hs if h]
-        if held:
-            v += ['always @(posedge clk) if (v1) case (cnt1)'] + [f'    {hi + 1}: h{o} <= r{m};' for hi, m in held]
-            v += ['    default: ;', 'endcase']
+    for o, latches in eng.hold_latches().items():  # a partial sum read later than the cycle after its run: kept in a hold
+        v += ['always @(posedge clk) if (v1) case (cnt1)'] + [f'    {t}: h{o} <= r{m};' for t, m in latches]
+        v += ['    default: ;', 'endcase']
 
     # stage 3: the output cast
     v.append('always @(posedge clk) if (v2) begin')

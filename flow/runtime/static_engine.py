@@ -34,6 +34,7 @@ Nothing here indexes an array with a table: the emitters write the case tables a
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -163,15 +164,29 @@ class StaticEngine:
                 out[o] = tuple((r.hi, r.m, nxt.lo > r.hi + 1) for r, nxt in zip(runs, runs[1:]))
         return out
 
+    def hold_latches(self) -> dict[int, tuple[tuple[int, int], ...]]:
+        """Output -> (cycle, m) for each partial sum that waits for its next run: latched into the
+        output's hold from multiplier m's running sum in that cycle (the one after its run, hi + 1)."""
+        out = {o: tuple((hi + 1, m) for hi, m, held in hs if held) for o, hs in self.handoffs().items()}
+        return {o: latches for o, latches in out.items() if latches}
+
     def held(self) -> tuple[int, ...]:
         """The outputs that need a hold register (a partial sum waits at least a cycle for its next run)."""
-        return tuple(o for o, hs in self.handoffs().items() if any(h for _, _, h in hs))
+        return tuple(self.hold_latches())
 
     def handoff_source(self, o: int, lo: int) -> tuple[str, int]:
         """Where output ``o``'s run starting at ``lo`` (not its first) restarts from: ('h', o), the
         output's hold, or ('r', m), multiplier m's running sum, where its previous run ended at lo - 1."""
-        hi, m, held = max((h for h in self.handoffs()[o] if h[0] < lo), key=lambda h: h[0])
-        return ('h', o) if held else ('r', m)
+        return self._handoff_sources[o, lo]
+
+    @functools.cached_property
+    def _handoff_sources(self) -> dict[tuple[int, int], tuple[str, int]]:
+        """(output, first cycle of one of its runs but the first) -> handoff_source, built once."""
+        out = {}
+        for o, runs in self.timed_outputs().items():
+            for prev, nxt in zip(runs, runs[1:]):
+                out[o, nxt.lo] = ('h', o) if nxt.lo > prev.hi + 1 else ('r', prev.m)
+        return out
 
     def writes(self) -> dict[int, tuple[tuple[int, int], ...]]:
         """Multiplier -> (hi, o) of the outputs it finishes: the cycle after which its running sum is output o."""

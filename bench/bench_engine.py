@@ -13,7 +13,8 @@ them the schedule's own LUT/FF estimate (``Schedule.logic_estimate``) and how fa
 The engines' exactness is the subject of tests/test_engine.py and of the rtl step (golden vectors);
 here only resources are measured. 4-bit weights, 8-bit inputs, 8x8 blocks unless told otherwise.
 Prints a table, writes bench/results/engine.json (rows of earlier runs at other points kept: a grid
-can be measured in parts) and bench/results/engine.png.
+can be measured in parts) and bench/results/engine.png; with another mask than ``cgs``,
+engine_<mask>.json/.png, so a variant never replaces the main results.
 
   --quick                    128x128 at 75%, RF 16 and 64 (about 10 min on 2 cores)
   --sizes 784x256,256x256 --drops 0.5,0.75,0.875 --rfs 16,32,64,128,256   (the full grid: hours)
@@ -81,21 +82,23 @@ def main() -> None:
     ap.add_argument('--organisations', default=','.join(ORGANISATIONS))
     ap.add_argument('--family', default='xc7')
     ap.add_argument('--work', default=str(ROOT / 'bench' / 'work' / 'engine'))
-    ap.add_argument('--replot', action='store_true', help='only print the table and redraw engine.png from bench/results/engine.json')
+    ap.add_argument('--replot', action='store_true', help='only print the table and redraw the plot from the JSON results')
     args = ap.parse_args()
     results = ROOT / 'bench' / 'results'
+    stem = 'engine' if args.mask == 'cgs' else f'engine_{args.mask}'
+    json_path, png_path = results / f'{stem}.json', results / f'{stem}.png'
     if args.replot:
-        out = json.loads((results / 'engine.json').read_text())
+        out = json.loads(json_path.read_text())
         report(out)
-        (results / 'engine.json').write_text(json.dumps(out, indent=1))
-        plot(out['rows'], results / 'engine.png')
+        json_path.write_text(json.dumps(out, indent=1))
+        plot(out['rows'], png_path, out['mask'])
         return
     if args.quick:
         args.sizes, args.drops, args.rfs = '128x128', '0.75', '16,64'
     sizes, block = pairs(args.sizes), pairs(args.block)[0]
     drops, rfs = [float(d) for d in args.drops.split(',')], [int(r) for r in args.rfs.split(',')]
     orgs = args.organisations.split(',')
-    work = Path(args.work)
+    work = Path(args.work) if args.mask == 'cgs' else Path(args.work) / args.mask
     rng = np.random.default_rng(0)
 
     designs, tasks = {}, {}  # name -> (size, drop or None for dense, rf, organisation, schedule, layer)
@@ -147,10 +150,10 @@ def main() -> None:
            'output': OUT_T.hls(), 'rows': rows}
     report(out)
     results.mkdir(parents=True, exist_ok=True)
-    out['rows'] = merged(results / 'engine.json', out)
-    (results / 'engine.json').write_text(json.dumps(out, indent=1))
-    plot(out['rows'], results / 'engine.png')  # every point measured so far, not only this run's
-    console.print(f'wrote {results / "engine.json"} and {results / "engine.png"}')
+    out['rows'] = merged(json_path, out)
+    json_path.write_text(json.dumps(out, indent=1))
+    plot(out['rows'], png_path, out['mask'])  # every point measured so far, not only this run's
+    console.print(f'wrote {json_path} and {png_path}')
 
 
 def merged(path: Path, out: dict) -> list:
@@ -205,7 +208,7 @@ def report(out: dict) -> None:
                   'n_out x output bits of FF), which every engine of the layer has whatever its density.')
 
 
-def plot(rows: list, path: Path) -> None:
+def plot(rows: list, path: Path, mask: str) -> None:
     import matplotlib
 
     matplotlib.use('Agg')
@@ -226,7 +229,7 @@ def plot(rows: list, path: Path) -> None:
         ax.set_ylabel('LUT+FF / density limit')
         ax.set_title(f'{size[0]}x{size[1]}')
         ax.legend(fontsize=8)
-    fig.suptitle(f'Sparse engine LUT+FF / (density x dense engine); 1.0 = scales with density, {TARGET} = target', fontsize=10)
+    fig.suptitle(f'Sparse engine ({mask} masks) LUT+FF / (density x dense engine); 1.0 = scales with density, {TARGET} = target', fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -115,9 +115,11 @@ class Schedule:
         6-input-LUT fabric, not fitted to measurements (bench/bench_engine.py reports how far off):
         a LUT is a 4:1 multiplexer bit, 64 ROM bits, one adder bit; a product goes to a DSP
         (its register inside) unless ``dsp`` is false; per cast a rounding adder and a saturating
-        compare. An output with an accumulator of its own costs one adder bit per source and a cast;
+        compare. An output with an accumulator of its own costs one adder bit per source, a cast and,
+        unless it is a DSP's accumulator all the same (``dsp_accumulated``: one ungated source), its register;
         the time-multiplexed outputs cost, per running sum, a restart multiplexer (its starts plus
-        itself), one cast and, without DSPs, its register (else it is the DSP's accumulator), and per
+        itself), one cast and, without DSPs or where its product has another user (``fabric_sums``), its
+        register and adder (else it is the DSP's accumulator), and per
         output whose partial sum waits for its next run a hold register.
         ``layer`` gives the weight, accumulator and output widths, ``in_type`` the input's."""
         from .static_engine import counter_bits, static_engine  # the structure both emitters build from this schedule
@@ -130,12 +132,14 @@ class Schedule:
         srcs = [gate for s in eng.shared().values() for _, gate in s]
         adder_luts = acc * len(srcs) + sum(g.ranges is not None for g in srcs)  # the gate folds into the adder's LUT
         # a running sum: the choice of restart or sum and the restart values (a case of the cycle) in LUTs; its
-        # register is the DSP's accumulator (P)
-        adder_luts += sum(acc * (1 + math.ceil(len(starts) / 3)) for starts in running.values())
+        # register and adder are the DSP's accumulator (P), unless its product has another user
+        adder_luts += sum(acc * (1 + math.ceil(len(starts) / 3)) for starts in running.values()) + acc * (len(eng.fabric_sums()) if dsp else len(running))
         casts = self.n_out - len(timed) + len(eng.writes())
         cast_luts = casts * (acc + wy)
         cw = counter_bits(self.rf)
-        ff = (self.n_in * wx + (self.n_out - len(timed) + (0 if dsp else len(running)) + len(eng.held())) * acc + self.n_out * wy
+        own = self.n_out - len(timed)  # outputs with an accumulator of their own
+        fabric = own - len(eng.dsp_accumulated()) + len(eng.fabric_sums()) if dsp else own + len(running)  # sums in the fabric
+        ff = (self.n_in * wx + (fabric + len(eng.held())) * acc + self.n_out * wy
               + (3 if timed else 2) * cw + (0 if dsp else self.n_mult * (wx + ww)))
         return {'lut': rom_luts + mux_luts + adder_luts + cast_luts, 'ff': ff,
                 'parts': {'rom': rom_luts, 'mux': mux_luts, 'adders': adder_luts, 'cast': cast_luts}}

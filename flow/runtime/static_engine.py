@@ -143,6 +143,18 @@ class StaticEngine:
         timed = self.timed_outputs()
         return {o: s for o, s in self.sources.items() if o not in timed}
 
+    def dsp_accumulated(self) -> tuple[int, ...]:
+        """The outputs among ``shared`` whose accumulator is a DSP48's accumulator all the same: one
+        multiplier writes them in every cycle it works and no other output, so its product has no
+        other user and synthesis packs the sum and its register into that DSP (as a running sum)."""
+        return tuple(o for o, s in self.shared().items() if len(s) == 1 and s[0][1].ranges is None)
+
+    def fabric_sums(self) -> tuple[int, ...]:
+        """The running sums synthesis cannot pack into their DSP: their multiplier also writes an output
+        that keeps an accumulator of its own, so its product has two users (``time_multiplexed`` weighs it)."""
+        shared = {m for s in self.shared().values() for m, _ in s}
+        return tuple(m for m in self.running() if m in shared)
+
     def running(self) -> dict[int, tuple[tuple[int, str, int], ...]]:
         """Multiplier -> the starts of its runs in cycle order: (lo, 'bias' or 'hold', output). Its
         running accumulator restarts there (from the bias, or from the partial sum the output's previous
@@ -298,26 +310,28 @@ def _static_engine(sched: Schedule) -> StaticEngine:
             selects[seq] = len(sel_list)
             sel_list.append(_select(sched.inputs[m], nonzero[sharing].any(axis=0) & (sched.inputs[m] >= 0)))
         multipliers.append(Multiplier(m, selects[seq], tuple(np.asarray(sched.weights[m]).tolist())))
-    sources: dict[int, list] = {}
+    found: dict[int, list] = {}
     for m in live:
         for o in np.unique(sched.outputs[m][nonzero[m]]):
-            sources.setdefault(int(o), []).append((m, _gate(sched.outputs[m] == o, nonzero[m])))
-    return StaticEngine(rf, sched.n_in, sched.n_out, sched.n_mult, tuple(sel_list), tuple(multipliers),
-                        {o: tuple(s) for o, s in sorted(sources.items())},
-                        time_multiplexed(sched.outputs, nonzero, live) if sched.may_time_multiplex else (),
+            found.setdefault(int(o), []).append((m, _gate(sched.outputs[m] == o, nonzero[m])))
+    sources = {o: tuple(s) for o, s in sorted(found.items())}
+    return StaticEngine(rf, sched.n_in, sched.n_out, sched.n_mult, tuple(sel_list), tuple(multipliers), sources,
+                        time_multiplexed(sched.outputs, nonzero, live, sources) if sched.may_time_multiplex else (),
                         _group(sel_list, rf))
 
 
-def time_multiplexed(outputs: np.ndarray, nonzero: np.ndarray, live: list[int]) -> tuple[Run, ...]:
+def time_multiplexed(outputs: np.ndarray, nonzero: np.ndarray, live: list[int], sources: dict) -> tuple[Run, ...]:
     """The accumulator organisation the schedule allows. A multiplier's runs are the maximal stretches
     of its non-zero products that go to one output. An output whose runs (over all multipliers) are
     disjoint in time needs no accumulator of its own: each multiplier keeps one running sum, started
     from the output's bias (first run) or the partial sum held from its previous run, and its last
     run's sum is cast once and written at that constant cycle. An output whose runs overlap (lanes
-    computing it at once) keeps its own accumulator of gated products. Of the three choices (no output
-    timed, every disjoint one, those computed in one run) the one with the fewest accumulator-wide
-    registers and casts is taken, no output timed on a tie: time-multiplexing pays only where
-    multipliers work through several outputs."""
+    computing it at once) keeps its own accumulator of gated products (``sources``). Of the three
+    choices (no output timed, every disjoint one, those computed in one run) the one with the fewest
+    accumulator-wide registers, adders and casts outside the DSPs is taken, no output timed on a tie.
+    A running sum is its DSP's accumulator when its multiplier writes only timed outputs, an
+    accumulator of its own when one ungated multiplier writes it (``StaticEngine.dsp_accumulated``):
+    else the product has another user, and the sum, its register and its adders are fabric."""
     runs: list[Run] = []
     for m in live:
         cycles = np.flatnonzero(nonzero[m])
@@ -327,15 +341,23 @@ def time_multiplexed(outputs: np.ndarray, nonzero: np.ndarray, live: list[int]) 
                 runs.append(Run(m, int(outputs[m, cycles[start]]), int(cycles[start]), int(cycles[k - 1])))
                 start = k
     by_out: dict[int, list[Run]] = {}
+    writes: dict[int, set] = {}
     for r in sorted(runs, key=lambda r: r.lo):
         by_out.setdefault(r.o, []).append(r)
+        writes.setdefault(r.m, set()).add(r.o)
     disjoint = {o for o, rs in by_out.items() if all(a.hi < b.lo for a, b in zip(rs, rs[1:]))}
     single = {o for o, rs in by_out.items() if len(rs) == 1}
 
-    def cost(timed: set) -> int:  # registers (running sums, holds, own accumulators) + casts
+    def own(o: int) -> int:  # an output's own accumulator: its cast, and its register and adders unless in a DSP
+        s = sources[o]
+        return 1 if len(s) == 1 and s[0][1].ranges is None else 2 + len(s)
+
+    def cost(timed: set) -> int:
         running = {r.m for o in timed for r in by_out[o]}
-        writers = {by_out[o][-1].m for o in timed}
-        return len(running) + sum(len(by_out[o]) > 1 for o in timed) + len(writers) + 2 * (len(by_out) - len(timed))
+        fabric = sum(2 for m in running if not writes[m] <= timed)  # register and adder
+        holds = sum(len(by_out[o]) > 1 for o in timed)
+        casts = len({by_out[o][-1].m for o in timed})
+        return fabric + holds + casts + sum(own(o) for o in by_out if o not in timed)
 
     best = min((set(), disjoint, single), key=cost)  # min keeps the first of equals: no output timed
     return tuple(r for o in sorted(best) for r in by_out[o])

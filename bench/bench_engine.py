@@ -183,6 +183,8 @@ def report(out: dict) -> None:
         d = r['dense']
         r['core_vs_limit'] = ((r['lut'] + r['ff'] - io_bits(r)) / (r['density'] * (d['lut'] + d['ff'] - io_bits(r)))
                               if d else None)
+        # the least LUT+FF / limit of any engine with these I/O registers: a core exactly density x the dense core
+        r['io_floor'] = (io_bits(r) + r['density'] * (d['lut'] + d['ff'] - io_bits(r))) / (r['density'] * (d['lut'] + d['ff'])) if d else None
     best = {}
     for r in rows:  # the cheapest organisation per point
         key = (tuple(r['size']), r['drop'], r['rf'])
@@ -192,20 +194,22 @@ def report(out: dict) -> None:
     t = Table(title=f"Time-multiplexed engine, measured by yosys synth_xilinx -family {out['family']} "
                     f"({out['mask']} masks, {block[0]}x{block[1]} blocks, {out['wbits']}-bit weights)")
     for c in ('layer', 'sparsity', 'RF', 'organisation', 'mult', 'pad', 'LUT', 'FF', 'CARRY', 'DSP', 'BRAM18', 'depth',
-              'LUT+FF / dense', 'LUT+FF / limit', 'inside I/O regs / limit', 'est LUT+FF', 'est error'):
+              'LUT+FF / dense', 'LUT+FF / limit', 'I/O floor', 'inside I/O regs / limit', 'est LUT+FF', 'est error'):
         t.add_column(c, justify='right')
     fmt = lambda v, f='.2f': '-' if v is None else format(v, f)  # noqa: E731
     for r in rows:
         t.add_row(f'{r["size"][0]}x{r["size"][1]}', f'{r["drop"]:.1%}', str(r['rf']), r['organisation'],
                   str(r['multipliers']), str(r['padding']), *(str(r[k]) for k in MEASURED),
-                  fmt(r['lut_ff_vs_dense']), fmt(r['lut_ff_vs_limit']), fmt(r['core_vs_limit']),
+                  fmt(r['lut_ff_vs_dense']), fmt(r['lut_ff_vs_limit']), fmt(r['io_floor']), fmt(r['core_vs_limit']),
                   str(r['estimate']['lut'] + r['estimate']['ff']),
                   f'{r["estimate_error"]:+.0%}', style='bold' if best[(tuple(r['size']), r['drop'], r['rf'])] is r else None)
     print_table(t, console)
     console.print('bold: the cheaper organisation (LUT+FF) at that point. limit = density x the dense engine (gather, '
                   'the same weights, every block kept); products are DSPs, so LUT+FF is the logic around the multipliers. '
                   '"inside I/O regs": the same ratio without the input and output registers (n_in x input bits + '
-                  'n_out x output bits of FF), which every engine of the layer has whatever its density.')
+                  'n_out x output bits of FF), which every engine of the layer has whatever its density. "I/O floor": '
+                  'the least LUT+FF / limit any engine with those registers can reach (its core exactly density x the '
+                  'dense core): a target below it cannot be met by the whole engine.')
 
 
 def plot(rows: list, path: Path, mask: str) -> None:

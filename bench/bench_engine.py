@@ -183,7 +183,7 @@ def report(out: dict) -> None:
         d = r['dense']
         r['core_vs_limit'] = ((r['lut'] + r['ff'] - io_bits(r)) / (r['density'] * (d['lut'] + d['ff'] - io_bits(r)))
                               if d else None)
-        # the least LUT+FF / limit of any engine with these I/O registers: a core exactly density x the dense core
+        # LUT+FF / limit of an engine with these I/O registers whose core is exactly density x the dense core
         r['io_floor'] = (io_bits(r) + r['density'] * (d['lut'] + d['ff'] - io_bits(r))) / (r['density'] * (d['lut'] + d['ff'])) if d else None
     best = {}
     for r in rows:  # the cheapest organisation per point
@@ -208,8 +208,8 @@ def report(out: dict) -> None:
                   'the same weights, every block kept); products are DSPs, so LUT+FF is the logic around the multipliers. '
                   '"inside I/O regs": the same ratio without the input and output registers (n_in x input bits + '
                   'n_out x output bits of FF), which every engine of the layer has whatever its density. "I/O floor": '
-                  'the least LUT+FF / limit any engine with those registers can reach (its core exactly density x the '
-                  'dense core): a target below it cannot be met by the whole engine.')
+                  'LUT+FF / limit of an engine with those registers whose core is exactly density x the dense core; '
+                  'only a core smaller than that gets below it.')
 
 
 def plot(rows: list, path: Path, mask: str) -> None:

@@ -170,6 +170,23 @@ def test_an_engine_mismatch_names_layer_sample_and_element(tmp_path, monkeypatch
     assert got['l']['cycles_per_sample'] == (20 * 4 + 3) / 20
 
 
+def test_timed_and_own_accumulators_side_by_side_equal_reference(tmp_path):
+    """64x64, 8x8 blocks, 75% dropped, RF 16: some outputs timed (running sums, a partial sum held),
+    the others computed by two lanes at once with accumulators of their own, and multipliers feeding
+    both (their running sums in the fabric); exact, back to back."""
+    from flow.runtime.static_engine import static_engine
+
+    rng = np.random.default_rng(5)
+    in_t = FixedType(6, 2)
+    layer = random_layer(rng, 64, 64, (8, 8), 0.75, 4, in_t, FixedType(8, 3, True, 'RND_CONV', 'SAT'))
+    sched = gather(layer, 16)
+    eng = static_engine(sched)
+    assert eng.timed and eng.shared() and eng.fabric_sums() and eng.held()
+    x = rng.integers(in_t.min_code, in_t.max_code + 1, (30, 64))
+    run = simulate(tmp_path, sched, layer, in_t, x)
+    assert np.array_equal(run.codes, layer.forward(x, in_t))
+
+
 @pytest.mark.parametrize('rf', [16, 32])
 def test_time_multiplexed_outputs_equal_reference(tmp_path, rf):
     """32x32, 4x4 blocks, 75% dropped: running sums per multiplier (written as DSP accumulators), partial

@@ -130,15 +130,18 @@ class Schedule:
         rom_luts = math.ceil(self.rf / 64) * ww * sum(len(set(mu.weights)) > 1 for mu in eng.multipliers)
         mux_luts = wx * eng.select_luts()  # a leg per distinct input (or row, where the selects are factored)
         srcs = [gate for s in eng.shared().values() for _, gate in s]
-        adder_luts = acc * len(srcs) + sum(g.ranges is not None for g in srcs)  # the gate folds into the adder's LUT
+        # an adder column per source, the gate folded into its LUTs (for an output that is a DSP's accumulator
+        # all the same, the column stands for its restart choice: the adder is the DSP's)
+        adder_luts = acc * len(srcs) + sum(g.ranges is not None for g in srcs)
         # a running sum: the choice of restart or sum and the restart values (a case of the cycle) in LUTs; its
         # register and adder are the DSP's accumulator (P), unless its product has another user
-        adder_luts += sum(acc * (1 + math.ceil(len(starts) / 3)) for starts in running.values()) + acc * (len(eng.fabric_sums()) if dsp else len(running))
+        fabric_sums = len(eng.fabric_sums()) if dsp else len(running)
+        adder_luts += sum(acc * (1 + math.ceil(len(starts) / 3)) for starts in running.values()) + acc * fabric_sums
         casts = self.n_out - len(timed) + len(eng.writes())
         cast_luts = casts * (acc + wy)
         cw = counter_bits(self.rf)
-        own = self.n_out - len(timed)  # outputs with an accumulator of their own
-        fabric = own - len(eng.dsp_accumulated()) + len(eng.fabric_sums()) if dsp else own + len(running)  # sums in the fabric
+        own = self.n_out - len(timed)  # outputs not timed (one without a live weight holds its bias: counted alike)
+        fabric = own - (len(eng.dsp_accumulated()) if dsp else 0) + fabric_sums  # accumulator registers in the fabric
         ff = (self.n_in * wx + (fabric + len(eng.held())) * acc + self.n_out * wy
               + (3 if timed else 2) * cw + (0 if dsp else self.n_mult * (wx + ww)))
         return {'lut': rom_luts + mux_luts + adder_luts + cast_luts, 'ff': ff,

@@ -25,7 +25,8 @@ Everything the schedule stores as tables becomes constants of the cycle counter 
   the estimate read it), the block-sparse emitters give an accumulator of its own only to the
   outputs that are not timed (``shared``). A running sum is a DSP48's accumulator: each cycle it
   adds its product to itself or, in the first cycle of a run, to a restart value (a constant case
-  of t), so synthesis packs the sum and its register into the multiplier's DSP; a partial sum is
+  of t), so synthesis packs the sum and its register into the multiplier's DSP, unless the product
+  also feeds an accumulator (``fabric_sums``); a partial sum is
   handed to the output's next run from the running sum itself when that run starts in the next
   cycle, else from a hold latched from the running sum in that cycle (``handoffs``).
 
@@ -150,8 +151,9 @@ class StaticEngine:
         return tuple(o for o, s in self.shared().items() if len(s) == 1 and s[0][1].ranges is None)
 
     def fabric_sums(self) -> tuple[int, ...]:
-        """The running sums synthesis cannot pack into their DSP: their multiplier also writes an output
-        that keeps an accumulator of its own, so its product has two users (``time_multiplexed`` weighs it)."""
+        """The multipliers whose running sum synthesis cannot pack into their DSP: they also write an
+        output that keeps an accumulator of its own, so the product has two users (``time_multiplexed``
+        weighs this)."""
         shared = {m for s in self.shared().values() for m, _ in s}
         return tuple(m for m in self.running() if m in shared)
 
@@ -329,9 +331,9 @@ def time_multiplexed(outputs: np.ndarray, nonzero: np.ndarray, live: list[int], 
     computing it at once) keeps its own accumulator of gated products (``sources``). Of the three
     choices (no output timed, every disjoint one, those computed in one run) the one with the fewest
     accumulator-wide registers, adders and casts outside the DSPs is taken, no output timed on a tie.
-    A running sum is its DSP's accumulator when its multiplier writes only timed outputs, an
-    accumulator of its own when one ungated multiplier writes it (``StaticEngine.dsp_accumulated``):
-    else the product has another user, and the sum, its register and its adders are fabric."""
+    A running sum whose multiplier writes only timed outputs, and an accumulator of its own with one
+    ungated source (``StaticEngine.dsp_accumulated``), are DSP accumulators; any other sum's register
+    and adders are fabric (``StaticEngine.fabric_sums``: the product has another user)."""
     runs: list[Run] = []
     for m in live:
         cycles = np.flatnonzero(nonzero[m])

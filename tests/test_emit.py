@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from flow.hls.block_sparse_emit import emit_cycle, emit_kernel
@@ -269,6 +269,7 @@ def _loop_body(code: str) -> str:
 
 
 @given(layers)
+@example((1, 1, 2, 3, 0.0, 3, 0))  # selects factored over pairs: switch (t & 1) beside switch (t)
 @settings(max_examples=40, deadline=None)
 def test_no_table_indexed_access_in_the_pipelined_loop(case):
     """Inside ReuseLoop: data[] only at constants, the weight ROM only at a constant bank plus t, no
@@ -286,7 +287,8 @@ def test_no_table_indexed_access_in_the_pipelined_loop(case):
     for line in body.splitlines():  # each output written in a constant case of t only
         if 'res[' in line:
             assert re.fullmatch(r'\s*case \d+: res\[\d+\] = y\d+; break;', line), line
-    assert re.findall(r'switch \((\w+)\)', body) == ['t'] * len(re.findall('switch', body))
+    switches = re.findall(r'switch \(([^)]*)\)', body)  # cases of t (factored selects: of t mod and t / the group)
+    assert len(switches) == body.count('switch') and all(re.fullmatch(r't( & \d+| >> \d+)?', s) for s in switches), switches
     for cond in re.findall(r'\(\((.*?)\) \?', body):  # gates: comparisons of t with constants only
         assert re.fullmatch(r'[t\d<>=|&() ]+', cond), cond
     assert 'ARRAY_RESHAPE variable=weights block factor' in code and 'dim=1' in code

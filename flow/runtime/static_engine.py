@@ -148,7 +148,7 @@ class StaticEngine:
         """The outputs among ``shared`` whose accumulator is a DSP48's accumulator all the same: one
         multiplier writes them in every cycle it works and no other output, so its product has no
         other user and synthesis packs the sum and its register into that DSP (as a running sum)."""
-        return tuple(o for o, s in self.shared().items() if len(s) == 1 and s[0][1].ranges is None)
+        return tuple(o for o, s in self.shared().items() if _one_ungated(s))
 
     def fabric_sums(self) -> tuple[int, ...]:
         """The multipliers whose running sum synthesis cannot pack into their DSP: they also write an
@@ -208,6 +208,12 @@ class StaticEngine:
         for o, runs in self.timed_outputs().items():
             out.setdefault(runs[-1].m, []).append((runs[-1].hi, o))
         return {m: tuple(sorted(v)) for m, v in sorted(out.items())}
+
+
+def _one_ungated(sources: tuple) -> bool:
+    """One multiplier writes the output in every cycle it works and no other output: the output's sum
+    is that multiplier's DSP accumulator (``StaticEngine.dsp_accumulated``)."""
+    return len(sources) == 1 and sources[0][1].ranges is None
 
 
 def _select(inputs: np.ndarray, care: np.ndarray) -> Select:
@@ -351,8 +357,7 @@ def time_multiplexed(outputs: np.ndarray, nonzero: np.ndarray, live: list[int], 
     single = {o for o, rs in by_out.items() if len(rs) == 1}
 
     def own(o: int) -> int:  # an output's own accumulator: its cast, and its register and adders unless in a DSP
-        s = sources[o]
-        return 1 if len(s) == 1 and s[0][1].ranges is None else 2 + len(s)
+        return 1 if _one_ungated(sources[o]) else 2 + len(sources[o])
 
     def cost(timed: set) -> int:
         running = {r.m for o in timed for r in by_out[o]}

@@ -179,12 +179,14 @@ def io_bits(r: dict) -> int:
 
 def report(out: dict) -> None:
     rows = out['rows']
-    for r in rows:  # the logic inside the I/O registers, against the same of the dense engine x density
-        d = r['dense']
-        r['core_vs_limit'] = ((r['lut'] + r['ff'] - io_bits(r)) / (r['density'] * (d['lut'] + d['ff'] - io_bits(r)))
-                              if d else None)
-        # LUT+FF / limit of an engine with these I/O registers whose core is exactly density x the dense core
-        r['io_floor'] = (io_bits(r) + r['density'] * (d['lut'] + d['ff'] - io_bits(r))) / (r['density'] * (d['lut'] + d['ff'])) if d else None
+    for r in rows:
+        r['core_vs_limit'] = r['io_floor'] = None
+        if r['dense']:
+            io, dense, density = io_bits(r), r['dense']['lut'] + r['dense']['ff'], r['density']
+            # the logic inside the I/O registers, against the same of the dense engine x density
+            r['core_vs_limit'] = (r['lut'] + r['ff'] - io) / (density * (dense - io))
+            # LUT+FF / limit of an engine with these I/O registers whose core is exactly density x the dense core
+            r['io_floor'] = (io + density * (dense - io)) / (density * dense)
     best = {}
     for r in rows:  # the cheapest organisation per point
         key = (tuple(r['size']), r['drop'], r['rf'])

@@ -133,6 +133,18 @@ def test_time_multiplexed_outputs_match_reference(tmp_path):
     assert len(eng.running()) < len(eng.timed_outputs()) == 16 and eng.handoffs()
 
 
+def test_outputs_of_several_chains_match_reference(tmp_path):
+    """64 x 32 at 75%, 4x4 blocks, RF 8: two lanes compute some outputs at once, so the kernel sums
+    their chains' running sums (read where a chain ends, or from its hold) and casts the sum once."""
+    from flow.runtime.static_engine import static_engine
+
+    model = build_keras(64, 32, (4, 4), 0.75, 4, 0, 3, False)
+    cfg = FlowConfig.load(None, model='user.h5', layers={'bs': {'reuse_factor': 8, 'result': 'ap_fixed<8,3,AP_RND_CONV,AP_SAT>'}})
+    im, _ = check_cosim(tmp_path, model, FixedType(8, 2), cfg)
+    finals = static_engine(im.layers[1].schedule(8)).finals()
+    assert {k for _, parts in finals.values() for k, _ in parts} == {'r', 'h'}
+
+
 def test_reuse_factor_beyond_the_kept_weights_is_refused(tmp_path):
     model = build_keras(16, 8, (4, 4), 0.5, 4, 0, 1, False)  # 16 x 8 at 50%: 64 kept weights
     cfg = FlowConfig.load(None, model='user.h5', layers={'bs': {'reuse_factor': 65}})

@@ -16,7 +16,7 @@ from flow.hls.block_sparse_emit import emit_cycle, emit_kernel
 from flow.rtl.engine import engine_verilog
 from flow.runtime.fixed import FixedType
 from flow.runtime.schedule import gather
-from flow.runtime.static_engine import static_engine
+from flow.runtime.static_engine import static_engine, sum_name
 from test_engine import random_layer
 
 IN_T = FixedType(6, 2)
@@ -61,44 +61,58 @@ def _legs(text: str, start: str, leg: str) -> dict:
     return out
 
 
+def _restart(value: str, bias: str):
+    """A running sum's restart value as text -> ('bias', o or accumulator code), ('zero',) or the name of
+    a partial sum's place (``sum_name``)."""
+    b = re.fullmatch(bias, value)
+    return ('bias', int(b[1])) if b else ('zero',) if value == 'acc_t(0)' else value
+
+
 def cpp_timed(code: str):
     """The time-multiplexed outputs as the C++ writes them: running sums' restarts {m: {lo: ('bias', o) |
-    ('h', o) | ('r', m')}}, hold latches {o: {cycle: m}} and output writes {m: {hi: o}}."""
-    running = {m: {lo: ('bias', int(o)) if b else (src, int(o)) for lo, (b, src, o) in legs.items()}
-               for m, legs in _legs(code, r'acc_t s(\d+);\n\s*switch \(t\) \{(.*?)default',
-                                    r'case (\d+): s\d+ = (?:\(acc_t\)(bias)es\[|(h|r))(\d+)').items()}
+    ('zero',) | 'h<o>_<c>' | 'r<m>'}}, hold latches {'h<o>_<c>': {cycle: m}}, one-chain output writes
+    {m: {hi: o}} and the outputs of several chains {o: (hi, their chains' sums' places)}."""
+    running = {}
+    for m, body in re.findall(r'acc_t s(\d+);\n\s*switch \(t\) \{(.*?)default', code, re.S):
+        running[int(m)] = {int(lo): _restart(v, r'\(acc_t\)biases\[(\d+)\]') for lo, v in re.findall(r'case (\d+): s\d+ = (.*?); break;', body)}
     holds = {}
-    for t, o, m in re.findall(r'case (\d+): h(\d+) = r(\d+); break;', code):
-        holds.setdefault(int(o), {})[int(t)] = int(m)
+    for t, h, m in re.findall(r'case (\d+): (h\d+_\d+) = r(\d+); break;', code):
+        holds.setdefault(h, {})[int(t)] = int(m)
     writes = {}
     for m, body in re.findall(r'const res_T y(\d+) = \(res_T\)r\d+;\n\s*switch \(t\) \{(.*?)default', code, re.S):
         writes[int(m)] = {int(hi): int(o) for hi, o, _ in re.findall(r'case (\d+): res\[(\d+)\] = y(\d+);', body)}
-    return running, holds, writes
+    sums = dict(re.findall(r'const res_T f(\d+) = \(res_T\)acc_t\((.*)\);', code))
+    finals = {int(o): (int(hi), tuple(sorted(re.findall(r'[rh][\d_]+', sums[o]))))
+              for hi, o, o2 in re.findall(r'case (\d+): res\[(\d+)\] = f(\d+); break;', code)}
+    return running, holds, writes, finals
 
 
 def verilog_timed(v: str, wy: int):
-    """The same, read from the Verilog (a restart from the bias as ('bias', its accumulator code))."""
+    """The same, read from the Verilog (a restart from the bias as ('bias', its accumulator code), from 0 as ('bias', 0))."""
     running = {}
     for m, body in re.findall(r'reg \[\d+:0\] r(\d+), s\d+;\nalways @\* case \(cnt1\)\n(.*?)endcase', v, re.S):
-        running[int(m)] = {int(lo): ('bias', int(c)) if c else (src, int(o))
-                           for lo, c, src, o in re.findall(r"^\s+(\d+): s\d+ = (?:\d+'d(\d+)|(h|r)(\d+));", body, re.M)}
+        running[int(m)] = {int(lo): _restart(val, r"\d+'d(\d+)") for lo, val in re.findall(r"^\s+(\d+): s\d+ = (.*?);$", body, re.M)}
     holds = {}
-    for t, o, m in re.findall(r'^\s+(\d+): h(\d+) <= r(\d+);', v, re.M):
-        holds.setdefault(int(o), {})[int(t)] = int(m)
-    writes = {}
+    for t, h, m in re.findall(r'^\s+(\d+): (h\d+_\d+) <= r(\d+);', v, re.M):
+        holds.setdefault(h, {})[int(t)] = int(m)
+    writes, finals = {}, {}
+    sums = dict(re.findall(r'wire \[\d+:0\] f(\d+) = (.*);', v))
     for hi, body in re.findall(r'^\s+(\d+): begin (.*?) end$', v, re.M):
         for lo, m in re.findall(r'y\[\d+:(\d+)\] <= c(\d+);', body):
             writes.setdefault(int(m), {})[int(hi)] = int(lo) // wy
-    return running, holds, writes
+        for lo, o in re.findall(r'y\[\d+:(\d+)\] <= cast_out\(f(\d+)\);', body):
+            assert int(lo) // wy == int(o)
+            finals[int(o)] = (int(hi), tuple(sorted(re.findall(r'[rh][\d_]+', sums[o]))))
+    return running, holds, writes, finals
 
 
 def expected_timed(eng):
-    """What the static structure says the emitters write: restarts {m: {lo: ('bias', o) | ('h', o) | ('r', m')}},
-    hold latches {o: {hi + 1: m}} (the cycle after the run), output writes {m: {hi: o}}."""
-    running = {m: {lo: ('bias', o) if how == 'bias' else eng.handoff_source(o, lo) for lo, how, o in s}
-               for m, s in eng.running().items()}
-    holds = {o: {hi + 1: m for hi, m, held in hs if held} for o, hs in eng.handoffs().items() if o in eng.held()}
-    return running, holds, {m: dict(ws) for m, ws in eng.writes().items()}
+    """What the static structure says the emitters write (as cpp_timed reads it)."""
+    running = {m: {lo: ('bias', o) if how == 'bias' else ('zero',) if how == 'zero' else sum_name(eng.handoff_source(m, lo))
+                   for lo, how, o in s} for m, s in eng.running().items()}
+    holds = {sum_name(('h', oc)): dict(latches) for oc, latches in eng.hold_latches().items()}
+    finals = {o: (hi, tuple(sorted(sum_name(p) for p in parts))) for o, (hi, parts) in eng.finals().items()}
+    return running, holds, {m: dict(ws) for m, ws in eng.writes().items()}, finals
 
 
 def cpp_structure(code: str, rf: int):
@@ -155,12 +169,17 @@ def verilog_structure(v: str, wx: int, rf: int):
 
 def _evaluate(eng, layer, x):
     """The static structure run as the hardware does, on input codes: product sums per output (the
-    shared accumulators' gated sums; the running sums restarted, held and written as the structure says)."""
+    shared accumulators' gated sums; the running sums restarted, held and written as the structure
+    says, an output of several chains as the sum of its chains' sums)."""
     rf = eng.rf
     acc = np.zeros((len(x), eng.n_out), dtype=np.int64)
     starts = {m: dict((lo, (how, o)) for lo, how, o in s) for m, s in eng.running().items()}
     r = {m: np.zeros(len(x), dtype=np.int64) for m in starts}
-    h = {o: np.zeros(len(x), dtype=np.int64) for o in eng.held()}
+    h = {oc: np.zeros(len(x), dtype=np.int64) for oc in eng.held()}
+
+    def value(src):
+        return r[src[1]] if src[0] == 'r' else h[src[1]]
+
     for t in range(rf):
         xs = {}
         for g, sel in enumerate(eng.selects):
@@ -174,21 +193,20 @@ def _evaluate(eng, layer, x):
         s = {}  # restart values and holds read the registers as they were before this cycle's updates
         for m, st_ in starts.items():
             how, o = st_.get(t, ('run', None))
-            if how == 'hold':
-                src, k = eng.handoff_source(o, t)
-                s[m] = h[k] if src == 'h' else r[k]
-            else:
-                s[m] = 0 if how == 'bias' else r[m]
-        for o, hs in eng.handoffs().items():
-            for hi, m, held in hs:
-                if held and hi + 1 == t:
-                    h[o] = r[m].copy()
+            s[m] = value(eng.handoff_source(m, t)) if how == 'hold' else r[m] if how == 'run' else 0
+        for oc, latches in eng.hold_latches().items():
+            for cycle, m in latches:
+                if cycle == t:
+                    h[oc] = r[m].copy()
         for m in starts:
             r[m] = s[m] + p[m]
         for m, ws in eng.writes().items():
             for hi, o in ws:
                 if hi == t:
                     acc[:, o] = r[m]
+        for o, (hi, parts) in eng.finals().items():
+            if hi == t:
+                acc[:, o] = sum(value(src) for src in parts)
     return acc
 
 
@@ -220,14 +238,15 @@ def test_cpp_and_verilog_are_built_from_the_same_static_structure(case):
         assert {t: selects[str(g)][t] for t in want} == want
     assert mults == {mu.m: str(mu.select) for mu in eng.multipliers}
     assert sources == {o: {m: g.condition('t', sched.rf) for m, g in srcs} for o, srcs in eng.shared().items()}
-    running, holds, writes = cpp_timed(emit_kernel(sched, 'k'))
-    assert (running, holds, writes) == expected_timed(eng)
+    running, holds, writes, finals = cpp_timed(emit_kernel(sched, 'k'))
+    assert (running, holds, writes, finals) == expected_timed(eng)
     acc_t = layer.accum_type
     bias = (np.asarray(layer.bias, dtype=np.int64) << (acc_t.frac - layer.bias_type.frac)) & ((1 << acc_t.width) - 1)
-    v_running, v_holds, v_writes = verilog_timed(engine_verilog(sched, layer, IN_T), layer.out_type.width)
-    assert v_running == {m: {lo: ('bias', int(bias[k])) if how == 'bias' else (how, k) for lo, (how, k) in legs.items()}
+    v_running, v_holds, v_writes, v_finals = verilog_timed(engine_verilog(sched, layer, IN_T), layer.out_type.width)
+    assert v_running == {m: {lo: ('bias', int(bias[leg[1]])) if leg[0] == 'bias' else ('bias', 0) if leg[0] == 'zero' else leg
+                             for lo, leg in legs.items()}
                          for m, legs in running.items()}
-    assert (v_holds, v_writes) == (holds, writes)
+    assert (v_holds, v_writes, v_finals) == (holds, writes, finals)
 
 
 @given(layers)
@@ -286,7 +305,7 @@ def test_no_table_indexed_access_in_the_pipelined_loop(case):
     assert not re.search(r'\bacc\[', body)
     for line in body.splitlines():  # each output written in a constant case of t only
         if 'res[' in line:
-            assert re.fullmatch(r'\s*case \d+: res\[\d+\] = y\d+; break;', line), line
+            assert re.fullmatch(r"\s*case \d+: res\[\d+\] = [yf]\d+; break;", line), line
     switches = re.findall(r'switch \(([^)]*)\)', body)  # cases of t (factored selects: of t mod and t / the group)
     assert len(switches) == body.count('switch') and all(re.fullmatch(r't( & \d+| >> \d+)?', s) for s in switches), switches
     for cond in re.findall(r'\(\((.*?)\) \?', body):  # gates: comparisons of t with constants only
@@ -320,16 +339,19 @@ def _tm_layer(rf=16):
 
 def test_outputs_are_time_multiplexed_where_a_multiplier_has_several():
     """One running sum per multiplier: fewer accumulators than outputs, each output finished by one
-    run (its last) and cast there; runs of one output never overlap, and a multiplier's runs neither."""
+    run (its chain's last) and cast there; runs of one chain never overlap, and a multiplier's runs
+    neither; an output of several chains is written once, as their sum."""
     layer = _tm_layer()
     eng = static_engine(gather(layer, 16))
     timed = eng.timed_outputs()
     assert timed and len(eng.running()) < len(timed) and eng.held()
-    for o, runs in timed.items():
-        assert all(a.hi < b.lo for a, b in zip(runs, runs[1:]))
+    for o, chains in eng.chains().items():
+        assert all(a.hi < b.lo for runs in chains for a, b in zip(runs, runs[1:]))
+        assert {r for runs in chains for r in runs} == set(timed[o])
     for m, starts in eng.running().items():
         assert len({lo for lo, _, _ in starts}) == len(starts)
-    assert sorted(o for ws in eng.writes().values() for _, o in ws) == sorted(timed)
+    written = [o for ws in eng.writes().values() for _, o in ws] + list(eng.finals())
+    assert sorted(written) == sorted(timed)
     code = emit_kernel(gather(layer, 16), 'k')
     assert len(re.findall(r'const res_T y\d+ = \(res_T\)r\d+;', code)) == len(eng.writes())  # one cast per multiplier
     assert sorted(int(o) for o in re.findall(r'res\[(\d+)\] = ', code)) == list(range(layer.n_out))  # each output once
@@ -358,7 +380,7 @@ def test_an_output_with_one_ungated_multiplier_is_accumulated_in_its_dsp():
     fabric = sched.logic_estimate(balanced, IN_T, dsp=False)['ff'] - sched.n_mult * (IN_T.width + balanced.weight_type.width)
     assert fabric == io + 2 * counter_bits(16) + 64 * balanced.accum_type.width
     layer = random_layer(np.random.default_rng(2), 64, 64, (8, 8), 0.75, 4, IN_T, None)
-    sched = gather(layer, 16)
+    sched = dataclasses.replace(gather(layer, 16), may_time_multiplex=False)  # every output its accumulator
     eng = static_engine(sched)
     dsp = eng.dsp_accumulated()
     assert not eng.timed and 0 < len(dsp) < len(eng.shared()) == 56  # 8 in DSPs (8 outputs have no kept block)
@@ -366,26 +388,34 @@ def test_an_output_with_one_ungated_multiplier_is_accumulated_in_its_dsp():
     assert sched.logic_estimate(layer, IN_T)['ff'] == io + 2 * counter_bits(16) + (64 - len(dsp)) * layer.accum_type.width
 
 
-def test_outputs_are_timed_where_their_running_sums_fit_in_the_dsps(monkeypatch):
-    """128x128 at RF 32 (8x8 blocks, 75%): lanes split some columns, so some outputs overlap and keep
-    an accumulator. Timing the others still pays where most running sums stay in their DSPs (yosys on
-    this layer with 8-bit inputs and an 8-bit rounding, saturating output: 72 outputs timed, 11,061
-    LUT+FF, against 12,892 with the 40 the choice timed before it knew the DSPs): a running sum counts
-    as fabric only where its product also feeds an accumulator, in the Verilog as in the choice."""
+def test_outputs_that_lanes_compute_at_once_are_sums_of_chains(monkeypatch):
+    """128x128 at RF 32 (8x8 blocks, 75%): lanes split some columns, so two lanes compute some outputs at
+    once. Such an output is the sum of two chains of running sums, each in its multiplier's DSP, added
+    and cast once, instead of an accumulator of gated products whose products also pull the lanes'
+    running sums into the fabric (``before``: what the choice could take before chains). yosys on
+    bench_engine's 128x128 layer at RF 32 (8-bit inputs, an 8-bit rounding, saturating output): 5,811 +
+    3,012 LUT+FF against 7,427 + 4,308 without chains, the logic depth 14 against 12 (the chains' sum
+    before the cast). The Verilog keeps the running sums
+    whose product feeds an accumulator in the fabric (``fabric_sums``) in either organisation."""
+    import flow.rtl.engine as rtl_engine
     import flow.runtime.static_engine as se
 
     layer = random_layer(np.random.default_rng(0), 128, 128, (8, 8), 0.75, 4, IN_T, None)
     sched = gather(layer, 32)
     eng = se.static_engine(sched)
-    timed = eng.timed_outputs()
-    assert timed and eng.shared() and 0 < len(eng.fabric_sums()) < len(eng.running())
-    assert any(len(runs) > 1 for runs in timed.values())  # split columns handed from run to run
-    verilog = engine_verilog(sched, layer, IN_T)
-    feeds_an_accumulator = {int(m) for m in re.findall(r'q(\d+)', ' '.join(re.findall(r'wire \[\d+:0\] sum\d+ = (.*);', verilog)))}
-    assert set(eng.fabric_sums()) == feeds_an_accumulator & set(eng.running())
+    finals = eng.finals()
+    assert finals and not eng.shared() and not eng.fabric_sums()
+    assert {k for _, parts in finals.values() for k, _ in parts} == {'r', 'h'}  # read where they end, or held
+    before = dataclasses.replace(eng, timed=tuple(r for r in eng.timed if len(eng.chains()[r.o]) == 1))
+    assert before.shared() and 0 < len(before.fabric_sums()) < len(before.running()) and not before.finals()
+    for structure in (eng, before):
+        monkeypatch.setattr(rtl_engine, 'static_engine', lambda s, structure=structure: structure)
+        verilog = engine_verilog(sched, layer, IN_T)
+        feeds = {int(m) for m in re.findall(r'q(\d+)', ' '.join(re.findall(r'wire \[\d+:0\] sum\d+ = (.*);', verilog)))}
+        assert set(structure.fabric_sums()) == feeds & set(structure.running())
+        assert len(re.findall(r'cast_out\(f\d+\)', verilog)) == len(structure.finals())
     est = sched.logic_estimate(layer, IN_T)
-    none = dataclasses.replace(eng, timed=())
-    monkeypatch.setattr(se, 'static_engine', lambda s: none)
+    monkeypatch.setattr(se, 'static_engine', lambda s: before)
     old = sched.logic_estimate(layer, IN_T)
     assert est['lut'] + est['ff'] < old['lut'] + old['ff']
 

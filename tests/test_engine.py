@@ -170,10 +170,15 @@ def test_an_engine_mismatch_names_layer_sample_and_element(tmp_path, monkeypatch
     assert got['l']['cycles_per_sample'] == (20 * 4 + 3) / 20
 
 
-def test_timed_and_own_accumulators_side_by_side_equal_reference(tmp_path):
-    """64x64, 8x8 blocks, 75% dropped, RF 16: some outputs timed (running sums, a partial sum held),
-    the others computed by two lanes at once with accumulators of their own, and multipliers feeding
-    both (their running sums in the fabric); exact, back to back."""
+@pytest.mark.parametrize('chains', [True, False])
+def test_timed_and_own_accumulators_side_by_side_equal_reference(tmp_path, monkeypatch, chains):
+    """64x64, 8x8 blocks, 75% dropped, RF 16: outputs timed (running sums, partial sums held) beside
+    outputs that two lanes compute at once: as sums of chains (the chains' sums read where they end or
+    held), or (``chains`` false: the other organisation the choice weighs) with accumulators of their
+    own, whose multipliers' running sums then sit in the fabric; exact, back to back."""
+    import dataclasses
+
+    import flow.rtl.engine as rtl_engine
     from flow.runtime.static_engine import static_engine
 
     rng = np.random.default_rng(5)
@@ -181,10 +186,15 @@ def test_timed_and_own_accumulators_side_by_side_equal_reference(tmp_path):
     layer = random_layer(rng, 64, 64, (8, 8), 0.75, 4, in_t, FixedType(8, 3, True, 'RND_CONV', 'SAT'))
     sched = gather(layer, 16)
     eng = static_engine(sched)
-    assert eng.timed and eng.shared() and eng.fabric_sums() and eng.held()
+    assert {k for _, parts in eng.finals().values() for k, _ in parts} == {'r', 'h'} and eng.held()
+    if not chains:
+        eng = dataclasses.replace(eng, timed=tuple(r for r in eng.timed if len(eng.chains()[r.o]) == 1))
+        assert eng.timed and eng.shared() and eng.fabric_sums() and not eng.finals()
+        monkeypatch.setattr(rtl_engine, 'static_engine', lambda s: eng)
     x = rng.integers(in_t.min_code, in_t.max_code + 1, (30, 64))
     run = simulate(tmp_path, sched, layer, in_t, x)
     assert np.array_equal(run.codes, layer.forward(x, in_t))
+    assert run.cycles == len(x) * 16 + 3 and run.latency == 16 + 3
 
 
 @pytest.mark.parametrize('rf', [16, 32])

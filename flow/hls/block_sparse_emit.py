@@ -14,9 +14,10 @@ over the ReuseFactor cycles t nothing is indexed by a table:
   by a constant comparison of t: no array written at an index read from a table;
 - or, where the static structure time-multiplexes the outputs (``StaticEngine.timed``), a multiplier
   keeps one running sum ``r<m>`` (its DSP's accumulator), restarted by a ``switch (t)`` from an
-  output's bias or from the partial sum of the output's previous run (held in ``h<o>``, or that
+  output's bias or from the partial sum of the output's previous run (held in ``h<o>_<c>``, or that
   run's ``r`` the cycle after it ended), cast once per cycle (``y<m>``) and written to ``res[o]`` in
-  the constant cycle that finishes o (a case of t, not an index).
+  the constant cycle that finishes o (a case of t, not an index); an output that lanes compute at
+  once is the sum of its chains' running sums (or holds ``h<o>_<c>``), cast once (``f<o>``).
 
 Types as the reference's (the flow sets them): products cast to accum_t (exact: it has their
 fraction bits, and wraps, so the order of the sums is free), the result cast to res_T with the
@@ -28,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 
 from flow.runtime.schedule import Schedule
-from flow.runtime.static_engine import static_engine
+from flow.runtime.static_engine import static_engine, sum_name
 
 from .emit_common import case_selects, check_kernel, sum_tree
 
@@ -64,8 +65,8 @@ def emit_kernel(sched: Schedule, name: str, what: str = '') -> str:
     running, timed = eng.running(), eng.timed_outputs()
     c += [f'    acc_t acc{o} = (acc_t)biases[{o}];' for o in range(n_out) if o not in timed]
     if timed:
-        c.append('    // time-multiplexed outputs: one running sum per multiplier, a hold per output whose partial sum waits for its next run')
-        c += [f'    acc_t r{m} = 0;' for m in running] + [f'    acc_t h{o} = 0;' for o in eng.held()]
+        c.append('    // time-multiplexed outputs: one running sum per multiplier, a hold per chain whose partial sum waits')
+        c += [f'    acc_t r{m} = 0;' for m in running] + [f'    acc_t {sum_name(("h", oc))} = 0;' for oc in eng.held()]
     c += ['', 'ReuseLoop:', f'    for (unsigned t = 0; t < {rf}; t++) {{', '        #pragma HLS PIPELINE II=1 rewind']
     c += _cycle(eng, lambda o: f'acc{o}', '        ')
     c.append('    }')
@@ -95,17 +96,21 @@ def _cycle(eng, acc, indent: str) -> list[str]:
     for m, starts in eng.running().items():
         c += [f'{indent}acc_t s{m};', f'{indent}switch (t) {{']
         for lo, how, o in starts:
-            src = f'(acc_t)biases[{o}]' if how == 'bias' else '{}{}'.format(*eng.handoff_source(o, lo))
+            src = {'bias': f'(acc_t)biases[{o}]', 'zero': 'acc_t(0)'}.get(how) or sum_name(eng.handoff_source(m, lo))
             c.append(f'{indent}case {lo}: s{m} = {src}; break;')
         c += [f'{indent}default: s{m} = r{m}; break;', f'{indent}}}']
-    for o, latches in eng.hold_latches().items():  # a partial sum read later than the cycle after its run: kept in a hold
-        c += [f'{indent}switch (t) {{'] + [f'{indent}case {t}: h{o} = r{m}; break;' for t, m in latches]
+    for oc, latches in eng.hold_latches().items():  # a partial sum read later than the cycle after its run: kept in a hold
+        c += [f'{indent}switch (t) {{'] + [f'{indent}case {t}: {sum_name(("h", oc))} = r{m}; break;' for t, m in latches]
         c += [f'{indent}default: break;', f'{indent}}}']
     c += [f'{indent}r{m} = acc_t(s{m} + p{m});' for m in eng.running()]
     # each multiplier's running sum cast once, written to the output its run finishes
     for m, ws in eng.writes().items():
         c += [f'{indent}const res_T y{m} = (res_T)r{m};', f'{indent}switch (t) {{']
         c += [f'{indent}case {hi}: res[{o}] = y{m}; break;' for hi, o in ws] + [f'{indent}default: break;', f'{indent}}}']
+    # an output that lanes compute at once: the sum of its chains' sums, cast once, written after its last chain
+    for o, (hi, parts) in eng.finals().items():
+        c += [f'{indent}const res_T f{o} = (res_T)acc_t({sum_tree([sum_name(p) for p in parts], "acc_t")});',
+              f'{indent}switch (t) {{', f'{indent}case {hi}: res[{o}] = f{o}; break;', f'{indent}default: break;', f'{indent}}}']
     return c
 
 

@@ -17,11 +17,12 @@ Where the static structure time-multiplexes the outputs (``StaticEngine.timed``)
 running sum r_m per multiplier instead, written as a DSP48's accumulator so that synthesis packs it
 into the multiplier's DSP (P <= (load ? C : P) + M): r_m <= (load_m ? s_m : r_m) + its product,
 restarted (load_m, a comparison of the cycle) at the first cycle of each of its runs from s_m, a
-constant case of the cycle: the output's bias, or the partial sum an earlier run of the output left
-(the other multiplier's r in the cycle after that run ended, else the output's hold h_o, latched
-from it then), and stage 3 casts r_m once (c_m) and writes y_o in the constant cycle after the run
-that finishes o.
-Outputs whose runs overlap keep their accumulator as above.
+constant case of the cycle: the output's bias, 0, or the partial sum an earlier run of the output's
+chain left (the other multiplier's r in the cycle after that run ended, else the chain's hold h_o_c,
+latched from it then), and stage 3 casts r_m once (c_m) and writes y_o in the constant cycle after the
+run that finishes o. An output that lanes compute at once (several chains) is the sum f_o of its
+chains' running sums (or holds), cast and written in the cycle after its last chain ends.
+Outputs not timed keep their accumulator as above.
 
 A new sample can start on the last cycle of the previous one, so the initiation interval is rf
 cycles and the latency rf + 3. Multipliers sharing an input sequence share one select. y is valid
@@ -36,7 +37,7 @@ import numpy as np
 from flow.runtime.fixed import FixedType
 from flow.runtime.ref_block_sparse import BlockSparseDense
 from flow.runtime.schedule import Schedule
-from flow.runtime.static_engine import counter_bits, static_engine
+from flow.runtime.static_engine import counter_bits, static_engine, sum_name
 
 from .engine_design import EngineDesign, engine_for
 
@@ -206,19 +207,21 @@ def engine_verilog(sched: Schedule, layer: BlockSparseDense, in_t: FixedType, to
     # time-multiplexed outputs: a running sum per multiplier, restarted from a bias or a hold. Written as a
     # DSP48's accumulator (P <= (load ? C : P) + M): the restart a 2:1 choice of the load cycles, the
     # restart value a case of the cycle, so synthesis packs the sum and its register into the DSP
-    v += [f'reg [{a - 1}:0] h{o};' for o in eng.held()]
+    v += [f'reg [{a - 1}:0] {sum_name(("h", oc))};' for oc in eng.held()]
     for m, starts in eng.running().items():
         v += [f'reg [{a - 1}:0] r{m}, s{m};', 'always @* case (cnt1)']
         for lo, how, o in starts:
-            src = f"{a}'d{int(bias[o])}" if how == 'bias' else '{}{}'.format(*eng.handoff_source(o, lo))
+            src = {'bias': f"{a}'d{int(bias[o])}", 'zero': f"{a}'d0"}.get(how) or sum_name(eng.handoff_source(m, lo))
             v.append(f'    {lo}: s{m} = {src};')
         load = ' || '.join(f"cnt1 == {cw}'d{lo}" for lo, _, _ in starts)
         v += [f"    default: s{m} = {a}'d0;", 'endcase', f'wire load{m} = {load};',
               f'wire [{a - 1}:0] n{m} = (load{m} ? s{m} : r{m}) + q{m};',
               f'always @(posedge clk) if (v1) r{m} <= n{m};', f'wire [{wy - 1}:0] c{m} = cast_out(r{m});']
-    for o, latches in eng.hold_latches().items():  # a partial sum read later than the cycle after its run: kept in a hold
-        v += ['always @(posedge clk) if (v1) case (cnt1)'] + [f'    {t}: h{o} <= r{m};' for t, m in latches]
+    for oc, latches in eng.hold_latches().items():  # a partial sum read later than the cycle after its run: kept in a hold
+        v += ['always @(posedge clk) if (v1) case (cnt1)'] + [f'    {t}: {sum_name(("h", oc))} <= r{m};' for t, m in latches]
         v += ['    default: ;', 'endcase']
+    for o, (_, parts) in eng.finals().items():  # an output of several chains: the sum of its chains' sums, cast once
+        v.append(f'wire [{a - 1}:0] f{o} = {_tree([sum_name(p) for p in parts])};')
 
     # stage 3: the output cast
     v.append('always @(posedge clk) if (v2) begin')
@@ -227,12 +230,14 @@ def engine_verilog(sched: Schedule, layer: BlockSparseDense, in_t: FixedType, to
     by_cycle: dict[int, list] = {}
     for m, ws in eng.writes().items():
         for hi, o in ws:
-            by_cycle.setdefault(hi, []).append((o, m))
+            by_cycle.setdefault(hi, []).append((o, f'c{m}'))
+    for o, (hi, _) in eng.finals().items():
+        by_cycle.setdefault(hi, []).append((o, f'cast_out(f{o})'))
     if by_cycle:  # time-multiplexed outputs: in the cycle after the run that finishes them (v3, cnt2)
         v += [f'reg [{cw - 1}:0] cnt2;', 'reg v3;', 'always @(posedge clk) begin v3 <= !rst && v1; cnt2 <= cnt1; end',
               'always @(posedge clk) if (v3) case (cnt2)']
         for hi, ws in sorted(by_cycle.items()):
-            v.append(f'    {hi}: begin ' + ' '.join(f'y[{o * wy + wy - 1}:{o * wy}] <= c{m};' for o, m in sorted(ws)) + ' end')
+            v.append(f'    {hi}: begin ' + ' '.join(f'y[{o * wy + wy - 1}:{o * wy}] <= {value};' for o, value in sorted(ws)) + ' end')
         v += ['    default: ;', 'endcase']
     v += ['endmodule', '']
     return '\n'.join(v)

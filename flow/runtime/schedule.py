@@ -119,8 +119,8 @@ class Schedule:
         unless it is a DSP's accumulator all the same (``dsp_accumulated``: one ungated source), its register;
         the time-multiplexed outputs cost, per running sum, a restart multiplexer (its starts plus
         itself), one cast and, without DSPs or where its product has another user (``fabric_sums``), its
-        register and adder (else it is the DSP's accumulator), and per
-        output whose partial sum waits for its next run a hold register.
+        register and adder (else it is the DSP's accumulator), per chain whose partial sum waits a hold
+        register, and per output of several chains an adder per chain but one and a cast.
         ``layer`` gives the weight, accumulator and output widths, ``in_type`` the input's."""
         from .static_engine import counter_bits, static_engine  # the structure both emitters build from this schedule
 
@@ -137,7 +137,9 @@ class Schedule:
         # register and adder are the DSP's accumulator (P), unless its product has another user
         fabric_sums = len(eng.fabric_sums()) if dsp else len(running)
         adder_luts += sum(acc * (1 + math.ceil(len(starts) / 3)) for starts in running.values()) + acc * fabric_sums
-        casts = self.n_out - len(timed) + len(eng.writes())
+        finals = eng.finals()  # an output of several chains: an adder per chain but one and a cast of its own
+        adder_luts += acc * sum(len(parts) - 1 for _, parts in finals.values())
+        casts = self.n_out - len(timed) + len(eng.writes()) + len(finals)
         cast_luts = casts * (acc + wy)
         cw = counter_bits(self.rf)
         own = self.n_out - len(timed)  # outputs not timed (one without a live weight holds its bias: counted alike)

@@ -27,8 +27,10 @@ Everything the schedule stores as tables becomes constants of the cycle counter 
   adds its product to itself or, in the first cycle of a run, to a restart value (a constant case
   of t), so synthesis packs the sum and its register into the multiplier's DSP, unless the product
   also feeds an accumulator (``fabric_sums``); a partial sum is
-  handed to the output's next run from the running sum itself when that run starts in the next
-  cycle, else from a hold latched from the running sum in that cycle (``handoffs``).
+  handed to the next run of the output's chain from the running sum itself when that run starts in
+  the next cycle, else from a hold latched from the running sum in that cycle (``handoffs``). An
+  output that lanes compute at once has several chains (``chains``), each started from the bias or 0,
+  and is written as the sum of their sums, cast once (``finals``).
 
 Nothing here indexes an array with a table: the emitters write the case tables and gates as code.
 """
@@ -96,6 +98,7 @@ class Run:
     o: int
     lo: int
     hi: int
+    chain: int = 0  # the output's chain (see ``StaticEngine.chains``) this run belongs to
 
 
 @dataclass(frozen=True)
@@ -132,12 +135,21 @@ class StaticEngine:
         return max(most - 1, 0).bit_length()
 
     def timed_outputs(self) -> dict[int, tuple[Run, ...]]:
-        """Output -> its runs in cycle order: the first starts from the bias, each later one from
-        the partial sum the one before left in the output's hold, the last one's result is the output."""
+        """Output -> its runs (every chain's) in cycle order."""
         out: dict[int, list[Run]] = {}
         for r in self.timed:
             out.setdefault(r.o, []).append(r)
-        return {o: tuple(rs) for o, rs in out.items()}
+        return {o: tuple(sorted(rs, key=lambda r: r.lo)) for o, rs in out.items()}
+
+    def chains(self) -> dict[int, tuple[tuple[Run, ...], ...]]:
+        """Output -> its chains, each a tuple of runs disjoint in time, in cycle order: chain 0 starts
+        from the bias, any other from 0, each later run of a chain from the partial sum the one before
+        left; the output is the sum of its chains' last runs' sums (``finals``; one chain: that sum)."""
+        out = {}
+        for o, runs in self.timed_outputs().items():
+            n = 1 + max(r.chain for r in runs)
+            out[o] = tuple(tuple(r for r in runs if r.chain == c) for c in range(n))
+        return out
 
     def shared(self) -> dict:
         """The sources of the outputs that keep an accumulator of their own (not timed)."""
@@ -158,56 +170,115 @@ class StaticEngine:
         return tuple(m for m in self.running() if m in shared)
 
     def running(self) -> dict[int, tuple[tuple[int, str, int], ...]]:
-        """Multiplier -> the starts of its runs in cycle order: (lo, 'bias' or 'hold', output). Its
-        running accumulator restarts there (from the bias, or from the partial sum the output's previous
-        run left: ``handoff_source``) and otherwise adds its product to what it holds."""
+        """Multiplier -> the starts of its runs in cycle order: (lo, 'bias', 'zero' or 'hold', output).
+        Its running accumulator restarts there (from the bias, from 0 (a chain but the first) or from
+        the partial sum the chain's previous run left: ``handoff_source``) and otherwise adds its
+        product to what it holds."""
         out: dict[int, list] = {}
-        for o, runs in self.timed_outputs().items():
-            for k, r in enumerate(runs):
-                out.setdefault(r.m, []).append((r.lo, 'hold' if k else 'bias', o))
+        for o, chains in self.chains().items():
+            for c, runs in enumerate(chains):
+                for k, r in enumerate(runs):
+                    out.setdefault(r.m, []).append((r.lo, 'hold' if k else 'zero' if c else 'bias', o))
         return {m: tuple(sorted(v)) for m, v in sorted(out.items())}
 
-    def handoffs(self) -> dict[int, tuple[tuple[int, int, bool], ...]]:
-        """Output -> (hi, m, held) for each of its runs but the last: the run on multiplier m ending at
-        cycle hi hands its partial sum to the output's next run; ``held``: that run starts later than
-        the cycle after (hi + 1), so the sum is kept in the output's hold, latched from the running
-        sum in cycle hi + 1; otherwise the next run reads the running sum itself."""
+    def handoffs(self) -> dict[tuple[int, int], tuple[tuple[int, int, bool], ...]]:
+        """(output, chain) -> (hi, m, held) for each of the chain's runs but the last: the run on
+        multiplier m ending at cycle hi hands its partial sum to the chain's next run; ``held``: that
+        run starts later than the cycle after (hi + 1), so the sum waits in the chain's hold, latched
+        from the running sum in cycle hi + 1; otherwise the next run reads the running sum itself."""
         out = {}
-        for o, runs in self.timed_outputs().items():
-            if len(runs) > 1:
-                out[o] = tuple((r.hi, r.m, nxt.lo > r.hi + 1) for r, nxt in zip(runs, runs[1:]))
+        for o, chains in self.chains().items():
+            for c, runs in enumerate(chains):
+                if len(runs) > 1:
+                    out[o, c] = tuple((r.hi, r.m, nxt.lo > r.hi + 1) for r, nxt in zip(runs, runs[1:]))
         return out
 
-    def hold_latches(self) -> dict[int, tuple[tuple[int, int], ...]]:
-        """Output -> (cycle, m) for each partial sum that waits for its next run: latched into the
-        output's hold from multiplier m's running sum in that cycle (the one after its run, hi + 1)."""
-        out = {o: tuple((hi + 1, m) for hi, m, held in hs if held) for o, hs in self.handoffs().items()}
-        return {o: latches for o, latches in out.items() if latches}
+    def hold_latches(self) -> dict[tuple[int, int], tuple[tuple[int, int], ...]]:
+        """(output, chain) -> (cycle, m) for each partial sum that waits: latched into the chain's hold
+        from multiplier m's running sum in that cycle (the one after its run, hi + 1), for the chain's
+        next run or, where m works again before the output is written, for ``finals``."""
+        return self._plan[1]
 
-    def held(self) -> tuple[int, ...]:
-        """The outputs that need a hold register (a partial sum waits at least a cycle for its next run)."""
+    def held(self) -> tuple[tuple[int, int], ...]:
+        """The (output, chain) pairs that need a hold register."""
         return tuple(self.hold_latches())
 
-    def handoff_source(self, o: int, lo: int) -> tuple[str, int]:
-        """Where output ``o``'s run starting at ``lo`` (not its first) restarts from: ('h', o), the
-        output's hold, or ('r', m), multiplier m's running sum, where its previous run ended at lo - 1."""
-        return self._handoff_sources[o, lo]
+    def handoff_source(self, m: int, lo: int) -> tuple[str, int | tuple[int, int]]:
+        """Where multiplier ``m``'s run starting at ``lo`` (not the first of its chain) restarts from:
+        ('h', (o, chain)), the chain's hold, or ('r', m'), multiplier m''s running sum, where the
+        chain's previous run ended at lo - 1."""
+        return self._plan[0][m, lo]
+
+    def finals(self) -> dict[int, tuple[int, tuple[tuple[str, int | tuple[int, int]], ...]]]:
+        """Output with several chains -> (hi, parts): it is written in cycle hi, where its last chain
+        ends, as the sum of its chains' sums, each read from its multiplier's running sum ('r', m),
+        which has made no other non-zero product since, or else from the chain's hold ('h', (o, c))."""
+        return self._plan[2]
 
     @functools.cached_property
-    def _handoff_sources(self) -> dict[tuple[int, int], tuple[str, int]]:
-        """(output, first cycle of one of its runs but the first) -> handoff_source, built once."""
-        out = {}
-        for o, runs in self.timed_outputs().items():
-            for prev, nxt in zip(runs, runs[1:]):
-                out[o, nxt.lo] = ('h', o) if nxt.lo > prev.hi + 1 else ('r', prev.m)
-        return out
+    def _plan(self):
+        """handoff_source, hold_latches and finals, built once (``_chain_plan`` per output)."""
+        weights = {mu.m: mu.weights for mu in self.multipliers}
+        sources, latches, finals = {}, {}, {}
+        for o, chains in self.chains().items():
+            src, lat, fin = _chain_plan(o, chains, lambda m, lo, hi: any(weights[m][lo:hi + 1]))
+            sources.update(src)
+            latches.update(lat)
+            if fin:
+                finals[o] = fin
+        return sources, latches, finals
 
     def writes(self) -> dict[int, tuple[tuple[int, int], ...]]:
-        """Multiplier -> (hi, o) of the outputs it finishes: the cycle after which its running sum is output o."""
+        """Multiplier -> (hi, o) of the one-chain outputs it finishes: the cycle after which its running
+        sum is output o (cast once per multiplier)."""
         out: dict[int, list] = {}
-        for o, runs in self.timed_outputs().items():
-            out.setdefault(runs[-1].m, []).append((runs[-1].hi, o))
+        for o, chains in self.chains().items():
+            if len(chains) == 1:
+                out.setdefault(chains[0][-1].m, []).append((chains[0][-1].hi, o))
         return {m: tuple(sorted(v)) for m, v in sorted(out.items())}
+
+
+def _chain_plan(o: int, chains, busy):
+    """For output ``o``'s ``chains``: {(m, lo): handoff source}, {(o, c): hold latches} and, with
+    several chains, (hi, parts) (``StaticEngine.finals``); ``busy(m, lo, hi)``: multiplier m makes a
+    non-zero product in cycles lo .. hi (its running sum then no longer holds the chain's sum)."""
+    sources, latches, parts = {}, {}, []
+    end = max(runs[-1].hi for runs in chains)
+    for c, runs in enumerate(chains):
+        for prev, nxt in zip(runs, runs[1:]):
+            if nxt.lo > prev.hi + 1:
+                sources[nxt.m, nxt.lo] = ('h', (o, c))
+                latches.setdefault((o, c), []).append((prev.hi + 1, prev.m))
+            else:
+                sources[nxt.m, nxt.lo] = ('r', prev.m)
+        last = runs[-1]
+        if len(chains) > 1:
+            if busy(last.m, last.hi + 1, end):
+                latches.setdefault((o, c), []).append((last.hi + 1, last.m))
+                parts.append(('h', (o, c)))
+            else:
+                parts.append(('r', last.m))
+    return sources, {k: tuple(v) for k, v in latches.items()}, (end, tuple(parts)) if len(chains) > 1 else None
+
+
+def _split_chains(runs: list[Run]) -> list[list[Run]]:
+    """``runs`` (by first cycle) in the fewest chains of runs disjoint in time: each run joins the chain
+    that ended last before it (so a partial sum waits the least), or starts a chain."""
+    chains: list[list[Run]] = []
+    for r in runs:
+        free = [ch for ch in chains if ch[-1].hi < r.lo]
+        if free:
+            max(free, key=lambda ch: ch[-1].hi).append(r)
+        else:
+            chains.append([r])
+    return chains
+
+
+def sum_name(source: tuple) -> str:
+    """The emitters' name (the same in C++ and Verilog) of a partial sum's place: ('r', m) multiplier
+    m's running sum ``r<m>``, ('h', (o, c)) output o's chain c's hold ``h<o>_<c>``."""
+    kind, key = source
+    return f'r{key}' if kind == 'r' else f'h{key[0]}_{key[1]}'
 
 
 def _one_ungated(sources: tuple) -> bool:
@@ -330,13 +401,17 @@ def _static_engine(sched: Schedule) -> StaticEngine:
 
 def time_multiplexed(outputs: np.ndarray, nonzero: np.ndarray, live: list[int], sources: dict) -> tuple[Run, ...]:
     """The accumulator organisation the schedule allows. A multiplier's runs are the maximal stretches
-    of its non-zero products that go to one output. An output whose runs (over all multipliers) are
-    disjoint in time needs no accumulator of its own: each multiplier keeps one running sum, started
-    from the output's bias (first run) or the partial sum held from its previous run, and its last
-    run's sum is cast once and written at that constant cycle. An output whose runs overlap (lanes
-    computing it at once) keeps its own accumulator of gated products (``sources``). Of the three
-    choices (no output timed, every disjoint one, those computed in one run) the one with the fewest
-    accumulator-wide registers, adders and casts outside the DSPs is taken, no output timed on a tie.
+    of its non-zero products that go to one output. A time-multiplexed output needs no accumulator of
+    its own: its runs are split into the fewest chains of runs disjoint in time (one, where no two
+    lanes compute it at once); each multiplier keeps one running sum, restarted at each of its runs
+    from the output's bias (the first run of chain 0), 0 (the first of another chain) or the partial
+    sum the chain's previous run left (held, where it waits); a one-chain output is its last run's sum,
+    cast once per multiplier, an output of several chains the sum of its chains' sums (an adder per
+    chain but one, a hold for a sum whose multiplier works again before, a cast of its own). An output
+    not timed keeps its accumulator of gated products (``sources``). Of the four choices (no output
+    timed, those with one chain, those computed in one run, every output) the one with the fewest
+    accumulator-wide registers, adders, restart choices and casts outside the DSPs is taken, no output
+    timed on a tie.
     A running sum whose multiplier writes only timed outputs, and an accumulator of its own with one
     ungated source (``StaticEngine.dsp_accumulated``), are DSP accumulators; any other sum's register
     and adders are fabric (``StaticEngine.fabric_sums``: the product has another user)."""
@@ -353,7 +428,10 @@ def time_multiplexed(outputs: np.ndarray, nonzero: np.ndarray, live: list[int], 
     for r in sorted(runs, key=lambda r: r.lo):
         by_out.setdefault(r.o, []).append(r)
         writes.setdefault(r.m, set()).add(r.o)
-    disjoint = {o for o, rs in by_out.items() if all(a.hi < b.lo for a, b in zip(rs, rs[1:]))}
+    chains = {o: [[Run(r.m, r.o, r.lo, r.hi, c) for r in ch] for c, ch in enumerate(_split_chains(rs))]
+              for o, rs in by_out.items()}
+    plans = {o: _chain_plan(o, chs, lambda m, lo, hi: nonzero[m, lo:hi + 1].any()) for o, chs in chains.items()}
+    one_chain = {o for o, chs in chains.items() if len(chs) == 1}
     single = {o for o, rs in by_out.items() if len(rs) == 1}
 
     def own(o: int) -> int:  # an output's own accumulator: its cast, and its register and adders unless in a DSP
@@ -362,9 +440,11 @@ def time_multiplexed(outputs: np.ndarray, nonzero: np.ndarray, live: list[int], 
     def cost(timed: set) -> int:
         running = {r.m for o in timed for r in by_out[o]}
         fabric = sum(2 for m in running if not writes[m] <= timed)  # register and adder
-        holds = sum(len(by_out[o]) > 1 for o in timed)
-        casts = len({by_out[o][-1].m for o in timed})
-        return fabric + holds + casts + sum(own(o) for o in by_out if o not in timed)
+        restarts = len(running)  # each running sum's choice of restart or sum, in LUTs before its DSP
+        holds = sum(len(plans[o][1]) for o in timed)
+        casts = len({chains[o][0][-1].m for o in timed & one_chain}) + len(timed - one_chain)
+        adders = sum(len(chains[o]) - 1 for o in timed)
+        return restarts + fabric + holds + casts + adders + sum(own(o) for o in by_out if o not in timed)
 
-    best = min((set(), disjoint, single), key=cost)  # min keeps the first of equals: no output timed
-    return tuple(r for o in sorted(best) for r in by_out[o])
+    best = min((set(), one_chain, single, set(by_out)), key=cost)  # min keeps the first of equals: no output timed
+    return tuple(r for o in sorted(best) for ch in chains[o] for r in ch)

@@ -81,7 +81,7 @@ def main() -> None:
     ap.add_argument('--mask', default='cgs')
     ap.add_argument('--organisations', default=','.join(ORGANISATIONS))
     ap.add_argument('--family', default='xc7')
-    ap.add_argument('--work', default=str(ROOT / 'bench' / 'work' / 'engine'))
+    ap.add_argument('--work', help='work folder (default bench/work/engine, and its subfolder <mask> for a mask other than cgs)')
     ap.add_argument('--replot', action='store_true', help='only print the table and redraw the plot from the JSON results')
     args = ap.parse_args()
     results = ROOT / 'bench' / 'results'
@@ -98,7 +98,8 @@ def main() -> None:
     sizes, block = pairs(args.sizes), pairs(args.block)[0]
     drops, rfs = [float(d) for d in args.drops.split(',')], [int(r) for r in args.rfs.split(',')]
     orgs = args.organisations.split(',')
-    work = Path(args.work) if args.mask == 'cgs' else Path(args.work) / args.mask
+    default = ROOT / 'bench' / 'work' / 'engine'
+    work = Path(args.work) if args.work else default if args.mask == 'cgs' else default / args.mask
     rng = np.random.default_rng(0)
 
     designs, tasks = {}, {}  # name -> (size, drop or None for dense, rf, organisation, schedule, layer)

@@ -8,7 +8,8 @@
 // selects as constant case tables of the cycle counter, per-output accumulators updated only by
 // the multipliers that reach them, gated by constant comparisons of the cycle, or, where the
 // schedule lets a multiplier work through several outputs one after another, one running sum per
-// multiplier, cast once and written to res[o] in the constant cycle that finishes o. The layer's config
+// multiplier, cast once and written to res[o] in the constant cycle that finishes o (an output that
+// two lanes compute at once: the sum of their running sums, cast once). The layer's config
 // names it as kernel<...>::dense; this header only holds the config's defaults and the calls.
 //
 // Weights: bank m = weights[m*reuse_factor .. m*reuse_factor + reuse_factor - 1], word t is what

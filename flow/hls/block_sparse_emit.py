@@ -14,8 +14,8 @@ over the ReuseFactor cycles t nothing is indexed by a table:
   by a constant comparison of t: no array written at an index read from a table;
 - or, where the static structure time-multiplexes the outputs (``StaticEngine.timed``), a multiplier
   keeps one running sum ``r<m>`` (its DSP's accumulator), restarted by a ``switch (t)`` from an
-  output's bias or from the partial sum of the output's previous run (held in ``h<o>_<c>``, or that
-  run's ``r`` the cycle after it ended), cast once per cycle (``y<m>``) and written to ``res[o]`` in
+  output's bias, 0 (a chain but the first) or the partial sum of the previous run of the output's
+  chain (held in ``h<o>_<c>``, or that run's ``r`` the cycle after it ended), cast once per cycle (``y<m>``) and written to ``res[o]`` in
   the constant cycle that finishes o (a case of t, not an index); an output that lanes compute at
   once is the sum of its chains' running sums (or holds ``h<o>_<c>``), cast once (``f<o>``).
 
@@ -90,8 +90,8 @@ def _cycle(eng, acc, indent: str) -> list[str]:
     for o, srcs in eng.shared().items():
         terms = [gate.gated(f'p{m}', 't', rf, 'acc_t(0)') for m, gate in srcs]
         c.append(f'{indent}{acc(o)} = acc_t({acc(o)} + {sum_tree(terms, "acc_t")});')
-    # running sums (the DSPs' accumulators): each restarted at its runs' first cycles from a bias, a hold
-    # or the running sum that ended the output's previous run the cycle before; every restart value and
+    # running sums (the DSPs' accumulators): each restarted at its runs' first cycles from a bias, 0, a hold
+    # or the running sum that ended the chain's previous run the cycle before; every restart value and
     # hold is read before any running sum is updated (as registers are)
     for m, starts in eng.running().items():
         c += [f'{indent}acc_t s{m};', f'{indent}switch (t) {{']

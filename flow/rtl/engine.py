@@ -204,8 +204,8 @@ def engine_verilog(sched: Schedule, layer: BlockSparseDense, in_t: FixedType, to
     timed = eng.timed_outputs()
     for o in set(range(n_out)) - set(eng.sources) - set(timed):  # no live weight: the bias alone
         v += [f'reg [{a - 1}:0] acc{o};', f"always @(posedge clk) acc{o} <= {a}'d{int(bias[o])};"]
-    # time-multiplexed outputs: a running sum per multiplier, restarted from a bias or a hold. Written as a
-    # DSP48's accumulator (P <= (load ? C : P) + M): the restart a 2:1 choice of the load cycles, the
+    # time-multiplexed outputs: a running sum per multiplier, restarted from a bias, 0, a hold or another
+    # running sum (``StaticEngine.running``). Written as a DSP48's accumulator (P <= (load ? C : P) + M): the restart a 2:1 choice of the load cycles, the
     # restart value a case of the cycle, so synthesis packs the sum and its register into the DSP
     v += [f'reg [{a - 1}:0] {sum_name(("h", oc))};' for oc in eng.held()]
     for m, starts in eng.running().items():
@@ -216,7 +216,8 @@ def engine_verilog(sched: Schedule, layer: BlockSparseDense, in_t: FixedType, to
         load = ' || '.join(f"cnt1 == {cw}'d{lo}" for lo, _, _ in starts)
         v += [f"    default: s{m} = {a}'d0;", 'endcase', f'wire load{m} = {load};',
               f'wire [{a - 1}:0] n{m} = (load{m} ? s{m} : r{m}) + q{m};',
-              f'always @(posedge clk) if (v1) r{m} <= n{m};', f'wire [{wy - 1}:0] c{m} = cast_out(r{m});']
+              f'always @(posedge clk) if (v1) r{m} <= n{m};']
+    v += [f'wire [{wy - 1}:0] c{m} = cast_out(r{m});' for m in eng.writes()]  # a running sum that finishes outputs: cast once
     for oc, latches in eng.hold_latches().items():  # a partial sum read later than the cycle after its run: kept in a hold
         v += ['always @(posedge clk) if (v1) case (cnt1)'] + [f'    {t}: {sum_name(("h", oc))} <= r{m};' for t, m in latches]
         v += ['    default: ;', 'endcase']

@@ -117,12 +117,13 @@ class Schedule:
         (its register inside) unless ``dsp`` is false; per cast a rounding adder and a saturating
         compare. An output with an accumulator of its own costs one adder bit per source, a cast and,
         unless it is a DSP's accumulator all the same (``dsp_accumulated``: one ungated source), its register;
-        the time-multiplexed outputs cost, per running sum, a restart multiplexer (its starts plus
-        itself), one cast and, without DSPs or where its product has another user (``fabric_sums``), its
-        register and adder (else it is the DSP's accumulator), per chain whose partial sum waits a hold
-        register, and per output of several chains an adder per chain but one and a cast.
+        the time-multiplexed outputs cost, per running sum, a restart multiplexer (``restart_luts``) and,
+        without DSPs or where its product has another user (``fabric_sums``), its register and adder
+        (else it is the DSP's accumulator), a cast per multiplier that finishes one-chain outputs, per
+        chain whose partial sum waits a hold register, and per output of several chains an adder per
+        chain but one and a cast.
         ``layer`` gives the weight, accumulator and output widths, ``in_type`` the input's."""
-        from .static_engine import counter_bits, static_engine  # the structure both emitters build from this schedule
+        from .static_engine import counter_bits, restart_luts, static_engine  # the structure both emitters build from this schedule
 
         wx, ww, acc, wy = in_type.width, layer.weight_type.width, layer.accum_type.width, layer.out_type.width
         eng = static_engine(self)
@@ -136,7 +137,7 @@ class Schedule:
         # a running sum: the choice of restart or sum and the restart values (a case of the cycle) in LUTs; its
         # register and adder are the DSP's accumulator (P), unless its product has another user
         fabric_sums = len(eng.fabric_sums()) if dsp else len(running)
-        adder_luts += sum(acc * (1 + math.ceil(len(starts) / 3)) for starts in running.values()) + acc * fabric_sums
+        adder_luts += sum(acc * restart_luts(len(starts)) for starts in running.values()) + acc * fabric_sums
         finals = eng.finals()  # an output of several chains: an adder per chain but one and a cast of its own
         adder_luts += acc * sum(len(parts) - 1 for _, parts in finals.values())
         casts = self.n_out - len(timed) + len(eng.writes()) + len(finals)

@@ -110,7 +110,7 @@ class StaticEngine:
     selects: tuple[Select, ...]
     multipliers: tuple[Multiplier, ...]
     sources: dict  # output -> tuple of (multiplier number m, Gate), every output with a live source
-    timed: tuple[Run, ...] = ()  # the runs of the time-multiplexed outputs, by output then cycle; () for none
+    timed: tuple[Run, ...] = ()  # the runs of the time-multiplexed outputs, by output, chain, then cycle; () for none
     group: int = 1  # a power of two: the selects factored over shared row selects (see the module); 1: not
 
     def factored(self, sel: Select) -> Select:
@@ -170,10 +170,10 @@ class StaticEngine:
         return tuple(m for m in self.running() if m in shared)
 
     def running(self) -> dict[int, tuple[tuple[int, str, int], ...]]:
-        """Multiplier -> the starts of its runs in cycle order: (lo, 'bias', 'zero' or 'hold', output).
-        Its running accumulator restarts there (from the bias, from 0 (a chain but the first) or from
-        the partial sum the chain's previous run left: ``handoff_source``) and otherwise adds its
-        product to what it holds."""
+        """Multiplier -> the starts of its runs in cycle order: (lo, how, output), ``how`` 'bias', 'zero'
+        or 'hold'. Its running accumulator restarts there (from the bias, from 0 (a chain but the first)
+        or from the partial sum the chain's previous run left: ``handoff_source``) and otherwise adds
+        its product to what it holds."""
         out: dict[int, list] = {}
         for o, chains in self.chains().items():
             for c, runs in enumerate(chains):
@@ -185,7 +185,8 @@ class StaticEngine:
         """(output, chain) -> (hi, m, held) for each of the chain's runs but the last: the run on
         multiplier m ending at cycle hi hands its partial sum to the chain's next run; ``held``: that
         run starts later than the cycle after (hi + 1), so the sum waits in the chain's hold, latched
-        from the running sum in cycle hi + 1; otherwise the next run reads the running sum itself."""
+        from the running sum in cycle hi + 1; otherwise the next run reads the running sum itself.
+        (A chain's sum that waits for ``finals`` is latched too: see ``hold_latches``.)"""
         out = {}
         for o, chains in self.chains().items():
             for c, runs in enumerate(chains):
@@ -258,6 +259,8 @@ def _chain_plan(o: int, chains, busy):
                 parts.append(('h', (o, c)))
             else:
                 parts.append(('r', last.m))
+    # every latch falls inside the sample (the next run, or the write, comes later in it)
+    assert all(cycle <= end for v in latches.values() for cycle, _ in v), (o, latches)
     return sources, {k: tuple(v) for k, v in latches.items()}, (end, tuple(parts)) if len(chains) > 1 else None
 
 
@@ -295,6 +298,12 @@ def _select(inputs: np.ndarray, care: np.ndarray) -> Select:
     for t, i in used:  # is no padding: yosys maps it as one mux tree, 5% fewer LUTs than legs + a default input)
         legs.setdefault(i, []).append(t)
     return Select(tuple((tuple(ts), i) for i, ts in legs.items()), used[0][1])
+
+
+def restart_luts(starts: int) -> int:
+    """LUTs per accumulator bit of a running sum's choice of restart or sum and its restart values (a
+    case of the cycle with ``starts`` legs): what the organisation's cost and the estimate count."""
+    return 1 + _mux_luts(starts + 1)
 
 
 def _mux_luts(legs: int) -> int:
@@ -434,13 +443,16 @@ def time_multiplexed(outputs: np.ndarray, nonzero: np.ndarray, live: list[int], 
     one_chain = {o for o, chs in chains.items() if len(chs) == 1}
     single = {o for o, rs in by_out.items() if len(rs) == 1}
 
-    def own(o: int) -> int:  # an output's own accumulator: its cast, and its register and adders unless in a DSP
-        return 1 if _one_ungated(sources[o]) else 2 + len(sources[o])
+    def own(o: int) -> int:  # an output's own accumulator: its restart choice and cast, its register and adders unless in a DSP
+        return 2 if _one_ungated(sources[o]) else 3 + len(sources[o])
 
     def cost(timed: set) -> int:
-        running = {r.m for o in timed for r in by_out[o]}
-        fabric = sum(2 for m in running if not writes[m] <= timed)  # register and adder
-        restarts = len(running)  # each running sum's choice of restart or sum, in LUTs before its DSP
+        starts: dict[int, int] = {}
+        for o in timed:
+            for r in by_out[o]:
+                starts[r.m] = starts.get(r.m, 0) + 1
+        fabric = sum(2 for m in starts if not writes[m] <= timed)  # register and adder
+        restarts = sum(restart_luts(n) for n in starts.values())
         holds = sum(len(plans[o][1]) for o in timed)
         casts = len({chains[o][0][-1].m for o in timed & one_chain}) + len(timed - one_chain)
         adders = sum(len(chains[o]) - 1 for o in timed)

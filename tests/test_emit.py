@@ -393,7 +393,7 @@ def test_outputs_that_lanes_compute_at_once_are_sums_of_chains(monkeypatch):
     once. Such an output is the sum of two chains of running sums, each in its multiplier's DSP, added
     and cast once, instead of an accumulator of gated products whose products also pull the lanes'
     running sums into the fabric (``before``: what the choice could take before chains). yosys on
-    bench_engine's 128x128 layer at RF 32 (8-bit inputs, an 8-bit rounding, saturating output): 5,811 +
+    bench_engine's 128x128 layer at RF 32 (8-bit inputs, an 8-bit rounding, saturating output): 5,836 +
     3,012 LUT+FF against 7,427 + 4,308 without chains, the logic depth 14 against 12 (the chains' sum
     before the cast). The Verilog keeps the running sums
     whose product feeds an accumulator in the fabric (``fabric_sums``) in either organisation."""

@@ -67,7 +67,7 @@ def emit_kernel(sched: Schedule, name: str, what: str = '') -> str:
     if timed:
         c.append('    // time-multiplexed outputs: one running sum per multiplier, a hold per chain whose partial sum waits')
         c += [f'    acc_t r{m} = 0;' for m in running] + [f'    acc_t {sum_name(("h", oc))} = 0;' for oc in eng.held()]
-    c += ['', 'ReuseLoop:', f'    for (unsigned t = 0; t < {rf}; t++) {{', '        #pragma HLS PIPELINE II=1 rewind']
+    c += ['', 'ReuseLoop:', f'    for (unsigned t = 0; t < {rf}; t++) {{', '        #pragma HLS PIPELINE II=1']  # no rewind: code before and after the loop, inside a layer function (Vitis warning 200-950)
     c += _cycle(eng, lambda o: f'acc{o}', '        ')
     c.append('    }')
     c += ['', '    // each output cast once, with the output type\'s rounding and overflow']

@@ -102,7 +102,7 @@ def emit_kernel(eng: SSTEngine, name: str, what: str = '') -> str:
           '',
           'ReuseLoop:',
           f'    for (unsigned t = 0; t < {rf}; t++) {{',
-          '        #pragma HLS PIPELINE II=1 rewind']
+          '        #pragma HLS PIPELINE II=1']  # no rewind: code before and after the loop, inside a layer function (Vitis warning 200-950)
     # group selects: constant case tables of t, each leg the N inputs of one group
     for s, sel in enumerate(eng.selects):
         def leg(g, s=s):

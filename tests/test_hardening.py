@@ -315,6 +315,44 @@ def test_an_interrupted_tool_is_killed_with_its_children():
     assert _live_members(started[0]) == []  # the whole group (bash and both sleeps) is gone
 
 
+TERMINATED = '''
+import sys
+from functools import partial
+from flow.infra import processes
+from flow.rtl.build import in_parallel
+tool = ['bash', '-c', 'echo $$ >> ' + sys.argv[1] + '; sleep 60 & sleep 60']
+if sys.argv[2] == 'run':
+    processes.run(tool)
+else:  # two tools from worker threads, as the rtl step and the benches run yosys
+    in_parallel({'a': partial(processes.run, tool), 'b': partial(processes.run, tool)}, 'tools')
+'''
+
+
+@pytest.mark.parametrize('how', ['run', 'in_parallel'])
+def test_a_terminated_flow_kills_its_tools(tmp_path, how):
+    """SIGTERM (``kill``, a CI timeout) kills the running tools' process groups as Ctrl-C does; by
+    Python's default the flow would exit at once and leave them running."""
+    pids = tmp_path / 'pids'
+    parent = subprocess.Popen([sys.executable, '-c', TERMINATED, str(pids), how], cwd=REPO)
+    try:
+        deadline = time.time() + 60
+        while len(pids.read_text().split() if pids.exists() else []) < (1 if how == 'run' else 2):
+            assert time.time() < deadline and parent.poll() is None
+            time.sleep(0.2)
+        groups = [int(p) for p in pids.read_text().split()]
+        parent.send_signal(signal.SIGTERM)
+        assert parent.wait(30) == 128 + signal.SIGTERM
+        time.sleep(0.2)
+        assert [g for g in groups if _live_members(g)] == []
+    finally:
+        parent.kill()
+        for g in [int(p) for p in pids.read_text().split()] if pids.exists() else []:
+            try:
+                os.killpg(g, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def _live_members(pgid: int) -> list[int]:
     """Processes of a process group that are not zombies (a container's init may not reap them)."""
     live = []

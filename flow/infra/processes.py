@@ -1,7 +1,8 @@
 """Tool subprocesses (g++, build_lib.sh, testbenches, Vitis HLS, Vivado), run so that none outlives
 its build unnoticed.
 
-Each tool runs in its own process group, killed whole when the flow is interrupted. Tools also
+Each tool runs in its own process group, killed whole when the flow is interrupted (Ctrl-C, or
+SIGTERM: ``kill``, a CI timeout, which ``exit_on_sigterm`` turns into an exception too). Tools also
 inherit the build folder's lock (``build_dir.BuildLock``): if the flow itself is killed (``kill -9``),
 an orphaned compiler still holds the lock, so a rerun is refused instead of building into the same
 folder beside it.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 
 _inherited_fds: set[int] = set()  # lock file descriptors every tool keeps open
 _running: set[subprocess.Popen] = set()  # tools started by run() that have not finished
@@ -25,9 +27,22 @@ def unshare(fd: int) -> None:
     _inherited_fds.discard(fd)
 
 
+def exit_on_sigterm() -> None:
+    """From the main thread, while SIGTERM has Python's default action (exit at once, leaving the
+    tools' process groups running): make it raise SystemExit as Ctrl-C raises KeyboardInterrupt, so
+    the code that kills the running tools runs."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _exit)
+
+
+def _exit(signum, _frame):
+    raise SystemExit(128 + signum)
+
+
 def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
     """``subprocess.run`` in a new process group (session); the whole group is killed if we are
-    interrupted or fail while it runs."""
+    interrupted (``exit_on_sigterm``) or fail while it runs."""
+    exit_on_sigterm()
     if kwargs.pop('capture_output', False):
         kwargs.update(stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     data = kwargs.pop('input', None)

@@ -62,7 +62,7 @@ def rtl_equals_reference(im: IntegerModel, folder, rng, n=200):
 
 CASES = {  # name -> (input type, layers(in_t, rng)); covers every dense-like kind and the casts
     'cgs_relu_dense': (FixedType(6, 2), lambda t, rng: [
-        l1 := block_sparse('fc1', 16, 16, (4, 4), 2, 4, t, rng),
+        block_sparse('fc1', 16, 16, (4, 4), 2, 4, t, rng),
         r1 := ReLU('relu1', FixedType(6, 2, False, 'RND_CONV', 'SAT')),
         dense('fc2', 16, 5, 6, r1.out_type, rng)]),
     'cgs_blocks_2x8_3bit_rounded_result': (FixedType(8, 3), lambda t, rng: [

@@ -37,6 +37,7 @@ Nothing here indexes an array with a table: the emitters write the case tables a
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
@@ -185,13 +186,13 @@ class StaticEngine:
         """(output, chain) -> (hi, m, held) for each of the chain's runs but the last: the run on
         multiplier m ending at cycle hi hands its partial sum to the chain's next run; ``held``: that
         run starts later than the cycle after (hi + 1), so the sum waits in the chain's hold, latched
-        from the running sum in cycle hi + 1; otherwise the next run reads the running sum itself.
-        (A chain's sum that waits for ``finals`` is latched too: see ``hold_latches``.)"""
+        from the running sum in cycle hi + 1; otherwise the next run reads the running sum itself
+        (``handoff_source``). (A chain's sum that waits for ``finals`` is latched too: see ``hold_latches``.)"""
         out = {}
         for o, chains in self.chains().items():
             for c, runs in enumerate(chains):
                 if len(runs) > 1:
-                    out[o, c] = tuple((r.hi, r.m, nxt.lo > r.hi + 1) for r, nxt in zip(runs, runs[1:]))
+                    out[o, c] = tuple((r.hi, r.m, self.handoff_source(nxt.m, nxt.lo)[0] == 'h') for r, nxt in zip(runs, runs[1:]))
         return out
 
     def hold_latches(self) -> dict[tuple[int, int], tuple[tuple[int, int], ...]]:
@@ -437,7 +438,7 @@ def time_multiplexed(outputs: np.ndarray, nonzero: np.ndarray, live: list[int], 
     for r in sorted(runs, key=lambda r: r.lo):
         by_out.setdefault(r.o, []).append(r)
         writes.setdefault(r.m, set()).add(r.o)
-    chains = {o: [[Run(r.m, r.o, r.lo, r.hi, c) for r in ch] for c, ch in enumerate(_split_chains(rs))]
+    chains = {o: [[dataclasses.replace(r, chain=c) for r in ch] for c, ch in enumerate(_split_chains(rs))]
               for o, rs in by_out.items()}
     plans = {o: _chain_plan(o, chs, lambda m, lo, hi: nonzero[m, lo:hi + 1].any()) for o, chs in chains.items()}
     one_chain = {o for o, chs in chains.items() if len(chs) == 1}

@@ -421,10 +421,11 @@ def test_outputs_that_lanes_compute_at_once_are_sums_of_chains(monkeypatch):
 
 
 def test_time_multiplexing_lowers_the_estimate(monkeypatch):
-    """The estimate follows the organisation: the same schedule with an accumulator per output costs more."""
+    """The estimate follows the organisation: the same schedule with an accumulator per output costs more
+    (a cast per output, where the output type rounds and saturates, instead of one per multiplier)."""
     import flow.runtime.static_engine as se
 
-    layer = _tm_layer()
+    layer = random_layer(np.random.default_rng(4), 32, 32, (4, 4), 0.75, 4, IN_T, FixedType(8, 3, True, 'RND_CONV', 'SAT'))
     sched = gather(layer, 16)
     est = sched.logic_estimate(layer, IN_T)
     per_output = dataclasses.replace(se.static_engine(sched), timed=())

@@ -256,3 +256,34 @@ def test_convolution_engine_equals_reference_on_every_patch(tmp_path):
     pixels = int(np.prod(trace[conv.name].shape[:3]))
     assert out['cycles_per_sample'] == (pixels * 6 + 3) / pixels and out['time_multiplexed_outputs'] == 0  # back to back
     assert conv.engine_vectors(trace[prev.name]).shape == (pixels, conv.n_in)
+
+
+CASTS = [  # (accumulator type, output type): the estimate charges a cast or not, yosys' LUTs decide
+    (FixedType(13, 6), FixedType(13, 6)),  # the same type: wires (the default model's fc1)
+    (FixedType(18, 6), FixedType(8, 3)),  # truncate and wrap: a bit slice
+    (FixedType(10, 4), FixedType(8, 4, True, 'TRN', 'SAT')),  # saturating where every value fits: a slice
+    (FixedType(10, 3), FixedType(9, 3, True, 'RND', 'WRAP')),  # a constant rounding offset: the carry chain only
+    (FixedType(10, 3), FixedType(9, 3, True, 'RND_CONV', 'WRAP')),  # an offset that depends on a bit
+    (FixedType(18, 6), FixedType(8, 6, True, 'TRN', 'SAT_SYM')),  # the minimum alone saturates
+    (FixedType(18, 6), FixedType(8, 3, True, 'RND_CONV', 'SAT')),  # both (bench/bench_engine.py's output)
+    (FixedType(10, 6), FixedType(8, 4, False, 'TRN', 'SAT')),  # a negative value saturates at 0
+    (FixedType(10, 5), FixedType(9, 5, True, 'TRN', 'SAT')),  # truncating, the maximum fits
+    (FixedType(10, 5), FixedType(9, 5, True, 'RND', 'SAT')),  # rounding up passes it
+]
+
+
+@pytest.mark.rtl
+@pytest.mark.skipif(tools.yosys() is None, reason='yosys not installed')
+@pytest.mark.parametrize('acc_t, out_t', CASTS)
+def test_the_estimate_charges_a_cast_exactly_where_it_takes_logic(tmp_path, acc_t, out_t):
+    """``cast_luts`` (the estimates' unit for one output cast) is 0 exactly where yosys maps the emitted
+    cast to no LUTs: a bit slice, or a constant rounding offset in the carry chain."""
+    from flow.rtl.synth import synthesize_files
+    from flow.runtime.static_engine import cast_luts
+
+    v = tmp_path / 'cast.v'
+    v.write_text(cast_function('cast_out', acc_t, out_t).join([
+        f'module cast (input [{acc_t.width - 1}:0] a, output [{out_t.width - 1}:0] y);\n',
+        '\nassign y = cast_out(a);\nendmodule\n']))
+    luts = synthesize_files([v], 'cast', 'xc7', tmp_path / 'synth')['lut']
+    assert (cast_luts(acc_t, out_t) == 0) == (luts == 0), (cast_luts(acc_t, out_t), luts)

@@ -114,8 +114,8 @@ class Schedule:
         static structure (flow/runtime/static_engine.py), from unit costs of a
         6-input-LUT fabric, not fitted to measurements (bench/bench_engine.py reports how far off):
         a LUT is a 4:1 multiplexer bit, 64 ROM bits, one adder bit; a product goes to a DSP
-        (its register inside) unless ``dsp`` is false; per cast a rounding adder and a saturating
-        compare. An output with an accumulator of its own costs one adder bit per source, a cast and,
+        (its register inside) unless ``dsp`` is false; per cast its rounding adder and saturating
+        compare where it has them (``cast_luts``). An output with an accumulator of its own costs one adder bit per source, a cast and,
         unless it is a DSP's accumulator all the same (``dsp_accumulated``: one ungated source), its register;
         the time-multiplexed outputs cost, per running sum, a restart multiplexer (``restart_luts``) and,
         without DSPs or where its product has another user (``fabric_sums``), its register and adder
@@ -123,7 +123,7 @@ class Schedule:
         chain whose partial sum waits a hold register, and per output of several chains an adder per
         chain but one and a cast.
         ``layer`` gives the weight, accumulator and output widths, ``in_type`` the input's."""
-        from .static_engine import counter_bits, restart_luts, static_engine  # the structure both emitters build from this schedule
+        from .static_engine import cast_luts, counter_bits, restart_luts, static_engine  # the structure both emitters build from this schedule
 
         wx, ww, acc, wy = in_type.width, layer.weight_type.width, layer.accum_type.width, layer.out_type.width
         eng = static_engine(self)
@@ -141,14 +141,14 @@ class Schedule:
         finals = eng.finals()  # an output of several chains: an adder per chain but one and a cast of its own
         adder_luts += acc * sum(len(parts) - 1 for _, parts in finals.values())
         casts = self.n_out - len(timed) + len(eng.writes()) + len(finals)
-        cast_luts = casts * (acc + wy)
+        cast = casts * cast_luts(layer.accum_type, layer.out_type)
         cw = counter_bits(self.rf)
         own = self.n_out - len(timed)  # outputs not timed (one without a live weight holds its bias: counted alike)
         fabric = own - (len(eng.dsp_accumulated()) if dsp else 0) + fabric_sums  # accumulator registers in the fabric
         ff = (self.n_in * wx + (fabric + len(eng.held())) * acc + self.n_out * wy
               + (3 if timed else 2) * cw + (0 if dsp else self.n_mult * (wx + ww)))
-        return {'lut': rom_luts + mux_luts + adder_luts + cast_luts, 'ff': ff,
-                'parts': {'rom': rom_luts, 'mux': mux_luts, 'adders': adder_luts, 'cast': cast_luts}}
+        return {'lut': rom_luts + mux_luts + adder_luts + cast, 'ff': ff,
+                'parts': {'rom': rom_luts, 'mux': mux_luts, 'adders': adder_luts, 'cast': cast}}
 
 
 def _distinct_rows(a: np.ndarray) -> np.ndarray:

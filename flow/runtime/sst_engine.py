@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .static_engine import Gate, Select, _gate, _mux_luts, _select, counter_bits
+from .static_engine import Gate, Select, _gate, _mux_luts, _select, cast_luts, counter_bits
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,8 @@ class SSTEngine:
         srcs = [gate for s in self.sources.values() for _, gate in s]
         adders = self.n_dec * k * sw + sw * len(srcs) + sum(g.ranges is not None for g in srcs)
         scale = [abs(int(c)) for c in np.asarray(layer.scale)]
-        finish = sum(acc * (max(0, bin(c).count('1') - 1) + 1) + acc + wy for c in scale)  # product, bias, cast
+        cast = cast_luts(layer.accum_type, layer.out_type)
+        finish = sum(acc * (max(0, bin(c).count('1') - 1) + 1) + cast for c in scale)  # product and bias, cast
         cw = counter_bits(self.rf)
         ff = self.n_in * wx + (self.n_dec + self.n_out) * sw + self.n_out * wy + 2 * cw
         parts = {'rom': rom, 'mux': mux + pick, 'decode': decode, 'adders': adders, 'scale_cast': finish}

@@ -45,6 +45,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .fixed import _round_shift
+
 if TYPE_CHECKING:  # annotations only: Schedule.logic_estimate builds on this module
     from .schedule import Schedule
 
@@ -305,6 +307,21 @@ def restart_luts(starts: int) -> int:
     """LUTs per accumulator bit of a running sum's choice of restart or sum and its restart values (a
     case of the cycle with ``starts`` legs): what the organisation's cost and the estimate count."""
     return 1 + _mux_luts(starts + 1)
+
+
+def cast_luts(acc_t, out_t) -> int:
+    """LUTs of one cast from the accumulator type to the output type (the estimates' unit): a rounding
+    adder and a saturating compare (output and accumulator bits), or none where the emitted cast is a
+    bit slice: fraction bits dropped by truncation, or by a rounding whose offset is a constant (it
+    goes into the carry chain), and integer bits dropped by wrapping, or by saturating where every
+    (rounded) accumulator value fits (yosys maps those to wires and CARRY4s only)."""
+    drop = acc_t.frac - out_t.frac
+    ends = np.array([acc_t.min_code, acc_t.max_code], dtype=np.int64)
+    lo, hi = _round_shift(ends, drop, out_t.rounding) if drop > 0 else ends << -drop
+    least = -out_t.max_code if out_t.overflow == 'SAT_SYM' and out_t.signed and out_t.width > 1 else out_t.min_code
+    saturates = out_t.overflow != 'WRAP' and (lo < least or hi > out_t.max_code)
+    rounds = drop > 0 and out_t.rounding not in ('TRN', 'RND', 'RND_MIN_INF')
+    return acc_t.width + out_t.width if saturates or rounds else 0
 
 
 def _mux_luts(legs: int) -> int:

@@ -115,8 +115,9 @@ class Schedule:
         6-input-LUT fabric, not fitted to measurements (bench/bench_engine.py reports how far off):
         a LUT is a 4:1 multiplexer bit, 64 ROM bits, one adder bit; a product goes to a DSP
         (its register inside) unless ``dsp`` is false; per cast its rounding adder and saturating
-        compare where it has them (``cast_luts``). An output with an accumulator of its own costs one adder bit per source, a cast and,
-        unless it is a DSP's accumulator all the same (``dsp_accumulated``: one ungated source), its register;
+        compare where it has them (``cast_luts``). An output with an accumulator of its own costs one
+        adder bit per source, a cast and, unless it is a DSP's accumulator all the same
+        (``dsp_accumulated``: one ungated source), its register;
         the time-multiplexed outputs cost, per running sum, a restart multiplexer (``restart_luts``) and,
         without DSPs or where its product has another user (``fabric_sums``), its register and adder
         (else it is the DSP's accumulator), a cast per multiplier that finishes one-chain outputs, per

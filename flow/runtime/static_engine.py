@@ -37,10 +37,9 @@ Nothing here indexes an array with a table: the emitters write the case tables a
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -455,7 +454,7 @@ def time_multiplexed(outputs: np.ndarray, nonzero: np.ndarray, live: list[int], 
     for r in sorted(runs, key=lambda r: r.lo):
         by_out.setdefault(r.o, []).append(r)
         writes.setdefault(r.m, set()).add(r.o)
-    chains = {o: [[dataclasses.replace(r, chain=c) for r in ch] for c, ch in enumerate(_split_chains(rs))]
+    chains = {o: [[replace(r, chain=c) for r in ch] for c, ch in enumerate(_split_chains(rs))]
               for o, rs in by_out.items()}
     plans = {o: _chain_plan(o, chs, lambda m, lo, hi: nonzero[m, lo:hi + 1].any()) for o, chs in chains.items()}
     one_chain = {o for o, chs in chains.items() if len(chs) == 1}

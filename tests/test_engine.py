@@ -269,6 +269,11 @@ CASTS = [  # (accumulator type, output type): the estimate charges a cast or not
     (FixedType(10, 6), FixedType(8, 4, False, 'TRN', 'SAT')),  # a negative value saturates at 0
     (FixedType(10, 5), FixedType(9, 5, True, 'TRN', 'SAT')),  # truncating, the maximum fits
     (FixedType(10, 5), FixedType(9, 5, True, 'RND', 'SAT')),  # rounding up passes it
+    (FixedType(10, 4), FixedType(10, 5, True, 'RND', 'SAT')),  # rounding where the result still fits
+    (FixedType(18, 6), FixedType(8, 6, True, 'TRN', 'SAT_ZERO')),  # every value fits: no zeroing
+    (FixedType(18, 6), FixedType(8, 3, True, 'TRN', 'SAT_ZERO')),  # out of range becomes 0
+    (FixedType(8, 4), FixedType(12, 4, True, 'TRN', 'SAT')),  # more fraction bits out: a shift, it fits
+    (FixedType(8, 4), FixedType(8, 2, True, 'TRN', 'SAT')),  # more fraction bits out, fewer integer bits
 ]
 
 

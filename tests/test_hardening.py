@@ -330,8 +330,9 @@ else:  # two tools from worker threads, as the rtl step and the benches run yosy
 
 @pytest.mark.parametrize('how', ['run', 'in_parallel'])
 def test_a_terminated_flow_kills_its_tools(tmp_path, how):
-    """SIGTERM (``kill``, a CI timeout) kills the running tools' process groups as Ctrl-C does; by
-    Python's default the flow would exit at once and leave them running."""
+    """SIGTERM (``kill``, a CI timeout) kills the running tools' process groups as Ctrl-C does (an
+    interrupt, not death by the signal); by Python's default the flow would exit at once and leave
+    them running."""
     pids = tmp_path / 'pids'
     parent = subprocess.Popen([sys.executable, '-c', TERMINATED, str(pids), how], cwd=REPO)
     try:
@@ -341,9 +342,11 @@ def test_a_terminated_flow_kills_its_tools(tmp_path, how):
             time.sleep(0.2)
         groups = [int(p) for p in pids.read_text().split()]
         parent.send_signal(signal.SIGTERM)
-        assert parent.wait(30) == 128 + signal.SIGTERM
-        time.sleep(0.2)
-        assert [g for g in groups if _live_members(g)] == []
+        assert parent.wait(30) != -signal.SIGTERM  # it ended by an interrupt, not by the signal's default
+        deadline = time.time() + 10
+        while [g for g in groups if _live_members(g)]:
+            assert time.time() < deadline, 'tools left running'
+            time.sleep(0.1)
     finally:
         parent.kill()
         for g in [int(p) for p in pids.read_text().split()] if pids.exists() else []:

@@ -2,7 +2,7 @@
 its build unnoticed.
 
 Each tool runs in its own process group, killed whole when the flow is interrupted (Ctrl-C, or
-SIGTERM: ``kill``, a CI timeout, which ``exit_on_sigterm`` turns into an exception too). Tools also
+SIGTERM while a tool runs: ``sigterm_interrupts``). Tools also
 inherit the build folder's lock (``build_dir.BuildLock``): if the flow itself is killed (``kill -9``),
 an orphaned compiler still holds the lock, so a rerun is refused instead of building into the same
 folder beside it.
@@ -10,6 +10,7 @@ folder beside it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -27,28 +28,37 @@ def unshare(fd: int) -> None:
     _inherited_fds.discard(fd)
 
 
-def exit_on_sigterm() -> None:
-    """From the main thread, while SIGTERM has Python's default action (exit at once, leaving the
-    tools' process groups running): make it raise SystemExit as Ctrl-C raises KeyboardInterrupt, so
-    the code that kills the running tools runs."""
-    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-        signal.signal(signal.SIGTERM, _exit)
+@contextlib.contextmanager
+def sigterm_interrupts():
+    """While inside, from the main thread and where SIGTERM has Python's default action (exit at once,
+    leaving the tools' process groups running): SIGTERM (``kill``, a CI timeout, a batch scheduler)
+    raises KeyboardInterrupt as Ctrl-C does, so the code that kills the running tools runs and the
+    caller reports an interrupt; a second SIGTERM meanwhile is ignored. The old action comes back on
+    leaving (as flow/sweep/tasks.py does for Ray)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def _exit(signum, _frame):
-    raise SystemExit(128 + signum)
+def _interrupt(signum, _frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # cleanup is not interrupted again
+    raise KeyboardInterrupt
 
 
 def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
     """``subprocess.run`` in a new process group (session); the whole group is killed if we are
-    interrupted (``exit_on_sigterm``) or fail while it runs."""
-    exit_on_sigterm()
+    interrupted (Ctrl-C, SIGTERM: ``sigterm_interrupts``) or fail while it runs."""
     if kwargs.pop('capture_output', False):
         kwargs.update(stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     data = kwargs.pop('input', None)
     if data is not None:
         kwargs['stdin'] = subprocess.PIPE
-    with subprocess.Popen(cmd, start_new_session=True, pass_fds=tuple(sorted(_inherited_fds)), **kwargs) as proc:
+    with sigterm_interrupts(), subprocess.Popen(cmd, start_new_session=True, pass_fds=tuple(sorted(_inherited_fds)), **kwargs) as proc:
         for fd in _inherited_fds:  # name the tool in the lock file, for a run refused while it lives
             os.lseek(fd, 0, os.SEEK_END)
             os.write(fd, f'; tool {os.path.basename(cmd[0])}: process group {proc.pid}'.encode())

@@ -72,9 +72,9 @@ def in_parallel(tasks: dict, label: str, workers: int = 2) -> dict:
     progress bar; on a failure or an interrupt start no more and kill the running tools at once."""
     from concurrent.futures import ThreadPoolExecutor, wait
 
-    processes.exit_on_sigterm()  # the tools start in worker threads: the main thread handles the signal
     out = {}
-    with bar(label, len(tasks)) as progress, ThreadPoolExecutor(max_workers=workers) as pool:
+    # the tools start in worker threads: the main thread turns SIGTERM into an interrupt
+    with processes.sigterm_interrupts(), bar(label, len(tasks)) as progress, ThreadPoolExecutor(max_workers=workers) as pool:
         task = progress.add_task(label, total=len(tasks), info='')
         jobs = {name: pool.submit(fn) for name, fn in tasks.items()}
         try:

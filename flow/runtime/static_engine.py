@@ -309,14 +309,17 @@ def restart_luts(starts: int) -> int:
 
 
 def cast_luts(acc_t, out_t) -> int:
-    """LUTs of one cast from the accumulator type to the output type (the estimates' unit): a rounding
-    adder and a saturating compare (output and accumulator bits), or none where the emitted cast is a
-    bit slice: fraction bits dropped by truncation, or by a rounding whose offset is a constant (it
-    goes into the carry chain), and integer bits dropped by wrapping, or by saturating where every
-    (rounded) accumulator value fits (yosys maps those to wires and CARRY4s only)."""
+    """LUTs of one cast from the (signed) accumulator type to the output type (the estimates' unit): a
+    rounding adder and a saturating compare (output and accumulator bits), or none where the emitted
+    cast is a bit slice: fraction bits dropped by truncation, or by a rounding whose offset is a
+    constant (it goes into the carry chain), and integer bits dropped by wrapping, or by saturating
+    where every (rounded) accumulator value fits (yosys maps those to wires and CARRY4s only). A one-bit
+    signed output's saturation is charged too, though it is the sign bit."""
     drop = acc_t.frac - out_t.frac
-    ends = np.array([acc_t.min_code, acc_t.max_code], dtype=np.int64)
-    lo, hi = _round_shift(ends, drop, out_t.rounding) if drop > 0 else ends << -drop
+    if drop > 0:
+        lo, hi = (int(v) for v in _round_shift(np.array([acc_t.min_code, acc_t.max_code], dtype=np.int64), drop, out_t.rounding))
+    else:  # more fraction bits out than in: a left shift, in Python integers (no int64 overflow)
+        lo, hi = acc_t.min_code << -drop, acc_t.max_code << -drop
     least = -out_t.max_code if out_t.overflow == 'SAT_SYM' and out_t.signed and out_t.width > 1 else out_t.min_code
     saturates = out_t.overflow != 'WRAP' and (lo < least or hi > out_t.max_code)
     rounds = drop > 0 and out_t.rounding not in ('TRN', 'RND', 'RND_MIN_INF')

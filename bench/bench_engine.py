@@ -229,6 +229,10 @@ def plot(rows: list, path: Path, mask: str) -> None:
                          r['organisation'] == org and r['drop'] == drop and r['lut_ff_vs_limit'])
             if pts:
                 ax.plot(*zip(*pts), marker='o', linestyle='-' if org == 'gather' else '--', label=f'{org}, {drop:.1%} sparse')
+        for drop in sorted({r['drop'] for r in rows if tuple(r['size']) == size}):
+            floor = sorted({(r['rf'], r['io_floor']) for r in rows if tuple(r['size']) == size and r['drop'] == drop and r['io_floor']})
+            if floor:  # what an engine whose core is exactly density x the dense core measures (report())
+                ax.plot(*zip(*floor), marker='_', markersize=14, linestyle=':', color='grey', label=f'I/O floor, {drop:.1%} sparse')
         ax.axhline(TARGET, color='grey', linewidth=0.8)
         ax.axhline(1.0, color='black', linewidth=0.8)
         ax.set_xscale('log', base=2)

@@ -292,3 +292,27 @@ def test_the_estimate_charges_a_cast_exactly_where_it_takes_logic(tmp_path, acc_
         '\nassign y = cast_out(a);\nendmodule\n']))
     luts = synthesize_files([v], 'cast', 'xc7', tmp_path / 'synth')['lut']
     assert (cast_luts(acc_t, out_t) == 0) == (luts == 0), (cast_luts(acc_t, out_t), luts)
+
+
+@pytest.mark.rtl
+@pytest.mark.skipif(tools.yosys() is None, reason='yosys not installed')
+def test_a_weight_rom_of_the_cycle_counter_is_measured_as_a_lut_rom(tmp_path):
+    """yosys turns a case table of constants into a ROM and folds the engine's cycle counter into its
+    read port, which maps each ROM on the counter's next-state logic (about 6x the LUTs; synth.SYNTH
+    keeps case tables as logic). Eight 256 x 4-bit weight ROMs on the engines' counter (``header``),
+    each feeding a product: a LUT6 per 64 words and bit, as Vivado maps them, plus the counter."""
+    from flow.rtl.engine import header
+    from flow.rtl.synth import synthesize_files
+
+    rng, rf, lanes = np.random.default_rng(3), 256, 8
+    v = header('weight ROMs', 'roms', 8 * lanes, 13 * lanes, '', rf)
+    for m in range(lanes):
+        v += [f'reg signed [3:0] w{m};', 'always @* case (cnt)']
+        v += [f"    {t}: w{m} = {'-' if c < 0 else ''}4'sd{abs(c)};" for t, c in enumerate(rng.integers(-8, 8, rf))]
+        v += [f"    default: w{m} = 4'sd0;", 'endcase', f'reg signed [12:0] p{m};',
+              f"always @(posedge clk) p{m} <= $signed({{1'b0, xr[{8 * m + 7}:{8 * m}]}}) * w{m};",
+              f'always @(posedge clk) y[{13 * m + 12}:{13 * m}] <= p{m};']
+    (tmp_path / 'roms.v').write_text('\n'.join(v + ['endmodule', '']))
+    got = synthesize_files([tmp_path / 'roms.v'], 'roms', 'xc7', tmp_path / 'synth')
+    rom_luts = lanes * 4 * rf // 64
+    assert got['dsp'] == lanes and rom_luts <= got['lut'] <= rom_luts + 16, got

@@ -298,6 +298,9 @@ def test_yosys_results_are_cached_by_content(tmp_path, monkeypatch):
     src.write_text(src.read_text().replace('a + b', 'a - b'))
     synth.synthesize_files([src], 'add', 'xc7', tmp_path / 'three' / 'synth')
     assert len(runs) == 2
+    src.write_text(src.read_text().replace('a - b', 'a ^ b'))
+    synth.synthesize_files([src], 'add', 'xc7', tmp_path / 'two' / 'synth')  # a folder reused for a new design
+    assert len(runs) == 3 and not (tmp_path / 'two' / 'synth' / 'cached_from.txt').exists()
 
 
 def test_rtl_auto_builds_small_networks_and_skips_big_ones_with_the_way_to_force_it():

@@ -297,10 +297,11 @@ def test_the_estimate_charges_a_cast_exactly_where_it_takes_logic(tmp_path, acc_
 @pytest.mark.rtl
 @pytest.mark.skipif(tools.yosys() is None, reason='yosys not installed')
 def test_a_weight_rom_of_the_cycle_counter_is_measured_as_a_lut_rom(tmp_path):
-    """yosys turns a case table of constants into a ROM and folds the engine's cycle counter into its
-    read port, which maps each ROM on the counter's next-state logic (about 6x the LUTs; synth.SYNTH
-    keeps case tables as logic). Eight 256 x 4-bit weight ROMs on the engines' counter (``header``),
-    each feeding a product: a LUT6 per 64 words and bit, as Vivado maps them, plus the counter."""
+    """yosys turns a case table of constants into a ROM and, left alone, folds the engine's cycle
+    counter into its read port, which maps the ROM on the counter's next-state logic (about 6x the
+    LUTs; synth.SYNTH maps every ROM as logic on its own address first). Eight 256 x 4-bit weight ROMs
+    on the engines' counter (``header``), each feeding a product: a LUT6 per 64 words and bit, as
+    Vivado maps them, plus the counter."""
     from flow.rtl.engine import header
     from flow.rtl.synth import synthesize_files
 

@@ -149,16 +149,16 @@ DEPTH_RULES = 2  # the logic depth's rules (_cell_depths): a change invalidates 
 # the counter that addresses it into the ROM's read port: the ROM is mapped on the counter's next-state
 # logic, 4-6x the LUTs of a LUT6/MUXF ROM (a 256x4 weight ROM: 75-100 LUTs and 4 FFs instead of the 16
 # LUTs Vivado maps the same case table to). memory_map first makes every ROM logic on its own
-# address (`proc -norom` gives the same LUTs but its case trees took 6.9 GB and 5x the time on an SST
-# engine). Our Verilog has no RAMs (da4ml's and the engines'), so nothing else is mapped differently.
+# address (`proc -norom` gives about the same LUTs, 3% fewer on an SST engine, but its case trees took
+# 6.9 GB and 3x the time there). Our Verilog has no RAMs (da4ml's and the engines'), so nothing else is mapped differently.
 SYNTH = 'hierarchy -check -top {top}\nproc\nmemory_map\nsynth_xilinx -family {family} -top {top} -flatten -noiopad'
 
 
-def _cache_key(files: list[Path], top: str, family: str, depth_into: tuple[str, ...]) -> str:
-    """The same Verilog, top, family and yosys give the same netlist: a rerun (a sweep's points, a
-    ReuseFactor changed elsewhere in the model) reads yosys' earlier result instead of running it again."""
-    h = hashlib.sha256(f'{tools.yosys_version()}\n{SYNTH.format(family=family, top=top)}\n{" ".join(depth_into)}\n'
-                       f'depth {DEPTH_RULES}\n'.encode())
+def _cache_key(files: list[Path], synth: str, depth_into: tuple[str, ...]) -> str:
+    """The same Verilog, yosys commands (``SYNTH``: the top, the family) and yosys give the same
+    netlist: a rerun (a sweep's points, a ReuseFactor changed elsewhere in the model) reads yosys'
+    earlier result instead of running it again."""
+    h = hashlib.sha256(f'{tools.yosys_version()}\n{synth}\n{" ".join(depth_into)}\ndepth {DEPTH_RULES}\n'.encode())
     for f in files:
         h.update(Path(f).read_bytes())
     return h.hexdigest()[:32]
@@ -171,7 +171,8 @@ def synthesize_files(files: list[Path], top: str, family: str, reports: Path, de
     design = reports.parent
     reports.mkdir(exist_ok=True)
     depth_into = tuple(depth_into)
-    cached = cache_dir() / _cache_key(files, top, family, depth_into)
+    synth = SYNTH.format(family=family, top=top)  # the yosys commands, the top and the family: part of the key
+    cached = cache_dir() / _cache_key(files, synth, depth_into)
     if (cached / 'counts.json').is_file():
         shutil.copy(cached / 'stat.txt', reports / 'stat.txt')
         (reports / 'cached_from.txt').write_text(f'yosys results of an identical design, from {cached}\n')
@@ -179,7 +180,7 @@ def synthesize_files(files: list[Path], top: str, family: str, reports: Path, de
     (reports / 'cached_from.txt').unlink(missing_ok=True)  # a report folder reused for a new design
     script = '\n'.join([
         'read_verilog -sv ' + ' '.join(str(f.resolve()) for f in files),
-        SYNTH.format(family=family, top=top),
+        synth,
         f'tee -q -o {(reports / "stat.txt").resolve()} stat',
         f'write_json {(reports / "netlist.json").resolve()}',
         '',

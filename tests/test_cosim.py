@@ -134,14 +134,14 @@ def test_time_multiplexed_outputs_match_reference(tmp_path):
 
 
 def test_outputs_of_several_chains_match_reference(tmp_path):
-    """64 x 32 at 75%, 4x4 blocks, RF 12: two lanes compute some outputs at once, so the kernel sums
+    """64 x 32 at 75%, 4x4 blocks, RF 16: two lanes compute some outputs at once, so the kernel sums
     their chains' running sums (read where a chain ends, or from its hold) and casts the sum once."""
     from flow.runtime.static_engine import static_engine
 
     model = build_keras(64, 32, (4, 4), 0.75, 4, 0, 3, False)
-    cfg = FlowConfig.load(None, model='user.h5', layers={'bs': {'reuse_factor': 12, 'result': 'ap_fixed<8,3,AP_RND_CONV,AP_SAT>'}})
+    cfg = FlowConfig.load(None, model='user.h5', layers={'bs': {'reuse_factor': 16, 'result': 'ap_fixed<8,3,AP_RND_CONV,AP_SAT>'}})
     im, _ = check_cosim(tmp_path, model, FixedType(8, 2), cfg)
-    finals = static_engine(im.layers[1].schedule(12)).finals()
+    finals = static_engine(im.layers[1].schedule(16)).finals()
     assert {k for _, parts in finals.values() for k, _ in parts} == {'r', 'h'}
 
 

@@ -93,6 +93,37 @@ def test_gather_pads_uneven_columns_and_any_reuse_factor(tmp_path):
     assert np.array_equal(simulate(tmp_path, sched, layer, in_t, x).codes, layer.forward(x, in_t))
 
 
+@given(lengths=st.lists(st.integers(0, 40), min_size=1, max_size=40), per_lane=st.integers(1, 16))
+@settings(max_examples=200, deadline=None)
+def test_packed_lanes_are_as_few_as_sequential_and_cut_a_short_column_at_most_once(lengths, per_lane):
+    """The packed lane order: every segment once, the same number of lanes as the sequential order
+    (McNaughton's), a column shorter than a lane in at most two lanes, a longer one in its whole lanes
+    plus at most two; a lane of several columns that it fills exactly holds them whole."""
+    from flow.runtime.schedule import packed, sequential
+
+    columns = [[(c, k) for k in range(n)] for c, n in enumerate(lengths)]
+    lanes = packed(columns, per_lane)
+    assert len(lanes) == len(sequential(columns, per_lane)) and all(len(lane) <= per_lane for lane in lanes)
+    assert sorted(seg for lane in lanes for seg in lane) == sorted(seg for col in columns for seg in col)
+    for c, n in enumerate(lengths):
+        spans = sum(any(seg[0] == c for seg in lane) for lane in lanes)
+        assert spans <= n // per_lane + (2 if n % per_lane else 0)
+
+
+def test_packed_lanes_hold_fewer_partial_sums():
+    """A 128x128 layer at RF 32 (8x8 blocks, 75%, cgs): the sequential order cuts a column at every
+    lane's end, and 41 partial sums wait in holds; packed lanes fill most lanes with whole columns, and
+    8 do. Both compute the same weights with as many multipliers."""
+    from flow.runtime.static_engine import static_engine
+
+    layer = random_layer(np.random.default_rng(0), 128, 128, (8, 8), 0.75, 4, FixedType(8, 3), None)
+    seq, pac = gather(layer, 32, 'sequential'), gather(layer, 32)
+    assert seq.n_mult == pac.n_mult and np.array_equal(seq.dense_weight(), pac.dense_weight())
+    assert len(static_engine(pac).held()) == 8 < len(static_engine(seq).held()) == 41
+    with pytest.raises(ValueError, match="unknown lane order 'zigzag'"):
+        gather(layer, 32, 'zigzag')
+
+
 def test_scatter_refuses_a_reuse_factor_that_does_not_divide():
     layer = random_layer(np.random.default_rng(1), 16, 16, (4, 4), 0.5, 4, FixedType(8, 3), None)
     with pytest.raises(ValueError, match='dividing its 128 kept weights, got 3'):
@@ -175,7 +206,8 @@ def test_timed_and_own_accumulators_side_by_side_equal_reference(tmp_path, monke
     """64x64, 8x8 blocks, 75% dropped, RF 16: outputs timed (running sums, partial sums held) beside
     outputs that two lanes compute at once: as sums of chains (the chains' sums read where they end or
     held), or (``chains`` false: the other organisation the choice weighs) with accumulators of their
-    own, whose multipliers' running sums then sit in the fabric; exact, back to back."""
+    own, whose multipliers' running sums then sit in the fabric; exact, back to back. (The sequential
+    lane order, which cuts a column at each lane's end: the packed order holds fewer sums.)"""
     import dataclasses
 
     import flow.rtl.engine as rtl_engine
@@ -184,7 +216,7 @@ def test_timed_and_own_accumulators_side_by_side_equal_reference(tmp_path, monke
     rng = np.random.default_rng(5)
     in_t = FixedType(6, 2)
     layer = random_layer(rng, 64, 64, (8, 8), 0.75, 4, in_t, FixedType(8, 3, True, 'RND_CONV', 'SAT'))
-    sched = gather(layer, 16)
+    sched = gather(layer, 16, 'sequential')
     eng = static_engine(sched)
     assert {k for _, parts in eng.finals().values() for k, _ in parts} == {'r', 'h'} and eng.held()
     if not chains:
@@ -201,13 +233,14 @@ def test_timed_and_own_accumulators_side_by_side_equal_reference(tmp_path, monke
 def test_time_multiplexed_outputs_equal_reference(tmp_path, rf):
     """32x32, 4x4 blocks, 75% dropped: running sums per multiplier (written as DSP accumulators), partial
     sums of a split column held between its runs or handed to the next run the cycle after, outputs
-    written at constant cycles; exact, one sample per RF cycles back to back."""
+    written at constant cycles; exact, one sample per RF cycles back to back. (The sequential lane
+    order, whose cut columns wait in holds.)"""
     from flow.runtime.static_engine import static_engine
 
     rng = np.random.default_rng(5)
     in_t = FixedType(6, 2)
     layer = random_layer(rng, 32, 32, (4, 4), 0.75, 4, in_t, FixedType(8, 3, True, 'RND_CONV', 'SAT'))
-    sched = gather(layer, rf)
+    sched = gather(layer, rf, 'sequential')
     eng = static_engine(sched)
     assert eng.timed and len(eng.running()) < len(eng.timed_outputs())
     handoffs = [held for hs in eng.handoffs().values() for _, _, held in hs]

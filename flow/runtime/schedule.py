@@ -18,6 +18,10 @@ distinct input a multiplier reads is a leg of its input multiplexer. Two organis
   kept blocks in every block-column (``cgs_balanced`` masks) and a segment that divides the
   column, there is no padding and every multiplier owns fixed outputs. Lanes exist only for kept
   blocks: inputs of dropped block-rows are never read, dropped block-columns get no segment.
+  How the columns' segments are laid out over the lanes (``LANE_ORDERS``) decides how many partial
+  sums wait: ``packed`` (the default) fills lanes with whole columns wherever a set of them fills a
+  lane exactly, so fewer columns are cut at a lane's end than in the ``sequential`` order (one column
+  after another, McNaughton's), with as many lanes.
 
 Everything here is numpy on the reference's packed format (``ref_block_sparse``); the RTL engine
 (``flow/rtl/engine.py``) and the per-layer HLS kernel (``flow/hls/block_sparse_emit.py``) are both
@@ -118,7 +122,8 @@ class Schedule:
         compare where it has them (``cast_luts``). An output with an accumulator of its own costs one
         adder bit per source, a cast and, unless it is a DSP's accumulator all the same
         (``dsp_accumulated``: one ungated source), its register;
-        the time-multiplexed outputs cost, per running sum, a restart multiplexer (``restart_luts``) and,
+        the time-multiplexed outputs cost, per running sum, a restart multiplexer where it restarts from a
+        partial sum (``restart_luts``: a constant restart folds into its adder) and,
         without DSPs or where its product has another user (``fabric_sums``), its register and adder
         (else it is the DSP's accumulator), a cast per multiplier that finishes one-chain outputs, per
         chain whose partial sum waits a hold register, and per output of several chains an adder per
@@ -135,10 +140,12 @@ class Schedule:
         # an adder column per source, the gate folded into its LUTs (for an output that is a DSP's accumulator
         # all the same, the column stands for its restart choice: the adder is the DSP's)
         adder_luts = acc * len(srcs) + sum(g.ranges is not None for g in srcs)
-        # a running sum: the choice of restart or sum and the restart values (a case of the cycle) in LUTs; its
-        # register and adder are the DSP's accumulator (P), unless its product has another user
+        # a running sum: the choice of restart or sum and the restart values (a case of the cycle) in LUTs where it
+        # restarts from a partial sum ('hold'); its register and adder are the DSP's accumulator (P), unless its
+        # product has another user
         fabric_sums = len(eng.fabric_sums()) if dsp else len(running)
-        adder_luts += sum(acc * restart_luts(len(starts)) for starts in running.values()) + acc * fabric_sums
+        adder_luts += sum(acc * restart_luts(sum(how == 'hold' for _, how, _ in starts)) for starts in running.values())
+        adder_luts += acc * fabric_sums
         finals = eng.finals()  # an output of several chains: an adder per chain but one and a cast of its own
         adder_luts += acc * sum(len(parts) - 1 for _, parts in finals.values())
         casts = self.n_out - len(timed) + len(eng.writes()) + len(finals)
@@ -175,11 +182,14 @@ def scatter(layer: BlockSparseDense, rf: int) -> Schedule:
                     weights=values.reshape(-1)[w], outputs=index[b] * bo + r % bo)
 
 
-def gather(layer: BlockSparseDense, rf: int) -> Schedule:
-    """Output-stationary lanes; any ReuseFactor (a column's last segment is padded)."""
+def gather(layer: BlockSparseDense, rf: int, order: str = 'packed') -> Schedule:
+    """Output-stationary lanes; any ReuseFactor (a column's last segment is padded). ``order``: how the
+    columns' segments are laid out over the lanes (``LANE_ORDERS``)."""
     bi, bo, rows, index, values = _packed(layer)
     if rf < 1:
         raise ValueError(f"layer '{layer.name}': ReuseFactor must be at least 1, got {rf}")
+    if order not in LANE_ORDERS:
+        raise ValueError(f'unknown lane order {order!r}; known: {sorted(LANE_ORDERS)}')
     n_cb = layer.n_out // bo
     col_blocks = [np.flatnonzero(index == c) for c in range(n_cb)]  # kept blocks per column, by input row
     steps = [len(bs) * bi for bs in col_blocks]
@@ -195,14 +205,14 @@ def gather(layer: BlockSparseDense, rf: int) -> Schedule:
     run_len = math.gcd(seg_len, bi)
     per_lane = rf // seg_len
 
-    segments = []  # (output block, [kept block or -1 per step's block, row within block])
+    columns = []  # per output block, its segments: (output block, [kept block or -1 per step's block, row within block])
     for c, bs in enumerate(col_blocks):
         st = [(int(b), i) for b in bs for i in range(bi)]
         st += [(-1, 0)] * (-len(st) % seg_len)
-        segments += [(c, st[k:k + seg_len]) for k in range(0, len(st), seg_len)]
-    n_lanes = math.ceil(len(segments) / per_lane)
-    empty = n_lanes * per_lane - len(segments)
-    segments += [(None, [(-1, 0)] * seg_len)] * empty
+        columns.append([(c, st[k:k + seg_len]) for k in range(0, len(st), seg_len)])
+    lanes = LANE_ORDERS[order](columns, per_lane)
+    n_lanes = len(lanes)
+    segments = [seg for lane in lanes for seg in lane + [(None, [(-1, 0)] * seg_len)] * (per_lane - len(lane))]
 
     inputs = np.full((n_lanes * bo, rf), -1, dtype=np.int64)
     weights = np.zeros((n_lanes * bo, rf), dtype=values.dtype)
@@ -229,6 +239,60 @@ def gather(layer: BlockSparseDense, rf: int) -> Schedule:
                     lane_width=bo, seg_len=seg_len, run_len=run_len, run_start=run_start, seg_block=seg_block)
 
 
+def sequential(columns: list[list], per_lane: int) -> list[list]:
+    """The columns one after another, cut into lanes of ``per_lane`` segments (McNaughton's wrap-around
+    rule): the fewest lanes, but a column cut at a lane's end continues at the start of the next lane,
+    earlier in the sample, so its partial sum waits in a hold (or, where the two parts overlap in time,
+    the output is a sum of two chains)."""
+    flat = [seg for col in columns for seg in col]
+    return [flat[k:k + per_lane] for k in range(0, len(flat), per_lane)]
+
+
+def packed(columns: list[list], per_lane: int) -> list[list]:
+    """As many lanes as ``sequential``, with fewer columns cut. A column of ``per_lane`` segments or more
+    takes whole lanes of its own; then each lane in turn takes a set of whole columns (and remainders
+    of the long ones) that fills it exactly, the largest first (subset sum), so those columns each run
+    on one multiplier per output from their first cycle to their last and need no hold; the columns
+    left over are laid out ``sequential`` over the lanes left, so each is cut at most once. In a lane,
+    remainders of long columns come last: their output is the sum of chains (the long column's lanes
+    run at the same time), and a chain's sum read in the cycle its run ends needs no hold."""
+    n_lanes = math.ceil(sum(map(len, columns)) / per_lane)
+    lanes, items = [], []
+    for col in columns:
+        q, r = divmod(len(col), per_lane)
+        lanes += [col[k * per_lane:(k + 1) * per_lane] for k in range(q)]
+        if r:
+            items.append((q > 0, col[q * per_lane:]))
+    items.sort(key=lambda it: -len(it[1]))  # stable: equal lengths stay in column order
+    while items and len(lanes) < n_lanes:
+        take = _exact_fill([len(segs) for _, segs in items], per_lane)
+        if take is None:
+            break
+        mine = [items[k] for k in take]
+        items = [it for k, it in enumerate(items) if k not in take]
+        lanes.append([seg for _, segs in sorted(mine, key=lambda it: it[0]) for seg in segs])
+    rest = sequential([segs for _, segs in items], per_lane)
+    return lanes + rest
+
+
+def _exact_fill(lengths: list[int], total: int) -> list[int] | None:
+    """Indices of ``lengths`` (sorted, longest first) that sum to exactly ``total``, taking each longest
+    one that still leaves the rest reachable by the ones after it; None where no subset does."""
+    mask = (1 << (total + 1)) - 1
+    reach = [1] * (len(lengths) + 1)  # reach[k]: bit s set where items k.. can sum to s
+    for k in range(len(lengths) - 1, -1, -1):
+        reach[k] = (reach[k + 1] | (reach[k + 1] << lengths[k])) & mask
+    if not reach[0] >> total & 1:
+        return None
+    take, left = [], total
+    for k, n in enumerate(lengths):
+        if left >= n and reach[k + 1] >> (left - n) & 1:
+            take.append(k)
+            left -= n
+    return take
+
+
+LANE_ORDERS = {'packed': packed, 'sequential': sequential}
 ORGANISATIONS = {'scatter': scatter, 'gather': gather}
 
 

@@ -302,10 +302,14 @@ def _select(inputs: np.ndarray, care: np.ndarray) -> Select:
     return Select(tuple((tuple(ts), i) for i, ts in legs.items()), used[0][1])
 
 
-def restart_luts(starts: int) -> int:
-    """LUTs per accumulator bit of a running sum's choice of restart or sum and its restart values (a
-    case of the cycle with ``starts`` legs): what the organisation's cost and the estimate count."""
-    return 1 + _mux_luts(starts + 1)
+def restart_luts(sums: int) -> int:
+    """LUTs per accumulator bit of a running sum's choice of restart or sum and its restart values, where
+    ``sums`` of its restarts read a partial sum (a hold or another running sum; the others a constant,
+    the bias or 0): the estimate's unit (``time_multiplexed`` weighs restarts its own way). Constant restarts are free:
+    yosys folds the choice between a constant of the cycle and the sum into the adder's LUTs (measured
+    on one 18-bit running sum: 1 LUT for one constant, 4 for two); a restart from a sum is a multiplexer
+    of the sums, the constant and the running sum itself (39 LUTs for a constant and a hold)."""
+    return 1 + _mux_luts(sums + 2) if sums else 0
 
 
 def cast_luts(acc_t, out_t) -> int:
@@ -472,7 +476,10 @@ def time_multiplexed(outputs: np.ndarray, nonzero: np.ndarray, live: list[int], 
             for r in by_out[o]:
                 starts[r.m] = starts.get(r.m, 0) + 1
         fabric = sum(2 for m in starts if not writes[m] <= timed)  # register and adder
-        restarts = sum(restart_luts(n) for n in starts.values())
+        # every restart an accumulator-wide multiplexer leg, constant or not: the choice's weighting, kept from
+        # the measurements it was set on (it leaves the dense and RF 16 engines their accumulators, where timing
+        # them measured larger); the estimate's unit (``restart_luts``) charges only restarts from a sum
+        restarts = sum(1 + _mux_luts(n + 1) for n in starts.values())
         holds = sum(len(plans[o][1]) for o in timed)
         casts = len({chains[o][0][-1].m for o in timed & one_chain}) + len(timed - one_chain)
         adders = sum(len(chains[o]) - 1 for o in timed)

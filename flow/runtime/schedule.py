@@ -20,8 +20,8 @@ distinct input a multiplier reads is a leg of its input multiplexer. Two organis
   blocks: inputs of dropped block-rows are never read, dropped block-columns get no segment.
   How the columns' segments are laid out over the lanes (``LANE_ORDERS``) decides how many partial
   sums wait: ``packed`` (the default) fills lanes with whole columns wherever a set of them fills a
-  lane exactly, so fewer columns are cut at a lane's end than in the ``sequential`` order (one column
-  after another, McNaughton's), with as many lanes.
+  lane exactly, so columns are cut at a lane's end no more often than in the ``sequential`` order (one
+  column after another, McNaughton's), with as many lanes.
 
 Everything here is numpy on the reference's packed format (``ref_block_sparse``); the RTL engine
 (``flow/rtl/engine.py``) and the per-layer HLS kernel (``flow/hls/block_sparse_emit.py``) are both
@@ -249,14 +249,17 @@ def sequential(columns: list[list], per_lane: int) -> list[list]:
 
 
 def packed(columns: list[list], per_lane: int) -> list[list]:
-    """As many lanes as ``sequential``, with fewer columns cut. A column of ``per_lane`` segments or more
-    takes whole lanes of its own; then each lane in turn takes a set of whole columns (and remainders
-    of the long ones) that fills it exactly, the largest first (subset sum), so those columns each run
-    on one multiplier per output from their first cycle to their last and need no hold; the columns
-    left over are laid out ``sequential`` over the lanes left, so each is cut at most once. In a lane,
-    remainders of long columns come last: their output is the sum of chains (the long column's lanes
-    run at the same time), and a chain's sum read in the cycle its run ends needs no hold."""
-    n_lanes = math.ceil(sum(map(len, columns)) / per_lane)
+    """As many lanes as ``sequential``, and never more runs (a column's segments in one lane; a segment's
+    first element names its column). A column of ``per_lane`` segments or more takes whole lanes of its
+    own; then each lane in turn takes a set of whole columns (and remainders of the long ones) that fills
+    it exactly, the largest first (subset sum), so those columns each run on one multiplier per output
+    from their first cycle to their last and need no hold; the columns left over are laid out
+    ``sequential`` over the lanes left, so each is cut at most once. In a lane, remainders of long
+    columns come last: their output is the sum of chains (the long column's lanes run at the same time),
+    and the last of them, in the cycle its run ends with the lane, needs no hold. Where the sequential
+    order happens to make fewer runs (its cuts can fall on column ends), it is taken."""
+    seq = sequential(columns, per_lane)
+    n_lanes = len(seq)
     lanes, items = [], []
     for col in columns:
         q, r = divmod(len(col), per_lane)
@@ -271,8 +274,13 @@ def packed(columns: list[list], per_lane: int) -> list[list]:
         mine = [items[k] for k in take]
         items = [it for k, it in enumerate(items) if k not in take]
         lanes.append([seg for _, segs in sorted(mine, key=lambda it: it[0]) for seg in segs])
-    rest = sequential([segs for _, segs in items], per_lane)
-    return lanes + rest
+    lanes += sequential([segs for _, segs in items], per_lane)
+    return lanes if _runs(lanes) <= _runs(seq) else seq
+
+
+def _runs(lanes: list[list]) -> int:
+    """(column, lane) pairs: a column's runs over all lanes, one more for every cut."""
+    return sum(len({seg[0] for seg in lane}) for lane in lanes)
 
 
 def _exact_fill(lengths: list[int], total: int) -> list[int] | None:

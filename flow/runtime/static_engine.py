@@ -305,8 +305,8 @@ def _select(inputs: np.ndarray, care: np.ndarray) -> Select:
 def restart_luts(sums: int) -> int:
     """LUTs per accumulator bit of a running sum's choice of restart or sum and its restart values, where
     ``sums`` of its restarts read a partial sum (a hold or another running sum; the others a constant,
-    the bias or 0): the estimate's unit (``time_multiplexed`` weighs restarts its own way). Constant restarts are free:
-    yosys folds the choice between a constant of the cycle and the sum into the adder's LUTs (measured
+    the bias or 0): the estimate's unit (``time_multiplexed`` weighs restarts its own way). Constant restarts
+    are taken as free: yosys folds the choice between a constant of the cycle and the sum into the adder's LUTs (measured
     on one 18-bit running sum: 1 LUT for one constant, 4 for two); a restart from a sum is a multiplexer
     of the sums, the constant and the running sum itself (39 LUTs for a constant and a hold)."""
     return 1 + _mux_luts(sums + 2) if sums else 0

@@ -99,10 +99,10 @@ def test_packed_lanes_are_as_few_as_sequential_and_cut_a_short_column_at_most_on
     """The packed lane order: every segment once, the same number of lanes as the sequential order
     (McNaughton's) and no more runs (a column's segments in one lane), a column shorter than a lane in
     at most two lanes, a longer one cut at most once more than it needs lanes."""
-    from flow.runtime.schedule import _runs, packed, sequential
+    from flow.runtime.schedule import _runs, packed_lanes, sequential_lanes
 
     columns = [[(c, k) for k in range(n)] for c, n in enumerate(lengths)]
-    lanes, seq = packed(columns, per_lane), sequential(columns, per_lane)
+    lanes, seq = packed_lanes(columns, per_lane), sequential_lanes(columns, per_lane)
     assert len(lanes) == len(seq) and all(len(lane) <= per_lane for lane in lanes) and _runs(lanes) <= _runs(seq)
     assert sorted(seg for lane in lanes for seg in lane) == sorted(seg for col in columns for seg in col)
     for c, n in enumerate(lengths):

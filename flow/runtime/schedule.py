@@ -239,7 +239,7 @@ def gather(layer: BlockSparseDense, rf: int, order: str = 'packed') -> Schedule:
                     lane_width=bo, seg_len=seg_len, run_len=run_len, run_start=run_start, seg_block=seg_block)
 
 
-def sequential(columns: list[list], per_lane: int) -> list[list]:
+def sequential_lanes(columns: list[list], per_lane: int) -> list[list]:
     """The columns one after another, cut into lanes of ``per_lane`` segments (McNaughton's wrap-around
     rule): the fewest lanes, but a column cut at a lane's end continues at the start of the next lane,
     earlier in the sample, so its partial sum waits in a hold (or, where the two parts overlap in time,
@@ -248,17 +248,17 @@ def sequential(columns: list[list], per_lane: int) -> list[list]:
     return [flat[k:k + per_lane] for k in range(0, len(flat), per_lane)]
 
 
-def packed(columns: list[list], per_lane: int) -> list[list]:
-    """As many lanes as ``sequential``, and never more runs (a column's segments in one lane; a segment's
+def packed_lanes(columns: list[list], per_lane: int) -> list[list]:
+    """As many lanes as ``sequential_lanes``, and never more runs (a column's segments in one lane; a segment's
     first element names its column). A column of ``per_lane`` segments or more takes whole lanes of its
     own; then each lane in turn takes a set of whole columns (and remainders of the long ones) that fills
     it exactly, the largest first (subset sum), so those columns each run on one multiplier per output
     from their first cycle to their last and need no hold; the columns left over are laid out
-    ``sequential`` over the lanes left, so each is cut at most once. In a lane, remainders of long
+    ``sequential_lanes`` over the lanes left, so each is cut at most once. In a lane, remainders of long
     columns come last: their output is the sum of chains (the long column's lanes run at the same time),
     and the last of them, in the cycle its run ends with the lane, needs no hold. Where the sequential
     order happens to make fewer runs (its cuts can fall on column ends), it is taken."""
-    seq = sequential(columns, per_lane)
+    seq = sequential_lanes(columns, per_lane)
     n_lanes = len(seq)
     lanes, items = [], []
     for col in columns:
@@ -274,7 +274,7 @@ def packed(columns: list[list], per_lane: int) -> list[list]:
         mine = [items[k] for k in take]
         items = [it for k, it in enumerate(items) if k not in take]
         lanes.append([seg for _, segs in sorted(mine, key=lambda it: it[0]) for seg in segs])
-    lanes += sequential([segs for _, segs in items], per_lane)
+    lanes += sequential_lanes([segs for _, segs in items], per_lane)
     return lanes if _runs(lanes) <= _runs(seq) else seq
 
 
@@ -300,7 +300,7 @@ def _exact_fill(lengths: list[int], total: int) -> list[int] | None:
     return take
 
 
-LANE_ORDERS = {'packed': packed, 'sequential': sequential}
+LANE_ORDERS = {'packed': packed_lanes, 'sequential': sequential_lanes}
 ORGANISATIONS = {'scatter': scatter, 'gather': gather}
 
 

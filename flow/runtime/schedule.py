@@ -122,8 +122,8 @@ class Schedule:
         compare where it has them (``cast_luts``). An output with an accumulator of its own costs one
         adder bit per source, a cast and, unless it is a DSP's accumulator all the same
         (``dsp_accumulated``: one ungated source), its register;
-        the time-multiplexed outputs cost, per running sum, a restart multiplexer where it restarts from a
-        partial sum (``restart_luts``: a constant restart folds into its adder) and,
+        the time-multiplexed outputs cost, per running sum, a restart multiplexer (``restart_luts``: one
+        constant restart folds into its adder) and,
         without DSPs or where its product has another user (``fabric_sums``), its register and adder
         (else it is the DSP's accumulator), a cast per multiplier that finishes one-chain outputs, per
         chain whose partial sum waits a hold register, and per output of several chains an adder per
@@ -140,11 +140,10 @@ class Schedule:
         # an adder column per source, the gate folded into its LUTs (for an output that is a DSP's accumulator
         # all the same, the column stands for its restart choice: the adder is the DSP's)
         adder_luts = acc * len(srcs) + sum(g.ranges is not None for g in srcs)
-        # a running sum: the choice of restart or sum and the restart values (a case of the cycle) in LUTs where it
-        # restarts from a partial sum ('hold'); its register and adder are the DSP's accumulator (P), unless its
-        # product has another user
+        # a running sum: the choice of restart or sum and the restart values (a case of the cycle) in LUTs
+        # (``restart_luts``); its register and adder are the DSP's accumulator (P), unless its product has another user
         fabric_sums = len(eng.fabric_sums()) if dsp else len(running)
-        adder_luts += sum(acc * restart_luts(sum(how == 'hold' for _, how, _ in starts)) for starts in running.values())
+        adder_luts += sum(acc * restart_luts(starts) for starts in running.values())
         adder_luts += acc * fabric_sums
         finals = eng.finals()  # an output of several chains: an adder per chain but one and a cast of its own
         adder_luts += acc * sum(len(parts) - 1 for _, parts in finals.values())

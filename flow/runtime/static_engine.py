@@ -302,14 +302,18 @@ def _select(inputs: np.ndarray, care: np.ndarray) -> Select:
     return Select(tuple((tuple(ts), i) for i, ts in legs.items()), used[0][1])
 
 
-def restart_luts(sums: int) -> int:
-    """LUTs per accumulator bit of a running sum's choice of restart or sum and its restart values, where
-    ``sums`` of its restarts read a partial sum (a hold or another running sum; the others a constant,
-    the bias or 0): the estimate's unit (``time_multiplexed`` weighs restarts its own way). Constant restarts
-    are taken as free: yosys folds the choice between a constant of the cycle and the sum into the adder's LUTs (measured
-    on one 18-bit running sum: 1 LUT for one constant, 4 for two); a restart from a sum is a multiplexer
-    of the sums, the constant and the running sum itself (39 LUTs for a constant and a hold)."""
-    return 1 + _mux_luts(sums + 2) if sums else 0
+def restart_luts(starts) -> int:
+    """LUTs per accumulator bit of a running sum's choice of restart or sum and its restart values, for
+    its ``starts`` (``StaticEngine.running``: 'hold' restarts read a partial sum, a hold or another
+    running sum; the others a constant, the bias or 0): the estimate's unit (``time_multiplexed`` weighs
+    restarts its own way). One constant folds into the adder's LUTs with the choice of restart or sum,
+    the others are a multiplexer of constants of the cycle, and restarts from sums a multiplexer of the
+    sums, the constants and the running sum itself. Measured with yosys on one 18-bit running sum: 1 LUT
+    for one constant, 4 for two, 39 for a constant and a hold; four constants per running sum (the
+    RF 256 engines of bench_engine) about 1 LUT per bit."""
+    sums = sum(how == 'hold' for _, how, _ in starts)
+    constants = len(starts) - sums
+    return (1 + _mux_luts(sums + 2) if sums else 0) + _mux_luts(constants - 1)
 
 
 def cast_luts(acc_t, out_t) -> int:
@@ -478,7 +482,7 @@ def time_multiplexed(outputs: np.ndarray, nonzero: np.ndarray, live: list[int], 
         fabric = sum(2 for m in starts if not writes[m] <= timed)  # register and adder
         # every restart an accumulator-wide multiplexer leg, constant or not: the choice's weighting, kept from
         # the measurements it was set on (it leaves the dense and RF 16 engines their accumulators, where timing
-        # them measured larger); the estimate's unit (``restart_luts``) charges only restarts from a sum
+        # them measured larger); the estimate's unit (``restart_luts``) charges little for constant restarts
         restarts = sum(1 + _mux_luts(n + 1) for n in starts.values())
         holds = sum(len(plans[o][1]) for o in timed)
         casts = len({chains[o][0][-1].m for o in timed & one_chain}) + len(timed - one_chain)

@@ -112,9 +112,9 @@ def test_packed_lanes_are_as_few_as_sequential_and_cut_a_short_column_at_most_on
 
 def test_packed_lanes_hold_fewer_partial_sums():
     """A 128x128 layer at RF 32 (8x8 blocks, 75%, cgs; not bench_engine's mask, whose figures the README
-    gives): the sequential order cuts a column at every
-    lane's end, and 41 partial sums wait in holds; packed lanes fill most lanes with whole columns, and
-    8 do. Both compute the same weights with as many multipliers."""
+    gives): the sequential order cuts a column at every lane's end, and 41 partial sums wait in holds;
+    packed lanes fill most lanes with whole columns, and 8 do. Both compute the same weights with as
+    many multipliers."""
     from flow.runtime.static_engine import static_engine
 
     layer = random_layer(np.random.default_rng(0), 128, 128, (8, 8), 0.75, 4, FixedType(8, 3), None)
